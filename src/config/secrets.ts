@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+/**
+ * Secrets live in AWS Secrets Manager under predictable names, one per platform and one for the
+ * key that signs the tokens `/sync` mints. The CDK stack creates them with generated values; the
+ * local stack serves the same names from `config/local-secrets.json`.
+ */
+export function platformSecretName(environment: string, platformId: number): string {
+  return `dmp-activation/${environment}/platforms/${platformId}`;
+}
+
+export function syncTokenKeySecretName(environment: string): string {
+  return `dmp-activation/${environment}/sync-token-key`;
+}
+
+const secretValue = z.string().min(16, 'must be at least 16 characters');
+
+export const PlatformSecretSchema = z
+  .object({
+    /** The seed's static `plsec` token, handed to the partner. */
+    syncToken: z.string().min(8, 'must be at least 8 characters').optional(),
+    /** HMAC keys the partner signs sync callbacks with, by key id (several during rotation). */
+    signingKeys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), secretValue).default({}),
+  })
+  .passthrough();
+
+export const SyncTokenKeySchema = z.object({
+  /** Key id of the key that signs new tokens. */
+  kid: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/),
+  key: secretValue,
+  /** Earlier keys, still accepted until the tokens they signed have expired. */
+  previous: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,16}$/), secretValue).default({}),
+});
+
+export type PlatformSecret = z.output<typeof PlatformSecretSchema>;
+export type SyncTokenKey = z.output<typeof SyncTokenKeySchema>;
