@@ -51,8 +51,9 @@ export const CONFIG_ENV_VAR = 'DMP_CONFIG_JSON';
  * (esbuild `define` of `process.env.DMP_CONFIG_JSON`), so it needs no file read and no 4 KB
  * environment-variable budget; the local stack sets the same variable. Validated at cold start.
  */
-export function loadRuntimeEnvironment(env: NodeJS.ProcessEnv = process.env): EnvironmentConfig {
-  const json = env[CONFIG_ENV_VAR];
+export function loadRuntimeEnvironment(env?: NodeJS.ProcessEnv): EnvironmentConfig {
+  // Spelled out literally: esbuild's `define` replaces only this exact expression.
+  const json = env ? env[CONFIG_ENV_VAR] : process.env.DMP_CONFIG_JSON;
   if (!json) throw new ConfigError(CONFIG_ENV_VAR, ['is not set']);
   let document: unknown;
   try {

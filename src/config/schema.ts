@@ -42,6 +42,19 @@ const httpUrl = z.string().refine(
   { message: 'must be an absolute https URL (http only for 127.0.0.1, ::1 or localhost)' },
 );
 
+/** True when a placeholder would stand in the scheme, credentials or host of a template. */
+function placeholderInOrigin(template: string): boolean {
+  const marker = 'placeholdermarker';
+  try {
+    const url = new URL(template.replaceAll(/\{[a-z_]+\}/g, marker));
+    return [url.protocol, url.username, url.password, url.host].some((part) =>
+      part.toLowerCase().includes(marker),
+    );
+  } catch {
+    return true;
+  }
+}
+
 export function isLoopbackHost(hostname: string): boolean {
   return hostname === '127.0.0.1' || hostname === 'localhost' || hostname === '[::1]' || hostname === '::1';
 }
@@ -63,9 +76,14 @@ export const SyncSettingsSchema = z
      * Where the browser is sent, with `{out}` standing for our callback URL (percent-encoded as a
      * query value); consent placeholders forward the browser's consent signals to the partner.
      */
-    urlTemplate: httpUrl.refine((value) => value.split('{out}').length === 2, {
-      message: 'must contain the {out} placeholder exactly once',
-    }),
+    urlTemplate: httpUrl
+      .refine((value) => value.split('{out}').length === 2, {
+        message: 'must contain the {out} placeholder exactly once',
+      })
+      .refine((value) => !placeholderInOrigin(value), {
+        message:
+          'placeholders may not stand in the scheme or host: redirects must stay on the partner origin',
+      }),
     /** The macro the partner replaces with its user id inside our `out` URL. */
     userIdMacro: z.string().min(1).max(64).default(DEFAULT_USER_ID_MACRO),
     resyncAfterDays: z.number().min(1).max(90).default(7),

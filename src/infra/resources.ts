@@ -78,3 +78,43 @@ export const COMMON_ENV = {
 } as const;
 
 export const METRICS_NAMESPACE = 'DmpActivation';
+
+/**
+ * The common environment of one function, exactly as the CDK stack sets it (the local stack can use
+ * the same helper). The service name is the function's folder under `lambdas/` (e.g. `user-sync`).
+ */
+export function functionServiceName(definition: FunctionDefinition): string {
+  const parts = definition.entry.split('/');
+  return parts.length >= 2 ? parts[parts.length - 2]! : definition.id;
+}
+
+export function commonEnvironment(
+  definition: FunctionDefinition,
+  environmentName: string,
+): Record<string, string> {
+  return {
+    [COMMON_ENV.environmentName]: environmentName,
+    [COMMON_ENV.serviceName]: functionServiceName(definition),
+    [COMMON_ENV.metricsNamespace]: METRICS_NAMESPACE,
+  };
+}
+
+/**
+ * Names of the user-sync funnel metrics (namespace METRICS_NAMESPACE), each with a `platform`
+ * dimension; the CDK dashboard graphs them.
+ */
+export const SYNC_METRICS = {
+  names: ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected', 'OptOut'],
+  platformDimension: 'platform',
+} as const;
+
+/** CloudFormation stack of one environment, and the outputs the operator CLI reads from it. */
+export function stackName(environmentName: string): string {
+  return `DmpActivation-${environmentName}`;
+}
+
+export const STACK_OUTPUTS = {
+  apiUrl: 'ApiUrl',
+  mappingTableName: 'MappingTableName',
+  syncPixelUrl: 'SyncPixelUrl',
+} as const;

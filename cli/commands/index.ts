@@ -1,0 +1,8 @@
+import type { Command } from '../framework.ts';
+import { mappingsCommand } from './mappings.ts';
+
+/**
+ * Every `dmp` command. A new command is a module in this folder exporting a Command, added here
+ * (names may have several words: `platforms validate`, `dlq redrive`).
+ */
+export const COMMANDS: readonly Command[] = [mappingsCommand];

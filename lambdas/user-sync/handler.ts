@@ -1,0 +1,76 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { dynamoDbClient } from '../../src/aws/clients.ts';
+import { JsonSecrets, SecretError } from '../../src/aws/secrets.ts';
+import { loadRuntimeEnvironment } from '../../src/config/load.ts';
+import {
+  PlatformSecretSchema,
+  platformSecretName,
+  SyncTokenKeySchema,
+  syncTokenKeySecretName,
+} from '../../src/config/secrets.ts';
+import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { createLogger, PowertoolsSyncMetrics } from '../../src/observability/powertools.ts';
+import { pixel, toHttpResult, toSyncRequest } from '../../src/sync/http.ts';
+import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
+import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
+
+// Cold start: configuration validated (a bad one fails here, loudly), clients created once.
+const SERVICE_NAME = 'user-sync';
+const logger = createLogger(SERVICE_NAME);
+const config = loadRuntimeEnvironment();
+const tableName = process.env[MAPPING_TABLE.envVar];
+if (!tableName) throw new Error(`${MAPPING_TABLE.envVar} is not set`);
+
+const secrets = new JsonSecrets();
+const service = new UserSyncService({
+  config,
+  store: new DynamoMappingStore(dynamoDbClient(), tableName),
+  metrics: new PowertoolsSyncMetrics(SERVICE_NAME),
+  now: () => Math.floor(Date.now() / 1000),
+  secrets: {
+    platform: (platformId) => secrets.read(platformSecretName(config.name, platformId), PlatformSecretSchema),
+    tokenKeys: async () => {
+      const keys = await secrets.read(syncTokenKeySecretName(config.name), SyncTokenKeySchema);
+      if (!keys) throw new SecretError(`secret ${syncTokenKeySecretName(config.name)} does not exist`);
+      return keys;
+    },
+  },
+});
+
+const ROUTES: Record<string, (request: ReturnType<typeof toSyncRequest>) => Promise<SyncResponse>> = {
+  'GET /sync': (request) => service.sync(request),
+  'GET /uid': (request) => service.callback(request),
+  'GET /optout': (request) => service.optOut(request),
+  'POST /optout': (request) => service.optOut(request),
+};
+
+async function handleRequest(event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> {
+  const route = ROUTES[event.routeKey];
+  if (!route) return pixel(404, [], { 'x-dmp-reason': 'route_unknown' });
+  const request = toSyncRequest(event);
+  try {
+    const response = await route(request);
+    logger.info('sync request', {
+      route: event.routeKey,
+      status: response.status,
+      outcome: response.outcome,
+      reason: response.reason,
+      platformId: response.platformId,
+    });
+    return toHttpResult(response, request.debug);
+  } catch (error) {
+    // Only infrastructure failures land here (store, secrets); bad input is answered above.
+    logger.error('sync request failed', { route: event.routeKey, error: errorSummary(error) });
+    return pixel(503, [], { 'retry-after': '60', 'x-dmp-reason': 'temporarily_unavailable' });
+  }
+}
+
+function errorSummary(error: unknown): { name: string; message: string } {
+  return error instanceof Error
+    ? { name: error.name, message: error.message }
+    : { name: 'unknown', message: '' };
+}
+
+export const handler = middy(handleRequest).use(injectLambdaContext(logger, { resetKeys: true }));

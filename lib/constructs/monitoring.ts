@@ -1,0 +1,117 @@
+import { Duration } from 'aws-cdk-lib';
+import type { HttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Construct } from 'constructs';
+import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+
+export interface MonitoringProps {
+  readonly config: EnvironmentConfig;
+  readonly api: HttpApi;
+  /** Functions to alarm on, by a short display name. */
+  readonly functions: Readonly<Record<string, lambda.IFunction>>;
+}
+
+const PERIOD = Duration.minutes(5);
+
+/**
+ * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral
+ * pixel, never an exception, so any function error or API 5xx is a defect or an outage; a throttle
+ * means pixels are being dropped. Thresholds are small absolute counts over 5 minutes.
+ * Alarms have no action yet: the environment config names no notification target.
+ */
+export class Monitoring extends Construct {
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const { config, api } = props;
+
+    for (const [name, fn] of Object.entries(props.functions)) {
+      this.alarms.push(
+        fn.metricErrors({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Errors`, {
+          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input)`,
+          threshold: 5,
+          evaluationPeriods: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        }),
+        fn.metricThrottles({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Throttles`, {
+          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped)`,
+          threshold: 1,
+          evaluationPeriods: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        }),
+      );
+    }
+    this.alarms.push(
+      api.metricServerError({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, 'Api5xx', {
+        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx)`,
+        threshold: 5,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    const functions = Object.entries(props.functions);
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `DmpActivation-${config.name}`,
+      defaultInterval: Duration.hours(24),
+    });
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Sync funnel by platform',
+        width: 24,
+        left: SYNC_METRICS.names.map(
+          (metricName) =>
+            // A search: one line per dimension set the handler emits (the `platform` dimension,
+            // plus Powertools' default `service`), so new platforms appear without a redeploy.
+            new cloudwatch.SearchExpression({
+              expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}"', 'Sum', 300)`,
+              label: metricName,
+              period: PERIOD,
+            }),
+        ),
+      }),
+    );
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'HTTP API requests and errors',
+        width: 12,
+        left: [
+          api.metricCount({ period: PERIOD, statistic: 'Sum', label: 'requests' }),
+          api.metricClientError({ period: PERIOD, statistic: 'Sum', label: '4xx' }),
+          api.metricServerError({ period: PERIOD, statistic: 'Sum', label: '5xx' }),
+        ],
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'HTTP API latency (p50, p99)',
+        width: 12,
+        left: [
+          api.metricLatency({ period: PERIOD, statistic: 'p50', label: 'p50' }),
+          api.metricLatency({ period: PERIOD, statistic: 'p99', label: 'p99' }),
+        ],
+      }),
+    );
+    this.dashboard.addWidgets(
+      ...functions.map(
+        ([name, fn]) =>
+          new cloudwatch.GraphWidget({
+            title: `${name}: invocations, errors, throttles`,
+            width: 12,
+            left: [
+              fn.metricInvocations({ period: PERIOD, statistic: 'Sum' }),
+              fn.metricErrors({ period: PERIOD, statistic: 'Sum' }),
+              fn.metricThrottles({ period: PERIOD, statistic: 'Sum' }),
+            ],
+            right: [fn.metricDuration({ period: PERIOD, statistic: 'p99', label: 'duration p99' })],
+          }),
+      ),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 12, alarms: this.alarms }),
+    );
+  }
+}

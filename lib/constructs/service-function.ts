@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { CONFIG_ENV_VAR } from '../../src/config/load.ts';
+import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { commonEnvironment, type FunctionDefinition } from '../../src/infra/resources.ts';
+import { acknowledgeNag } from '../nag.ts';
+import { REPO_ROOT } from '../repo.ts';
+import { logRetention } from './log-retention.ts';
+
+export interface ServiceFunctionProps {
+  /** The shared definition (entry, memory, timeout) from src/infra/resources.ts. */
+  readonly definition: FunctionDefinition;
+  /** The validated environment configuration; inlined into the bundle. */
+  readonly config: EnvironmentConfig;
+  /** Extra environment variables (table names, ...). */
+  readonly environment?: Record<string, string>;
+}
+
+/**
+ * ESM output still meets CommonJS dependencies that call `require` (some AWS SDK and Powertools
+ * internals): give the module scope a real `require`.
+ */
+const ESM_REQUIRE_BANNER =
+  "import { createRequire as __dmpCreateRequire } from 'node:module'; const require = __dmpCreateRequire(import.meta.url);";
+
+const XRAY_REASON =
+  'xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) do not support ' +
+  'resource-level permissions, so their Resource must be "*". Every other statement of this policy ' +
+  'names its exact resource (log group, tables, secrets).';
+
+/**
+ * Every Lambda of this project: Node.js 24 on arm64, bundled locally by esbuild into one minified,
+ * tree-shaken ESM file that includes the AWS SDK v3 clients (a bundled client cold-starts faster than
+ * the runtime's), with the environment's validated configuration inlined at build time.
+ * Logs go to an explicit log group (JSON, retention from config); the role carries no managed policy.
+ */
+export class ServiceFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ServiceFunctionProps) {
+    super(scope, id);
+    const { definition, config } = props;
+    const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+
+    this.logGroup = new logs.LogGroup(this, 'LogGroup', {
+      retention: logRetention(config),
+      removalPolicy,
+    });
+
+    // No AWSLambdaBasicExecutionRole: the log group exists already, so the function only needs to
+    // write streams into it.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of ${definition.id} (${config.name})`,
+    });
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [this.logGroup.logGroupArn],
+      }),
+    );
+
+    // The validated config as a JS string literal: JSON inside a JSON string.
+    const configLiteral = JSON.stringify(JSON.stringify(config));
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: join(REPO_ROOT, definition.entry),
+      handler: 'handler',
+      projectRoot: REPO_ROOT,
+      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: definition.memorySizeMb,
+      timeout: Duration.seconds(definition.timeoutSeconds),
+      role: this.role,
+      logGroup: this.logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        ...commonEnvironment(definition, config.name),
+        ...props.environment,
+      },
+      bundling: {
+        forceDockerBundling: false,
+        format: OutputFormat.ESM,
+        target: 'node24',
+        mainFields: ['module', 'main'],
+        banner: ESM_REQUIRE_BANNER,
+        minify: true,
+        sourceMap: false,
+        bundleAwsSDK: true,
+        esbuildArgs: { '--tree-shaking': 'true' },
+        define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
+      },
+    });
+    // Active tracing adds the X-Ray statement to the role's default policy.
+    const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
+    if (defaultPolicy) acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);
+  }
+}

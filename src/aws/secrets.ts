@@ -1,0 +1,51 @@
+import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
+import type { z } from 'zod';
+import { formatIssues } from '../config/load.ts';
+
+/**
+ * Reads JSON secrets from AWS Secrets Manager through Powertools' SecretsProvider, which caches
+ * each value in the container for `maxAgeSeconds`: a rotated secret is picked up within that
+ * bound without a Secrets Manager call per request. Values are validated; a secret's content
+ * never appears in an error message.
+ */
+export class SecretError extends Error {
+  override readonly name = 'SecretError';
+}
+
+export class JsonSecrets {
+  private readonly provider: SecretsProvider;
+
+  constructor(private readonly maxAgeSeconds = 300) {
+    this.provider = new SecretsProvider({ clientConfig: { maxAttempts: 3 } });
+  }
+
+  /** The parsed secret, or undefined when no secret of that name exists. */
+  async read<S extends z.ZodType>(name: string, schema: S): Promise<z.output<S> | undefined> {
+    let raw: unknown;
+    try {
+      raw = await this.provider.get(name, { maxAge: this.maxAgeSeconds, transform: 'json' });
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw new SecretError(`secret ${name} could not be read: ${errorName(error)}`);
+    }
+    if (raw === undefined) return undefined;
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success)
+      throw new SecretError(`secret ${name} is malformed: ${formatIssues(parsed.error).join('; ')}`);
+    return parsed.data;
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause.name === 'ResourceNotFoundException') return true;
+  }
+  return false;
+}
+
+function errorName(error: unknown): string {
+  const names: string[] = [];
+  for (let cause: unknown = error; cause instanceof Error && names.length < 3; cause = cause.cause)
+    names.push(cause.name);
+  return names.join(' <- ') || 'unknown error';
+}

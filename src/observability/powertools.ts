@@ -1,0 +1,32 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE } from '../infra/resources.ts';
+import type { SyncMetricName, SyncMetrics } from '../sync/service.ts';
+
+/**
+ * Structured JSON logs and CloudWatch embedded-metric-format counts, one instance per container.
+ * Nothing logged here carries a user id or a secret: callers pass outcomes, reasons and platform
+ * ids only.
+ */
+export function createLogger(serviceName: string): Logger {
+  return new Logger({ serviceName });
+}
+
+export class PowertoolsSyncMetrics implements SyncMetrics {
+  private readonly metrics: Metrics;
+
+  constructor(serviceName: string) {
+    this.metrics = new Metrics({
+      namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
+      serviceName,
+    });
+  }
+
+  count(name: SyncMetricName, platformId: number | undefined, reason?: string): void {
+    // One EMF record per count keeps each record's dimensions its own (platform, reason).
+    const single = this.metrics.singleMetric();
+    single.addDimension('platform', platformId === undefined ? 'none' : String(platformId));
+    if (reason) single.addDimension('reason', reason);
+    single.addMetric(name, MetricUnit.Count, 1);
+  }
+}

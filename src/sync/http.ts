@@ -1,0 +1,77 @@
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { parseCookies } from './cookies.ts';
+import { TRANSPARENT_GIF } from './pixel.ts';
+import type { SyncRequest, SyncResponse } from './service.ts';
+
+/**
+ * Translation between API Gateway HTTP API (payload 2.0) and the sync domain. The query is read
+ * from `rawQueryString`, not from `queryStringParameters`, because API Gateway joins repeated
+ * names with commas there, which would let `userid=a&userid=b` pass as the id `a,b`.
+ */
+export function toSyncRequest(event: APIGatewayProxyEventV2): SyncRequest & { readonly debug: boolean } {
+  const query: Record<string, string> = {};
+  const duplicates = new Set<string>();
+  for (const [name, value] of new URLSearchParams(event.rawQueryString ?? '')) {
+    if (Object.hasOwn(query, name)) duplicates.add(name);
+    else query[name] = value;
+  }
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(event.headers ?? {})) headers[name.toLowerCase()] = value;
+  return {
+    query,
+    duplicateParams: [...duplicates],
+    cookies: parseCookies(event.cookies),
+    headers,
+    domainName: event.requestContext.domainName,
+    debug: query['debug'] === '1',
+  };
+}
+
+const COMMON_HEADERS = {
+  'cache-control': 'no-store, max-age=0',
+  // The /uid URL carries a partner's user id: never pass it on as a Referer to the next partner.
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+
+export function toHttpResult(response: SyncResponse, debug: boolean): APIGatewayProxyStructuredResultV2 {
+  const reasonHeader: Record<string, string> = response.reason ? { 'x-dmp-reason': response.reason } : {};
+  if (debug) {
+    return {
+      statusCode: 200,
+      headers: { ...COMMON_HEADERS, ...reasonHeader, 'content-type': 'application/json' },
+      cookies: [...response.setCookies],
+      body: JSON.stringify({
+        status: response.status,
+        outcome: response.outcome,
+        reason: response.reason,
+        platformId: response.platformId,
+        location: response.location,
+        trace: response.trace,
+      }),
+    };
+  }
+  if (response.status === 302 && response.location) {
+    return {
+      statusCode: 302,
+      headers: { ...COMMON_HEADERS, location: response.location },
+      cookies: [...response.setCookies],
+      body: '',
+    };
+  }
+  return pixel(response.status, [...response.setCookies], reasonHeader);
+}
+
+export function pixel(
+  statusCode: number,
+  cookies: string[] = [],
+  extraHeaders: Record<string, string> = {},
+): APIGatewayProxyStructuredResultV2 {
+  return {
+    statusCode,
+    headers: { ...COMMON_HEADERS, ...extraHeaders, 'content-type': 'image/gif' },
+    cookies,
+    body: TRANSPARENT_GIF.toString('base64'),
+    isBase64Encoded: true,
+  };
+}

@@ -1,0 +1,476 @@
+import type { EnvironmentConfig, PlatformConfig, SyncSettings } from '../config/schema.ts';
+import type { PlatformSecret } from '../config/secrets.ts';
+import { type ConsentSignals, evaluateConsent, readConsentSignals } from './consent.ts';
+import {
+  COOKIE_DMP_USER,
+  COOKIE_OPT_OUT,
+  COOKIE_SYNC_ATTEMPTS,
+  expireCookie,
+  parseSyncAttempts,
+  recordSyncAttempt,
+  serializeCookie,
+} from './cookies.ts';
+import type { MappingStore } from './mapping-store.ts';
+import { decideDue } from './schedule.ts';
+import { verifySyncSignature } from './signature.ts';
+import {
+  isMintedToken,
+  matchesStaticToken,
+  mintSyncToken,
+  type TokenKeys,
+  verifyMintedToken,
+} from './tokens.ts';
+import { buildCallbackUrl, buildPartnerSyncUrl, type ForwardedConsent, publicBaseUrl } from './urls.ts';
+import { isValidDmpUserId, mintDmpUserId, parsePlatformId, validatePartnerUserId } from './user-ids.ts';
+
+/**
+ * The user-sync domain, free of HTTP and AWS types: `/sync` starts a redirect chain through the
+ * partners due for a (re)sync, `/uid` takes a partner's callback and stores the mapping, then
+ * continues the chain, `/optout` forgets the browser. Every refusal has a reason code, counted
+ * per platform and explained by `debug=1`.
+ */
+
+export interface SyncRequest {
+  /** Decoded query parameters; a name given twice is listed in `duplicateParams`. */
+  readonly query: Readonly<Record<string, string>>;
+  readonly duplicateParams: readonly string[];
+  readonly cookies: ReadonlyMap<string, string>;
+  /** Lower-cased header names. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  readonly domainName: string;
+}
+
+export type SyncOutcome =
+  | 'redirected'
+  | 'nothing_due'
+  | 'stored'
+  | 'changed'
+  | 'refreshed'
+  | 'unchanged'
+  | 'opted_out'
+  | 'rejected';
+
+export interface SyncResponse {
+  readonly status: 200 | 302 | 400 | 403 | 451;
+  readonly outcome: SyncOutcome;
+  readonly reason?: string | undefined;
+  readonly location?: string | undefined;
+  readonly platformId?: number | undefined;
+  readonly setCookies: readonly string[];
+  readonly trace: readonly TraceEntry[];
+}
+
+export interface TraceEntry {
+  readonly step: string;
+  readonly detail: string;
+  readonly platformId?: number;
+}
+
+/** Counts of the sync funnel, per platform. */
+export interface SyncMetrics {
+  count(name: SyncMetricName, platformId: number | undefined, reason?: string): void;
+}
+export type SyncMetricName =
+  | 'SyncRedirected'
+  | 'MappingStored'
+  | 'MappingUnchanged'
+  | 'SyncRejected'
+  | 'OptOut';
+
+export interface SyncSecrets {
+  platform(platformId: number): Promise<PlatformSecret | undefined>;
+  tokenKeys(): Promise<TokenKeys>;
+}
+
+export interface UserSyncDeps {
+  readonly config: EnvironmentConfig;
+  readonly store: MappingStore;
+  readonly secrets: SyncSecrets;
+  readonly metrics: SyncMetrics;
+  /** Epoch seconds. */
+  readonly now: () => number;
+}
+
+/** Upper bounds on parameters we read; anything longer is refused before it is looked at. */
+const MAX_PARAM_LENGTH: Readonly<Record<string, number>> = {
+  pl: 10,
+  plsec: 256,
+  ts: 12,
+  kid: 32,
+  sig: 128,
+  hop: 2,
+  debug: 1,
+};
+const MAX_UNLISTED_PARAM_LENGTH = 4096;
+
+const STATUS_OF_REASON: ReadonlyArray<[RegExp, SyncResponse['status']]> = [
+  [/^(token_|signature_|replayed|static_token_|platform_misconfigured|dmp_user_missing)/, 403],
+  [/^(consent_|opted_out)/, 451],
+];
+
+type SyncedPlatform = PlatformConfig & { readonly sync: SyncSettings };
+
+export class UserSyncService {
+  private readonly platforms: ReadonlyMap<number, SyncedPlatform>;
+
+  constructor(private readonly deps: UserSyncDeps) {
+    this.platforms = new Map(
+      deps.config.platforms
+        .filter((platform): platform is SyncedPlatform => platform.sync?.enabled === true)
+        .map((platform) => [platform.id, platform]),
+    );
+  }
+
+  /** `GET /sync[?pl=<id>]`: the pixel's entry point. */
+  async sync(request: SyncRequest): Promise<SyncResponse> {
+    const trace = new Trace();
+    const cookies: string[] = [];
+    const paramProblem = checkParams(request);
+    if (paramProblem) return this.reject(paramProblem, undefined, cookies, trace);
+    if (request.cookies.get(COOKIE_OPT_OUT) === '1') return this.optedOut(undefined, trace);
+
+    let candidates = [...this.platforms.values()];
+    if (request.query['pl'] !== undefined) {
+      const platformId = parsePlatformId(request.query['pl']);
+      const platform = platformId === undefined ? undefined : this.platforms.get(platformId);
+      if (!platform) return this.reject('platform_unknown', platformId, cookies, trace);
+      candidates = [platform];
+    }
+
+    const existingUser = request.cookies.get(COOKIE_DMP_USER);
+    const dmpUserId = isValidDmpUserId(existingUser) ? existingUser : mintDmpUserId();
+    trace.add('cookie', existingUser === dmpUserId ? 'known DMP user' : 'new DMP user: cookie minted');
+    cookies.push(this.userCookie(dmpUserId));
+
+    const next = await this.nextRedirect(
+      request,
+      dmpUserId,
+      existingUser === dmpUserId,
+      candidates,
+      1,
+      trace,
+    );
+    cookies.push(...next.setCookies);
+    if (!next.location)
+      return { status: 200, outcome: 'nothing_due', setCookies: cookies, trace: trace.entries };
+    return {
+      status: 302,
+      outcome: 'redirected',
+      location: next.location,
+      platformId: next.platformId,
+      setCookies: cookies,
+      trace: trace.entries,
+    };
+  }
+
+  /** `GET /uid?userid=&pl=&plsec=[&ts=&kid=&sig=]`: a partner's redirect back. */
+  async callback(request: SyncRequest): Promise<SyncResponse> {
+    const trace = new Trace();
+    const cookies: string[] = [];
+    const { query } = request;
+    const paramProblem = checkParams(request);
+    if (paramProblem) return this.reject(paramProblem, undefined, cookies, trace);
+
+    const platformId = parsePlatformId(query['pl']);
+    const platform = platformId === undefined ? undefined : this.platforms.get(platformId);
+    if (!platform) return this.reject('platform_unknown', platformId, cookies, trace);
+    const settings = platform.sync;
+
+    const partnerId = validatePartnerUserId(query['userid'], settings);
+    if (!partnerId.ok) return this.reject(partnerId.reason, platform.id, cookies, trace);
+    const plsec = query['plsec'];
+    if (plsec === undefined || plsec === '') return this.reject('token_missing', platform.id, cookies, trace);
+
+    if (request.cookies.get(COOKIE_OPT_OUT) === '1') return this.optedOut(platform.id, trace);
+    const consent = this.consentFor(request, platform, trace);
+    if (!consent.allowed) return this.reject(consent.reason, platform.id, cookies, trace);
+
+    const nowSeconds = this.deps.now();
+    const secret = await this.deps.secrets.platform(platform.id);
+
+    const signed = query['sig'] !== undefined || settings.signature.required;
+    let replayKey: { macId: string; timestamp: number } | undefined;
+    if (signed) {
+      const verdict = verifySyncSignature(
+        {
+          pl: query['pl'],
+          userid: query['userid'],
+          plsec,
+          ts: query['ts'],
+          kid: query['kid'],
+          sig: query['sig'],
+        },
+        {
+          keys: secret?.signingKeys ?? {},
+          algorithm: settings.signature.algorithm,
+          maxSkewSeconds: settings.signature.maxSkewSeconds,
+          nowSeconds,
+        },
+      );
+      if (!verdict.valid) return this.reject(verdict.reason, platform.id, cookies, trace);
+      replayKey = verdict;
+      trace.add(
+        'signature',
+        `valid ${settings.signature.algorithm} signature, key ${query['kid']}`,
+        platform.id,
+      );
+    }
+
+    const cookieUser = request.cookies.get(COOKIE_DMP_USER);
+    let dmpUserId: string;
+    let knownUser = isValidDmpUserId(cookieUser);
+    if (isMintedToken(plsec)) {
+      if (!isValidDmpUserId(cookieUser)) return this.reject('dmp_user_missing', platform.id, cookies, trace);
+      const verdict = verifyMintedToken(
+        {
+          token: plsec,
+          platformId: platform.id,
+          dmpUserId: cookieUser,
+          nowSeconds,
+          maxAgeSeconds: settings.mintedTokenMaxAgeSeconds,
+        },
+        await this.deps.secrets.tokenKeys(),
+      );
+      if (!verdict.valid) return this.reject(verdict.reason, platform.id, cookies, trace);
+      dmpUserId = cookieUser;
+      trace.add('token', 'token minted by /sync for this browser: valid', platform.id);
+    } else {
+      if (!settings.acceptStaticToken)
+        return this.reject('static_token_not_accepted', platform.id, cookies, trace);
+      if (!secret?.syncToken) return this.reject('platform_misconfigured', platform.id, cookies, trace);
+      if (!matchesStaticToken(plsec, secret.syncToken))
+        return this.reject('token_mismatch', platform.id, cookies, trace);
+      trace.add('token', "platform's static token: valid", platform.id);
+      // A partner-initiated sync may reach a browser we have not met: it becomes a DMP user now.
+      dmpUserId = isValidDmpUserId(cookieUser) ? cookieUser : mintDmpUserId();
+      if (!knownUser) trace.add('cookie', 'new DMP user: cookie minted');
+    }
+
+    if (replayKey) {
+      const guardUntil = replayKey.timestamp + settings.signature.maxSkewSeconds + 60;
+      if (!(await this.deps.store.claimReplayGuard(platform.id, replayKey.macId, guardUntil))) {
+        return this.reject('replayed', platform.id, cookies, trace);
+      }
+    }
+
+    const outcome = await this.deps.store.recordSighting({
+      dmpUserId,
+      platformId: platform.id,
+      partnerUserId: partnerId.value,
+      nowSeconds,
+      ttlSeconds: settings.mappingTtlDays * 86_400,
+      refreshAfterSeconds: settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter),
+    });
+    this.deps.metrics.count(
+      outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored',
+      platform.id,
+      outcome,
+    );
+    trace.add('mapping', describeOutcome(outcome), platform.id);
+    cookies.push(this.userCookie(dmpUserId));
+    knownUser = true;
+
+    const hop = Number(query['hop'] ?? '1');
+    let next: Awaited<ReturnType<UserSyncService['nextRedirect']>> = { setCookies: [] };
+    if (Number.isInteger(hop) && hop >= 1 && hop < this.deps.config.userSync.maxRedirectsPerChain) {
+      next = await this.nextRedirect(
+        request,
+        dmpUserId,
+        knownUser,
+        [...this.platforms.values()],
+        hop + 1,
+        trace,
+      );
+    } else {
+      trace.add('chain', 'redirect limit of the chain reached');
+    }
+    cookies.push(...next.setCookies);
+    return {
+      status: next.location ? 302 : 200,
+      outcome,
+      location: next.location,
+      platformId: platform.id,
+      setCookies: cookies,
+      trace: trace.entries,
+    };
+  }
+
+  /** `GET|POST /optout`: remembers the opt-out and deletes every mapping of this browser. */
+  async optOut(request: SyncRequest): Promise<SyncResponse> {
+    const trace = new Trace();
+    const user = request.cookies.get(COOKIE_DMP_USER);
+    if (isValidDmpUserId(user)) {
+      const deleted = await this.deps.store.deleteUser(user);
+      trace.add('mapping', `deleted ${deleted} stored mapping(s)`);
+    }
+    this.deps.metrics.count('OptOut', undefined);
+    const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
+    return {
+      status: 200,
+      outcome: 'opted_out',
+      setCookies: [
+        serializeCookie(COOKIE_OPT_OUT, '1', {
+          maxAgeSeconds: cookieMaxAgeDays * 86_400,
+          domain: cookieDomain,
+        }),
+        expireCookie(COOKIE_DMP_USER, cookieDomain),
+        expireCookie(COOKIE_SYNC_ATTEMPTS, cookieDomain),
+      ],
+      trace: trace.entries,
+    };
+  }
+
+  private async nextRedirect(
+    request: SyncRequest,
+    dmpUserId: string,
+    knownUser: boolean,
+    candidates: readonly SyncedPlatform[],
+    hop: number,
+    trace: Trace,
+  ): Promise<{ location?: string; platformId?: number; setCookies: string[] }> {
+    const nowSeconds = this.deps.now();
+    const attempts = parseSyncAttempts(request.cookies.get(COOKIE_SYNC_ATTEMPTS));
+    const mappings = knownUser
+      ? (await this.deps.store.listForUser(dmpUserId, nowSeconds)).map((record) => ({
+          platformId: record.platformId,
+          lastSeenSeconds: Date.parse(record.lastSeen) / 1000,
+        }))
+      : [];
+    const decisions = decideDue({ platforms: candidates, dmpUserId, nowSeconds, mappings, attempts });
+    for (const decision of decisions) {
+      const platform = this.platforms.get(decision.platformId);
+      if (!platform) continue;
+      if (!decision.due) {
+        const until = decision.dueAtSeconds
+          ? ` until ${new Date(decision.dueAtSeconds * 1000).toISOString()}`
+          : '';
+        trace.add('schedule', `not due: ${decision.reason}${until}`, platform.id);
+        continue;
+      }
+      const consent = this.consentFor(request, platform, trace);
+      if (!consent.allowed) {
+        this.deps.metrics.count('SyncRejected', platform.id, consent.reason);
+        continue;
+      }
+      const forwarded = forwardedConsent(consent.signals);
+      const token = mintSyncToken(
+        { platformId: platform.id, dmpUserId, nowSeconds },
+        await this.deps.secrets.tokenKeys(),
+      );
+      const callbackUrl = buildCallbackUrl({
+        baseUrl: publicBaseUrl(
+          this.deps.config.userSync.publicBaseUrl,
+          request.domainName,
+          request.headers['x-forwarded-proto'],
+        ),
+        platformId: platform.id,
+        token,
+        userIdMacro: platform.sync.userIdMacro,
+        consent: forwarded,
+        hop,
+      });
+      const partnerUrl = buildPartnerSyncUrl(platform.sync, callbackUrl, forwarded);
+      if (!partnerUrl.ok) {
+        this.deps.metrics.count('SyncRejected', platform.id, partnerUrl.reason);
+        trace.add('redirect', 'refused: the filled template leaves the partner origin', platform.id);
+        continue;
+      }
+      this.deps.metrics.count('SyncRedirected', platform.id);
+      trace.add('redirect', `sync due: redirecting to ${new URL(partnerUrl.url).origin}`, platform.id);
+      const { cookieDomain } = this.deps.config.userSync;
+      return {
+        location: partnerUrl.url,
+        platformId: platform.id,
+        setCookies: [
+          serializeCookie(COOKIE_SYNC_ATTEMPTS, recordSyncAttempt(attempts, platform.id, nowSeconds), {
+            maxAgeSeconds: 30 * 86_400,
+            domain: cookieDomain,
+          }),
+        ],
+      };
+    }
+    trace.add('chain', 'no platform due: chain ends with the pixel');
+    return { setCookies: [] };
+  }
+
+  private consentFor(request: SyncRequest, platform: SyncedPlatform, trace: Trace) {
+    const signals = readConsentSignals(request.query, request.headers);
+    const verdict = evaluateConsent(signals, this.deps.config.userSync.consent, platform.sync.gdprVendorId);
+    trace.add(
+      'consent',
+      verdict.allowed ? `allowed (${verdict.basis})` : `refused: ${verdict.reason}`,
+      platform.id,
+    );
+    return { ...verdict, signals };
+  }
+
+  private userCookie(dmpUserId: string): string {
+    const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
+    return serializeCookie(COOKIE_DMP_USER, dmpUserId, {
+      maxAgeSeconds: cookieMaxAgeDays * 86_400,
+      domain: cookieDomain,
+    });
+  }
+
+  private optedOut(platformId: number | undefined, trace: Trace): SyncResponse {
+    trace.add('consent', 'browser opted out: nothing stored, no redirect', platformId);
+    this.deps.metrics.count('SyncRejected', platformId, 'opted_out');
+    return {
+      status: platformId === undefined ? 200 : 451,
+      outcome: 'opted_out',
+      reason: 'opted_out',
+      setCookies: [],
+      trace: trace.entries,
+    };
+  }
+
+  private reject(
+    reason: string,
+    platformId: number | undefined,
+    setCookies: readonly string[],
+    trace: Trace,
+  ): SyncResponse {
+    this.deps.metrics.count('SyncRejected', platformId, reason);
+    trace.add('refused', reason, platformId);
+    const status = STATUS_OF_REASON.find(([pattern]) => pattern.test(reason))?.[1] ?? 400;
+    return { status, outcome: 'rejected', reason, platformId, setCookies, trace: trace.entries };
+  }
+}
+
+function checkParams(request: SyncRequest): string | undefined {
+  if (request.duplicateParams.length > 0) return 'duplicate_param';
+  for (const [name, value] of Object.entries(request.query)) {
+    if (value.length > (MAX_PARAM_LENGTH[name] ?? MAX_UNLISTED_PARAM_LENGTH)) return 'param_too_long';
+  }
+  return undefined;
+}
+
+function forwardedConsent(signals: ConsentSignals): ForwardedConsent {
+  return {
+    gdpr: signals.gdpr,
+    gdprConsent: signals.gdprConsent,
+    usPrivacy: signals.usPrivacy,
+    gpp: signals.gpp,
+    gppSid: signals.gppSid,
+  };
+}
+
+function describeOutcome(outcome: string): string {
+  switch (outcome) {
+    case 'stored':
+      return 'new mapping stored';
+    case 'changed':
+      return 'partner id changed: stored, previous id kept';
+    case 'refreshed':
+      return 'same partner id seen after the resync interval: last-seen and expiry refreshed';
+    default:
+      return 'same partner id seen inside the resync interval: nothing written';
+  }
+}
+
+class Trace {
+  readonly entries: TraceEntry[] = [];
+  add(step: string, detail: string, platformId?: number): void {
+    this.entries.push(platformId === undefined ? { step, detail } : { step, detail, platformId });
+  }
+}

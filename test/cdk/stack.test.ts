@@ -1,0 +1,566 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../lib/app.ts';
+import { logRetention } from '../../lib/constructs/log-retention.ts';
+import { ACCESS_LOG_FIELDS, UserSyncApi } from '../../lib/constructs/user-sync-api.ts';
+import { type DmpActivationStack, TABLE_ACTIONS } from '../../lib/dmp-activation-stack.ts';
+import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
+import { ConfigError, loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
+import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
+import { FUNCTIONS, MAPPING_TABLE, ROUTES, STACK_OUTPUTS } from '../../src/infra/resources.ts';
+
+interface Statement {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+}
+interface CfnResource {
+  Type: string;
+  Properties: Record<string, unknown>;
+  DeletionPolicy?: string;
+  UpdateReplacePolicy?: string;
+}
+
+const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+function resources(template: Template, type: string): Record<string, CfnResource> {
+  return template.findResources(type) as Record<string, CfnResource>;
+}
+
+function onlyLogicalId(template: Template, type: string): string {
+  const ids = Object.keys(template.findResources(type));
+  expect(ids).toHaveLength(1);
+  return ids[0]!;
+}
+
+/** Every Allow statement of every policy in the template (inline role policies included). */
+function allStatements(template: Template): Statement[] {
+  const statements: Statement[] = [];
+  for (const policy of Object.values(resources(template, 'AWS::IAM::Policy'))) {
+    statements.push(...(policy.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement);
+  }
+  for (const role of Object.values(resources(template, 'AWS::IAM::Role'))) {
+    const inline = (role.Properties['Policies'] ?? []) as { PolicyDocument: { Statement: Statement[] } }[];
+    for (const policy of inline) statements.push(...policy.PolicyDocument.Statement);
+  }
+  return statements;
+}
+
+/** Acknowledged cdk-nag findings, as `<construct path> <rule id>` -> reason. */
+function acknowledgements(root: IConstruct): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const construct of root.node.findAll()) {
+    for (const entry of construct.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        // aws-cdk-lib records an unqualified id under the `Annotation::` namespace; cdk-nag reads it so.
+        found.set(`${construct.node.path} ${id.replace(/^Annotation::/, '')}`, reason);
+      }
+    }
+  }
+  return found;
+}
+
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Built {
+  readonly stack: DmpActivationStack;
+  readonly config: EnvironmentConfig;
+  readonly template: Template;
+}
+
+const built = new Map<string, Built>();
+let assemblyDirectory = '';
+let app: App;
+
+// Bundling is the slow part: the real app (every deployable environment, cdk-nag attached) is
+// synthesized once and every test reads the same templates.
+beforeAll(() => {
+  app = new App({ outdir: tempDir('dmp-cdk-') });
+  const stacks = addEnvironmentStacks(app, selectEnvironments(ENVIRONMENTS_DIR));
+  addNagChecks(app);
+  // In-memory synthesis throws when the nag plugin reports an unacknowledged error.
+  assemblyDirectory = app.synth().directory;
+  for (const stack of stacks) {
+    built.set(stack.config.name, { stack, config: stack.config, template: Template.fromStack(stack) });
+  }
+});
+
+function env(name: 'dev' | 'prod'): Built {
+  const found = built.get(name);
+  if (!found) throw new Error(`no stack for ${name}`);
+  return found;
+}
+
+describe('the CDK app', () => {
+  it('synthesizes one stack per deployable environment, named DmpActivation-<env>', () => {
+    expect([...built.keys()].sort()).toEqual(['dev', 'prod']);
+    expect(env('dev').stack.stackName).toBe('DmpActivation-dev');
+    expect(env('prod').stack.stackName).toBe('DmpActivation-prod');
+  });
+
+  it('passes cdk-nag (AwsSolutions): no unacknowledged error in the validation report', () => {
+    const report = JSON.parse(readFileSync(join(assemblyDirectory, 'validation-report.json'), 'utf8')) as {
+      pluginReports: { pluginName: string; violations: { ruleName: string; severity: string }[] }[];
+    };
+    const errors = report.pluginReports.flatMap((plugin) =>
+      plugin.violations.filter((violation) => violation.severity === 'error').map((v) => v.ruleName),
+    );
+    expect(errors).toEqual([]);
+  });
+
+  it('has cdk-nag wired so that an unacknowledged finding fails synthesis', () => {
+    const probe = new App({ outdir: tempDir('dmp-cdk-nag-') });
+    const stack = new Stack(probe, 'Probe');
+    new secretsmanager.Secret(stack, 'NotRotated');
+    Validations.of(probe).addPlugins(new AwsSolutionsChecks(probe));
+    expect(() => probe.synth()).toThrow(/AwsSolutions-SMG4/);
+    const report = readFileSync(join(probe.outdir, 'validation-report.json'), 'utf8');
+    expect(report).toContain('AwsSolutions-SMG4');
+  });
+
+  it('acknowledges exactly the expected findings, each on one resource, with a reason', () => {
+    const found = acknowledgements(app);
+    for (const name of ['dev', 'prod'] as const) {
+      const { config } = env(name);
+      const stackId = `DmpActivation-${name}`;
+      const expected = [
+        ...config.platforms
+          .filter((platform) => platform.sync)
+          .map((platform) => `${stackId}/Secrets/Platform${platform.id}/Resource AwsSolutions-SMG4`),
+        `${stackId}/Secrets/SyncTokenKey/Resource AwsSolutions-SMG4`,
+        `${stackId}/${FUNCTIONS.userSync.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
+        ...ROUTES.map(
+          (route) =>
+            `${stackId}/UserSyncApi/HttpApi/${route.method}--${route.path.slice(1)}/Resource AwsSolutions-APIG4`,
+        ),
+      ];
+      const actual = [...found.keys()].filter((key) => key.startsWith(`${stackId}/`));
+      expect(actual.sort()).toEqual(expected.sort());
+    }
+    for (const reason of found.values()) expect(reason.length).toBeGreaterThan(60);
+  });
+
+  it('inlines the validated config of its own environment into each bundle', () => {
+    for (const name of ['dev', 'prod'] as const) {
+      const { template, config } = env(name);
+      const fn = Object.values(resources(template, 'AWS::Lambda::Function'))[0]!;
+      const key = (fn.Properties['Code'] as { S3Key: string }).S3Key;
+      const bundle = readFileSync(
+        join(assemblyDirectory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'),
+        'utf8',
+      );
+      expect(bundle.startsWith('import { createRequire')).toBe(true);
+      // esbuild's define replaced `process.env.DMP_CONFIG_JSON` by the config's JSON text; the
+      // minifier picks whichever quote needs the fewest escapes.
+      const json = JSON.stringify(config);
+      const inlined =
+        bundle.includes(`'${json}'`) ||
+        bundle.includes(`\`${json}\``) ||
+        bundle.includes(JSON.stringify(json));
+      expect(inlined, 'the config literal is in the bundle').toBe(true);
+      expect(bundle).not.toContain('process.env.DMP_CONFIG_JSON');
+      // What the handler gets back parses to the same validated config.
+      expect(parseEnvironment(JSON.parse(json), 'bundle')).toEqual(config);
+    }
+  });
+});
+
+describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
+  it('runs every function on nodejs24.x / arm64 with the shared memory and timeout', () => {
+    const { template, config } = env(name);
+    const functions = Object.values(resources(template, 'AWS::Lambda::Function'));
+    expect(functions).toHaveLength(1);
+    for (const fn of functions) {
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        MemorySize: FUNCTIONS.userSync.memorySizeMb,
+        Timeout: FUNCTIONS.userSync.timeoutSeconds,
+        LoggingConfig: { LogFormat: 'JSON' },
+        TracingConfig: { Mode: 'Active' },
+        Environment: {
+          Variables: {
+            DMP_ENVIRONMENT: config.name,
+            POWERTOOLS_SERVICE_NAME: 'user-sync',
+            POWERTOOLS_METRICS_NAMESPACE: 'DmpActivation',
+            [MAPPING_TABLE.envVar]: { Ref: onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable') },
+          },
+        },
+      });
+      const variables = (fn.Properties['Environment'] as { Variables: Record<string, unknown> }).Variables;
+      expect(Object.keys(variables)).not.toContain('DMP_CONFIG_JSON');
+      expect(Object.keys(variables)).not.toContain('AWS_NODEJS_CONNECTION_REUSE_ENABLED');
+    }
+  });
+
+  it('writes function and access logs to explicit log groups with the configured retention', () => {
+    const { template, config } = env(name);
+    const groups = resources(template, 'AWS::Logs::LogGroup');
+    expect(Object.keys(groups)).toHaveLength(2);
+    for (const group of Object.values(groups)) {
+      expect(group.Properties['RetentionInDays']).toBe(config.logRetentionDays);
+      expect(group.DeletionPolicy).toBe(config.retainData ? 'Retain' : 'Delete');
+    }
+    const fn = Object.values(resources(template, 'AWS::Lambda::Function'))[0]!;
+    const logGroupRef = (fn.Properties['LoggingConfig'] as { LogGroup: { Ref: string } }).LogGroup.Ref;
+    expect(Object.keys(groups)).toContain(logGroupRef);
+  });
+
+  it('builds the mapping table from MAPPING_TABLE: keys, TTL, PITR, SSE, on-demand', () => {
+    const { template } = env(name);
+    template.resourceCountIs('AWS::DynamoDB::GlobalTable', 1);
+    template.resourceCountIs('AWS::DynamoDB::Table', 0);
+    template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: Match.arrayWith([
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ]),
+      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS' },
+      Replicas: [
+        Match.objectLike({ PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } }),
+      ],
+    });
+    expect(MAPPING_TABLE.timeToLiveAttribute).toBe('expiresAt');
+  });
+
+  it('serves the four ROUTES through one HTTP API with payload format 2.0', () => {
+    const { template } = env(name);
+    template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Api', { ProtocolType: 'HTTP' });
+    const integrations = Object.values(resources(template, 'AWS::ApiGatewayV2::Integration'));
+    expect(integrations).toHaveLength(1);
+    expect(integrations[0]!.Properties).toMatchObject({
+      IntegrationType: 'AWS_PROXY',
+      PayloadFormatVersion: '2.0',
+    });
+    const routeKeys = Object.values(resources(template, 'AWS::ApiGatewayV2::Route')).map(
+      (route) => route.Properties['RouteKey'],
+    );
+    expect(routeKeys.sort()).toEqual(['GET /optout', 'GET /sync', 'GET /uid', 'POST /optout']);
+    expect(ROUTES.map((route) => `${route.method} ${route.path}`).sort()).toEqual(routeKeys);
+    // No CORS unless the config lists origins (none do today).
+    expect(env(name).config.api.corsAllowOrigins).toEqual([]);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Api', { CorsConfiguration: Match.absent() });
+  });
+
+  it('logs access as JSON without query strings and throttles the default stage from config', () => {
+    const { template, config } = env(name);
+    const stages = Object.values(resources(template, 'AWS::ApiGatewayV2::Stage'));
+    expect(stages).toHaveLength(1);
+    const stage = stages[0]!.Properties;
+    expect(stage).toMatchObject({
+      StageName: '$default',
+      AutoDeploy: true,
+      DefaultRouteSettings: {
+        ThrottlingRateLimit: config.api.throttlingRateLimit,
+        ThrottlingBurstLimit: config.api.throttlingBurstLimit,
+      },
+    });
+    const access = stage['AccessLogSettings'] as { Format: string; DestinationArn: unknown };
+    expect(access.DestinationArn).toEqual({
+      'Fn::GetAtt': [expect.stringMatching(/^UserSyncApiAccessLogs/), 'Arn'],
+    });
+    const format = JSON.parse(access.Format) as Record<string, string>;
+    expect(Object.keys(format).sort()).toEqual(
+      [
+        'requestId',
+        'ip',
+        'requestTime',
+        'httpMethod',
+        'routeKey',
+        'status',
+        'protocol',
+        'responseLength',
+        'integrationErrorMessage',
+      ].sort(),
+    );
+    expect(format).toEqual(ACCESS_LOG_FIELDS);
+    expect(access.Format).not.toMatch(/querystring|\$context\.path|rawQueryString/i);
+  });
+
+  it('gives the function least privilege: exact table actions on the table, GetSecretValue on its secrets', () => {
+    const { template } = env(name);
+    const statements = allStatements(template);
+    const tableId = onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable');
+    const secretRefs = Object.keys(template.findResources('AWS::SecretsManager::Secret'))
+      .sort()
+      .map((id) => ({ Ref: id }));
+
+    for (const statement of statements) {
+      expect(statement.Effect).toBe('Allow');
+      for (const action of asList(statement.Action)) {
+        expect(action).not.toContain('*');
+        expect(action).not.toBe('dynamodb:Scan');
+      }
+    }
+    const dynamo = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('dynamodb:')));
+    expect(dynamo).toHaveLength(1);
+    expect(asList(dynamo[0]!.Action).sort()).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(asList(dynamo[0]!.Action).sort()).toEqual([...TABLE_ACTIONS.readWrite].sort());
+    expect(dynamo[0]!.Resource).toEqual({ 'Fn::GetAtt': [tableId, 'Arn'] });
+
+    const secrets = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')));
+    expect(secrets).toHaveLength(1);
+    expect(asList(secrets[0]!.Action)).toEqual(['secretsmanager:GetSecretValue']);
+    const resourcesOfSecrets = asList(secrets[0]!.Resource) as { Ref: string }[];
+    expect([...resourcesOfSecrets].sort((a, b) => a.Ref.localeCompare(b.Ref))).toEqual(secretRefs);
+
+    // The only wildcard resource: X-Ray, whose actions have no resource-level permissions.
+    const wildcard = statements.filter((s) => asList(s.Resource).includes('*'));
+    expect(wildcard.flatMap((s) => asList(s.Action)).sort()).toEqual([
+      'xray:PutTelemetryRecords',
+      'xray:PutTraceSegments',
+    ]);
+    // Logs only into its own log group; no managed policies at all.
+    const logs = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('logs:')));
+    expect(logs).toHaveLength(1);
+    expect(logs[0]!.Resource).toEqual({
+      'Fn::GetAtt': [expect.stringMatching(/^UserSyncFunctionLogGroup/), 'Arn'],
+    });
+    for (const role of Object.values(resources(template, 'AWS::IAM::Role'))) {
+      expect(role.Properties['ManagedPolicyArns']).toBeUndefined();
+    }
+  });
+
+  it('creates one generated secret per syncing platform and the sync-token key', () => {
+    const { template, config } = env(name);
+    const syncing = config.platforms.filter((platform) => platform.sync);
+    template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + 1);
+    for (const platform of syncing) {
+      template.hasResourceProperties('AWS::SecretsManager::Secret', {
+        Name: platformSecretName(config.name, platform.id),
+        GenerateSecretString: {
+          SecretStringTemplate: '{"signingKeys":{}}',
+          GenerateStringKey: 'syncToken',
+          ExcludePunctuation: true,
+          PasswordLength: 32,
+        },
+      });
+    }
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Name: syncTokenKeySecretName(config.name),
+      GenerateSecretString: {
+        SecretStringTemplate: '{"kid":"k1","previous":{}}',
+        GenerateStringKey: 'key',
+        ExcludePunctuation: true,
+        PasswordLength: 48,
+      },
+    });
+    for (const secret of Object.values(resources(template, 'AWS::SecretsManager::Secret'))) {
+      expect(secret.DeletionPolicy).toBe(config.retainData ? 'Retain' : 'Delete');
+    }
+  });
+
+  it('alarms on function errors and throttles and on API 5xx, and has a dashboard', () => {
+    const { template } = env(name);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Throttles',
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/ApiGateway',
+      MetricName: '5xx',
+    });
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const dashboard = JSON.stringify(Object.values(resources(template, 'AWS::CloudWatch::Dashboard'))[0]);
+    for (const metric of ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected']) {
+      expect(dashboard).toContain(metric);
+    }
+  });
+
+  it('exports ApiUrl, MappingTableName and SyncPixelUrl', () => {
+    const { template } = env(name);
+    const tableId = onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable');
+    const apiId = onlyLogicalId(template, 'AWS::ApiGatewayV2::Api');
+    expect(STACK_OUTPUTS).toEqual({
+      apiUrl: 'ApiUrl',
+      mappingTableName: 'MappingTableName',
+      syncPixelUrl: 'SyncPixelUrl',
+    });
+    template.hasOutput('MappingTableName', { Value: { Ref: tableId } });
+    template.hasOutput('ApiUrl', { Value: { 'Fn::GetAtt': [apiId, 'ApiEndpoint'] } });
+    template.hasOutput('SyncPixelUrl', {
+      Value: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] }, '/sync']] },
+    });
+  });
+
+  it('tags every resource with project and environment', () => {
+    const { template, config } = env(name);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Tags: Match.arrayWith([
+        { Key: 'environment', Value: config.name },
+        { Key: 'project', Value: 'dmp-activation' },
+      ]),
+    });
+  });
+});
+
+describe('data retention per environment', () => {
+  it('prod retains the table behind deletion protection', () => {
+    const { template } = env('prod');
+    expect(env('prod').config.retainData).toBe(true);
+    template.hasResource('AWS::DynamoDB::GlobalTable', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        Replicas: [Match.objectLike({ DeletionProtectionEnabled: true })],
+      }),
+    });
+  });
+
+  it('dev destroys the table with the stack', () => {
+    const { template } = env('dev');
+    expect(env('dev').config.retainData).toBe(false);
+    template.hasResource('AWS::DynamoDB::GlobalTable', {
+      DeletionPolicy: 'Delete',
+      Properties: Match.objectLike({
+        Replicas: [Match.objectLike({ DeletionProtectionEnabled: false })],
+      }),
+    });
+  });
+});
+
+describe('UserSyncApi CORS', () => {
+  it('allows the configured origins with credentials when the config lists any', () => {
+    const stack = new Stack(new App({ outdir: tempDir('dmp-cdk-cors-') }), 'Cors');
+    const base = loadEnvironmentFile(join(ENVIRONMENTS_DIR, 'dev.json'));
+    const config: EnvironmentConfig = {
+      ...base,
+      api: { ...base.api, corsAllowOrigins: ['https://www.example.com'] },
+    };
+    const handler = new lambda.Function(stack, 'Fn', {
+      runtime: lambda.Runtime.NODEJS_24_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
+      timeout: Duration.seconds(3),
+    });
+    new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    Template.fromStack(stack).hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      CorsConfiguration: {
+        AllowOrigins: ['https://www.example.com'],
+        AllowCredentials: true,
+        AllowMethods: Match.arrayWith(['GET', 'POST', 'OPTIONS']),
+      },
+    });
+  });
+});
+
+describe('environment selection and config errors', () => {
+  const devDocument = JSON.parse(readFileSync(join(ENVIRONMENTS_DIR, 'dev.json'), 'utf8')) as Record<
+    string,
+    unknown
+  > & { platforms: Record<string, unknown>[] };
+
+  function configDir(files: Record<string, unknown>): string {
+    const dir = tempDir('dmp-envs-');
+    for (const [file, document] of Object.entries(files)) {
+      writeFileSync(join(dir, file), typeof document === 'string' ? document : JSON.stringify(document));
+    }
+    return dir;
+  }
+
+  function configError(run: () => unknown): ConfigError {
+    try {
+      run();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return error as ConfigError;
+    }
+    throw new Error('expected a ConfigError');
+  }
+
+  it('skips environments with deploy: false (local) and keeps the others', () => {
+    expect(selectEnvironments(ENVIRONMENTS_DIR).map((config) => config.name)).toEqual(['dev', 'prod']);
+    expect(selectEnvironments(ENVIRONMENTS_DIR, 'prod').map((config) => config.name)).toEqual(['prod']);
+  });
+
+  it('refuses a platform id that is not a number, naming the field', () => {
+    const bad = { ...devDocument, platforms: [{ ...devDocument.platforms[0], id: 'x' }] };
+    const error = configError(() => selectEnvironments(configDir({ 'dev.json': bad })));
+    expect(error.message).toContain('dev.json');
+    expect(error.message).toContain('platforms.0.id');
+  });
+
+  it('refuses an unknown key (a typo), naming it', () => {
+    const error = configError(() =>
+      selectEnvironments(configDir({ 'dev.json': { ...devDocument, retainDta: true } })),
+    );
+    expect(error.message).toContain('retainDta');
+  });
+
+  it('refuses a file whose name differs from its environment name', () => {
+    const error = configError(() => selectEnvironments(configDir({ 'staging.json': devDocument })));
+    expect(error.message).toContain('must match the file name "staging"');
+  });
+
+  it('refuses -c env=<name> for an unknown or non-deployed environment', () => {
+    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, 'nope')).message).toContain(
+      'cannot read file',
+    );
+    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, 'local')).message).toContain(
+      'deploy: is false',
+    );
+    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, '../dev')).message).toContain(
+      'not an environment name',
+    );
+  });
+
+  it('refuses a log retention CloudWatch does not offer', () => {
+    const config = parseEnvironment({ ...devDocument, logRetentionDays: 45 }, 'test');
+    expect(configError(() => logRetention(config)).message).toContain('logRetentionDays: 45');
+  });
+
+  it('fails `cdk synth` (bin/app.ts) with the ConfigError message and exit code 1', () => {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'bin/app.ts'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        CDK_CONTEXT_JSON: JSON.stringify({ env: 'nope' }),
+        CDK_OUTDIR: tempDir('dmp-cdk-bin-'),
+      },
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('nope.json: invalid configuration');
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  });
+});

@@ -1,0 +1,103 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateQueueCommand,
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { moduleLoader } from '../../local/lambda.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+
+const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
+
+describe('local stack persistence (dataDir)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dmp-local-stack-'));
+  let stack: LocalStack | undefined;
+
+  const start = () =>
+    startLocalStack({
+      quiet: true,
+      dataDir,
+      loadFunction: moduleLoader(ECHO_HANDLER),
+      ttlSweepIntervalMs: 0,
+    });
+
+  afterAll(async () => {
+    await stack?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('keeps table items and queued messages across a restart, and creates tables only once', async () => {
+    const key = { pk: { S: 'user#persisted-user' }, sk: { S: 'platform#99999' } };
+    stack = await start();
+    expect(stack.summary).toContain(
+      `table ${MAPPING_TABLE.localName} (created): TTL emulated: expired items swept by the local stack`,
+    );
+    let dynamodb = new DynamoDBClient({});
+    let sqs = new SQSClient({});
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'persisted' }));
+    await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'survives' }));
+    await dynamodb.send(
+      new PutItemCommand({
+        TableName: process.env[MAPPING_TABLE.envVar],
+        Item: { ...key, partnerUserId: { S: 'abcdef123' } },
+      }),
+    );
+    dynamodb.destroy();
+    sqs.destroy();
+    await stack.stop();
+    stack = undefined;
+    expect(process.env[MAPPING_TABLE.envVar]).toBeUndefined();
+
+    stack = await start();
+    expect(stack.summary.some((line) => line.startsWith(`table ${MAPPING_TABLE.localName} (existing)`))).toBe(
+      true,
+    );
+    dynamodb = new DynamoDBClient({});
+    sqs = new SQSClient({});
+    try {
+      const { Item } = await dynamodb.send(
+        new GetItemCommand({ TableName: process.env[MAPPING_TABLE.envVar], Key: key, ConsistentRead: true }),
+      );
+      expect(Item?.['partnerUserId']).toEqual({ S: 'abcdef123' });
+      // The stand-ins listen on new ports after the restart: ask for the queue URL again.
+      const { QueueUrl: restartedUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: 'persisted' }));
+      expect(restartedUrl).toBe(`${process.env['AWS_ENDPOINT_URL_SQS']}/000000000000/persisted`);
+      const { Messages } = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: restartedUrl, WaitTimeSeconds: 1 }),
+      );
+      expect(Messages?.map((message) => message.Body)).toEqual(['survives']);
+    } finally {
+      dynamodb.destroy();
+      sqs.destroy();
+    }
+  });
+
+  it('keeps nothing without a dataDir', async () => {
+    await stack?.stop();
+    stack = await startLocalStack({
+      quiet: true,
+      loadFunction: moduleLoader(ECHO_HANDLER),
+      ttlSweepIntervalMs: 0,
+    });
+    const dynamodb = new DynamoDBClient({});
+    try {
+      const { Item } = await dynamodb.send(
+        new GetItemCommand({
+          TableName: MAPPING_TABLE.localName,
+          Key: { pk: { S: 'user#persisted-user' }, sk: { S: 'platform#99999' } },
+        }),
+      );
+      expect(Item).toBeUndefined();
+    } finally {
+      dynamodb.destroy();
+    }
+  });
+});

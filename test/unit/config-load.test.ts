@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  CONFIG_ENV_VAR,
+  ConfigError,
+  loadEnvironmentFile,
+  loadRuntimeEnvironment,
+} from '../../src/config/load.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dmp-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const VALID = JSON.stringify({
+  name: 'staging',
+  platforms: [
+    { id: 99999, name: 'Seed', sync: { urlTemplate: 'https://api.third-party.com/sync?out={out}' } },
+  ],
+});
+
+function thrown(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadEnvironmentFile', () => {
+  it('reads and validates a file', () => {
+    const config = loadEnvironmentFile(file('staging.json', VALID));
+    expect(config.name).toBe('staging');
+    expect(config.platforms[0]?.sync?.resyncAfterDays).toBe(7);
+  });
+
+  it('names the path of a file that does not exist', () => {
+    const path = join(dir, 'missing.json');
+    const error = thrown(() => loadEnvironmentFile(path));
+    expect(error.source).toBe(path);
+    expect(error.problems[0]).toMatch(/^cannot read file/);
+  });
+
+  it('names the path of a file that is not JSON', () => {
+    const path = file('broken.json', '{ "name": "x", ');
+    const error = thrown(() => loadEnvironmentFile(path));
+    expect(error.message.startsWith(`${path}: invalid configuration`)).toBe(true);
+    expect(error.problems[0]).toMatch(/^not valid JSON/);
+  });
+
+  it('names the path and the field of a file that does not validate', () => {
+    const path = file('typo.json', JSON.stringify({ ...JSON.parse(VALID), logRetentionDays: 'long' }));
+    const error = thrown(() => loadEnvironmentFile(path));
+    expect(error.source).toBe(path);
+    expect(error.problems).toEqual([expect.stringMatching(/^logRetentionDays: /)]);
+  });
+});
+
+describe('loadRuntimeEnvironment', () => {
+  it('validates the inlined configuration', () => {
+    expect(loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: VALID }).name).toBe('staging');
+  });
+
+  it('refuses when the variable is not set', () => {
+    const error = thrown(() => loadRuntimeEnvironment({}));
+    expect(error.source).toBe('DMP_CONFIG_JSON');
+    expect(error.problems).toEqual(['is not set']);
+  });
+
+  it('refuses invalid JSON and an invalid document, naming the variable', () => {
+    expect(thrown(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: '{' })).problems[0]).toMatch(
+      /^not valid JSON/,
+    );
+    const error = thrown(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: JSON.stringify({ name: 'x' }) }));
+    expect(error.source).toBe(CONFIG_ENV_VAR);
+    expect(error.problems.some((problem) => problem.startsWith('platforms: '))).toBe(true);
+  });
+});

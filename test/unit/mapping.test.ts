@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE } from '../../src/sync/mapping.ts';
+
+const DAY = 86_400;
+const NOW = 1_767_225_600; // 2026-01-01T00:00:00Z
+const REFRESH_AFTER = 6 * DAY;
+
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+
+function record(overrides: Partial<MappingRecord> = {}): MappingRecord {
+  return {
+    platformId: 99999,
+    partnerUserId: 'abcdef123',
+    firstSeen: iso(NOW - 30 * DAY),
+    lastSeen: iso(NOW - DAY),
+    lastChanged: iso(NOW - 30 * DAY),
+    expiresAt: NOW + 89 * DAY,
+    version: 4,
+    ...overrides,
+  };
+}
+
+describe('decideMappingWrite', () => {
+  it('creates a mapping that does not exist', () => {
+    expect(decideMappingWrite(undefined, 'abcdef123', NOW, REFRESH_AFTER)).toEqual({ kind: 'create' });
+  });
+
+  it('recreates an expired mapping that TTL has not removed yet, replacing its version', () => {
+    const expired = record({ expiresAt: NOW - 1, version: 9 });
+    expect(decideMappingWrite(expired, 'abcdef123', NOW, REFRESH_AFTER)).toEqual({
+      kind: 'create',
+      replacesVersion: 9,
+    });
+    expect(decideMappingWrite(record({ expiresAt: NOW }), 'other', NOW, REFRESH_AFTER)).toEqual({
+      kind: 'create',
+      replacesVersion: 4,
+    });
+  });
+
+  it('records a changed partner id with the previous one', () => {
+    expect(decideMappingWrite(record(), 'ghjkl1321', NOW, REFRESH_AFTER)).toEqual({
+      kind: 'change',
+      expectedVersion: 4,
+      previousPartnerUserId: 'abcdef123',
+    });
+  });
+
+  it('treats ids differing only in case as a change', () => {
+    expect(decideMappingWrite(record(), 'ABCDEF123', NOW, REFRESH_AFTER).kind).toBe('change');
+  });
+
+  it('writes nothing for the same id seen again inside the refresh window', () => {
+    expect(decideMappingWrite(record(), 'abcdef123', NOW, REFRESH_AFTER)).toEqual({ kind: 'none' });
+    const almost = record({ lastSeen: iso(NOW - REFRESH_AFTER + 1) });
+    expect(decideMappingWrite(almost, 'abcdef123', NOW, REFRESH_AFTER)).toEqual({ kind: 'none' });
+  });
+
+  it('refreshes the same id once the refresh window has passed', () => {
+    const due = record({ lastSeen: iso(NOW - REFRESH_AFTER) });
+    expect(decideMappingWrite(due, 'abcdef123', NOW, REFRESH_AFTER)).toEqual({
+      kind: 'refresh',
+      expectedVersion: 4,
+    });
+  });
+
+  it('maps every write to the outcome reported to the caller', () => {
+    expect(OUTCOME_OF_WRITE).toEqual({
+      none: 'unchanged',
+      create: 'stored',
+      refresh: 'refreshed',
+      change: 'changed',
+    });
+  });
+});
