@@ -8,6 +8,7 @@ import {
   type FunctionDefinition,
   type FunctionKey,
   MAPPING_TABLE,
+  SEGMENT_TABLE,
   ROUTES,
   STACK_OUTPUTS,
   stackName,
@@ -113,6 +114,10 @@ export class DmpActivationStack extends Stack {
     new CfnOutput(this, STACK_OUTPUTS.mappingTableName, {
       value: this.mappingTable.tableName,
       description: 'DynamoDB table of the (DMP user, platform) -> partner user id mappings',
+    });
+    new CfnOutput(this, STACK_OUTPUTS.segmentTableName, {
+      value: tables.get(SEGMENT_TABLE)!.tableName,
+      description: 'DynamoDB table of the (platform, audience) -> partner segment ids',
     });
     new CfnOutput(this, STACK_OUTPUTS.syncPixelUrl, {
       value: `${this.api.url}/sync`,

@@ -197,22 +197,40 @@ function partnerPlatforms(config: EnvironmentConfig, secrets: Record<string, unk
   });
 }
 
-/** Points the platforms' sync templates at the reference partner's actual origin. */
+/**
+ * Points every URL of the platforms that names the reference partner's default origin (sync
+ * templates, API base URLs, OAuth2 token URLs) at its actual origin.
+ */
 export function rewritePartnerOrigin(config: EnvironmentConfig, partnerUrl: string): EnvironmentConfig {
   if (partnerUrl === REFERENCE_PARTNER_ORIGIN) return config;
+  const rewrite = (url: string): string =>
+    url === REFERENCE_PARTNER_ORIGIN || url.startsWith(`${REFERENCE_PARTNER_ORIGIN}/`)
+      ? partnerUrl + url.slice(REFERENCE_PARTNER_ORIGIN.length)
+      : url;
   return {
     ...config,
-    platforms: config.platforms.map((platform) =>
-      platform.sync?.urlTemplate.startsWith(`${REFERENCE_PARTNER_ORIGIN}/`)
-        ? {
-            ...platform,
-            sync: {
-              ...platform.sync,
-              urlTemplate: partnerUrl + platform.sync.urlTemplate.slice(REFERENCE_PARTNER_ORIGIN.length),
-            },
-          }
-        : platform,
-    ),
+    platforms: config.platforms.map((platform) => {
+      const { sync, connector } = platform;
+      return {
+        ...platform,
+        ...(sync ? { sync: { ...sync, urlTemplate: rewrite(sync.urlTemplate) } } : {}),
+        ...(connector
+          ? {
+              connector: {
+                ...connector,
+                api: {
+                  ...connector.api,
+                  baseUrl: rewrite(connector.api.baseUrl),
+                  auth:
+                    connector.api.auth.type === 'oauth2ClientCredentials'
+                      ? { ...connector.api.auth, tokenUrl: rewrite(connector.api.auth.tokenUrl) }
+                      : connector.api.auth,
+                },
+              },
+            }
+          : {}),
+      };
+    }),
   };
 }
 

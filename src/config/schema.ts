@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ConnectorSchema } from './connector.ts';
 
 /**
  * The versioned configuration of one environment: its settings and the execution platforms it
@@ -115,6 +116,8 @@ export const PlatformSchema = z
     id: platformId,
     name: z.string().min(1).max(128),
     sync: SyncSettingsSchema.optional(),
+    /** How we call the partner's API: auth, segment creation, population (src/config/connector.ts). */
+    connector: ConnectorSchema.optional(),
   })
   .strict();
 

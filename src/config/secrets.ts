@@ -21,6 +21,12 @@ export const PlatformSecretSchema = z
     syncToken: z.string().min(8, 'must be at least 8 characters').optional(),
     /** HMAC keys the partner signs sync callbacks with, by key id (several during rotation). */
     signingKeys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), secretValue).default({}),
+    /**
+     * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;
+     * bearer `token`; apiKey `apiKey`; oauth2ClientCredentials `clientId`, `clientSecret`; hmac
+     * `keyId`, `key`.
+     */
+    api: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9]{0,31}$/), z.string().min(1).max(8192)).default({}),
   })
   .passthrough();
 

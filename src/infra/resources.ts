@@ -29,7 +29,20 @@ export const MAPPING_TABLE: TableDefinition = {
   envVar: 'MAPPING_TABLE_NAME',
 };
 
-export const TABLES = [MAPPING_TABLE] as const;
+/**
+ * One item per (platform, DMP audience): pk `platform#<id>`, sk `audience#<audienceId>`, holding
+ * the partner's segment id once obtained, or the lease of the one caller creating it, or the
+ * partner's refusal. Never expires: a partner segment id is reused for the audience's lifetime.
+ */
+export const SEGMENT_TABLE: TableDefinition = {
+  id: 'SegmentTable',
+  localName: 'dmp-local-segments',
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  envVar: 'SEGMENT_TABLE_NAME',
+};
+
+export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE] as const;
 
 export interface RouteDefinition {
   readonly method: 'GET' | 'POST';
@@ -116,5 +129,6 @@ export function stackName(environmentName: string): string {
 export const STACK_OUTPUTS = {
   apiUrl: 'ApiUrl',
   mappingTableName: 'MappingTableName',
+  segmentTableName: 'SegmentTableName',
   syncPixelUrl: 'SyncPixelUrl',
 } as const;

@@ -129,20 +129,24 @@ export class DynamoMappingStore implements MappingStore {
             );
             break;
           case 'change':
+            // Conditional on what makes it a change (a live item holding another id), not on the
+            // version read: the id it replaces is taken by DynamoDB at write time, so parallel
+            // callbacks with different ids each land in turn instead of racing on one version
+            // (with a version condition, N parallel changes need N rounds and lose after 5).
             await this.client.send(
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
                 UpdateExpression:
-                  'SET partnerUserId = :id, previousPartnerUserId = :previous, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
-                ConditionExpression: 'version = :expected',
+                  'SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
+                ConditionExpression:
+                  'attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds',
                 ExpressionAttributeValues: {
                   ':id': { S: input.partnerUserId },
-                  ':previous': { S: write.previousPartnerUserId },
                   ':now': now,
+                  ':nowSeconds': { N: String(input.nowSeconds) },
                   ':expiresAt': expiresAt,
                   ':one': { N: '1' },
-                  ':expected': { N: String(write.expectedVersion) },
                 },
               }),
             );

@@ -99,6 +99,7 @@ const MAX_PARAM_LENGTH: Readonly<Record<string, number>> = {
   kid: 32,
   sig: 128,
   hop: 2,
+  last: 1,
   debug: 1,
 };
 const MAX_UNLISTED_PARAM_LENGTH = 4096;
@@ -130,7 +131,8 @@ export class UserSyncService {
     if (request.cookies.get(COOKIE_OPT_OUT) === '1') return this.optedOut(undefined, trace);
 
     let candidates = [...this.platforms.values()];
-    if (request.query['pl'] !== undefined) {
+    const onlyPlatform = request.query['pl'] !== undefined;
+    if (onlyPlatform) {
       const platformId = parsePlatformId(request.query['pl']);
       const platform = platformId === undefined ? undefined : this.platforms.get(platformId);
       if (!platform) return this.reject('platform_unknown', platformId, cookies, trace);
@@ -149,6 +151,7 @@ export class UserSyncService {
       candidates,
       1,
       trace,
+      onlyPlatform,
     );
     cookies.push(...next.setCookies);
     if (!next.location)
@@ -272,7 +275,10 @@ export class UserSyncService {
 
     const hop = Number(query['hop'] ?? '1');
     let next: Awaited<ReturnType<UserSyncService['nextRedirect']>> = { setCookies: [] };
-    if (Number.isInteger(hop) && hop >= 1 && hop < this.deps.config.userSync.maxRedirectsPerChain) {
+    if (query['last'] === '1') {
+      // `/sync?pl=<id>` asked for this platform only: the chain does not go on to the others.
+      trace.add('chain', 'the pixel asked for this platform only: chain ends');
+    } else if (Number.isInteger(hop) && hop >= 1 && hop < this.deps.config.userSync.maxRedirectsPerChain) {
       next = await this.nextRedirect(
         request,
         dmpUserId,
@@ -327,6 +333,7 @@ export class UserSyncService {
     candidates: readonly SyncedPlatform[],
     hop: number,
     trace: Trace,
+    lastHop = false,
   ): Promise<{ location?: string; platformId?: number; setCookies: string[] }> {
     const nowSeconds = this.deps.now();
     const attempts = parseSyncAttempts(request.cookies.get(COOKIE_SYNC_ATTEMPTS));
@@ -368,6 +375,7 @@ export class UserSyncService {
         userIdMacro: platform.sync.userIdMacro,
         consent: forwarded,
         hop,
+        last: lastHop,
       });
       const partnerUrl = buildPartnerSyncUrl(platform.sync, callbackUrl, forwarded);
       if (!partnerUrl.ok) {

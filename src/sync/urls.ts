@@ -24,6 +24,8 @@ export interface CallbackInput {
   readonly consent: ForwardedConsent;
   /** Position of this partner in the redirect chain, starting at 1. */
   readonly hop: number;
+  /** The pixel asked for this one platform (`/sync?pl=`): the callback ends the chain (`last=1`). */
+  readonly last?: boolean;
 }
 
 const CONSENT_PARAMS: readonly [keyof ForwardedConsent, string][] = [
@@ -44,6 +46,7 @@ export function buildCallbackUrl(input: CallbackInput): string {
       return value === undefined || value === '' ? [] : [`${name}=${encodeURIComponent(value)}`];
     }),
     `hop=${input.hop}`,
+    ...(input.last ? ['last=1'] : []),
   ];
   return `${input.baseUrl}/uid?${params.join('&')}`;
 }

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { moduleLoader } from '../../local/lambda.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
-import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { MAPPING_TABLE, TABLES } from '../../src/infra/resources.ts';
 
 /**
  * The stand-ins, reached by the real AWS SDK v3 clients exactly as the handlers create them: no
@@ -55,7 +55,7 @@ describe('AWS stand-ins through the SDK environment variables', () => {
     try {
       const tableName = process.env[MAPPING_TABLE.envVar]!;
       expect(tableName).toBe(MAPPING_TABLE.localName);
-      expect(stack.tableNames).toEqual({ [MAPPING_TABLE.id]: MAPPING_TABLE.localName });
+      expect(stack.tableNames).toEqual(Object.fromEntries(TABLES.map((table) => [table.id, table.localName])));
       const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
       expect(Table?.TableStatus).toBe('ACTIVE');
       expect(Table?.KeySchema).toEqual([

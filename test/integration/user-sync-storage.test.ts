@@ -1,0 +1,202 @@
+import { describe, expect, it } from 'vitest';
+import {
+  browserSyncedWith,
+  debugTrace,
+  expectGif,
+  nowSeconds,
+  SIGNED_PLATFORM,
+  STATIC_PLATFORM,
+  STATIC_TOKEN,
+  useStack,
+} from './support.ts';
+
+/**
+ * What a callback writes (docs/user-sync.md, "Storage and write cost"): one item per (user,
+ * platform), conditional writes on the version read, no write for a repeat inside the interval,
+ * and no write lost to a parallel callback.
+ */
+
+const harness = useStack();
+const DAY = 86_400;
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+const callbackFor = (partnerId: string) =>
+  harness.url(`/uid?userid=${encodeURIComponent(partnerId)}&pl=99999&plsec=${STATIC_TOKEN}`);
+
+describe('parallel callbacks for the same user and platform', () => {
+  it('10 concurrent callbacks with different partner ids: all 200, one item, every write counted', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const ids = Array.from({ length: 10 }, (_, index) => `parallel-${index}-${dmpUid.slice(0, 6)}`);
+    const responses = await Promise.all(ids.map((id) => browser.get(callbackFor(id))));
+
+    // None lost silently, none failed: every callback was answered with the pixel.
+    expect(responses.map((response) => [response.status, response.reason])).toEqual(
+      ids.map(() => [200, null]),
+    );
+    for (const response of responses) expectGif(response, 200);
+
+    const items = (await harness.table.list(dmpUid)).filter((item) => item.platformId === STATIC_PLATFORM);
+    expect(items).toHaveLength(1);
+    const item = items[0]!;
+    expect(ids).toContain(item.partnerUserId);
+    // Each callback brought an id different from every other one, so each that answered 200
+    // wrote exactly once: the version counts them all.
+    expect(item.version).toBe(ids.length);
+    expect(item.previousPartnerUserId).toBeDefined();
+    expect(ids).toContain(item.previousPartnerUserId);
+    expect(item.previousPartnerUserId).not.toBe(item.partnerUserId);
+  });
+
+  it('with debug=1 the outcomes add up: one stored, nine changed', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const ids = Array.from({ length: 10 }, (_, index) => `dbgpar-${index}-${dmpUid.slice(0, 6)}`);
+    const traces = (await Promise.all(ids.map((id) => browser.get(`${callbackFor(id)}&debug=1`)))).map(
+      debugTrace,
+    );
+    expect(traces.map((trace) => trace.status)).toEqual(ids.map(() => 200));
+    const outcomes = traces.map((trace) => trace.outcome).sort();
+    expect(outcomes).toEqual([
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'stored',
+    ]);
+    expect((await harness.table.get(dmpUid, STATIC_PLATFORM))?.version).toBe(10);
+  });
+
+  it('10 concurrent identical callbacks: one write, the rest cost nothing', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const id = `same-${dmpUid.slice(0, 8)}`;
+    const responses = await Promise.all(Array.from({ length: 10 }, () => browser.get(callbackFor(id))));
+    for (const response of responses) expectGif(response, 200);
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({ partnerUserId: id, version: 1 });
+  });
+});
+
+describe('a callback again inside the resync interval', () => {
+  it('the same callback twice: no write (version and lastSeen unchanged)', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    expectGif(await browser.get(callbackFor('resync-same-1')), 200);
+    const first = await harness.table.get(dmpUid, STATIC_PLATFORM);
+    expect(first).toMatchObject({ partnerUserId: 'resync-same-1', version: 1 });
+
+    expectGif(await browser.get(callbackFor('resync-same-1')), 200);
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toEqual(first);
+
+    const debug = debugTrace(await browser.get(`${callbackFor('resync-same-1')}&debug=1`));
+    expect(debug.outcome).toBe('unchanged');
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toEqual(first);
+  });
+
+  it('an earlier sighting (an hour ago) seen again: nothing written, lastSeen stays', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const hourAgo = nowSeconds() - 3600;
+    const seeded = {
+      partnerUserId: 'resync-seeded-1',
+      firstSeen: iso(hourAgo - 10 * DAY),
+      lastSeen: iso(hourAgo),
+      lastChanged: iso(hourAgo - 10 * DAY),
+      expiresAt: hourAgo + 90 * DAY,
+      version: 3,
+    };
+    await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
+    expectGif(await browser.get(callbackFor('resync-seeded-1')), 200);
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject(seeded);
+  });
+
+  it('a different partner id: version+1, previousPartnerUserId = old id, lastChanged and lastSeen now', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const hourAgo = nowSeconds() - 3600;
+    const seeded = {
+      partnerUserId: 'old-partner-id-1',
+      firstSeen: iso(hourAgo - 10 * DAY),
+      lastSeen: iso(hourAgo),
+      lastChanged: iso(hourAgo - 10 * DAY),
+      expiresAt: hourAgo + 90 * DAY,
+      version: 4,
+    };
+    await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
+    const before = nowSeconds();
+    expectGif(await browser.get(callbackFor('new-partner-id-1')), 200);
+    const after = nowSeconds();
+
+    const item = (await harness.table.get(dmpUid, STATIC_PLATFORM))!;
+    expect(item).toMatchObject({
+      partnerUserId: 'new-partner-id-1',
+      previousPartnerUserId: 'old-partner-id-1',
+      firstSeen: seeded.firstSeen,
+      version: 5,
+    });
+    for (const field of ['lastChanged', 'lastSeen'] as const) {
+      const seconds = Date.parse(item[field]) / 1000;
+      expect(seconds).toBeGreaterThanOrEqual(before);
+      expect(seconds).toBeLessThanOrEqual(after);
+    }
+    expect(item.expiresAt).toBe(Date.parse(item.lastSeen) / 1000 + 90 * DAY);
+
+    // Over HTTP only: the change of an id stored a moment ago is a write too.
+    expectGif(await browser.get(callbackFor('new-partner-id-2')), 200);
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({
+      partnerUserId: 'new-partner-id-2',
+      previousPartnerUserId: 'new-partner-id-1',
+      version: 6,
+    });
+  });
+
+  it('after the resync interval the same id refreshes lastSeen and expiry only (version+1)', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const longAgo = nowSeconds() - 10 * DAY;
+    const seeded = {
+      partnerUserId: 'refresh-me-1',
+      firstSeen: iso(longAgo - 30 * DAY),
+      lastSeen: iso(longAgo),
+      lastChanged: iso(longAgo - 30 * DAY),
+      expiresAt: longAgo + 90 * DAY,
+      version: 2,
+    };
+    await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
+    const before = nowSeconds();
+    expectGif(await browser.get(callbackFor('refresh-me-1')), 200);
+    const item = (await harness.table.get(dmpUid, STATIC_PLATFORM))!;
+    expect(item).toMatchObject({
+      partnerUserId: 'refresh-me-1',
+      firstSeen: seeded.firstSeen,
+      lastChanged: seeded.lastChanged,
+      version: 3,
+    });
+    expect(item.previousPartnerUserId).toBeUndefined();
+    expect(Date.parse(item.lastSeen) / 1000).toBeGreaterThanOrEqual(before);
+    expect(item.expiresAt).toBe(Date.parse(item.lastSeen) / 1000 + 90 * DAY);
+  });
+
+  it('an expired item not yet removed by TTL is replaced as a fresh first sighting', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const longAgo = nowSeconds() - 100 * DAY;
+    await harness.table.put(dmpUid, STATIC_PLATFORM, {
+      partnerUserId: 'expired-id-1',
+      previousPartnerUserId: 'even-older-id',
+      firstSeen: iso(longAgo),
+      lastSeen: iso(longAgo),
+      lastChanged: iso(longAgo),
+      expiresAt: longAgo + 90 * DAY,
+      version: 7,
+    });
+    // An expired mapping does not count: 99999 is due again.
+    browser.deleteCookie('dmp_sa');
+    const debug = debugTrace(await browser.get(harness.url('/sync?pl=99999&debug=1')));
+    expect(debug).toMatchObject({ status: 302, platformId: STATIC_PLATFORM });
+
+    const before = nowSeconds();
+    expectGif(await browser.get(callbackFor('expired-id-1')), 200);
+    const item = (await harness.table.get(dmpUid, STATIC_PLATFORM))!;
+    expect(item).toMatchObject({ partnerUserId: 'expired-id-1', version: 8 });
+    expect(item.previousPartnerUserId).toBeUndefined();
+    expect(Date.parse(item.firstSeen) / 1000).toBeGreaterThanOrEqual(before);
+    expect(item.expiresAt).toBeGreaterThan(nowSeconds() + 89 * DAY);
+  });
+});
