@@ -79,7 +79,7 @@ export const AuthSchema = z.discriminatedUnion('type', [
     .strict(),
   /**
    * HMAC request signing over method, path, timestamp and the exact body bytes (see
-   * docs/connectors.md). Secret fields: `api.keyId`, `api.key`.
+   * docs/connectors-auth.md). Secret fields: `api.keyId`, `api.key`.
    */
   z
     .object({

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Connector } from '../config/connector.ts';
 import type { PlatformConfig } from '../config/schema.ts';
+import { PartnerCallError } from '../connectors/http/client.ts';
 import { type RenderedRequest, readJsonPath, renderRequest, TemplateError } from '../connectors/templates.ts';
 import {
   type Audience,
@@ -39,21 +40,8 @@ export interface PartnerCaller {
   call(request: RenderedRequest, options?: { signal?: AbortSignal }): Promise<PartnerAnswerLike>;
 }
 
-/** The shape of the partner client's errors (src/connectors/http). */
-interface PartnerFailure {
-  readonly kind: 'permanent' | 'retries_exhausted' | 'network';
-  readonly status?: number | undefined;
-  readonly bodySnippet?: string | undefined;
-  readonly outcomeUnknown: boolean;
-  readonly message: string;
-}
-
-function asPartnerFailure(error: unknown): PartnerFailure | undefined {
-  if (!(error instanceof Error)) return undefined;
-  const kind = (error as { kind?: unknown }).kind;
-  return kind === 'permanent' || kind === 'retries_exhausted' || kind === 'network'
-    ? (error as unknown as PartnerFailure)
-    : undefined;
+function asPartnerFailure(error: unknown): PartnerCallError | undefined {
+  return error instanceof PartnerCallError ? error : undefined;
 }
 
 export interface SegmentServiceDeps {

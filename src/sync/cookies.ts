@@ -49,6 +49,8 @@ export function parseCookies(cookies: readonly string[] | undefined): Map<string
  * `.`, newest last, at most MAX_ATTEMPT_ENTRIES (~16 bytes each).
  */
 export const MAX_ATTEMPT_ENTRIES = 32;
+/** Epoch minutes of the year 2100: later attempt times are ignored. */
+const MAX_ATTEMPT_MINUTES = 68_170_000;
 
 export function parseSyncAttempts(value: string | undefined): Map<number, number> {
   const attempts = new Map<number, number>();
@@ -56,7 +58,10 @@ export function parseSyncAttempts(value: string | undefined): Map<number, number
   for (const entry of value.split('.')) {
     const match = /^([1-9]\d{0,9}):([0-9a-z]{1,8})$/.exec(entry);
     if (!match) continue;
-    attempts.set(Number(match[1]), Number.parseInt(match[2] as string, 36) * 60);
+    const minutes = Number.parseInt(match[2] as string, 36);
+    // A forged or garbled time far in the future is no attempt (the cookie is client-controlled).
+    if (minutes > MAX_ATTEMPT_MINUTES) continue;
+    attempts.set(Number(match[1]), minutes * 60);
   }
   return attempts;
 }

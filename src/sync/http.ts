@@ -9,7 +9,8 @@ import type { SyncRequest, SyncResponse } from './service.ts';
  * names with commas there, which would let `userid=a&userid=b` pass as the id `a,b`.
  */
 export function toSyncRequest(event: APIGatewayProxyEventV2): SyncRequest & { readonly debug: boolean } {
-  const query: Record<string, string> = {};
+  // No prototype: names like `__proto__` or `constructor` are plain parameters here.
+  const query: Record<string, string> = Object.create(null);
   const duplicates = new Set<string>();
   for (const [name, value] of new URLSearchParams(event.rawQueryString ?? '')) {
     if (Object.hasOwn(query, name)) duplicates.add(name);

@@ -49,7 +49,8 @@ export function decideDue(input: DueInput): DueDecision[] {
     const settings = platform.sync;
     if (!settings?.enabled) return { platformId: platform.id, due: false, reason: 'sync_disabled' };
     const attemptedAt = input.attempts.get(platform.id);
-    if (attemptedAt !== undefined) {
+    // An attempt dated more than a day ahead of our clock is not believed.
+    if (attemptedAt !== undefined && attemptedAt <= input.nowSeconds + 86_400) {
       const retryAt = attemptedAt + settings.retryAfterAttemptHours * 3600;
       if (retryAt > input.nowSeconds) {
         return { platformId: platform.id, due: false, reason: 'recently_attempted', dueAtSeconds: retryAt };

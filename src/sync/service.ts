@@ -448,7 +448,8 @@ export class UserSyncService {
 function checkParams(request: SyncRequest): string | undefined {
   if (request.duplicateParams.length > 0) return 'duplicate_param';
   for (const [name, value] of Object.entries(request.query)) {
-    if (value.length > (MAX_PARAM_LENGTH[name] ?? MAX_UNLISTED_PARAM_LENGTH)) return 'param_too_long';
+    const limit = Object.hasOwn(MAX_PARAM_LENGTH, name) ? MAX_PARAM_LENGTH[name] : undefined;
+    if (value.length > (limit ?? MAX_UNLISTED_PARAM_LENGTH)) return 'param_too_long';
   }
   return undefined;
 }

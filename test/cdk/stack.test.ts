@@ -17,7 +17,15 @@ import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
 import { ConfigError, loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
-import { FUNCTIONS, MAPPING_TABLE, ROUTES, STACK_OUTPUTS } from '../../src/infra/resources.ts';
+import {
+  FUNCTIONS,
+  MAPPING_TABLE,
+  ROUTES,
+  SEGMENT_TABLE,
+  STACK_OUTPUTS,
+  TABLES,
+  type TableDefinition,
+} from '../../src/infra/resources.ts';
 
 interface Statement {
   Effect: string;
@@ -35,6 +43,15 @@ const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [valu
 
 function resources(template: Template, type: string): Record<string, CfnResource> {
   return template.findResources(type) as Record<string, CfnResource>;
+}
+
+/** The logical id of the table built from a shared definition (construct id prefix). */
+function tableLogicalId(template: Template, definition: TableDefinition): string {
+  const ids = Object.keys(template.findResources('AWS::DynamoDB::GlobalTable')).filter((id) =>
+    id.startsWith(definition.id),
+  );
+  expect(ids).toHaveLength(1);
+  return ids[0]!;
 }
 
 function onlyLogicalId(template: Template, type: string): string {
@@ -203,7 +220,7 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
             DMP_ENVIRONMENT: config.name,
             POWERTOOLS_SERVICE_NAME: 'user-sync',
             POWERTOOLS_METRICS_NAMESPACE: 'DmpActivation',
-            [MAPPING_TABLE.envVar]: { Ref: onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable') },
+            [MAPPING_TABLE.envVar]: { Ref: tableLogicalId(template, MAPPING_TABLE) },
           },
         },
       });
@@ -228,7 +245,7 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
 
   it('builds the mapping table from MAPPING_TABLE: keys, TTL, PITR, SSE, on-demand', () => {
     const { template } = env(name);
-    template.resourceCountIs('AWS::DynamoDB::GlobalTable', 1);
+    template.resourceCountIs('AWS::DynamoDB::GlobalTable', TABLES.length);
     template.resourceCountIs('AWS::DynamoDB::Table', 0);
     template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
       KeySchema: [
@@ -247,6 +264,25 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
       ],
     });
     expect(MAPPING_TABLE.timeToLiveAttribute).toBe('expiresAt');
+  });
+
+  it('builds the segment table from SEGMENT_TABLE: keys, no TTL (ids live as long as their audience), PITR, SSE', () => {
+    const { template } = env(name);
+    const segments = resources(template, 'AWS::DynamoDB::GlobalTable')[
+      tableLogicalId(template, SEGMENT_TABLE)
+    ]!;
+    expect(segments.Properties).toMatchObject({
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS' },
+      Replicas: [
+        expect.objectContaining({ PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true } }),
+      ],
+    });
+    expect(segments.Properties['TimeToLiveSpecification']).toBeUndefined();
   });
 
   it('serves the four ROUTES through one HTTP API with payload format 2.0', () => {
@@ -307,7 +343,7 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
   it('gives the function least privilege: exact table actions on the table, GetSecretValue on its secrets', () => {
     const { template } = env(name);
     const statements = allStatements(template);
-    const tableId = onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable');
+    const tableId = tableLogicalId(template, MAPPING_TABLE);
     const secretRefs = Object.keys(template.findResources('AWS::SecretsManager::Secret'))
       .sort()
       .map((id) => ({ Ref: id }));
@@ -407,16 +443,18 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
-  it('exports ApiUrl, MappingTableName and SyncPixelUrl', () => {
+  it('exports ApiUrl, MappingTableName, SegmentTableName and SyncPixelUrl', () => {
     const { template } = env(name);
-    const tableId = onlyLogicalId(template, 'AWS::DynamoDB::GlobalTable');
+    const tableId = tableLogicalId(template, MAPPING_TABLE);
     const apiId = onlyLogicalId(template, 'AWS::ApiGatewayV2::Api');
     expect(STACK_OUTPUTS).toEqual({
       apiUrl: 'ApiUrl',
       mappingTableName: 'MappingTableName',
+      segmentTableName: 'SegmentTableName',
       syncPixelUrl: 'SyncPixelUrl',
     });
     template.hasOutput('MappingTableName', { Value: { Ref: tableId } });
+    template.hasOutput('SegmentTableName', { Value: { Ref: tableLogicalId(template, SEGMENT_TABLE) } });
     template.hasOutput('ApiUrl', { Value: { 'Fn::GetAtt': [apiId, 'ApiEndpoint'] } });
     template.hasOutput('SyncPixelUrl', {
       Value: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] }, '/sync']] },

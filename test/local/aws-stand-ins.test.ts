@@ -55,7 +55,9 @@ describe('AWS stand-ins through the SDK environment variables', () => {
     try {
       const tableName = process.env[MAPPING_TABLE.envVar]!;
       expect(tableName).toBe(MAPPING_TABLE.localName);
-      expect(stack.tableNames).toEqual(Object.fromEntries(TABLES.map((table) => [table.id, table.localName])));
+      expect(stack.tableNames).toEqual(
+        Object.fromEntries(TABLES.map((table) => [table.id, table.localName])),
+      );
       const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
       expect(Table?.TableStatus).toBe('ACTIVE');
       expect(Table?.KeySchema).toEqual([

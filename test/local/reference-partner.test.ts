@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { close, listen, originOf } from '../../local/http-util.ts';
 import {
@@ -9,6 +7,7 @@ import {
   startReferencePartner,
 } from '../../local/reference-partner.ts';
 import { signSyncCallback, verifySyncSignature } from '../../src/sync/signature.ts';
+import { type ChromiumSession, launchChromium } from '../support/browser.ts';
 
 const SIGNING_SECRET = 'reference-partner-shared-secret-1';
 const ROTATED_SECRET = 'reference-partner-shared-secret-2';
@@ -199,13 +198,11 @@ describe('reference partner', () => {
   });
 });
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-
-describe.skipIf(!existsSync(CHROMIUM))('reference partner in headless Chromium over http://127.0.0.1', () => {
+describe('reference partner in headless Chromium over http://127.0.0.1', () => {
   let partner: ReferencePartner;
   let dmp: Server;
   let dmpUrl: string;
-  let browser: Browser;
+  let browser: ChromiumSession;
   const callbacks: URL[] = [];
   const waiters: ((url: URL) => void)[] = [];
 
@@ -231,7 +228,7 @@ describe.skipIf(!existsSync(CHROMIUM))('reference partner in headless Chromium o
       response.end(`<!doctype html><img src="${partner.url}/sync?out=${encodeURIComponent(out)}">`);
     });
     dmpUrl = originOf(await listen(dmp, 0));
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -241,7 +238,7 @@ describe.skipIf(!existsSync(CHROMIUM))('reference partner in headless Chromium o
   });
 
   it('keeps its cookie across syncs, for pixels embedded in a page on another port', async () => {
-    const page = await browser.newPage();
+    const page = await browser.context.newPage();
     try {
       const first = nextCallback();
       await page.goto(`${dmpUrl}/page?n=1`);
