@@ -125,8 +125,6 @@ async function main(): Promise<void> {
     'Ctrl-C stops it.',
     '',
   ];
-  console.log(lines.join('\n'));
-
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
@@ -148,6 +146,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // Only now announce readiness: a signal sent as soon as the banner is read finds its handler.
+  console.log(lines.join('\n'));
 }
 
 await main();

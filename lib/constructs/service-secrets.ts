@@ -17,9 +17,10 @@ const SYNC_KEY_NO_ROTATION_REASON =
   'tokens in flight.';
 
 /**
- * The secrets the user-sync function reads, under the names src/config/secrets.ts defines: one per
- * platform with sync settings (its static `plsec` token and HMAC signing keys) and the key that
- * signs the tokens `/sync` mints. Values are generated at creation; operators then edit them.
+ * The service's secrets, under the names src/config/secrets.ts defines: one per platform with sync
+ * or connector settings (its static `plsec` token, the partner's HMAC signing keys and the
+ * credentials of its API) and the key that signs the tokens `/sync` mints. Values are generated at
+ * creation; operators then edit them.
  */
 export class ServiceSecrets extends Construct {
   readonly syncTokenKey: secretsmanager.Secret;
@@ -32,12 +33,13 @@ export class ServiceSecrets extends Construct {
 
     const platforms = new Map<number, secretsmanager.Secret>();
     for (const platform of config.platforms) {
-      if (!platform.sync) continue;
+      if (!platform.sync && !platform.connector) continue;
       const secret = new secretsmanager.Secret(this, `Platform${platform.id}`, {
         secretName: platformSecretName(config.name, platform.id),
-        description: `Sync token and signing keys shared with platform ${platform.id} (${platform.name})`,
+        description: `Sync token, signing keys and API credentials of platform ${platform.id} (${platform.name})`,
         generateSecretString: {
-          secretStringTemplate: '{"signingKeys":{}}',
+          // `api` receives the partner API's credentials (src/config/secrets.ts), added by an operator.
+          secretStringTemplate: '{"signingKeys":{},"api":{}}',
           generateStringKey: 'syncToken',
           excludePunctuation: true,
           passwordLength: 32,

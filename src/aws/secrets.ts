@@ -1,5 +1,5 @@
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { formatIssues } from '../config/load.ts';
 
 /**

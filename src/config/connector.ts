@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * A platform's connector: how we talk to its API. Onboarding a platform is writing one of these

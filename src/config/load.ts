@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { type EnvironmentConfig, EnvironmentSchema, type PlatformConfig, PlatformSchema } from './schema.ts';
 
 /** A configuration that failed validation; the message names the source and every bad field. */

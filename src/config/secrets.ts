@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Secrets live in AWS Secrets Manager under predictable names, one per platform and one for the

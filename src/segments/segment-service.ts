@@ -93,6 +93,8 @@ export class SegmentNotReadyError extends Error {
 }
 
 const DEFAULT_WAIT_MS = 20_000;
+/** A failed rename is tried again on a later use, but not more often than this. */
+const RENAME_RETRY_AFTER_MS = 10 * 60_000;
 const SNIPPET_LIMIT = 1024;
 
 type ConnectedPlatform = PlatformConfig & { connector: Connector };
@@ -184,10 +186,24 @@ export class SegmentService {
     };
     const values = segmentTemplateValues(settings, audience, context);
     const name = String(values['name']);
-    const partner = await this.deps.partnerFor(platform);
     // The previous holder crashed, or its last call may have been processed: the partner may hold a segment we never recorded.
     const uncertain =
       previous?.state === 'creating' || (previous?.state === 'retry' && previous.outcomeUnknown);
+    let partner: PartnerCaller;
+    try {
+      partner = await this.deps.partnerFor(platform);
+    } catch (error) {
+      // No call was made (credentials missing or unusable): free the lease, carrying over what was known.
+      await this.deps.store.releaseForRetry(
+        platform.id,
+        audience.id,
+        owner,
+        this.now(),
+        stamp({ message: errorText(error) }, this.now()),
+        uncertain,
+      );
+      throw error;
+    }
 
     try {
       if (uncertain && settings.lookupByName) {
@@ -349,9 +365,7 @@ export class SegmentService {
   ): Promise<EnsureResult> {
     const partnerSegmentId = record.partnerSegmentId as string;
     const settings = platform.connector.segments;
-    if (record.audienceName === audience.name || settings.creation !== 'api') {
-      return { partnerSegmentId, obtainedNow: false, record };
-    }
+    if (settings.creation !== 'api') return { partnerSegmentId, obtainedNow: false, record };
     const context = {
       environment: this.deps.environment,
       platformId: platform.id,
@@ -359,12 +373,24 @@ export class SegmentService {
     };
     const values = segmentTemplateValues(settings, audience, context, partnerSegmentId);
     const name = String(values['name']);
-    if (!settings.rename) {
-      await this.deps.store.recordName(platform.id, audience.id, this.now(), { audienceName: audience.name });
+    // The partner's name is what matters: a rename that failed, or a changed nameTemplate, is retried.
+    const renameDue =
+      settings.rename !== undefined &&
+      record.nameAtPartner !== name &&
+      (record.renameError === undefined ||
+        this.now() - Date.parse(record.renameError.at) >= RENAME_RETRY_AFTER_MS);
+    if (!renameDue) {
+      if (record.audienceName !== audience.name) {
+        await this.deps.store.recordName(platform.id, audience.id, this.now(), {
+          audienceName: audience.name,
+        });
+      } else {
+        return { partnerSegmentId, obtainedNow: false, record };
+      }
     } else {
       try {
         const partner = await this.deps.partnerFor(platform);
-        await partner.call(renderRequest(settings.rename, values));
+        await partner.call(renderRequest(settings.rename as NonNullable<typeof settings.rename>, values));
         await this.deps.store.recordName(platform.id, audience.id, this.now(), {
           audienceName: audience.name,
           nameAtPartner: name,

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { SegmentsSettings } from '../config/connector.ts';
 import type { TemplateValues } from '../connectors/templates.ts';
 

@@ -392,15 +392,15 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
-  it('creates one generated secret per syncing platform and the sync-token key', () => {
+  it('creates one generated secret per syncing or connected platform and the sync-token key', () => {
     const { template, config } = env(name);
-    const syncing = config.platforms.filter((platform) => platform.sync);
+    const syncing = config.platforms.filter((platform) => platform.sync || platform.connector);
     template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + 1);
     for (const platform of syncing) {
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         Name: platformSecretName(config.name, platform.id),
         GenerateSecretString: {
-          SecretStringTemplate: '{"signingKeys":{}}',
+          SecretStringTemplate: '{"signingKeys":{},"api":{}}',
           GenerateStringKey: 'syncToken',
           ExcludePunctuation: true,
           PasswordLength: 32,

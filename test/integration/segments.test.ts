@@ -307,6 +307,23 @@ describe('segment creation against the reference partner', () => {
     expect(creates('Garbled answer')).toHaveLength(1);
   });
 
+  it('missing credentials free the lease at once, with nothing sent to the partner', async () => {
+    const store = new DynamoSegmentStore(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => ({}));
+    const segments = new SegmentService({
+      environment: 'test',
+      store,
+      partnerFor: (platform) => clients.for(platform),
+    });
+    const target = audience('No credentials');
+    await expect(segments.ensure(seedPlatform, target)).rejects.toThrow(/username/);
+    expect(await store.get(99999, target.id)).toMatchObject({ state: 'retry', outcomeUnknown: false });
+    expect(creates('No credentials')).toHaveLength(0);
+    const { service: withCredentials } = service();
+    const result = await withCredentials.ensure(seedPlatform, target);
+    expect(result.record).toMatchObject({ source: 'created', possibleDuplicate: false });
+  });
+
   describe('a crash between the partner answer and our write', () => {
     async function crashAfterCreate(
       platform: PlatformConfig,
@@ -382,6 +399,36 @@ describe('segment creation against the reference partner', () => {
         audienceName: 'New name',
         nameAtPartner: 'New name',
       });
+    });
+
+    it('retries a rename the partner refused on a later use, not on every use', async () => {
+      let now = Date.now();
+      const store = new DynamoSegmentStore(client, SEGMENT_TABLE.localName);
+      const clients = new PartnerClients(async () => CREDENTIALS.basic);
+      const segments = new SegmentService({
+        environment: 'test',
+        store,
+        partnerFor: (platform) => clients.for(platform),
+        now: () => now,
+      });
+      const target = audience('Rename me');
+      const created = await segments.ensure(seedPlatform, target);
+      partner.addFault({ status: 409, count: 1, pathPrefix: `/v1/segment/${created.partnerSegmentId}` });
+      await segments.ensure(seedPlatform, { ...target, name: 'Renamed' });
+      expect(await store.get(99999, target.id)).toMatchObject({
+        audienceName: 'Renamed',
+        nameAtPartner: 'Rename me',
+        renameError: { status: 409 },
+      });
+      const renames = () => partner.requests.filter((request) => request.method === 'PUT').length;
+      const before = renames();
+      await segments.ensure(seedPlatform, { ...target, name: 'Renamed' });
+      expect(renames()).toBe(before);
+      now += 11 * 60_000;
+      await segments.ensure(seedPlatform, { ...target, name: 'Renamed' });
+      expect(renames()).toBe(before + 1);
+      expect(await store.get(99999, target.id)).toMatchObject({ nameAtPartner: 'Renamed' });
+      expect((await store.get(99999, target.id))?.renameError).toBeUndefined();
     });
 
     it('records the difference where the connector cannot rename', async () => {

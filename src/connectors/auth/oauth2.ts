@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { classifyTransportError } from '../http/errors.ts';
 import { redact } from '../http/redact.ts';
 import type { HttpSend } from '../http/send.ts';

@@ -1,0 +1,319 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COMMANDS } from '../../cli/commands/index.ts';
+import type { PlatformView } from '../../cli/commands/platforms.ts';
+import { runCli } from '../../cli/framework.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const REFERENCE_PLATFORM = join(REPO_ROOT, 'config', 'platforms', 'local', '01-99999-reference-partner.json');
+
+interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+async function run(argv: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, COMMANDS, {
+    stdout: (text) => out.push(text),
+    stderr: (text) => err.push(text),
+    env: {},
+  });
+  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
+}
+
+/** Runs `dmp` in its own process, as the operator would. */
+function dmp(args: readonly string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Every .json file under a folder, recursively. */
+function jsonFiles(directory: string): string[] {
+  return readdirSync(directory, { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.json'))
+    .map((file) => join(directory, file))
+    .sort();
+}
+
+/** The parts of a platform file the tests change. */
+interface PlatformDocument {
+  connector: { api: Record<string, unknown>; population: Record<string, unknown> };
+}
+
+interface ValidateJson {
+  readonly file: string;
+  readonly valid: boolean;
+  readonly problems: { readonly file: string; readonly path: string | null; readonly message: string }[];
+}
+
+describe('dmp platforms', () => {
+  let workDir: string;
+  /** The reference platform with one change. */
+  const variant = (name: string, change: (platform: PlatformDocument) => void): string => {
+    const platform = JSON.parse(readFileSync(REFERENCE_PLATFORM, 'utf8')) as PlatformDocument;
+    change(platform);
+    const path = join(workDir, name);
+    writeFileSync(path, JSON.stringify(platform, null, 2));
+    return path;
+  };
+
+  beforeAll(() => {
+    workDir = mkdtempSync(join(tmpdir(), 'dmp-cli-platforms-'));
+  });
+
+  afterAll(() => {
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  describe('list', () => {
+    it("prints the local environment's platforms as a table", async () => {
+      const result = await run(['platforms', 'list']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const lines = result.stdout.split('\n');
+      expect(lines[0]).toMatch(/^Platforms of environment local \(.*config\/environments\/local\.json\):$/);
+      expect(lines).toContainEqual(
+        expect.stringMatching(
+          /^ID\s+NAME\s+SYNC\s+SYNC HOST\s+AUTH\s+SEGMENTS\s+POPULATION\s+BATCH\s+REMOVAL/,
+        ),
+      );
+      expect(lines).toContainEqual(
+        expect.stringMatching(
+          /^99999\s+Reference partner \(the seed's API\)\s+on\s+127\.0\.0\.1:3001\s+basic\s+api\s+batch\s+500\s+call\s/,
+        ),
+      );
+      expect(lines).toContainEqual(
+        expect.stringMatching(
+          /^88888\s+Reference partner, signed callbacks\s+on \(signed\)\s+127\.0\.0\.1:3001\s+-\s+-/,
+        ),
+      );
+    });
+
+    it('prints them as JSON', async () => {
+      const result = await run(['platforms', 'list', '--json']);
+      expect(result.code).toBe(0);
+      const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
+      expect(output.environment).toBe('local');
+      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888]);
+      expect(output.platforms[0]).toEqual({
+        id: 99999,
+        name: "Reference partner (the seed's API)",
+        sync: { enabled: true, templateHost: '127.0.0.1:3001', signatureRequired: false },
+        connector: {
+          auth: 'basic',
+          segmentCreation: 'api',
+          populationMode: 'batch',
+          batchSize: 500,
+          removalVia: 'call',
+          apiHost: '127.0.0.1:3001',
+        },
+      });
+      expect(output.platforms[1]).toMatchObject({
+        id: 88888,
+        sync: { enabled: true, signatureRequired: true },
+        connector: null,
+      });
+    });
+
+    it('lists another environment with --env, and refuses unknown ones', async () => {
+      const dev = await run(['platforms', 'list', '--env', 'dev', '--json']);
+      expect(dev.code).toBe(0);
+      const output = JSON.parse(dev.stdout) as { environment: string; platforms: PlatformView[] };
+      expect(output.environment).toBe('dev');
+      expect(output.platforms.find((platform) => platform.id === 99999)?.connector?.apiHost).toBe(
+        'api.third-party.com',
+      );
+
+      const unknown = await run(['platforms', 'list', '--env', 'nope']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain("no configuration for environment 'nope'");
+      expect(unknown.stderr).toMatch(/known: .*\blocal\b/);
+      const invalid = await run(['platforms', 'list', '--env', 'Bad_Name']);
+      expect(invalid.code).toBe(2);
+      expect(invalid.stderr).toContain('usage: dmp platforms list');
+    });
+  });
+
+  describe('validate', () => {
+    it('accepts every shipped platform and environment file', async () => {
+      const files = [
+        ...jsonFiles(join(REPO_ROOT, 'config', 'platforms')),
+        ...jsonFiles(join(REPO_ROOT, 'config', 'environments')),
+      ];
+      expect(files.length).toBeGreaterThanOrEqual(6);
+      for (const absolute of files) {
+        const file = relative(REPO_ROOT, absolute);
+        const platform = file.startsWith('config/platforms/');
+        const result = await run(['platforms', 'validate', absolute]);
+        expect(result.stderr, file).toBe('');
+        expect(result.code, file).toBe(0);
+        expect(result.stdout, file).toMatch(
+          platform
+            ? new RegExp(`^ok: ${absolute.replaceAll('.', '\\.')} \\(platform \\d+ ".+"\\)$`)
+            : new RegExp(`^ok: ${absolute.replaceAll('.', '\\.')} \\(environment [a-z][a-z0-9-]+: `),
+        );
+        const json = await run(['platforms', 'validate', absolute, '--json']);
+        expect(json.code, file).toBe(0);
+        expect(JSON.parse(json.stdout), file).toMatchObject({ file: absolute, valid: true, problems: [] });
+      }
+      const local = await run([
+        'platforms',
+        'validate',
+        join(REPO_ROOT, 'config', 'environments', 'local.json'),
+      ]);
+      expect(local.stdout).toContain(
+        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks")`,
+      );
+    });
+
+    it('names the file and the field of a typo, with every problem', async () => {
+      const file = variant('typo.json', (platform) => {
+        platform.connector.api.baseURL = platform.connector.api.baseUrl;
+        delete platform.connector.api.baseUrl;
+      });
+      const result = await run(['platforms', 'validate', file]);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      const lines = result.stderr.split('\n');
+      expect(lines[0]).toBe(`invalid: ${file} (2 problems)`);
+      expect(lines).toContain(`${file}: connector.api: Unrecognized key: "baseURL"`);
+      expect(lines).toContainEqual(
+        expect.stringMatching(new RegExp(`^${file}: connector\\.api\\.baseUrl: `)),
+      );
+
+      const json = await run(['platforms', 'validate', file, '--json']);
+      expect(json.code).toBe(1);
+      const output = JSON.parse(json.stdout) as ValidateJson;
+      expect(output).toMatchObject({ file, valid: false });
+      expect(output.problems.map((problem) => problem.path).sort()).toEqual([
+        'connector.api',
+        'connector.api.baseUrl',
+      ]);
+      expect(output.problems.every((problem) => problem.file === file && problem.message.length > 0)).toBe(
+        true,
+      );
+    });
+
+    it('refuses a batch size of 0', async () => {
+      const file = variant('batch.json', (platform) => {
+        platform.connector.population.batchSize = 0;
+      });
+      const result = await run(['platforms', 'validate', file]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^${file}: connector\\.population\\.batchSize: Too small: expected number to be >=1$`,
+          'm',
+        ),
+      );
+      const output = JSON.parse(
+        (await run(['platforms', 'validate', file, '--json'])).stdout,
+      ) as ValidateJson;
+      expect(output.problems).toEqual([
+        { file, path: 'connector.population.batchSize', message: expect.stringContaining('>=1') },
+      ]);
+    });
+
+    it('exits 1 with a clear message on a file that is not JSON or not there', async () => {
+      const broken = join(workDir, 'broken.json');
+      writeFileSync(broken, '{"id": 99999,\n');
+      const result = await run(['platforms', 'validate', broken]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`${broken}: not valid JSON: `);
+      const json = JSON.parse(
+        (await run(['platforms', 'validate', broken, '--json'])).stdout,
+      ) as ValidateJson;
+      expect(json).toMatchObject({
+        valid: false,
+        problems: [{ path: null, message: expect.stringMatching(/^not valid JSON/) }],
+      });
+
+      const missing = await run(['platforms', 'validate', join(workDir, 'missing.json')]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('missing.json: cannot read file: no such file');
+      expect(missing.stderr).not.toContain('    at ');
+
+      const usage = await run(['platforms', 'validate']);
+      expect(usage.code).toBe(2);
+      expect(usage.stderr).toContain('usage: dmp platforms validate <file>');
+    });
+
+    it('validates an environment file with its platform files, naming each bad one', async () => {
+      const root = join(workDir, 'repo', 'config');
+      mkdirSync(join(root, 'environments'), { recursive: true });
+      mkdirSync(join(root, 'platforms', 'qa'), { recursive: true });
+      const environment = join(root, 'environments', 'qa.json');
+      writeFileSync(environment, JSON.stringify({ name: 'qa', platforms: [] }));
+      const good = join(root, 'platforms', 'qa', '01-good.json');
+      writeFileSync(good, readFileSync(REFERENCE_PLATFORM));
+
+      const ok = await run(['platforms', 'validate', environment]);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toBe(
+        `ok: ${environment} (environment qa: platform 99999 "Reference partner (the seed's API)")`,
+      );
+
+      const bad = join(root, 'platforms', 'qa', '02-bad.json');
+      writeFileSync(bad, JSON.stringify({ id: 4242, name: 'Bad', connector: { api: {} } }));
+      const broken = await run(['platforms', 'validate', environment, '--json']);
+      expect(broken.code).toBe(1);
+      const output = JSON.parse(broken.stdout) as ValidateJson;
+      expect(output.valid).toBe(false);
+      expect(output.problems.length).toBeGreaterThan(0);
+      expect(output.problems.every((problem) => problem.file === bad)).toBe(true);
+      expect(output.problems.map((problem) => problem.path)).toContain('connector.api.baseUrl');
+
+      // Two platform files with one id: the environment as a whole is refused.
+      writeFileSync(bad, readFileSync(REFERENCE_PLATFORM));
+      const duplicate = await run(['platforms', 'validate', environment]);
+      expect(duplicate.code).toBe(1);
+      expect(duplicate.stderr).toContain(`${environment}: platforms.1.id: duplicate platform id 99999`);
+
+      // Outside config/: recognized by its content.
+      const loose = join(workDir, 'loose-environment.json');
+      writeFileSync(loose, JSON.stringify({ name: 'loose', platforms: [] }));
+      const looseResult = await run(['platforms', 'validate', loose]);
+      expect(looseResult.stdout).toBe(`ok: ${loose} (environment loose: no platforms)`);
+    });
+
+    it('exits 1 from the real binary on an invalid file', async () => {
+      const file = variant('process.json', (platform) => {
+        platform.connector.population.batchSize = 0;
+      });
+      const result = await dmp(['platforms', 'validate', file]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`${file}: connector.population.batchSize: `);
+      const ok = await dmp([
+        'platforms',
+        'validate',
+        'config/platforms/local/01-99999-reference-partner.json',
+      ]);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toBe(
+        'ok: config/platforms/local/01-99999-reference-partner.json (platform 99999 "Reference partner (the seed\'s API)")\n',
+      );
+    });
+  });
+});

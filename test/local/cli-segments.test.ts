@@ -1,0 +1,559 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COMMANDS } from '../../cli/commands/index.ts';
+import type { SegmentView } from '../../cli/commands/segments.ts';
+import { runCli } from '../../cli/framework.ts';
+import {
+  DATA_DIR_ENV_VAR,
+  ENDPOINTS_FILE_ENV_VAR,
+  endpointsFilePath,
+  type LocalEndpoints,
+  writeEndpointsFile,
+} from '../../local/endpoints.ts';
+import { close, listen, originOf, readBody } from '../../local/http-util.ts';
+import { moduleLoader } from '../../local/lambda.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { SEGMENT_TABLE, STACK_OUTPUTS } from '../../src/infra/resources.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
+/** Platform 99999's API credentials in config/local-secrets.json (the seed's `curl -u foo:bar`). */
+const CREDENTIALS = ['foo', 'bar', 'Zm9vOmJhcg=='];
+const AWKWARD_NAME = 'Cart & "VIP" / 50%';
+
+interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+interface EnsureJson {
+  readonly platformId: number;
+  readonly audienceId: string;
+  readonly partnerSegmentId: string;
+  readonly obtainedNow: boolean;
+  readonly state: string;
+}
+
+/** Every output of the CLI in this file, checked for credentials at the end. */
+const outputs: CliResult[] = [];
+
+/** Runs `dmp` as the operator would, in its own process, with only the given environment. */
+function dmp(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const result = { code, stdout, stderr };
+      outputs.push(result);
+      resolve(result);
+    });
+  });
+}
+
+/** Runs `dmp` in this process (fast; for checks that end before any AWS call). */
+async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(argv, COMMANDS, {
+    stdout: (text) => out.push(text),
+    stderr: (text) => err.push(text),
+    env,
+  });
+  const result = { code, stdout: out.join('\n'), stderr: err.join('\n') };
+  outputs.push(result);
+  return result;
+}
+
+// Each `dmp` process takes seconds to start on a busy machine: room for several per test.
+describe('dmp segments', { timeout: 120_000 }, () => {
+  let stack: LocalStack;
+  let workDir: string;
+  let localEnv: Record<string, string>;
+
+  const createCalls = () =>
+    stack.partner.requests.filter(
+      (request) => request.method === 'POST' && request.path === '/v1/segment' && 'title' in request.query,
+    );
+  const partnerControl = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${stack.partnerUrl}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+    expect(response.status, `${method} ${path}`).toBeLessThan(300);
+    return response.json() as Promise<unknown>;
+  };
+  /** `dmp segments --json`, in process: reads only (the ensure runs above use their own processes). */
+  const listSegments = async (args: string[] = []) => {
+    const result = await run(['segments', '--json', ...args], localEnv);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    return (JSON.parse(result.stdout) as { segments: SegmentView[] }).segments;
+  };
+
+  beforeAll(async () => {
+    workDir = mkdtempSync(join(tmpdir(), 'dmp-cli-segments-'));
+    const dataDir = join(workDir, 'data');
+    stack = await startLocalStack({
+      quiet: true,
+      dataDir,
+      loadFunction: moduleLoader(ECHO_HANDLER),
+      ttlSweepIntervalMs: 0,
+    });
+    // What `npm start` writes for the CLI (local/start.ts); this process is the stack's pid.
+    const endpoints: LocalEndpoints = {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      region: stack.region,
+      apiUrl: stack.apiUrl,
+      syncPixelUrl: `${stack.apiUrl}/sync`,
+      partnerUrl: stack.partnerUrl,
+      dynamodbEndpoint: stack.dynamodbEndpoint,
+      sqsEndpoint: stack.sqsEndpoint,
+      s3Endpoint: stack.s3Endpoint,
+      secretsEndpoint: stack.secretsEndpoint,
+      tableNames: stack.tableNames,
+    };
+    writeEndpointsFile(endpointsFilePath(dataDir), endpoints);
+    localEnv = { [DATA_DIR_ENV_VAR]: dataDir };
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('creates the partner segment once, with its name intact, and reuses it', async () => {
+    const first = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME, '--json'],
+      localEnv,
+    );
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    const created = JSON.parse(first.stdout) as EnsureJson;
+    const partnerSegments = stack.partner.segments();
+    expect(partnerSegments).toHaveLength(1);
+    expect(partnerSegments[0]).toMatchObject({ title: AWKWARD_NAME, kind: 'custom', external_id: 'aud-42' });
+    expect(created).toMatchObject({
+      platformId: 99999,
+      audienceId: 'aud-42',
+      partnerSegmentId: String(partnerSegments[0]!.segment_id),
+      obtainedNow: true,
+      state: 'ready',
+    });
+    const calls = createCalls();
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.query['title']).toBe(AWKWARD_NAME);
+    // The credentials came from the Secrets Manager stand-in (basic, as the connector says).
+    expect(calls[0]!.auth).toBe('basic');
+
+    const again = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME, '--json'],
+      localEnv,
+    );
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      partnerSegmentId: created.partnerSegmentId,
+      obtainedNow: false,
+      state: 'ready',
+    });
+    const text = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME],
+      localEnv,
+    );
+    expect(text.code).toBe(0);
+    expect(text.stdout.trim()).toBe(
+      `platform 99999, audience aud-42: partner segment ${created.partnerSegmentId} (already known)`,
+    );
+    expect(createCalls()).toHaveLength(1);
+    expect(stack.partner.segments()).toHaveLength(1);
+
+    const [segment, ...others] = await listSegments();
+    expect(others).toEqual([]);
+    expect(segment).toMatchObject({
+      platformId: 99999,
+      audienceId: 'aud-42',
+      audienceName: AWKWARD_NAME,
+      kind: 'custom',
+      partnerSegmentId: created.partnerSegmentId,
+      state: 'ready',
+      nameAtPartner: AWKWARD_NAME,
+      nameStatus: 'current',
+      attempts: 1,
+      source: 'created',
+      possibleDuplicate: false,
+      outcomeUnknown: false,
+      lastError: null,
+      renameError: null,
+    });
+
+    const table = await run(['segments'], localEnv);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toContain(
+      `Segments in local (${stack.dynamodbEndpoint}, table ${SEGMENT_TABLE.localName})`,
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^PLATFORM\s+AUDIENCE\s+AUDIENCE NAME\s+KIND\s+PARTNER ID/),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^99999\\s+aud-42\\s+Cart & "VIP" / 50%\\s+custom\\s+${created.partnerSegmentId}\\s+ready\\s`,
+        ),
+      ),
+    );
+  });
+
+  it('records a refusal with the partner answer, keeps it, and creates on --retry-failed', async () => {
+    await partnerControl('POST', '/__faults', {
+      status: 400,
+      method: 'POST',
+      pathPrefix: '/v1/segment',
+      count: 1,
+    });
+    const refused = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-43', '--name', 'Refused once'],
+      localEnv,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain(
+      'platform 99999, audience aud-43: the partner refused segment creation: HTTP 400',
+    );
+    expect(refused.stderr).toContain('"error":"bad request"');
+    expect(refused.stderr).toContain('--retry-failed');
+    expect(refused.stderr).not.toContain('    at ');
+
+    const failed = (await listSegments(['--platform', '99999'])).find((s) => s.audienceId === 'aud-43');
+    expect(failed).toMatchObject({ state: 'failed', partnerSegmentId: null, attempts: 1 });
+    expect(failed?.lastError?.status).toBe(400);
+    expect(failed?.lastError?.message).toContain('bad request');
+    const table = await run(['segments', '--platform', '99999'], localEnv);
+    expect(table.stdout).toMatch(/^99999\s+aud-43\s+Refused once\s+custom\s+-\s+failed\s.*HTTP 400: /m);
+
+    // The fault is gone, but a refusal is not retried blindly.
+    await partnerControl('DELETE', '/__faults');
+    const calls = stack.partner.requests.length;
+    const still = await dmp(
+      [
+        'segments',
+        'ensure',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-43',
+        '--name',
+        'Refused once',
+        '--json',
+      ],
+      localEnv,
+    );
+    expect(still.code).toBe(1);
+    expect(still.stderr).toContain('HTTP 400');
+    expect(stack.partner.requests.length).toBe(calls);
+
+    const retried = await dmp(
+      [
+        'segments',
+        'ensure',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-43',
+        '--name',
+        'Refused once',
+        '--retry-failed',
+        '--json',
+      ],
+      localEnv,
+    );
+    expect(retried.stderr).toBe('');
+    expect(retried.code).toBe(0);
+    const ready = JSON.parse(retried.stdout) as EnsureJson;
+    expect(ready).toMatchObject({ audienceId: 'aud-43', obtainedNow: true, state: 'ready' });
+    expect(stack.partner.segments().find((s) => s.title === 'Refused once')?.segment_id).toBe(
+      Number(ready.partnerSegmentId),
+    );
+    expect((await listSegments()).find((s) => s.audienceId === 'aud-43')).toMatchObject({
+      state: 'ready',
+      partnerSegmentId: ready.partnerSegmentId,
+      attempts: 2,
+      lastError: null,
+    });
+  });
+
+  it('says "not ready yet" when the partner asks to come back later, and retries without a flag', async () => {
+    // A Retry-After beyond the connector's maxDelayMs: the client gives up at once (no backoff).
+    await partnerControl('POST', '/__faults', {
+      status: 429,
+      retryAfter: 3600,
+      method: 'POST',
+      pathPrefix: '/v1/segment',
+      count: 1,
+    });
+    const later = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-45', '--name', 'Throttled'],
+      localEnv,
+    );
+    expect(later.code).toBe(1);
+    expect(later.stderr).toContain('platform 99999, audience aud-45: not ready yet, retry');
+    expect(later.stderr).toContain('HTTP 429');
+    expect((await listSegments()).find((s) => s.audienceId === 'aud-45')).toMatchObject({
+      state: 'retry',
+      partnerSegmentId: null,
+      outcomeUnknown: false,
+      lastError: { status: 429 },
+    });
+
+    const ready = await dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-45', '--name', 'Throttled'],
+      localEnv,
+    );
+    expect(ready.stderr).toBe('');
+    expect(ready.code).toBe(0);
+    expect(ready.stdout).toMatch(/^platform 99999, audience aud-45: partner segment \d+ \(created now\)$/m);
+  });
+
+  it('passes a rename on, and shows a failed one', async () => {
+    await dmp(
+      [
+        'segments',
+        'ensure',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-44',
+        '--name',
+        'Lookalikes',
+        '--kind',
+        'lookalike',
+      ],
+      localEnv,
+    );
+    expect(stack.partner.segments().find((s) => s.title === 'Lookalikes')).toMatchObject({
+      kind: 'lookalike',
+      external_id: 'aud-44',
+    });
+
+    const renamed = await dmp(
+      [
+        'segments',
+        'ensure',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-44',
+        '--name',
+        'Lookalikes 2',
+        '--kind',
+        'lookalike',
+      ],
+      localEnv,
+    );
+    expect(renamed.code).toBe(0);
+    expect(stack.partner.segments().map((s) => s.title)).toContain('Lookalikes 2');
+    expect((await listSegments()).find((s) => s.audienceId === 'aud-44')).toMatchObject({
+      audienceName: 'Lookalikes 2',
+      nameAtPartner: 'Lookalikes 2',
+      nameStatus: 'current',
+    });
+
+    await partnerControl('POST', '/__faults', { status: 409, method: 'PUT', count: 1 });
+    const conflict = await dmp(
+      [
+        'segments',
+        'ensure',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-44',
+        '--name',
+        'Lookalikes 3',
+        '--kind',
+        'lookalike',
+      ],
+      localEnv,
+    );
+    expect(conflict.code).toBe(0);
+    expect(conflict.stdout).toContain('warning: rename at the partner failed: HTTP 409');
+    const segment = (await listSegments()).find((s) => s.audienceId === 'aud-44');
+    expect(segment).toMatchObject({
+      audienceName: 'Lookalikes 3',
+      nameAtPartner: 'Lookalikes 2',
+      nameStatus: 'renameFailed',
+      state: 'ready',
+    });
+    expect(segment?.renameError?.status).toBe(409);
+    const table = await run(['segments', '--platform', '99999'], localEnv);
+    expect(table.stdout).toMatch(
+      /^99999\s+aud-44\s+Lookalikes 3\s+lookalike\s+\d+\s+ready\s+Lookalikes 2 \[differs: rename failed\]/m,
+    );
+    expect(table.stdout).toMatch(/aud-44.*HTTP 409: /);
+  });
+
+  it('refuses bad arguments (exit 2), unknown platforms and platforms without a connector (exit 1)', async () => {
+    const ensure = ['segments', 'ensure', '--platform', '99999'];
+    for (const [argv, message] of [
+      [[...ensure, '--audience', 'bad id!', '--name', 'x'], '--audience: letters, digits and . _ : -'],
+      [[...ensure, '--audience', 'aud-1', '--name', ''], '--name: '],
+      [[...ensure, '--audience', 'aud-1', '--name', 'x', '--kind', 'similar'], '--kind: '],
+      [[...ensure, '--audience', 'aud-1'], '--name is required'],
+      [['segments', 'ensure', '--audience', 'aud-1', '--name', 'x'], '--platform is required'],
+      [
+        ['segments', 'ensure', '--platform', 'abc', '--audience', 'aud-1', '--name', 'x'],
+        '--platform must be',
+      ],
+      [['segments', '--platform', '0'], '--platform must be'],
+      [['segments', '--env', 'Not_An_Env'], "invalid environment name 'Not_An_Env'"],
+    ] as const) {
+      const result = await run([...argv], localEnv);
+      expect(result.code, argv.join(' ')).toBe(2);
+      expect(result.stderr, argv.join(' ')).toContain(message);
+      expect(result.stderr, argv.join(' ')).toMatch(/usage: dmp segments/);
+    }
+
+    const unknown = await run(
+      ['segments', 'ensure', '--platform', '12345', '--audience', 'a', '--name', 'x'],
+      localEnv,
+    );
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('unknown platform 12345 in environment local (platforms: 99999, 88888)');
+    const syncOnly = await run(
+      ['segments', 'ensure', '--platform', '88888', '--audience', 'a', '--name', 'x'],
+      localEnv,
+    );
+    expect(syncOnly.code).toBe(1);
+    expect(syncOnly.stderr).toContain(
+      'platform 88888 (Reference partner, signed callbacks) in environment local has no connector',
+    );
+
+    const none = await run(['segments', '--platform', '88888'], localEnv);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('No segments of platform 88888 in local');
+  });
+
+  it('exits 1 without a stack trace when no local stack is running', async () => {
+    // A fixed path: the message names it, and every output is checked for credentials.
+    const env = { [ENDPOINTS_FILE_ENV_VAR]: join(tmpdir(), 'dmp-cli-segments-absent', 'endpoints.json') };
+    for (const argv of [
+      ['segments'],
+      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', 'x'],
+    ]) {
+      const result = await run(argv, env);
+      expect(result.code, argv.join(' ')).toBe(1);
+      expect(result.stderr).toContain('cannot find the local stack: no local stack is running');
+      expect(result.stderr).not.toContain('    at ');
+    }
+  });
+
+  describe('a deployed environment', () => {
+    let cloudFormation: Server;
+    let deployedEnv: Record<string, string>;
+
+    beforeAll(async () => {
+      // A CloudFormation stand-in (query protocol) naming the local segment table as dev's.
+      cloudFormation = createServer((request, response) => {
+        void readBody(request, 1 << 20).then((body) => {
+          const params = new URLSearchParams(body.toString('utf8'));
+          response.setHeader('content-type', 'text/xml');
+          if (params.get('StackName') !== 'DmpActivation-dev') {
+            response.statusCode = 400;
+            response.end(
+              '<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type>' +
+                '<Code>ValidationError</Code><Message>Stack does not exist</Message></Error>' +
+                '<RequestId>r1</RequestId></ErrorResponse>',
+            );
+            return;
+          }
+          response.end(
+            '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult>' +
+              '<Stacks><member><StackName>DmpActivation-dev</StackName><StackId>arn:aws:cloudformation:eu-west-1:' +
+              '000000000000:stack/DmpActivation-dev/1</StackId><CreationTime>2026-11-01T00:00:00Z</CreationTime>' +
+              '<StackStatus>UPDATE_COMPLETE</StackStatus><Outputs><member>' +
+              `<OutputKey>${STACK_OUTPUTS.segmentTableName}</OutputKey><OutputValue>${SEGMENT_TABLE.localName}</OutputValue>` +
+              '</member></Outputs></member></Stacks></DescribeStacksResult>' +
+              '<ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata></DescribeStacksResponse>',
+          );
+        });
+      });
+      deployedEnv = {
+        AWS_REGION: 'eu-west-1',
+        AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+        AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-value',
+        AWS_ENDPOINT_URL_CLOUDFORMATION: originOf(await listen(cloudFormation, 0)),
+        AWS_ENDPOINT_URL_DYNAMODB: stack.dynamodbEndpoint,
+        // Holds only the local environment's secrets: dev's are not there.
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: stack.secretsEndpoint,
+      };
+    });
+
+    afterAll(async () => {
+      if (cloudFormation) await close(cloudFormation);
+    });
+
+    it("lists the table named by the stack's output, and reads credentials from Secrets Manager", async () => {
+      const listed = await dmp(['segments', '--env', 'dev', '--json'], deployedEnv);
+      expect(listed.stderr).toBe('');
+      expect(listed.code).toBe(0);
+      expect(
+        (JSON.parse(listed.stdout) as { segments: SegmentView[] }).segments.map((s) => s.audienceId),
+      ).toEqual(expect.arrayContaining(['aud-42', 'aud-43']));
+
+      const requests = stack.partner.requests.length;
+      const ensured = await dmp(
+        [
+          'segments',
+          'ensure',
+          '--env',
+          'dev',
+          '--platform',
+          '99999',
+          '--audience',
+          'aud-99',
+          '--name',
+          'Dev',
+        ],
+        deployedEnv,
+      );
+      expect(ensured.code).toBe(1);
+      expect(ensured.stderr).toContain(
+        'no secret dmp-activation/dev/platforms/99999 in Secrets Manager (eu-west-1)',
+      );
+      expect(ensured.stderr).not.toContain('do-not-print-this-secret-value');
+      expect(stack.partner.requests.length).toBe(requests);
+      // Nothing was written: no lease is left behind by a missing secret.
+      const after = await listSegments();
+      expect(after.map((s) => s.audienceId)).not.toContain('aud-99');
+    });
+  });
+
+  it('never prints a credential', () => {
+    expect(outputs.length).toBeGreaterThan(10);
+    for (const output of outputs) {
+      for (const credential of CREDENTIALS) {
+        expect(output.stdout).not.toContain(credential);
+        expect(output.stderr).not.toContain(credential);
+      }
+    }
+  });
+});
