@@ -12,7 +12,7 @@ import { JsonSecrets, SecretError } from '../src/aws/secrets.ts';
 import type { Connector } from '../src/config/connector.ts';
 import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../src/config/schema.ts';
-import { type PlatformSecret, PlatformSecretSchema, platformSecretName } from '../src/config/secrets.ts';
+import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../src/config/secrets.ts';
 import { type CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE } from '../src/infra/resources.ts';
 import { SegmentService } from '../src/segments/segment-service.ts';
@@ -229,7 +229,7 @@ export class CliContext {
   }
 
   /**
-   * Reads a platform's API credentials (the `api` record of its secret) through JsonSecrets, as
+   * Reads a platform's API credentials (its `…/platforms/<id>/api` secret) through JsonSecrets, as
    * the handlers do. Local: the stack's Secrets Manager stand-in with fake credentials; deployed:
    * Secrets Manager with the default credential chain.
    */
@@ -256,10 +256,10 @@ export class CliContext {
     const secrets = new JsonSecrets();
     const environment = this.environment;
     this.credentialsCache = async (platformId) => {
-      const name = platformSecretName(environment, platformId);
-      let secret: PlatformSecret | undefined;
+      const name = platformApiSecretName(environment, platformId);
+      let secret: ApiCredentials | undefined;
       try {
-        secret = await secrets.read(name, PlatformSecretSchema);
+        secret = await secrets.read(name, ApiCredentialsSchema);
       } catch (error) {
         if (error instanceof SecretError)
           throw new CliError(`${error.message} from ${where}`, { cause: error });
@@ -268,7 +268,7 @@ export class CliContext {
       if (secret === undefined) {
         throw new CliError(`no secret ${name} in ${where}: the platform's API credentials live there`);
       }
-      return secret.api;
+      return secret;
     };
     return this.credentialsCache;
   }

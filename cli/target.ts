@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   LOCAL_CREDENTIALS,
@@ -98,6 +97,8 @@ export async function resolveTable(
   const stack = stackName(environment);
   let tableName = flags.table;
   if (!tableName) {
+    // Loaded only for deployed environments: it would add a second to every local command's start.
+    const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
     const cloudFormation = new CloudFormationClient(regionConfig);
     try {
       const { Stacks } = await cloudFormation.send(new DescribeStacksCommand({ StackName: stack }));

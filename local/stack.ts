@@ -16,7 +16,7 @@ import {
   type TableDefinition,
 } from '../src/infra/resources.ts';
 import { ensureTable, startDynalite, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, REPO_ROOT } from './endpoints.ts';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
 
 export { LOCAL_CREDENTIALS, LOCAL_REGION };
 
@@ -85,6 +85,26 @@ export interface LocalStack {
   /** Deletes items whose TTL has passed, now (also runs on an interval). */
   sweepExpiredItems(): Promise<number>;
   stop(): Promise<void>;
+}
+
+/**
+ * What `npm start` writes to the endpoints file for a started stack (local/endpoints.ts), so the
+ * `dmp` CLI can find it; `pid` is the process that runs the stack (default: this one).
+ */
+export function endpointsOf(stack: LocalStack, pid: number = process.pid): LocalEndpoints {
+  return {
+    pid,
+    startedAt: new Date().toISOString(),
+    region: stack.region,
+    apiUrl: stack.apiUrl,
+    syncPixelUrl: `${stack.apiUrl}/sync`,
+    partnerUrl: stack.partnerUrl,
+    dynamodbEndpoint: stack.dynamodbEndpoint,
+    sqsEndpoint: stack.sqsEndpoint,
+    s3Endpoint: stack.s3Endpoint,
+    secretsEndpoint: stack.secretsEndpoint,
+    tableNames: stack.tableNames,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,13 +3,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   endpointsFilePath,
-  type LocalEndpoints,
   localDataDir,
   readEndpointsFile,
   removeEndpointsFile,
   writeEndpointsFile,
 } from './endpoints.ts';
-import { type LocalStack, startLocalStack } from './stack.ts';
+import { endpointsOf, type LocalStack, startLocalStack } from './stack.ts';
 
 /**
  * `npm start`: the whole service on this machine. Data lives in `.local-data/` (or
@@ -91,20 +90,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const endpoints: LocalEndpoints = {
-    pid: process.pid,
-    startedAt: new Date().toISOString(),
-    region: stack.region,
-    apiUrl: stack.apiUrl,
-    syncPixelUrl: `${stack.apiUrl}/sync`,
-    partnerUrl: stack.partnerUrl,
-    dynamodbEndpoint: stack.dynamodbEndpoint,
-    sqsEndpoint: stack.sqsEndpoint,
-    s3Endpoint: stack.s3Endpoint,
-    secretsEndpoint: stack.secretsEndpoint,
-    tableNames: stack.tableNames,
-  };
-  writeEndpointsFile(endpointsFile, endpoints);
+  writeEndpointsFile(endpointsFile, endpointsOf(stack));
 
   const firstPlatform = stack.config.platforms.find((platform) => platform.sync)?.id;
   const lines = [

@@ -3,7 +3,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
-import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
+import {
+  platformApiSecretName,
+  platformSecretName,
+  syncTokenKeySecretName,
+} from '../../src/config/secrets.ts';
 import { acknowledgeNag } from '../nag.ts';
 
 const NO_ROTATION_REASON =
@@ -11,20 +15,26 @@ const NO_ROTATION_REASON =
   '(a new key id is added next to the old one, the partner switches, the old id is removed); a ' +
   'Secrets Manager rotation Lambda cannot coordinate that change with a third party.';
 
+const API_NO_ROTATION_REASON =
+  'Partner API credentials are issued by the partner (its console or account team); a rotation Lambda ' +
+  'cannot obtain new ones from a third party. Operators replace the value when the partner rotates.';
+
 const SYNC_KEY_NO_ROTATION_REASON =
   'The sync-token signing key is rotated by key id (kid + previous keys still accepted until the tokens ' +
   'they signed expire); a Secrets Manager rotation Lambda replacing the key in place would invalidate ' +
   'tokens in flight.';
 
 /**
- * The service's secrets, under the names src/config/secrets.ts defines: one per platform with sync
- * or connector settings (its static `plsec` token, the partner's HMAC signing keys and the
- * credentials of its API) and the key that signs the tokens `/sync` mints. Values are generated at
- * creation; operators then edit them.
+ * The service's secrets, under the names src/config/secrets.ts defines: per platform with sync
+ * settings its static `plsec` token and the partner's HMAC signing keys; per platform with a
+ * connector the credentials of its API, apart; and the key that signs the tokens `/sync` mints.
+ * Values are generated at creation (API credentials start empty); operators then edit them.
  */
 export class ServiceSecrets extends Construct {
   readonly syncTokenKey: secretsmanager.Secret;
   readonly platforms: ReadonlyMap<number, secretsmanager.Secret>;
+  /** API credentials per connected platform; read by no function yet (the delivery ones will). */
+  readonly apiSecrets: ReadonlyMap<number, secretsmanager.Secret>;
 
   constructor(scope: Construct, id: string, props: { readonly config: EnvironmentConfig }) {
     super(scope, id);
@@ -32,14 +42,26 @@ export class ServiceSecrets extends Construct {
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
 
     const platforms = new Map<number, secretsmanager.Secret>();
+    const apiSecrets = new Map<number, secretsmanager.Secret>();
     for (const platform of config.platforms) {
-      if (!platform.sync && !platform.connector) continue;
+      if (platform.connector) {
+        // Partner API credentials are set by an operator; the secret starts empty and only the
+        // functions that call the partner may read it (not the public-facing user-sync one).
+        const api = new secretsmanager.Secret(this, `Platform${platform.id}Api`, {
+          secretName: platformApiSecretName(config.name, platform.id),
+          description: `API credentials of platform ${platform.id} (${platform.name})`,
+          secretObjectValue: {},
+          removalPolicy,
+        });
+        acknowledgeNag(api, 'AwsSolutions-SMG4', API_NO_ROTATION_REASON);
+        apiSecrets.set(platform.id, api);
+      }
+      if (!platform.sync) continue;
       const secret = new secretsmanager.Secret(this, `Platform${platform.id}`, {
         secretName: platformSecretName(config.name, platform.id),
-        description: `Sync token, signing keys and API credentials of platform ${platform.id} (${platform.name})`,
+        description: `Sync token and signing keys shared with platform ${platform.id} (${platform.name})`,
         generateSecretString: {
-          // `api` receives the partner API's credentials (src/config/secrets.ts), added by an operator.
-          secretStringTemplate: '{"signingKeys":{},"api":{}}',
+          secretStringTemplate: '{"signingKeys":{}}',
           generateStringKey: 'syncToken',
           excludePunctuation: true,
           passwordLength: 32,
@@ -50,6 +72,7 @@ export class ServiceSecrets extends Construct {
       platforms.set(platform.id, secret);
     }
     this.platforms = platforms;
+    this.apiSecrets = apiSecrets;
 
     this.syncTokenKey = new secretsmanager.Secret(this, 'SyncTokenKey', {
       secretName: syncTokenKeySecretName(config.name),
@@ -65,16 +88,17 @@ export class ServiceSecrets extends Construct {
     acknowledgeNag(this.syncTokenKey, 'AwsSolutions-SMG4', SYNC_KEY_NO_ROTATION_REASON);
   }
 
-  get all(): secretsmanager.Secret[] {
+  /** What the user-sync function reads: platform sync secrets and the token key, never API credentials. */
+  get syncSecrets(): secretsmanager.Secret[] {
     return [...this.platforms.values(), this.syncTokenKey];
   }
 
-  /** secretsmanager:GetSecretValue on exactly these secrets (no DescribeSecret, no wildcard). */
+  /** secretsmanager:GetSecretValue on exactly the sync secrets (no DescribeSecret, no wildcard). */
   grantGetValue(grantee: iam.IGrantable): void {
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['secretsmanager:GetSecretValue'],
-        resources: this.all.map((secret) => secret.secretArn),
+        resources: this.syncSecrets.map((secret) => secret.secretArn),
       }),
     );
   }

@@ -49,21 +49,21 @@ const secretsNote = 'credentials come from the platform secret, never from this 
 
 export const AuthSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('none') }).strict(),
-  /** Secret fields: `api.username`, `api.password`. */
+  /** Secret fields (in the platform's `…/api` secret): `username`, `password`. */
   z
     .object({ type: z.literal('basic') })
     .strict()
     .describe(secretsNote),
-  /** Secret field: `api.token`. */
+  /** Secret field: `token`. */
   z.object({ type: z.literal('bearer') }).strict(),
-  /** Secret field: `api.apiKey`. */
+  /** Secret field: `apiKey`. */
   z
     .object({
       type: z.literal('apiKey'),
       header: headerName.default('x-api-key'),
     })
     .strict(),
-  /** Secret fields: `api.clientId`, `api.clientSecret`. */
+  /** Secret fields: `clientId`, `clientSecret`. */
   z
     .object({
       type: z.literal('oauth2ClientCredentials'),
@@ -79,7 +79,7 @@ export const AuthSchema = z.discriminatedUnion('type', [
     .strict(),
   /**
    * HMAC request signing over method, path, timestamp and the exact body bytes (see
-   * docs/connectors-auth.md). Secret fields: `api.keyId`, `api.key`.
+   * docs/connectors-auth.md). Secret fields: `keyId`, `key`.
    */
   z
     .object({

@@ -9,6 +9,14 @@ export function platformSecretName(environment: string, platformId: number): str
   return `dmp-activation/${environment}/platforms/${platformId}`;
 }
 
+/**
+ * The partner API's credentials live in a secret of their own, so that the public-facing
+ * user-sync function, which reads the platform secret, can never read them.
+ */
+export function platformApiSecretName(environment: string, platformId: number): string {
+  return `dmp-activation/${environment}/platforms/${platformId}/api`;
+}
+
 export function syncTokenKeySecretName(environment: string): string {
   return `dmp-activation/${environment}/sync-token-key`;
 }
@@ -21,12 +29,6 @@ export const PlatformSecretSchema = z
     syncToken: z.string().min(8, 'must be at least 8 characters').optional(),
     /** HMAC keys the partner signs sync callbacks with, by key id (several during rotation). */
     signingKeys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,32}$/), secretValue).default({}),
-    /**
-     * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;
-     * bearer `token`; apiKey `apiKey`; oauth2ClientCredentials `clientId`, `clientSecret`; hmac
-     * `keyId`, `key`.
-     */
-    api: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9]{0,31}$/), z.string().min(1).max(8192)).default({}),
   })
   .passthrough();
 
@@ -38,5 +40,16 @@ export const SyncTokenKeySchema = z.object({
   previous: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,16}$/), secretValue).default({}),
 });
 
+/**
+ * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;
+ * bearer `token`; apiKey `apiKey`; oauth2ClientCredentials `clientId`, `clientSecret`; hmac
+ * `keyId`, `key`.
+ */
+export const ApiCredentialsSchema = z.record(
+  z.string().regex(/^[A-Za-z][A-Za-z0-9]{0,31}$/),
+  z.string().min(1).max(8192),
+);
+
 export type PlatformSecret = z.output<typeof PlatformSecretSchema>;
+export type ApiCredentials = z.output<typeof ApiCredentialsSchema>;
 export type SyncTokenKey = z.output<typeof SyncTokenKeySchema>;

@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { METRICS_NAMESPACE } from '../infra/resources.ts';
+import { METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
 import type { SyncMetricName, SyncMetrics } from '../sync/service.ts';
 
 /**
@@ -25,7 +25,10 @@ export class PowertoolsSyncMetrics implements SyncMetrics {
   count(name: SyncMetricName, platformId: number | undefined, reason?: string): void {
     // One EMF record per count keeps each record's dimensions its own (platform, reason).
     const single = this.metrics.singleMetric();
-    single.addDimension('platform', platformId === undefined ? 'none' : String(platformId));
+    single.addDimension(
+      SYNC_METRICS.platformDimension,
+      platformId === undefined ? 'none' : String(platformId),
+    );
     if (reason) single.addDimension('reason', reason);
     single.addMetric(name, MetricUnit.Count, 1);
   }

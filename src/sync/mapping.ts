@@ -23,7 +23,8 @@ export type MappingWrite =
   /** A new item; `replacesVersion` when an expired item that TTL has not removed yet is overwritten. */
   | { readonly kind: 'create'; readonly replacesVersion?: number }
   | { readonly kind: 'refresh'; readonly expectedVersion: number }
-  | { readonly kind: 'change'; readonly expectedVersion: number; readonly previousPartnerUserId: string };
+  /** The id it replaces is read by DynamoDB inside the write (see mapping-store.ts). */
+  | { readonly kind: 'change'; readonly previousPartnerUserId: string };
 
 export type SightingOutcome = 'stored' | 'changed' | 'refreshed' | 'unchanged';
 
@@ -43,7 +44,7 @@ export function decideMappingWrite(
   if (!current) return { kind: 'create' };
   if (current.expiresAt <= nowSeconds) return { kind: 'create', replacesVersion: current.version };
   if (current.partnerUserId !== partnerUserId) {
-    return { kind: 'change', expectedVersion: current.version, previousPartnerUserId: current.partnerUserId };
+    return { kind: 'change', previousPartnerUserId: current.partnerUserId };
   }
   const lastSeenSeconds = Date.parse(current.lastSeen) / 1000;
   if (nowSeconds - lastSeenSeconds < refreshAfterSeconds) return { kind: 'none' };

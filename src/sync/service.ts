@@ -1,5 +1,6 @@
 import type { EnvironmentConfig, PlatformConfig, SyncSettings } from '../config/schema.ts';
 import type { PlatformSecret } from '../config/secrets.ts';
+import type { SYNC_METRICS } from '../infra/resources.ts';
 import { type ConsentSignals, evaluateConsent, readConsentSignals } from './consent.ts';
 import {
   COOKIE_DMP_USER,
@@ -70,12 +71,8 @@ export interface TraceEntry {
 export interface SyncMetrics {
   count(name: SyncMetricName, platformId: number | undefined, reason?: string): void;
 }
-export type SyncMetricName =
-  | 'SyncRedirected'
-  | 'MappingStored'
-  | 'MappingUnchanged'
-  | 'SyncRejected'
-  | 'OptOut';
+/** The funnel's metric names, shared with the stack's dashboard. */
+export type SyncMetricName = (typeof SYNC_METRICS.names)[number];
 
 export interface SyncSecrets {
   platform(platformId: number): Promise<PlatformSecret | undefined>;

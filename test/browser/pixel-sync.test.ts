@@ -1,11 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import {
-  type AttributeValue,
-  DynamoDBClient,
-  GetItemCommand,
-  QueryCommand,
-  ScanCommand,
-} from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import type { Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { close, listen } from '../../local/http-util.ts';
@@ -13,6 +7,8 @@ import { PARTNER_COOKIE } from '../../local/reference-partner.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { type ChromiumSession, launchChromium } from '../support/browser.ts';
+import { countItems } from '../support/dynamodb.ts';
+import { quietLambdaOutput } from '../support/local-stack.ts';
 
 /**
  * The DMP pixel in a real browser: a publisher page carrying `<img src="{api}/sync">`, loaded by
@@ -166,18 +162,7 @@ describe('the DMP pixel in headless Chromium', () => {
     return result.Items ?? [];
   }
 
-  async function tableSize(): Promise<number> {
-    let count = 0;
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await dynamodb.send(
-        new ScanCommand({ TableName: tableName, Select: 'COUNT', ExclusiveStartKey: startKey }),
-      );
-      count += page.Count ?? 0;
-      startKey = page.LastEvaluatedKey;
-    } while (startKey);
-    return count;
-  }
+  const tableSize = () => countItems(dynamodb, tableName);
 
   it('runs the whole chain through both partners and stores both mappings under the browser’s dmp_uid', async () => {
     const page = await browser.context.newPage();
@@ -312,19 +297,3 @@ describe('the DMP pixel in headless Chromium', () => {
     }
   });
 });
-
-/** The handler's Powertools logs and EMF metrics would flood the test output. */
-function quietLambdaOutput(): () => void {
-  const values: Record<string, string> = {
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-  };
-  const saved = Object.fromEntries(Object.keys(values).map((name) => [name, process.env[name]]));
-  Object.assign(process.env, values);
-  return () => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  };
-}

@@ -14,9 +14,13 @@ import { logRetention } from '../../lib/constructs/log-retention.ts';
 import { ACCESS_LOG_FIELDS, UserSyncApi } from '../../lib/constructs/user-sync-api.ts';
 import { type DmpActivationStack, TABLE_ACTIONS } from '../../lib/dmp-activation-stack.ts';
 import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
-import { ConfigError, loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
+import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
-import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
+import {
+  platformApiSecretName,
+  platformSecretName,
+  syncTokenKeySecretName,
+} from '../../src/config/secrets.ts';
 import {
   FUNCTIONS,
   MAPPING_TABLE,
@@ -26,6 +30,7 @@ import {
   TABLES,
   type TableDefinition,
 } from '../../src/infra/resources.ts';
+import { configErrorOf } from '../support/config.ts';
 
 interface Statement {
   Effect: string;
@@ -163,6 +168,9 @@ describe('the CDK app', () => {
         ...config.platforms
           .filter((platform) => platform.sync)
           .map((platform) => `${stackId}/Secrets/Platform${platform.id}/Resource AwsSolutions-SMG4`),
+        ...config.platforms
+          .filter((platform) => platform.connector)
+          .map((platform) => `${stackId}/Secrets/Platform${platform.id}Api/Resource AwsSolutions-SMG4`),
         `${stackId}/Secrets/SyncTokenKey/Resource AwsSolutions-SMG4`,
         `${stackId}/${FUNCTIONS.userSync.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
         ...ROUTES.map(
@@ -341,12 +349,21 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
   });
 
   it('gives the function least privilege: exact table actions on the table, GetSecretValue on its secrets', () => {
-    const { template } = env(name);
+    const { template, config } = env(name);
     const statements = allStatements(template);
     const tableId = tableLogicalId(template, MAPPING_TABLE);
-    const secretRefs = Object.keys(template.findResources('AWS::SecretsManager::Secret'))
+    const secretResources = template.findResources('AWS::SecretsManager::Secret');
+    const apiSecretNames = config.platforms.map((platform) =>
+      platformApiSecretName(config.name, platform.id),
+    );
+    // The public-facing user-sync function never reads partner API credentials.
+    const secretRefs = Object.keys(secretResources)
+      .filter((id) => !apiSecretNames.includes(secretResources[id]!['Properties']['Name']))
       .sort()
       .map((id) => ({ Ref: id }));
+    expect(secretRefs.length).toBe(
+      Object.keys(secretResources).length - config.platforms.filter((p) => p.connector).length,
+    );
 
     for (const statement of statements) {
       expect(statement.Effect).toBe('Allow');
@@ -392,15 +409,22 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
-  it('creates one generated secret per syncing or connected platform and the sync-token key', () => {
+  it('creates a generated secret per syncing platform, an API-credentials secret per connected one, and the sync-token key', () => {
     const { template, config } = env(name);
-    const syncing = config.platforms.filter((platform) => platform.sync || platform.connector);
-    template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + 1);
+    const syncing = config.platforms.filter((platform) => platform.sync);
+    const connected = config.platforms.filter((platform) => platform.connector);
+    template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + connected.length + 1);
+    for (const platform of connected) {
+      template.hasResourceProperties('AWS::SecretsManager::Secret', {
+        Name: platformApiSecretName(config.name, platform.id),
+        SecretString: '{}',
+      });
+    }
     for (const platform of syncing) {
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         Name: platformSecretName(config.name, platform.id),
         GenerateSecretString: {
-          SecretStringTemplate: '{"signingKeys":{},"api":{}}',
+          SecretStringTemplate: '{"signingKeys":{}}',
           GenerateStringKey: 'syncToken',
           ExcludePunctuation: true,
           PasswordLength: 32,
@@ -536,16 +560,6 @@ describe('environment selection and config errors', () => {
     return dir;
   }
 
-  function configError(run: () => unknown): ConfigError {
-    try {
-      run();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ConfigError);
-      return error as ConfigError;
-    }
-    throw new Error('expected a ConfigError');
-  }
-
   it('skips environments with deploy: false (local) and keeps the others', () => {
     expect(selectEnvironments(ENVIRONMENTS_DIR).map((config) => config.name)).toEqual(['dev', 'prod']);
     expect(selectEnvironments(ENVIRONMENTS_DIR, 'prod').map((config) => config.name)).toEqual(['prod']);
@@ -553,38 +567,38 @@ describe('environment selection and config errors', () => {
 
   it('refuses a platform id that is not a number, naming the field', () => {
     const bad = { ...devDocument, platforms: [{ ...devDocument.platforms[0], id: 'x' }] };
-    const error = configError(() => selectEnvironments(configDir({ 'dev.json': bad })));
+    const error = configErrorOf(() => selectEnvironments(configDir({ 'dev.json': bad })));
     expect(error.message).toContain('dev.json');
     expect(error.message).toContain('platforms.0.id');
   });
 
   it('refuses an unknown key (a typo), naming it', () => {
-    const error = configError(() =>
+    const error = configErrorOf(() =>
       selectEnvironments(configDir({ 'dev.json': { ...devDocument, retainDta: true } })),
     );
     expect(error.message).toContain('retainDta');
   });
 
   it('refuses a file whose name differs from its environment name', () => {
-    const error = configError(() => selectEnvironments(configDir({ 'staging.json': devDocument })));
+    const error = configErrorOf(() => selectEnvironments(configDir({ 'staging.json': devDocument })));
     expect(error.message).toContain('must match the file name "staging"');
   });
 
   it('refuses -c env=<name> for an unknown or non-deployed environment', () => {
-    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, 'nope')).message).toContain(
+    expect(configErrorOf(() => selectEnvironments(ENVIRONMENTS_DIR, 'nope')).message).toContain(
       'cannot read file',
     );
-    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, 'local')).message).toContain(
+    expect(configErrorOf(() => selectEnvironments(ENVIRONMENTS_DIR, 'local')).message).toContain(
       'deploy: is false',
     );
-    expect(configError(() => selectEnvironments(ENVIRONMENTS_DIR, '../dev')).message).toContain(
+    expect(configErrorOf(() => selectEnvironments(ENVIRONMENTS_DIR, '../dev')).message).toContain(
       'not an environment name',
     );
   });
 
   it('refuses a log retention CloudWatch does not offer', () => {
     const config = parseEnvironment({ ...devDocument, logRetentionDays: 45 }, 'test');
-    expect(configError(() => logRetention(config)).message).toContain('logRetentionDays: 45');
+    expect(configErrorOf(() => logRetention(config)).message).toContain('logRetentionDays: 45');
   });
 
   it('fails `cdk synth` (bin/app.ts) with the ConfigError message and exit code 1', () => {

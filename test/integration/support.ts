@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import {
   type AttributeValue,
   DynamoDBClient,
@@ -20,8 +18,6 @@ import { type SignatureAlgorithm, signSyncCallback } from '../../src/sync/signat
  * cookie jars that never follow redirects by themselves, a reader of the mapping table, and a
  * capture of everything the handler writes to stdout/stderr (its logs and EMF metrics).
  */
-
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** From config/local-secrets.json. */
 export const STATIC_TOKEN = 'verysecure';
@@ -418,35 +414,6 @@ export function emfRecords(lines: readonly string[]): EmfRecord[] {
     } catch {
       return [];
     }
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The `dmp` CLI, as the operator runs it.
-
-export interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-export function dmpCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 

@@ -19,6 +19,18 @@ import {
 const harness = useStack();
 const DAY = 86_400;
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+/** A mapping as a sync at `lastSeen` (seconds) left it, first seen and changed `historyDays` before. */
+const seenAt = (
+  lastSeen: number,
+  { partnerUserId, version, historyDays }: { partnerUserId: string; version: number; historyDays: number },
+) => ({
+  partnerUserId,
+  firstSeen: iso(lastSeen - historyDays * DAY),
+  lastSeen: iso(lastSeen),
+  lastChanged: iso(lastSeen - historyDays * DAY),
+  expiresAt: lastSeen + 90 * DAY,
+  version,
+});
 const callbackFor = (partnerId: string) =>
   harness.url(`/uid?userid=${encodeURIComponent(partnerId)}&pl=99999&plsec=${STATIC_TOKEN}`);
 
@@ -96,14 +108,7 @@ describe('a callback again inside the resync interval', () => {
   it('an earlier sighting (an hour ago) seen again: nothing written, lastSeen stays', async () => {
     const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
     const hourAgo = nowSeconds() - 3600;
-    const seeded = {
-      partnerUserId: 'resync-seeded-1',
-      firstSeen: iso(hourAgo - 10 * DAY),
-      lastSeen: iso(hourAgo),
-      lastChanged: iso(hourAgo - 10 * DAY),
-      expiresAt: hourAgo + 90 * DAY,
-      version: 3,
-    };
+    const seeded = seenAt(hourAgo, { partnerUserId: 'resync-seeded-1', version: 3, historyDays: 10 });
     await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
     expectGif(await browser.get(callbackFor('resync-seeded-1')), 200);
     expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject(seeded);
@@ -112,14 +117,7 @@ describe('a callback again inside the resync interval', () => {
   it('a different partner id: version+1, previousPartnerUserId = old id, lastChanged and lastSeen now', async () => {
     const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
     const hourAgo = nowSeconds() - 3600;
-    const seeded = {
-      partnerUserId: 'old-partner-id-1',
-      firstSeen: iso(hourAgo - 10 * DAY),
-      lastSeen: iso(hourAgo),
-      lastChanged: iso(hourAgo - 10 * DAY),
-      expiresAt: hourAgo + 90 * DAY,
-      version: 4,
-    };
+    const seeded = seenAt(hourAgo, { partnerUserId: 'old-partner-id-1', version: 4, historyDays: 10 });
     await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
     const before = nowSeconds();
     expectGif(await browser.get(callbackFor('new-partner-id-1')), 200);
@@ -151,14 +149,7 @@ describe('a callback again inside the resync interval', () => {
   it('after the resync interval the same id refreshes lastSeen and expiry only (version+1)', async () => {
     const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
     const longAgo = nowSeconds() - 10 * DAY;
-    const seeded = {
-      partnerUserId: 'refresh-me-1',
-      firstSeen: iso(longAgo - 30 * DAY),
-      lastSeen: iso(longAgo),
-      lastChanged: iso(longAgo - 30 * DAY),
-      expiresAt: longAgo + 90 * DAY,
-      version: 2,
-    };
+    const seeded = seenAt(longAgo, { partnerUserId: 'refresh-me-1', version: 2, historyDays: 30 });
     await harness.table.put(dmpUid, STATIC_PLATFORM, seeded);
     const before = nowSeconds();
     expectGif(await browser.get(callbackFor('refresh-me-1')), 200);

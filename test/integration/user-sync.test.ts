@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { runDmp } from '../support/cli.ts';
 import {
   browserSyncedWith,
   debugTrace,
-  dmpCli,
   expectGif,
   expectPrivateHeaders,
   type HttpResponse,
@@ -82,7 +82,7 @@ describe('the seed callback /uid?userid=abcdef123&pl=99999&plsec=verysecure', ()
     const stored = await harness.table.get(dmpUid, STATIC_PLATFORM);
     expect(stored).toBeDefined();
 
-    const result = await dmpCli([
+    const result = await runDmp([
       'mappings',
       dmpUid,
       '--json',

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
@@ -20,17 +19,16 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { moduleLoader } from '../../local/lambda.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { LocalStack } from '../../local/stack.ts';
 import { platformSecretName, syncTokenKeySecretName } from '../../src/config/secrets.ts';
 import { MAPPING_TABLE, TABLES } from '../../src/infra/resources.ts';
+import { startEchoStack } from '../support/local-stack.ts';
 
 /**
  * The stand-ins, reached by the real AWS SDK v3 clients exactly as the handlers create them: no
  * endpoint, region or credentials in code, all of it from the environment the stack sets.
  */
 
-const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
 const LOCAL_SECRETS = JSON.parse(
   readFileSync(new URL('../../config/local-secrets.json', import.meta.url), 'utf8'),
 ) as Record<string, unknown>;
@@ -39,11 +37,7 @@ describe('AWS stand-ins through the SDK environment variables', () => {
   let stack: LocalStack;
 
   beforeAll(async () => {
-    stack = await startLocalStack({
-      quiet: true,
-      loadFunction: moduleLoader(ECHO_HANDLER),
-      ttlSweepIntervalMs: 0,
-    });
+    stack = await startEchoStack();
   });
 
   afterAll(async () => {

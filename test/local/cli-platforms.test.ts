@@ -1,53 +1,12 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMMANDS } from '../../cli/commands/index.ts';
 import type { PlatformView } from '../../cli/commands/platforms.ts';
-import { runCli } from '../../cli/framework.ts';
+import { REPO_ROOT } from '../../local/endpoints.ts';
+import { runDmp, runDmpInProcess } from '../support/cli.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const REFERENCE_PLATFORM = join(REPO_ROOT, 'config', 'platforms', 'local', '01-99999-reference-partner.json');
-
-interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function run(argv: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, COMMANDS, {
-    stdout: (text) => out.push(text),
-    stderr: (text) => err.push(text),
-    env: {},
-  });
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
-
-/** Runs `dmp` in its own process, as the operator would. */
-function dmp(args: readonly string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Every .json file under a folder, recursively. */
 function jsonFiles(directory: string): string[] {
@@ -89,7 +48,7 @@ describe('dmp platforms', () => {
 
   describe('list', () => {
     it("prints the local environment's platforms as a table", async () => {
-      const result = await run(['platforms', 'list']);
+      const result = await runDmpInProcess(['platforms', 'list']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       const lines = result.stdout.split('\n');
@@ -112,7 +71,7 @@ describe('dmp platforms', () => {
     });
 
     it('prints them as JSON', async () => {
-      const result = await run(['platforms', 'list', '--json']);
+      const result = await runDmpInProcess(['platforms', 'list', '--json']);
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('local');
@@ -138,7 +97,7 @@ describe('dmp platforms', () => {
     });
 
     it('lists another environment with --env, and refuses unknown ones', async () => {
-      const dev = await run(['platforms', 'list', '--env', 'dev', '--json']);
+      const dev = await runDmpInProcess(['platforms', 'list', '--env', 'dev', '--json']);
       expect(dev.code).toBe(0);
       const output = JSON.parse(dev.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('dev');
@@ -146,11 +105,11 @@ describe('dmp platforms', () => {
         'api.third-party.com',
       );
 
-      const unknown = await run(['platforms', 'list', '--env', 'nope']);
+      const unknown = await runDmpInProcess(['platforms', 'list', '--env', 'nope']);
       expect(unknown.code).toBe(1);
       expect(unknown.stderr).toContain("no configuration for environment 'nope'");
       expect(unknown.stderr).toMatch(/known: .*\blocal\b/);
-      const invalid = await run(['platforms', 'list', '--env', 'Bad_Name']);
+      const invalid = await runDmpInProcess(['platforms', 'list', '--env', 'Bad_Name']);
       expect(invalid.code).toBe(2);
       expect(invalid.stderr).toContain('usage: dmp platforms list');
     });
@@ -166,7 +125,7 @@ describe('dmp platforms', () => {
       for (const absolute of files) {
         const file = relative(REPO_ROOT, absolute);
         const platform = file.startsWith('config/platforms/');
-        const result = await run(['platforms', 'validate', absolute]);
+        const result = await runDmpInProcess(['platforms', 'validate', absolute]);
         expect(result.stderr, file).toBe('');
         expect(result.code, file).toBe(0);
         expect(result.stdout, file).toMatch(
@@ -174,11 +133,11 @@ describe('dmp platforms', () => {
             ? new RegExp(`^ok: ${absolute.replaceAll('.', '\\.')} \\(platform \\d+ ".+"\\)$`)
             : new RegExp(`^ok: ${absolute.replaceAll('.', '\\.')} \\(environment [a-z][a-z0-9-]+: `),
         );
-        const json = await run(['platforms', 'validate', absolute, '--json']);
+        const json = await runDmpInProcess(['platforms', 'validate', absolute, '--json']);
         expect(json.code, file).toBe(0);
         expect(JSON.parse(json.stdout), file).toMatchObject({ file: absolute, valid: true, problems: [] });
       }
-      const local = await run([
+      const local = await runDmpInProcess([
         'platforms',
         'validate',
         join(REPO_ROOT, 'config', 'environments', 'local.json'),
@@ -193,7 +152,7 @@ describe('dmp platforms', () => {
         platform.connector.api.baseURL = platform.connector.api.baseUrl;
         delete platform.connector.api.baseUrl;
       });
-      const result = await run(['platforms', 'validate', file]);
+      const result = await runDmpInProcess(['platforms', 'validate', file]);
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');
       const lines = result.stderr.split('\n');
@@ -203,7 +162,7 @@ describe('dmp platforms', () => {
         expect.stringMatching(new RegExp(`^${file}: connector\\.api\\.baseUrl: `)),
       );
 
-      const json = await run(['platforms', 'validate', file, '--json']);
+      const json = await runDmpInProcess(['platforms', 'validate', file, '--json']);
       expect(json.code).toBe(1);
       const output = JSON.parse(json.stdout) as ValidateJson;
       expect(output).toMatchObject({ file, valid: false });
@@ -220,7 +179,7 @@ describe('dmp platforms', () => {
       const file = variant('batch.json', (platform) => {
         platform.connector.population.batchSize = 0;
       });
-      const result = await run(['platforms', 'validate', file]);
+      const result = await runDmpInProcess(['platforms', 'validate', file]);
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(
         new RegExp(
@@ -229,7 +188,7 @@ describe('dmp platforms', () => {
         ),
       );
       const output = JSON.parse(
-        (await run(['platforms', 'validate', file, '--json'])).stdout,
+        (await runDmpInProcess(['platforms', 'validate', file, '--json'])).stdout,
       ) as ValidateJson;
       expect(output.problems).toEqual([
         { file, path: 'connector.population.batchSize', message: expect.stringContaining('>=1') },
@@ -239,23 +198,23 @@ describe('dmp platforms', () => {
     it('exits 1 with a clear message on a file that is not JSON or not there', async () => {
       const broken = join(workDir, 'broken.json');
       writeFileSync(broken, '{"id": 99999,\n');
-      const result = await run(['platforms', 'validate', broken]);
+      const result = await runDmpInProcess(['platforms', 'validate', broken]);
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(`${broken}: not valid JSON: `);
       const json = JSON.parse(
-        (await run(['platforms', 'validate', broken, '--json'])).stdout,
+        (await runDmpInProcess(['platforms', 'validate', broken, '--json'])).stdout,
       ) as ValidateJson;
       expect(json).toMatchObject({
         valid: false,
         problems: [{ path: null, message: expect.stringMatching(/^not valid JSON/) }],
       });
 
-      const missing = await run(['platforms', 'validate', join(workDir, 'missing.json')]);
+      const missing = await runDmpInProcess(['platforms', 'validate', join(workDir, 'missing.json')]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain('missing.json: cannot read file: no such file');
       expect(missing.stderr).not.toContain('    at ');
 
-      const usage = await run(['platforms', 'validate']);
+      const usage = await runDmpInProcess(['platforms', 'validate']);
       expect(usage.code).toBe(2);
       expect(usage.stderr).toContain('usage: dmp platforms validate <file>');
     });
@@ -269,7 +228,7 @@ describe('dmp platforms', () => {
       const good = join(root, 'platforms', 'qa', '01-good.json');
       writeFileSync(good, readFileSync(REFERENCE_PLATFORM));
 
-      const ok = await run(['platforms', 'validate', environment]);
+      const ok = await runDmpInProcess(['platforms', 'validate', environment]);
       expect(ok.code).toBe(0);
       expect(ok.stdout).toBe(
         `ok: ${environment} (environment qa: platform 99999 "Reference partner (the seed's API)")`,
@@ -277,7 +236,7 @@ describe('dmp platforms', () => {
 
       const bad = join(root, 'platforms', 'qa', '02-bad.json');
       writeFileSync(bad, JSON.stringify({ id: 4242, name: 'Bad', connector: { api: {} } }));
-      const broken = await run(['platforms', 'validate', environment, '--json']);
+      const broken = await runDmpInProcess(['platforms', 'validate', environment, '--json']);
       expect(broken.code).toBe(1);
       const output = JSON.parse(broken.stdout) as ValidateJson;
       expect(output.valid).toBe(false);
@@ -287,14 +246,14 @@ describe('dmp platforms', () => {
 
       // Two platform files with one id: the environment as a whole is refused.
       writeFileSync(bad, readFileSync(REFERENCE_PLATFORM));
-      const duplicate = await run(['platforms', 'validate', environment]);
+      const duplicate = await runDmpInProcess(['platforms', 'validate', environment]);
       expect(duplicate.code).toBe(1);
       expect(duplicate.stderr).toContain(`${environment}: platforms.1.id: duplicate platform id 99999`);
 
       // Outside config/: recognized by its content.
       const loose = join(workDir, 'loose-environment.json');
       writeFileSync(loose, JSON.stringify({ name: 'loose', platforms: [] }));
-      const looseResult = await run(['platforms', 'validate', loose]);
+      const looseResult = await runDmpInProcess(['platforms', 'validate', loose]);
       expect(looseResult.stdout).toBe(`ok: ${loose} (environment loose: no platforms)`);
     });
 
@@ -302,10 +261,10 @@ describe('dmp platforms', () => {
       const file = variant('process.json', (platform) => {
         platform.connector.population.batchSize = 0;
       });
-      const result = await dmp(['platforms', 'validate', file]);
+      const result = await runDmp(['platforms', 'validate', file]);
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(`${file}: connector.population.batchSize: `);
-      const ok = await dmp([
+      const ok = await runDmp([
         'platforms',
         'validate',
         'config/platforms/local/01-99999-reference-partner.json',

@@ -1,36 +1,23 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMMANDS } from '../../cli/commands/index.ts';
 import type { SegmentView } from '../../cli/commands/segments.ts';
-import { runCli } from '../../cli/framework.ts';
 import {
   DATA_DIR_ENV_VAR,
   ENDPOINTS_FILE_ENV_VAR,
   endpointsFilePath,
-  type LocalEndpoints,
   writeEndpointsFile,
 } from '../../local/endpoints.ts';
-import { close, listen, originOf, readBody } from '../../local/http-util.ts';
-import { moduleLoader } from '../../local/lambda.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { endpointsOf, type LocalStack } from '../../local/stack.ts';
 import { SEGMENT_TABLE, STACK_OUTPUTS } from '../../src/infra/resources.ts';
+import { type CliResult, runDmp, runDmpInProcess } from '../support/cli.ts';
+import { type CloudFormationStandIn, startCloudFormation } from '../support/cloudformation.ts';
+import { startEchoStack } from '../support/local-stack.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
 /** Platform 99999's API credentials in config/local-secrets.json (the seed's `curl -u foo:bar`). */
 const CREDENTIALS = ['foo', 'bar', 'Zm9vOmJhcg=='];
 const AWKWARD_NAME = 'Cart & "VIP" / 50%';
-
-interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 interface EnsureJson {
   readonly platformId: number;
@@ -44,40 +31,15 @@ interface EnsureJson {
 const outputs: CliResult[] = [];
 
 /** Runs `dmp` as the operator would, in its own process, with only the given environment. */
-function dmp(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const result = { code, stdout, stderr };
-      outputs.push(result);
-      resolve(result);
-    });
-  });
+async function dmp(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
+  const result = await runDmp(args, { env });
+  outputs.push(result);
+  return result;
 }
 
 /** Runs `dmp` in this process (fast; for checks that end before any AWS call). */
 async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runCli(argv, COMMANDS, {
-    stdout: (text) => out.push(text),
-    stderr: (text) => err.push(text),
-    env,
-  });
-  const result = { code, stdout: out.join('\n'), stderr: err.join('\n') };
+  const result = await runDmpInProcess(argv, env);
   outputs.push(result);
   return result;
 }
@@ -102,6 +64,12 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     expect(response.status, `${method} ${path}`).toBeLessThan(300);
     return response.json() as Promise<unknown>;
   };
+  /** `dmp segments ensure` of platform 99999, in its own process. */
+  const ensure = (audience: string, name: string, ...flags: string[]) =>
+    dmp(
+      ['segments', 'ensure', '--platform', '99999', '--audience', audience, '--name', name, ...flags],
+      localEnv,
+    );
   /** `dmp segments --json`, in process: reads only (the ensure runs above use their own processes). */
   const listSegments = async (args: string[] = []) => {
     const result = await run(['segments', '--json', ...args], localEnv);
@@ -113,27 +81,9 @@ describe('dmp segments', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     workDir = mkdtempSync(join(tmpdir(), 'dmp-cli-segments-'));
     const dataDir = join(workDir, 'data');
-    stack = await startLocalStack({
-      quiet: true,
-      dataDir,
-      loadFunction: moduleLoader(ECHO_HANDLER),
-      ttlSweepIntervalMs: 0,
-    });
+    stack = await startEchoStack({ dataDir });
     // What `npm start` writes for the CLI (local/start.ts); this process is the stack's pid.
-    const endpoints: LocalEndpoints = {
-      pid: process.pid,
-      startedAt: new Date().toISOString(),
-      region: stack.region,
-      apiUrl: stack.apiUrl,
-      syncPixelUrl: `${stack.apiUrl}/sync`,
-      partnerUrl: stack.partnerUrl,
-      dynamodbEndpoint: stack.dynamodbEndpoint,
-      sqsEndpoint: stack.sqsEndpoint,
-      s3Endpoint: stack.s3Endpoint,
-      secretsEndpoint: stack.secretsEndpoint,
-      tableNames: stack.tableNames,
-    };
-    writeEndpointsFile(endpointsFilePath(dataDir), endpoints);
+    writeEndpointsFile(endpointsFilePath(dataDir), endpointsOf(stack));
     localEnv = { [DATA_DIR_ENV_VAR]: dataDir };
   });
 
@@ -143,10 +93,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
   });
 
   it('creates the partner segment once, with its name intact, and reuses it', async () => {
-    const first = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME, '--json'],
-      localEnv,
-    );
+    const first = await ensure('aud-42', AWKWARD_NAME, '--json');
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     const created = JSON.parse(first.stdout) as EnsureJson;
@@ -166,20 +113,14 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     // The credentials came from the Secrets Manager stand-in (basic, as the connector says).
     expect(calls[0]!.auth).toBe('basic');
 
-    const again = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME, '--json'],
-      localEnv,
-    );
+    const again = await ensure('aud-42', AWKWARD_NAME, '--json');
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({
       partnerSegmentId: created.partnerSegmentId,
       obtainedNow: false,
       state: 'ready',
     });
-    const text = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-42', '--name', AWKWARD_NAME],
-      localEnv,
-    );
+    const text = await ensure('aud-42', AWKWARD_NAME);
     expect(text.code).toBe(0);
     expect(text.stdout.trim()).toBe(
       `platform 99999, audience aud-42: partner segment ${created.partnerSegmentId} (already known)`,
@@ -231,10 +172,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
       pathPrefix: '/v1/segment',
       count: 1,
     });
-    const refused = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-43', '--name', 'Refused once'],
-      localEnv,
-    );
+    const refused = await ensure('aud-43', 'Refused once');
     expect(refused.code).toBe(1);
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toContain(
@@ -254,39 +192,12 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     // The fault is gone, but a refusal is not retried blindly.
     await partnerControl('DELETE', '/__faults');
     const calls = stack.partner.requests.length;
-    const still = await dmp(
-      [
-        'segments',
-        'ensure',
-        '--platform',
-        '99999',
-        '--audience',
-        'aud-43',
-        '--name',
-        'Refused once',
-        '--json',
-      ],
-      localEnv,
-    );
+    const still = await ensure('aud-43', 'Refused once', '--json');
     expect(still.code).toBe(1);
     expect(still.stderr).toContain('HTTP 400');
     expect(stack.partner.requests.length).toBe(calls);
 
-    const retried = await dmp(
-      [
-        'segments',
-        'ensure',
-        '--platform',
-        '99999',
-        '--audience',
-        'aud-43',
-        '--name',
-        'Refused once',
-        '--retry-failed',
-        '--json',
-      ],
-      localEnv,
-    );
+    const retried = await ensure('aud-43', 'Refused once', '--retry-failed', '--json');
     expect(retried.stderr).toBe('');
     expect(retried.code).toBe(0);
     const ready = JSON.parse(retried.stdout) as EnsureJson;
@@ -311,10 +222,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
       pathPrefix: '/v1/segment',
       count: 1,
     });
-    const later = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-45', '--name', 'Throttled'],
-      localEnv,
-    );
+    const later = await ensure('aud-45', 'Throttled');
     expect(later.code).toBe(1);
     expect(later.stderr).toContain('platform 99999, audience aud-45: not ready yet, retry');
     expect(later.stderr).toContain('HTTP 429');
@@ -325,51 +233,20 @@ describe('dmp segments', { timeout: 120_000 }, () => {
       lastError: { status: 429 },
     });
 
-    const ready = await dmp(
-      ['segments', 'ensure', '--platform', '99999', '--audience', 'aud-45', '--name', 'Throttled'],
-      localEnv,
-    );
+    const ready = await ensure('aud-45', 'Throttled');
     expect(ready.stderr).toBe('');
     expect(ready.code).toBe(0);
     expect(ready.stdout).toMatch(/^platform 99999, audience aud-45: partner segment \d+ \(created now\)$/m);
   });
 
   it('passes a rename on, and shows a failed one', async () => {
-    await dmp(
-      [
-        'segments',
-        'ensure',
-        '--platform',
-        '99999',
-        '--audience',
-        'aud-44',
-        '--name',
-        'Lookalikes',
-        '--kind',
-        'lookalike',
-      ],
-      localEnv,
-    );
+    await ensure('aud-44', 'Lookalikes', '--kind', 'lookalike');
     expect(stack.partner.segments().find((s) => s.title === 'Lookalikes')).toMatchObject({
       kind: 'lookalike',
       external_id: 'aud-44',
     });
 
-    const renamed = await dmp(
-      [
-        'segments',
-        'ensure',
-        '--platform',
-        '99999',
-        '--audience',
-        'aud-44',
-        '--name',
-        'Lookalikes 2',
-        '--kind',
-        'lookalike',
-      ],
-      localEnv,
-    );
+    const renamed = await ensure('aud-44', 'Lookalikes 2', '--kind', 'lookalike');
     expect(renamed.code).toBe(0);
     expect(stack.partner.segments().map((s) => s.title)).toContain('Lookalikes 2');
     expect((await listSegments()).find((s) => s.audienceId === 'aud-44')).toMatchObject({
@@ -379,21 +256,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     });
 
     await partnerControl('POST', '/__faults', { status: 409, method: 'PUT', count: 1 });
-    const conflict = await dmp(
-      [
-        'segments',
-        'ensure',
-        '--platform',
-        '99999',
-        '--audience',
-        'aud-44',
-        '--name',
-        'Lookalikes 3',
-        '--kind',
-        'lookalike',
-      ],
-      localEnv,
-    );
+    const conflict = await ensure('aud-44', 'Lookalikes 3', '--kind', 'lookalike');
     expect(conflict.code).toBe(0);
     expect(conflict.stdout).toContain('warning: rename at the partner failed: HTTP 409');
     const segment = (await listSegments()).find((s) => s.audienceId === 'aud-44');
@@ -467,40 +330,19 @@ describe('dmp segments', { timeout: 120_000 }, () => {
   });
 
   describe('a deployed environment', () => {
-    let cloudFormation: Server;
+    let cloudFormation: CloudFormationStandIn;
     let deployedEnv: Record<string, string>;
 
     beforeAll(async () => {
-      // A CloudFormation stand-in (query protocol) naming the local segment table as dev's.
-      cloudFormation = createServer((request, response) => {
-        void readBody(request, 1 << 20).then((body) => {
-          const params = new URLSearchParams(body.toString('utf8'));
-          response.setHeader('content-type', 'text/xml');
-          if (params.get('StackName') !== 'DmpActivation-dev') {
-            response.statusCode = 400;
-            response.end(
-              '<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type>' +
-                '<Code>ValidationError</Code><Message>Stack does not exist</Message></Error>' +
-                '<RequestId>r1</RequestId></ErrorResponse>',
-            );
-            return;
-          }
-          response.end(
-            '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult>' +
-              '<Stacks><member><StackName>DmpActivation-dev</StackName><StackId>arn:aws:cloudformation:eu-west-1:' +
-              '000000000000:stack/DmpActivation-dev/1</StackId><CreationTime>2026-11-01T00:00:00Z</CreationTime>' +
-              '<StackStatus>UPDATE_COMPLETE</StackStatus><Outputs><member>' +
-              `<OutputKey>${STACK_OUTPUTS.segmentTableName}</OutputKey><OutputValue>${SEGMENT_TABLE.localName}</OutputValue>` +
-              '</member></Outputs></member></Stacks></DescribeStacksResult>' +
-              '<ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata></DescribeStacksResponse>',
-          );
-        });
+      // A CloudFormation stand-in naming the local segment table as dev's.
+      cloudFormation = await startCloudFormation('DmpActivation-dev', {
+        [STACK_OUTPUTS.segmentTableName]: SEGMENT_TABLE.localName,
       });
       deployedEnv = {
         AWS_REGION: 'eu-west-1',
         AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
         AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-value',
-        AWS_ENDPOINT_URL_CLOUDFORMATION: originOf(await listen(cloudFormation, 0)),
+        AWS_ENDPOINT_URL_CLOUDFORMATION: cloudFormation.url,
         AWS_ENDPOINT_URL_DYNAMODB: stack.dynamodbEndpoint,
         // Holds only the local environment's secrets: dev's are not there.
         AWS_ENDPOINT_URL_SECRETS_MANAGER: stack.secretsEndpoint,
@@ -508,7 +350,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     });
 
     afterAll(async () => {
-      if (cloudFormation) await close(cloudFormation);
+      await cloudFormation?.close();
     });
 
     it("lists the table named by the stack's output, and reads credentials from Secrets Manager", async () => {
@@ -537,7 +379,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
       );
       expect(ensured.code).toBe(1);
       expect(ensured.stderr).toContain(
-        'no secret dmp-activation/dev/platforms/99999 in Secrets Manager (eu-west-1)',
+        'no secret dmp-activation/dev/platforms/99999/api in Secrets Manager (eu-west-1)',
       );
       expect(ensured.stderr).not.toContain('do-not-print-this-secret-value');
       expect(stack.partner.requests.length).toBe(requests);

@@ -1,14 +1,11 @@
 import { request as httpRequest } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapHttpApiResult } from '../../local/http-api.ts';
-import { moduleLoader } from '../../local/lambda.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { LocalStack } from '../../local/stack.ts';
 import { loadRuntimeEnvironment } from '../../src/config/load.ts';
 import { FUNCTIONS, MAPPING_TABLE, ROUTES } from '../../src/infra/resources.ts';
-
-const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
+import { startEchoStack } from '../support/local-stack.ts';
 
 interface Echo {
   readonly event: APIGatewayProxyEventV2;
@@ -72,11 +69,7 @@ describe('local HTTP API (payload format 2.0)', () => {
   let stack: LocalStack;
 
   beforeAll(async () => {
-    stack = await startLocalStack({
-      quiet: true,
-      loadFunction: moduleLoader(ECHO_HANDLER),
-      ttlSweepIntervalMs: 0,
-    });
+    stack = await startEchoStack();
   });
 
   afterAll(async () => {

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import {
   CreateQueueCommand,
@@ -11,23 +10,15 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { moduleLoader } from '../../local/lambda.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { LocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
-
-const ECHO_HANDLER = fileURLToPath(new URL('./fixtures/echo-handler.ts', import.meta.url));
+import { startEchoStack } from '../support/local-stack.ts';
 
 describe('local stack persistence (dataDir)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'dmp-local-stack-'));
   let stack: LocalStack | undefined;
 
-  const start = () =>
-    startLocalStack({
-      quiet: true,
-      dataDir,
-      loadFunction: moduleLoader(ECHO_HANDLER),
-      ttlSweepIntervalMs: 0,
-    });
+  const start = () => startEchoStack({ dataDir });
 
   afterAll(async () => {
     await stack?.stop();
@@ -82,11 +73,7 @@ describe('local stack persistence (dataDir)', () => {
 
   it('keeps nothing without a dataDir', async () => {
     await stack?.stop();
-    stack = await startLocalStack({
-      quiet: true,
-      loadFunction: moduleLoader(ECHO_HANDLER),
-      ttlSweepIntervalMs: 0,
-    });
+    stack = await startEchoStack();
     const dynamodb = new DynamoDBClient({});
     try {
       const { Item } = await dynamodb.send(

@@ -1,9 +1,11 @@
-import { type AttributeValue, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { GPP_SID, gppString, tcString } from '../support/consent-strings.ts';
+import { countItems } from '../support/dynamodb.ts';
+import { quietLambdaOutput } from '../support/local-stack.ts';
 
 /**
  * Property tests of the user-sync endpoints over real HTTP, against the local stack (the real
@@ -393,18 +395,7 @@ describe('user sync over HTTP: properties of arbitrary requests', () => {
     return { status: response.status, headers: response.headers, url: shown };
   }
 
-  async function tableSize(): Promise<number> {
-    let count = 0;
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await dynamodb.send(
-        new ScanCommand({ TableName: tableName, Select: 'COUNT', ExclusiveStartKey: startKey }),
-      );
-      count += page.Count ?? 0;
-      startKey = page.LastEvaluatedKey;
-    } while (startKey);
-    return count;
-  }
+  const tableSize = () => countItems(dynamodb, tableName);
 
   /** (a), (b), (d) and no-store: what every answer of /sync and /uid must satisfy. */
   function expectWellBehaved(answer: Answer): void {
@@ -588,19 +579,3 @@ describe('user sync over HTTP: properties of arbitrary requests', () => {
     PROPERTY_TIMEOUT_MS,
   );
 });
-
-/** The handler's Powertools logs and EMF metrics would flood the test output. */
-function quietLambdaOutput(): () => void {
-  const values: Record<string, string> = {
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-  };
-  const saved = Object.fromEntries(Object.keys(values).map((name) => [name, process.env[name]]));
-  Object.assign(process.env, values);
-  return () => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  };
-}

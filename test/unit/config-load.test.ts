@@ -2,12 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  CONFIG_ENV_VAR,
-  ConfigError,
-  loadEnvironmentFile,
-  loadRuntimeEnvironment,
-} from '../../src/config/load.ts';
+import { CONFIG_ENV_VAR, loadEnvironmentFile, loadRuntimeEnvironment } from '../../src/config/load.ts';
+import { configErrorOf } from '../support/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmp-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,16 +21,6 @@ const VALID = JSON.stringify({
   ],
 });
 
-function thrown(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
-
 describe('loadEnvironmentFile', () => {
   it('reads and validates a file', () => {
     const config = loadEnvironmentFile(file('staging.json', VALID));
@@ -44,21 +30,21 @@ describe('loadEnvironmentFile', () => {
 
   it('names the path of a file that does not exist', () => {
     const path = join(dir, 'missing.json');
-    const error = thrown(() => loadEnvironmentFile(path));
+    const error = configErrorOf(() => loadEnvironmentFile(path));
     expect(error.source).toBe(path);
     expect(error.problems[0]).toMatch(/^cannot read file/);
   });
 
   it('names the path of a file that is not JSON', () => {
     const path = file('broken.json', '{ "name": "x", ');
-    const error = thrown(() => loadEnvironmentFile(path));
+    const error = configErrorOf(() => loadEnvironmentFile(path));
     expect(error.message.startsWith(`${path}: invalid configuration`)).toBe(true);
     expect(error.problems[0]).toMatch(/^not valid JSON/);
   });
 
   it('names the path and the field of a file that does not validate', () => {
     const path = file('typo.json', JSON.stringify({ ...JSON.parse(VALID), logRetentionDays: 'long' }));
-    const error = thrown(() => loadEnvironmentFile(path));
+    const error = configErrorOf(() => loadEnvironmentFile(path));
     expect(error.source).toBe(path);
     expect(error.problems).toEqual([expect.stringMatching(/^logRetentionDays: /)]);
   });
@@ -70,16 +56,18 @@ describe('loadRuntimeEnvironment', () => {
   });
 
   it('refuses when the variable is not set', () => {
-    const error = thrown(() => loadRuntimeEnvironment({}));
+    const error = configErrorOf(() => loadRuntimeEnvironment({}));
     expect(error.source).toBe('DMP_CONFIG_JSON');
     expect(error.problems).toEqual(['is not set']);
   });
 
   it('refuses invalid JSON and an invalid document, naming the variable', () => {
-    expect(thrown(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: '{' })).problems[0]).toMatch(
+    expect(configErrorOf(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: '{' })).problems[0]).toMatch(
       /^not valid JSON/,
     );
-    const error = thrown(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: JSON.stringify({ name: 'x' }) }));
+    const error = configErrorOf(() =>
+      loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: JSON.stringify({ name: 'x' }) }),
+    );
     expect(error.source).toBe(CONFIG_ENV_VAR);
     expect(error.problems.some((problem) => problem.startsWith('platforms: '))).toBe(true);
   });

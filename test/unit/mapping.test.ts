@@ -40,7 +40,6 @@ describe('decideMappingWrite', () => {
   it('records a changed partner id with the previous one', () => {
     expect(decideMappingWrite(record(), 'ghjkl1321', NOW, REFRESH_AFTER)).toEqual({
       kind: 'change',
-      expectedVersion: 4,
       previousPartnerUserId: 'abcdef123',
     });
   });

@@ -20,7 +20,7 @@ export {
 
 /**
  * Puts a platform's credentials on outgoing requests, by the connector's `api.auth.type`, with the
- * credentials from the platform secret's `api` record:
+ * credentials from the platform's API secret (`dmp-activation/<env>/platforms/<id>/api`):
  *
  * | type                      | secret fields             | on the request                                  |
  * |---------------------------|---------------------------|-------------------------------------------------|
@@ -74,7 +74,7 @@ const REQUIRED_FIELDS: Record<AuthSettings['type'], readonly string[]> = {
   hmac: ['keyId', 'key'],
 };
 
-/** The secret fields an auth type needs, in `api.<field>` of the platform secret. */
+/** The secret fields an auth type needs, in the platform's API secret. */
 export function requiredCredentialFields(type: AuthSettings['type']): readonly string[] {
   return REQUIRED_FIELDS[type];
 }
@@ -90,14 +90,14 @@ function checkCredentials(
   });
   if (missing.length > 0) {
     throw new AuthConfigurationError(
-      `auth type ${type} needs ${missing.map((field) => `api.${field}`).join(', ')} in the platform secret`,
+      `auth type ${type} needs ${missing.join(', ')} in the platform's API secret`,
     );
   }
   const values: Record<string, string> = {};
   for (const field of fields) {
     const value = credentials[field]!;
     if (/[\r\n\0]/.test(value)) {
-      throw new AuthConfigurationError(`platform secret field api.${field} contains CR, LF or NUL`);
+      throw new AuthConfigurationError(`API secret field ${field} contains CR, LF or NUL`);
     }
     values[field] = value;
   }

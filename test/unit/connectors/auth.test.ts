@@ -183,10 +183,10 @@ describe('configuration errors', () => {
   const deps = { baseUrl: 'https://api.partner.example', send: transport.send, now: () => NOW };
 
   it.each([
-    [{ type: 'basic' }, { username: 'user-value-1' }, 'api.password'],
-    [{ type: 'basic' }, { password: 'password-value-1' }, 'api.username'],
-    [{ type: 'bearer' }, { other: 'other-value-1' }, 'api.token'],
-    [{ type: 'apiKey', header: 'x-api-key' }, { apiKey: '' }, 'api.apiKey'],
+    [{ type: 'basic' }, { username: 'user-value-1' }, 'password'],
+    [{ type: 'basic' }, { password: 'password-value-1' }, 'username'],
+    [{ type: 'bearer' }, { other: 'other-value-1' }, 'token'],
+    [{ type: 'apiKey', header: 'x-api-key' }, { apiKey: '' }, 'apiKey'],
     [
       {
         type: 'oauth2ClientCredentials',
@@ -195,9 +195,9 @@ describe('configuration errors', () => {
         refreshBeforeExpirySeconds: 60,
       },
       { clientId: 'client-value-1' },
-      'api.clientSecret',
+      'clientSecret',
     ],
-    [{ type: 'hmac', algorithm: 'sha256' }, { key: 'key-value-1' }, 'api.keyId'],
+    [{ type: 'hmac', algorithm: 'sha256' }, { key: 'key-value-1' }, 'keyId'],
   ] as const)('%j with %j names the missing field %s, never a value', (settings, credentials, field) => {
     let error: unknown;
     try {
@@ -213,13 +213,13 @@ describe('configuration errors', () => {
 
   it('names every missing field at once', () => {
     expect(() => createAuthenticator({ type: 'hmac', algorithm: 'sha256' }, {}, deps)).toThrow(
-      'auth type hmac needs api.keyId, api.key in the platform secret',
+      "auth type hmac needs keyId, key in the platform's API secret",
     );
   });
 
   it('refuses line breaks in a credential (header injection), naming the field only', () => {
     expect(() => createAuthenticator({ type: 'bearer' }, { token: 'abc\r\nx-evil: 1' }, deps)).toThrow(
-      /api\.token contains CR, LF or NUL/,
+      /API secret field token contains CR, LF or NUL/,
     );
   });
 
