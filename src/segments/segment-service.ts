@@ -194,15 +194,7 @@ export class SegmentService {
       partner = await this.deps.partnerFor(platform);
     } catch (error) {
       // No call was made (credentials missing or unusable): free the lease, carrying over what was known.
-      await this.deps.store.releaseForRetry(
-        platform.id,
-        audience.id,
-        owner,
-        this.now(),
-        stamp({ message: errorText(error) }, this.now()),
-        uncertain,
-      );
-      throw error;
+      return this.releaseAndThrow(platform.id, audience.id, owner, error, uncertain);
     }
 
     try {
@@ -252,17 +244,8 @@ export class SegmentService {
         return this.refuse(platform.id, audience, owner, { message: `connector template: ${error.message}` });
       }
       const failure = asPartnerFailure(error);
-      if (!failure) {
-        await this.deps.store.releaseForRetry(
-          platform.id,
-          audience.id,
-          owner,
-          this.now(),
-          stamp({ message: errorText(error) }, this.now()),
-          true,
-        );
-        throw error;
-      }
+      // Not a partner answer (a bug, the store): the call may have gone out, so the outcome is unknown.
+      if (!failure) return this.releaseAndThrow(platform.id, audience.id, owner, error, true);
       const answer = {
         status: failure.status,
         message: (failure.bodySnippet ?? failure.message).slice(0, SNIPPET_LIMIT),
@@ -289,6 +272,25 @@ export class SegmentService {
       }
       return this.retryLater(platform.id, audience, owner, answer, failure.outcomeUnknown);
     }
+  }
+
+  private async releaseAndThrow(
+    platformId: number,
+    audienceId: string,
+    owner: string,
+    error: unknown,
+    outcomeUnknown: boolean,
+  ): Promise<never> {
+    const now = this.now();
+    await this.deps.store.releaseForRetry(
+      platformId,
+      audienceId,
+      owner,
+      now,
+      stamp({ message: errorText(error) }, now),
+      outcomeUnknown,
+    );
+    throw error;
   }
 
   private async lookup(
