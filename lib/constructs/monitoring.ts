@@ -69,9 +69,10 @@ export class Monitoring extends Construct {
         left: SYNC_METRICS.names.map(
           (metricName) =>
             // A search: one line per dimension set the handler emits (the `platform` dimension,
-            // plus Powertools' default `service`), so new platforms appear without a redeploy.
+            // plus Powertools' default `service`), so new platforms appear without a redeploy;
+            // only this environment's records, should several share the account and region.
             new cloudwatch.SearchExpression({
-              expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}"', 'Sum', 300)`,
+              expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}"', 'Sum', 300)`,
               label: metricName,
               period: PERIOD,
             }),

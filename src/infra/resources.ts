@@ -119,6 +119,7 @@ export function commonEnvironment(
 export const SYNC_METRICS = {
   names: ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected', 'OptOut'],
   platformDimension: 'platform',
+  environmentDimension: 'environment',
 } as const;
 
 /** CloudFormation stack of one environment, and the outputs the operator CLI reads from it. */

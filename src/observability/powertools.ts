@@ -1,6 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
+import { COMMON_ENV, METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
 import type { SyncMetricName, SyncMetrics } from '../sync/service.ts';
 
 /**
@@ -19,6 +19,10 @@ export class PowertoolsSyncMetrics implements SyncMetrics {
     this.metrics = new Metrics({
       namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
       serviceName,
+      // Environments may share an account and region: every record says which one it is from.
+      defaultDimensions: {
+        [SYNC_METRICS.environmentDimension]: process.env[COMMON_ENV.environmentName] ?? 'unknown',
+      },
     });
   }
 

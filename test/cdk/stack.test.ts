@@ -462,6 +462,8 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     });
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const dashboard = JSON.stringify(Object.values(resources(template, 'AWS::CloudWatch::Dashboard'))[0]);
+    // Only this environment's records, should several share an account and region.
+    expect(dashboard).toMatch(new RegExp(`environment=\\\\*"${env(name).config.name}\\\\*"`));
     for (const metric of ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected']) {
       expect(dashboard).toContain(metric);
     }

@@ -185,7 +185,10 @@ describe('handler logs and metrics', () => {
     for (const record of rejected) {
       const directive = record._aws.CloudWatchMetrics[0]!;
       expect(directive.Namespace).toBe('DmpActivation');
-      expect(directive.Dimensions.flat()).toEqual(expect.arrayContaining(['platform', 'reason']));
+      expect(directive.Dimensions.flat()).toEqual(
+        expect.arrayContaining(['environment', 'platform', 'reason']),
+      );
+      expect(record['environment']).toBe('local');
       expect(record['SyncRejected']).toBe(1);
       expect(typeof record['reason']).toBe('string');
     }
