@@ -1,7 +1,9 @@
 import { Duration } from 'aws-cdk-lib';
 import type { HttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
@@ -19,7 +21,8 @@ const PERIOD = Duration.minutes(5);
  * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral
  * pixel, never an exception, so any function error or API 5xx is a defect or an outage; a throttle
  * means pixels are being dropped. Thresholds are small absolute counts over 5 minutes.
- * Alarms have no action yet: the environment config names no notification target.
+ * Alarms notify the SNS topic the environment names (`monitoring.alarmTopicArn`): the on-call
+ * routing of a team (email, chat, paging) lives there, outside this stack.
  */
 export class Monitoring extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
@@ -56,6 +59,15 @@ export class Monitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
+
+    const topicArn = config.monitoring.alarmTopicArn;
+    if (topicArn) {
+      const action = new SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', topicArn));
+      for (const alarm of this.alarms) {
+        alarm.addAlarmAction(action);
+        alarm.addOkAction(action);
+      }
+    }
 
     const functions = Object.entries(props.functions);
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {

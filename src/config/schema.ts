@@ -187,6 +187,16 @@ export const EnvironmentSchema = z
       maxRedirectsPerChain: 5,
       consent: { gdprAppliesWhenUnknown: false, honourGlobalPrivacyControl: true },
     }),
+    monitoring: z
+      .object({
+        /** An existing SNS topic that the alarms notify (alarm and back to OK). */
+        alarmTopicArn: z
+          .string()
+          .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'must be an SNS topic ARN')
+          .optional(),
+      })
+      .strict()
+      .default({}),
     platforms: z.array(PlatformSchema),
   })
   .strict()

@@ -11,6 +11,7 @@ import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../lib/app.ts';
 import { logRetention } from '../../lib/constructs/log-retention.ts';
+import { Monitoring } from '../../lib/constructs/monitoring.ts';
 import { ACCESS_LOG_FIELDS, UserSyncApi } from '../../lib/constructs/user-sync-api.ts';
 import { type DmpActivationStack, TABLE_ACTIONS } from '../../lib/dmp-activation-stack.ts';
 import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
@@ -545,6 +546,37 @@ describe('UserSyncApi CORS', () => {
         AllowMethods: Match.arrayWith(['GET', 'POST', 'OPTIONS']),
       },
     });
+  });
+});
+
+describe('Monitoring alarm notifications', () => {
+  function alarmsWith(monitoring: EnvironmentConfig['monitoring']) {
+    const stack = new Stack(new App({ outdir: tempDir('dmp-cdk-alarms-') }), 'Alarms');
+    const base = loadEnvironmentFile(join(ENVIRONMENTS_DIR, 'dev.json'));
+    const config: EnvironmentConfig = { ...base, monitoring };
+    const handler = new lambda.Function(stack, 'Fn', {
+      runtime: lambda.Runtime.NODEJS_24_X,
+      handler: 'index.handler',
+      code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
+      timeout: Duration.seconds(3),
+    });
+    const api = new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    new Monitoring(stack, 'Monitoring', { config, api: api.api, functions: { userSync: handler } });
+    return Object.values(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'));
+  }
+
+  it('notifies the configured SNS topic on alarm and on recovery', () => {
+    const topic = 'arn:aws:sns:eu-west-1:123456789012:dmp-oncall';
+    const alarms = alarmsWith({ alarmTopicArn: topic });
+    expect(alarms).toHaveLength(3);
+    for (const alarm of alarms) {
+      expect(alarm['Properties']['AlarmActions']).toEqual([topic]);
+      expect(alarm['Properties']['OKActions']).toEqual([topic]);
+    }
+  });
+
+  it('has no action without a topic', () => {
+    for (const alarm of alarmsWith({})) expect(alarm['Properties']['AlarmActions']).toBeUndefined();
   });
 });
 
