@@ -227,7 +227,7 @@ export function debugTrace(response: HttpResponse): DebugTrace {
 /** The callback URL inside a partner sync URL's `out` parameter, decoded once. */
 export function outOf(partnerSyncUrl: string): URL {
   const out = new URL(partnerSyncUrl).searchParams.get('out');
-  expect(out, partnerSyncUrl).toBeTruthy();
+  expect(out, `no out parameter in ${partnerSyncUrl}`).toMatch(/^https?:\/\//);
   return new URL(out!);
 }
 
