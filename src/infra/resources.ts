@@ -42,7 +42,26 @@ export const SEGMENT_TABLE: TableDefinition = {
   envVar: 'SEGMENT_TABLE_NAME',
 };
 
-export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE] as const;
+/**
+ * Segment population's state (src/population/dynamo-store.ts), one table, keyed by prefix:
+ * - `m#<platformId>#<dmpUserId>` / `<segmentId>`: the last membership event applied at the partner
+ *   (ts, op, partner id): orders adds and removes, and makes a redelivery a no-op;
+ * - `pending#<platformId>#<dmpUserId>` / `<segmentId>`: an event for a user not synced yet;
+ * - `stats#<platformId>` / `<segmentId>`: delivered, pending, rejected, dlq, superseded counts;
+ * - `rejected#<yyyy-mm-dd>` / `<iso time>#<id>`: what was set aside, and why (`dmp rejected`);
+ * - `rate#<platformId>` / `<window>`: calls started in a rate-limit window, by every Lambda.
+ * Everything but the counts expires through `expiresAt` (epoch seconds).
+ */
+export const POPULATION_TABLE: TableDefinition = {
+  id: 'PopulationTable',
+  localName: 'dmp-local-population',
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  timeToLiveAttribute: 'expiresAt',
+  envVar: 'POPULATION_TABLE_NAME',
+};
+
+export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE, POPULATION_TABLE] as const;
 
 export interface RouteDefinition {
   readonly method: 'GET' | 'POST';
