@@ -23,6 +23,7 @@ import {
   FaultSwitches,
 } from './reference-partner/faults.ts';
 import { MetaApi, type MetaAudience } from './reference-partner/meta.ts';
+import type { SeedPopulation } from './reference-partner/population.ts';
 import { SeedApi, type SeedSegment } from './reference-partner/seed-api.ts';
 import { TtdApi, type TtdSegment } from './reference-partner/ttd.ts';
 
@@ -34,6 +35,11 @@ export {
 export type { AppliedFault, AuthMethod, RecordedRequest } from './reference-partner/common.ts';
 export { type ActiveFault, type FaultSpec, FaultSpecError } from './reference-partner/faults.ts';
 export { META_FIRST_AUDIENCE_ID, META_MAX_ROWS, type MetaAudience } from './reference-partner/meta.ts';
+export {
+  type PopulationSettings,
+  SeedPopulation,
+  type SegmentPopulation,
+} from './reference-partner/population.ts';
 export { FIRST_SEGMENT_ID, type SeedSegment } from './reference-partner/seed-api.ts';
 export { TTD_MAX_BODY_BYTES, type TtdSegment } from './reference-partner/ttd.ts';
 
@@ -106,6 +112,8 @@ export interface ReferencePartner {
   segments(): SeedSegment[];
   /** User ids in a seed API segment, in the order they were added. */
   members(segmentId: number): string[];
+  /** The seed API's population: what it holds per segment (adds, duplicates), its answer settings. */
+  readonly population: SeedPopulation;
   metaAudiences(): MetaAudience[];
   metaMembers(audienceId: string): string[];
   /** Trade-Desk-like segments, with the count of members whose TTL has not passed. */
@@ -500,6 +508,7 @@ export async function startReferencePartner(
     resetAll,
     segments: () => seed.segments(),
     members: (segmentId) => seed.members(segmentId),
+    population: seed.population,
     metaAudiences: () => meta.audiences(),
     metaMembers: (audienceId) => meta.members(audienceId),
     ttdSegments: () => ttd.segments(),

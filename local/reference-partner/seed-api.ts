@@ -1,12 +1,5 @@
-import {
-  isRecord,
-  json,
-  type PartnerRequest,
-  type PartnerResponse,
-  type PartnerRoute,
-  parseJson,
-  seedError,
-} from './common.ts';
+import { json, type PartnerRequest, type PartnerResponse, type PartnerRoute, seedError } from './common.ts';
+import { SeedPopulation } from './population.ts';
 
 /**
  * The seed's segment API ("Segment Creation", "Segment Population"):
@@ -16,9 +9,7 @@ import {
  *   `created:false` with the existing id; an `Idempotency-Key` header replays the first answer;
  * - `GET /v1/segments[?title=..]` looks up by exact title (all segments without one);
  * - `PUT /v1/segment/{id}?title=..` renames;
- * - `POST /v1/segment?id=12345&userid=abcdef123` adds one user (no batch: 200, empty body);
- * - `POST /v1/segment` with `[{"segment":12345,"userid":"abcdef123"},...]` adds a micro batch;
- * - `DELETE /v1/segment` (same two forms) removes.
+ * - population (`POST`/`DELETE /v1/segment` with `id`+`userid`, or a JSON array): population.ts.
  */
 
 export const FIRST_SEGMENT_ID = 12345;
@@ -43,7 +34,7 @@ export class SeedApi {
   private nextId = FIRST_SEGMENT_ID;
   private readonly byId = new Map<number, SeedSegment>();
   private readonly byTitle = new Map<string, number>();
-  private readonly memberSets = new Map<number, Set<string>>();
+  readonly population = new SeedPopulation((segmentId) => this.byId.has(segmentId));
   private readonly idempotencyKeys = new Map<string, StoredAnswer>();
 
   readonly routes: readonly PartnerRoute[] = [
@@ -56,6 +47,7 @@ export class SeedApi {
       access: 'api',
       handle: (request) => this.rename(request),
     },
+    ...this.population.controlRoutes,
   ];
 
   segments(): SeedSegment[] {
@@ -63,26 +55,27 @@ export class SeedApi {
   }
 
   members(segmentId: number): string[] {
-    return [...(this.memberSets.get(segmentId) ?? [])];
+    return this.population.members(segmentId);
   }
 
   clear(): void {
     this.nextId = FIRST_SEGMENT_ID;
     this.byId.clear();
     this.byTitle.clear();
-    this.memberSets.clear();
+    this.population.clear();
     this.idempotencyKeys.clear();
   }
 
   private post(request: PartnerRequest): PartnerResponse {
     if (request.query.has('title')) return this.create(request);
-    if (request.query.has('id') || request.query.has('userid')) return this.single(request, 'add');
-    return this.batch(request, 'add');
+    if (request.query.has('id') || request.query.has('userid')) return this.population.single(request, 'add');
+    return this.population.batch(request, 'add');
   }
 
   private remove(request: PartnerRequest): PartnerResponse {
-    if (request.query.has('id') || request.query.has('userid')) return this.single(request, 'remove');
-    return this.batch(request, 'remove');
+    if (request.query.has('id') || request.query.has('userid'))
+      return this.population.single(request, 'remove');
+    return this.population.batch(request, 'remove');
   }
 
   private create(request: PartnerRequest): PartnerResponse {
@@ -117,7 +110,6 @@ export class SeedApi {
     };
     this.byId.set(segment.segment_id, segment);
     this.byTitle.set(title, segment.segment_id);
-    this.memberSets.set(segment.segment_id, new Set());
     return json(200, { status: 'OK', created: true, segment_id: segment.segment_id });
   }
 
@@ -142,43 +134,5 @@ export class SeedApi {
     this.byTitle.set(title, id);
     this.byId.set(id, { ...segment, title });
     return json(200, { status: 'OK', segment_id: id, title });
-  }
-
-  private single({ query }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
-    const rawId = query.get('id') ?? '';
-    const userId = query.get('userid') ?? '';
-    if (!/^\d+$/.test(rawId) || userId === '') return seedError(400, 'id and userid are required');
-    const members = this.memberSets.get(Number(rawId));
-    if (!members) return seedError(404, 'unknown segment');
-    if (op === 'add') members.add(userId);
-    else members.delete(userId);
-    return { status: 200 };
-  }
-
-  private batch({ body }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
-    const parsed = parseJson(body);
-    if (!parsed.ok || !Array.isArray(parsed.value)) return seedError(400, 'body must be a JSON array');
-    const errors: { index: number; error: string }[] = [];
-    let processed = 0;
-    parsed.value.forEach((item: unknown, index) => {
-      const segment = isRecord(item) ? item['segment'] : undefined;
-      const userId = isRecord(item) ? item['userid'] : undefined;
-      if (!Number.isSafeInteger(segment) || typeof userId !== 'string' || userId === '') {
-        errors.push({ index, error: 'malformed item' });
-        return;
-      }
-      const members = this.memberSets.get(segment as number);
-      if (!members) {
-        errors.push({ index, error: 'unknown segment' });
-        return;
-      }
-      if (op === 'add') members.add(userId);
-      else members.delete(userId);
-      processed += 1;
-    });
-    return json(
-      200,
-      errors.length === 0 ? { status: 'OK', processed } : { status: 'PARTIAL', processed, errors },
-    );
   }
 }
