@@ -66,7 +66,8 @@ describe('reference partner population', () => {
     const id = await segment('ratio');
     partner.addFault({ pathPrefix: '/v1/segment', method: 'POST', status: 500, ratio: 0.3, process: true });
     const statuses: number[] = [];
-    for (let i = 0; i < 10; i++) statuses.push((await send('POST', `/v1/segment?id=${id}&userid=u${i}`)).status);
+    for (let i = 0; i < 10; i++)
+      statuses.push((await send('POST', `/v1/segment?id=${id}&userid=u${i}`)).status);
     expect(statuses.filter((status) => status === 500)).toHaveLength(3);
     // The partner did the work and still answered 500.
     expect(partner.members(id)).toHaveLength(10);
