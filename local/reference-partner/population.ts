@@ -27,6 +27,14 @@ import {
  * `GET /__population` shows what it holds; `PUT /__population/settings` changes the settings.
  */
 
+/** How the seed API names segments: ids as decimal text inside, JSON numbers (or bigints) outside. */
+export interface SegmentIds {
+  /** The decimal text of an id sent to the partner; undefined if it is not one. */
+  key(value: unknown): string | undefined;
+  value(key: string): number | bigint;
+  exists(key: string): boolean;
+}
+
 export const PopulationSettingsSchema = z
   .object({
     answer: z.enum(['count', 'empty']).default('count'),
@@ -50,7 +58,7 @@ interface Member {
 }
 
 export interface SegmentPopulation {
-  readonly segment_id: number;
+  readonly segment_id: number | bigint;
   readonly memberCount: number;
   readonly adds: number;
   readonly removes: number;
@@ -61,10 +69,10 @@ export interface SegmentPopulation {
 export class SeedPopulation {
   private settings: PopulationSettings = PopulationSettingsSchema.parse({});
   /** Per segment, per user, in the order users were first seen. */
-  private readonly bySegment = new Map<number, Map<string, Member>>();
+  private readonly bySegment = new Map<string, Map<string, Member>>();
   private calls = 0;
 
-  constructor(private readonly segmentExists: (segmentId: number) => boolean) {}
+  constructor(private readonly ids: SegmentIds) {}
 
   readonly controlRoutes: readonly PartnerRoute[] = [
     {
@@ -97,8 +105,10 @@ export class SeedPopulation {
   }
 
   /** Users in a segment now, in the order they were first added. */
-  members(segmentId: number): string[] {
-    return [...(this.bySegment.get(segmentId) ?? [])].filter(([, member]) => member.in).map(([user]) => user);
+  members(segmentId: number | bigint | string): string[] {
+    return [...(this.bySegment.get(String(segmentId)) ?? [])]
+      .filter(([, member]) => member.in)
+      .map(([user]) => user);
   }
 
   state(withMembers = false): SegmentPopulation[] {
@@ -113,7 +123,7 @@ export class SeedPopulation {
       }
       const members = this.members(segmentId);
       return {
-        segment_id: segmentId,
+        segment_id: this.ids.value(segmentId),
         memberCount: members.length,
         adds,
         removes,
@@ -131,11 +141,10 @@ export class SeedPopulation {
 
   single({ query }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
     this.calls++;
-    const rawId = query.get('id') ?? '';
+    const segmentId = this.ids.key(query.get('id') ?? '');
     const userId = query.get('userid') ?? '';
-    if (!/^\d+$/.test(rawId) || userId === '') return seedError(400, 'id and userid are required');
-    const segmentId = Number(rawId);
-    if (!this.segmentExists(segmentId)) return seedError(404, 'unknown segment');
+    if (segmentId === undefined || userId === '') return seedError(400, 'id and userid are required');
+    if (!this.ids.exists(segmentId)) return seedError(404, 'unknown segment');
     if (this.refusesUser(userId)) return seedError(400, 'malformed userid');
     this.apply(segmentId, userId, op);
     return { status: 200 };
@@ -149,21 +158,23 @@ export class SeedPopulation {
       return seedError(413, `at most ${this.settings.maxItems} items per call`);
     }
     const errors: { index: number; error: string }[] = [];
-    const good: { segmentId: number; userId: string }[] = [];
+    const good: { segmentId: string; userId: string }[] = [];
     parsed.value.forEach((item: unknown, index) => {
       const segment = isRecord(item) ? item['segment'] : undefined;
       const userId = isRecord(item) ? item['userid'] : undefined;
+      // A segment id must be a JSON number (exact, bigints included), never a string.
+      const segmentId = typeof segment === 'string' ? undefined : this.ids.key(segment);
       if (
-        !Number.isSafeInteger(segment) ||
+        segmentId === undefined ||
         typeof userId !== 'string' ||
         userId === '' ||
         this.refusesUser(userId)
       ) {
         errors.push({ index, error: 'malformed item' });
-      } else if (!this.segmentExists(segment as number)) {
+      } else if (!this.ids.exists(segmentId)) {
         errors.push({ index, error: 'unknown segment' });
       } else {
-        good.push({ segmentId: segment as number, userId });
+        good.push({ segmentId, userId });
       }
     });
     if (errors.length > 0 && this.settings.badItems === 'rejectBatch') {
@@ -184,7 +195,12 @@ export class SeedPopulation {
     return pattern !== undefined && new RegExp(pattern).test(userId);
   }
 
-  private apply(segmentId: number, userId: string, op: 'add' | 'remove'): void {
+  /** Puts back a segment's members (a restart from `.local-data/`). */
+  restore(segmentId: string, members: readonly string[]): void {
+    for (const userId of members) this.apply(segmentId, userId, 'add');
+  }
+
+  private apply(segmentId: string, userId: string, op: 'add' | 'remove'): void {
     let users = this.bySegment.get(segmentId);
     if (!users) {
       users = new Map();

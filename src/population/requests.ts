@@ -1,4 +1,5 @@
 import type { Connector, RequestTemplate } from '../config/connector.ts';
+import { stringifyJsonExact } from '../connectors/json.ts';
 import {
   type RenderedRequest,
   renderJson,
@@ -89,7 +90,9 @@ export function membershipValues(
     segmentId: membership.segmentId,
     op: membership.op,
   };
+  // Beyond 15 digits a double may not hold the id exactly: a bigint, written as the same digits.
   if (/^\d{1,15}$/.test(membership.segmentId)) values['segmentIdNumber'] = Number(membership.segmentId);
+  else if (/^[1-9]\d*$/.test(membership.segmentId)) values['segmentIdNumber'] = BigInt(membership.segmentId);
   if (ttl !== undefined) {
     values['ttlSeconds'] = ttl;
     values['ttlMinutes'] = Math.max(1, Math.ceil(ttl / 60));
@@ -188,7 +191,7 @@ function splitBatch<T extends Membership>(
   }
   const values = groupValues(items[0] as T, context, template);
   const emptyBytes = Buffer.byteLength(
-    JSON.stringify(renderJson(template.body, { ...values, items: [] })),
+    stringifyJsonExact(renderJson(template.body, { ...values, items: [] })),
     'utf8',
   );
   const requests: PlannedRequest<T>[] = [];
@@ -206,7 +209,7 @@ function splitBatch<T extends Membership>(
   };
   for (const membership of items) {
     const rendered = renderJson(itemTemplate, membershipValues(membership, context));
-    const size = Buffer.byteLength(JSON.stringify(rendered), 'utf8');
+    const size = Buffer.byteLength(stringifyJsonExact(rendered), 'utf8');
     if (emptyBytes + size > maxRequestBytes) {
       refused.push({
         item: membership,

@@ -154,7 +154,18 @@ describe('published JSON Schema', () => {
   it('docs/schemas/audience-event.v1.json is generated from the contract (regenerate: see docs/population.md)', async () => {
     const { readFileSync } = await import('node:fs');
     const { audienceEventJsonSchema } = await import('../../../src/population/message.ts');
-    const published = JSON.parse(readFileSync(new URL('../../../docs/schemas/audience-event.v1.json', import.meta.url), 'utf8'));
+    const published = JSON.parse(
+      readFileSync(new URL('../../../docs/schemas/audience-event.v1.json', import.meta.url), 'utf8'),
+    );
     expect(published).toEqual(audienceEventJsonSchema());
+  });
+});
+
+describe('segment ids beyond 2^53', () => {
+  it('are sent as the exact digits', () => {
+    const plan = planRequests([membership(1, { segmentId: '90071992547412345' })], context());
+    expect(plan.requests[0]?.request.body?.toString()).toBe(
+      '[{"segment":90071992547412345,"userid":"partner1"}]',
+    );
   });
 });
