@@ -1,9 +1,11 @@
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { FauxqsServer } from 'fauxqs';
 import { CONFIG_ENV_VAR, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import { PlatformSecretSchema, platformSecretName } from '../src/config/secrets.ts';
+import { audienceQueueName, deliveryQueuePrefix, POPULATION_ENV } from '../src/infra/population.ts';
 import {
   commonEnvironment,
   FUNCTIONS,
@@ -17,6 +19,8 @@ import {
 } from '../src/infra/resources.ts';
 import { ensureTable, startDynalite, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
+import { markAsTtlSweeper, startDynamoDbStreams } from './event-sources/dynamodb-stream.ts';
+import { type LocalPopulation, provisionPopulationQueues, startPopulation } from './population.ts';
 
 export { LOCAL_CREDENTIALS, LOCAL_REGION };
 
@@ -60,6 +64,8 @@ export interface LocalStackOptions {
   readonly loadFunction?: FunctionLoader;
   /** How often expired items are deleted (dynalite has no TTL); 0 disables. Default 60 s. */
   readonly ttlSweepIntervalMs?: number;
+  /** First retry delay of a failed population record, doubling per receive (default 1 s locally). */
+  readonly populationRetryBaseSeconds?: number;
 }
 
 export interface LocalStack {
@@ -80,6 +86,8 @@ export interface LocalStack {
   readonly partner: ReferencePartner;
   /** fauxqs' programmatic API (queues, buckets, message spy). */
   readonly fauxqs: FauxqsServer;
+  /** Segment population: its queues and event sources (local/population.ts). */
+  readonly population: LocalPopulation;
   /** One human-readable line per resource and route, for `npm start`. */
   readonly summary: readonly string[];
   /** Deletes items whose TTL has passed, now (also runs on an interval). */
@@ -358,6 +366,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     for (const step of PROVISION_STEPS) {
       provisioned.push(...(await step.run({ dynamodb, fauxqs: fauxqs.server, region })));
     }
+    // dynalite has no streams: every client goes through a proxy that records the changes of the
+    // tables whose definition asks for a stream (the mapping table's feeds the pending release).
+    const streams = await startDynamoDbStreams({
+      dynamodbUrl: dynamo.url,
+      directClient: dynamodb,
+      tables: TABLES,
+      region,
+    });
+    cleanups.push(() => streams.stop());
+    const sweeper = new DynamoDBClient({ region, endpoint: streams.url, credentials: LOCAL_CREDENTIALS });
+    markAsTtlSweeper(sweeper);
+    cleanups.push(() => sweeper.destroy());
 
     // The environment Lambda gives the handlers (endpoints aside, which AWS needs no variable for).
     const tableEnv = Object.fromEntries(
@@ -371,12 +391,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_DEFAULT_REGION: region,
       AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
+      AWS_ENDPOINT_URL_DYNAMODB: streams.url,
       AWS_ENDPOINT_URL_SQS: fauxqs.sqsUrl,
       AWS_ENDPOINT_URL_S3: fauxqs.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
       ...tableEnv,
       [CONFIG_ENV_VAR]: JSON.stringify(config),
+      [POPULATION_ENV.audienceQueueName]: audienceQueueName(config.name),
+      [POPULATION_ENV.deliveryQueuePrefix]: deliveryQueuePrefix(config.name),
+      [POPULATION_ENV.retryBaseSeconds]: String(options.populationRetryBaseSeconds ?? 1),
     };
     envPatch.clear(CLEARED_ENV);
     envPatch.set(baseEnv);
@@ -410,10 +433,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     }
     const apiUrl = runners.find((runner) => runner.name === 'http-api')?.url ?? '';
 
+    const sqs = new SQSClient({ region, endpoint: fauxqs.sqsUrl, credentials: LOCAL_CREDENTIALS });
+    cleanups.push(() => sqs.destroy());
+    const populationQueues = await provisionPopulationQueues(sqs, config);
+    const population = startPopulation({ sqs, queues: populationQueues, functions, streams, log });
+    cleanups.push(() => population.stop());
+
     const sweep = async () => {
       let deleted = 0;
       for (const table of TABLES as readonly TableDefinition[])
-        deleted += await sweepExpiredItems(dynamodb, table);
+        deleted += await sweepExpiredItems(sweeper, table);
       return deleted;
     };
     let sweeping: Promise<unknown> = Promise.resolve();
@@ -441,6 +470,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           }`,
       ),
       ...runners.flatMap((runner) => runner.summary),
+      ...populationQueues.map(
+        (queue) =>
+          `queue ${queue.name} (+ ${queue.name}-dlq) -> ${queue.consumer}: batch ${queue.settings.batchSize}, window ${queue.settings.maxBatchingWindowSeconds} s, concurrency ${queue.settings.maxConcurrency}, DLQ after ${queue.settings.maxReceiveCount} receives`,
+      ),
+      `stream of ${TABLES[0].localName} -> releasePending (pending population events)`,
     ];
 
     let stopped: Promise<void> | undefined;
@@ -448,7 +482,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       region,
       apiUrl,
       partnerUrl: partner.url,
-      dynamodbEndpoint: dynamo.url,
+      dynamodbEndpoint: streams.url,
       sqsEndpoint: fauxqs.url,
       s3Endpoint: fauxqs.url,
       secretsEndpoint: secrets.url,
@@ -457,6 +491,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       config,
       partner,
       fauxqs: fauxqs.server,
+      population,
       summary,
       sweepExpiredItems: sweep,
       stop() {

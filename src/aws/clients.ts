@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 
 /**
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
@@ -10,4 +11,11 @@ let dynamoDb: DynamoDBClient | undefined;
 export function dynamoDbClient(): DynamoDBClient {
   dynamoDb ??= new DynamoDBClient({ maxAttempts: 3 });
   return dynamoDb;
+}
+
+let sqs: SQSClient | undefined;
+
+export function sqsClient(): SQSClient {
+  sqs ??= new SQSClient({ maxAttempts: 3 });
+  return sqs;
 }

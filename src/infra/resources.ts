@@ -35,6 +35,9 @@ export const MAPPING_TABLE: TableDefinition = {
   sortKey: { name: 'sk', type: 'S' },
   timeToLiveAttribute: 'expiresAt',
   envVar: 'MAPPING_TABLE_NAME',
+  // A stored or changed partner id releases the user's pending population events
+  // (lambdas/release-pending), so the user-sync path stays one read and at most one write.
+  stream: 'NEW_AND_OLD_IMAGES',
 };
 
 /**
@@ -78,7 +81,7 @@ export interface RouteDefinition {
   readonly function: FunctionKey;
 }
 
-export type FunctionKey = 'userSync';
+export type FunctionKey = 'userSync' | 'route' | 'deliver' | 'releasePending';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -88,8 +91,11 @@ export interface FunctionDefinition {
   readonly memorySizeMb: number;
   readonly timeoutSeconds: number;
   readonly tables: readonly { readonly table: TableDefinition; readonly access: 'read' | 'readWrite' }[];
-  /** Secrets the function reads (names produced by src/config/secrets.ts). */
-  readonly secrets: 'platforms+syncTokenKey' | 'none';
+  /**
+   * Secrets the function reads (names produced by src/config/secrets.ts): the sync secrets (platform
+   * sync tokens and keys, the token key), or the platforms' API credentials (`…/api`), never both.
+   */
+  readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
 }
 
 export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
@@ -100,6 +106,37 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 5,
     tables: [{ table: MAPPING_TABLE, access: 'readWrite' }],
     secrets: 'platforms+syncTokenKey',
+  },
+  /** Audience events in: validates, looks up partner ids, obtains partner segments, hands out work. */
+  route: {
+    id: 'PopulationRouteFunction',
+    entry: 'lambdas/route/handler.ts',
+    memorySizeMb: 1024,
+    timeoutSeconds: 60,
+    tables: [
+      { table: MAPPING_TABLE, access: 'read' },
+      { table: SEGMENT_TABLE, access: 'readWrite' },
+      { table: POPULATION_TABLE, access: 'readWrite' },
+    ],
+    secrets: 'platformApi',
+  },
+  /** A platform's delivery queue: micro-batches (or single calls) to the partner's API. */
+  deliver: {
+    id: 'PopulationDeliverFunction',
+    entry: 'lambdas/deliver/handler.ts',
+    memorySizeMb: 1024,
+    timeoutSeconds: 60,
+    tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
+    secrets: 'platformApi',
+  },
+  /** The mapping table's stream: a user's sync releases the user's pending events. */
+  releasePending: {
+    id: 'PendingReleaseFunction',
+    entry: 'lambdas/release-pending/handler.ts',
+    memorySizeMb: 512,
+    timeoutSeconds: 30,
+    tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
+    secrets: 'none',
   },
 };
 

@@ -15,6 +15,8 @@ export interface StoredMapping {
   readonly dmpUserId: string;
   readonly platformId: number;
   readonly partnerUserId: string;
+  /** Epoch seconds (the mapping's TTL). */
+  readonly expiresAt: number;
 }
 
 export interface ReleaseDeps {
@@ -34,7 +36,12 @@ export function mappingFromImage(
   if (!pk?.startsWith('user#') || !sk?.startsWith('platform#') || !partnerUserId) return undefined;
   const platformId = Number(sk.slice('platform#'.length));
   if (!Number.isInteger(platformId)) return undefined;
-  return { dmpUserId: pk.slice('user#'.length), platformId, partnerUserId };
+  return {
+    dmpUserId: pk.slice('user#'.length),
+    platformId,
+    partnerUserId,
+    expiresAt: Number(image?.['expiresAt']?.N ?? 0),
+  };
 }
 
 export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
