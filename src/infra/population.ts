@@ -90,9 +90,9 @@ export const RELEASE_STREAM = {
 } as const;
 
 /** The queues population needs for an environment's platforms: every API platform gets one. */
-export function deliveryPlatforms<P extends { id: number; connector?: Pick<Connector, 'population'> | undefined }>(
-  platforms: readonly P[],
-): (P & { connector: Pick<Connector, 'population'> })[] {
+export function deliveryPlatforms<
+  P extends { id: number; connector?: Pick<Connector, 'population'> | undefined },
+>(platforms: readonly P[]): (P & { connector: Pick<Connector, 'population'> })[] {
   return platforms.filter(
     (platform): platform is P & { connector: Pick<Connector, 'population'> } =>
       platform.connector !== undefined && platform.connector.population.mode !== 'file',
