@@ -16,7 +16,9 @@ import { type PlanContext, type PlannedRequest, planRequests } from './requests.
  * A whole-batch 4xx, or a count of applied items short of the items sent, is resolved by
  * bisection: each half is sent again until the bad items stand alone, so one bad user never sinks
  * 999 good ones. Calls run at most `concurrency` at a time (never one promise per user), each
- * after the gate allows it and bounded by the invocation's deadline.
+ * after the gate allows it and bounded by the invocation's deadline; after PARTNER_DOWN_AFTER calls
+ * in a row fail retryably, the rest are not tried in this invocation (a partner that is down is not
+ * hammered; the queue brings them back after a backoff).
  */
 
 export interface PartnerLike {
@@ -122,6 +124,9 @@ export function interpretAnswer(
   return verdicts;
 }
 
+/** After this many calls in a row fail (429/5xx/network, the client's retries spent), stop calling. */
+export const PARTNER_DOWN_AFTER = 3;
+
 export async function deliverMemberships<T extends Membership>(
   memberships: readonly T[],
   deps: DeliveryDeps,
@@ -139,9 +144,15 @@ export async function deliverMemberships<T extends Membership>(
   const fail = (items: readonly T[], detail: string, retryAfterMs?: number) => {
     for (const item of items) outcome.failed.push({ item, detail, retryAfterMs });
   };
+  /** Calls in a row that failed retryably after the client's own retries: the partner looks down. */
+  let failuresInRow = 0;
 
   const send = async (planned: PlannedRequest<T>): Promise<void> => {
     const { items } = planned;
+    if (failuresInRow >= PARTNER_DOWN_AFTER) {
+      // Not called at all: the queue brings these back after a backoff, with the others.
+      return fail(items, 'not tried: the partner failed every recent call');
+    }
     try {
       await deps.gate?.acquire(deps.deadline);
     } catch (error) {
@@ -164,7 +175,11 @@ export async function deliverMemberships<T extends Membership>(
       }
       const status = error.status;
       const refusal = error.kind === 'permanent' && status !== undefined && status !== 401 && status !== 403;
-      if (!refusal) return fail(items, error.message, error.retryAfterMs);
+      if (!refusal) {
+        failuresInRow++;
+        return fail(items, error.message, error.retryAfterMs);
+      }
+      failuresInRow = 0;
       if (items.length === 1) {
         outcome.rejected.push({
           item: items[0] as T,
@@ -175,6 +190,7 @@ export async function deliverMemberships<T extends Membership>(
       }
       return bisect(items);
     }
+    failuresInRow = 0;
     const verdicts = interpretAnswer(body, items.length, deps.connector.responses);
     if (verdicts === 'short') {
       if (items.length === 1) {

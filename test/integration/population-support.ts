@@ -2,8 +2,14 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchWriteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { marshall } from '@aws-sdk/util-dynamodb';
+import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { REPO_ROOT } from '../../lib/repo.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
@@ -66,6 +72,8 @@ export interface PopulationHarness {
   idle(): Promise<void>;
   /** Counts per outcome for a platform, summed over its segments. */
   totals(platformId: number): Promise<Totals>;
+  /** Makes the records of an SQS event visible again now (time compressed: a crash's return). */
+  expireVisibility(event: SQSEvent): Promise<void>;
   /** Messages in a queue's DLQ (received and left there). */
   dlqDepth(queueName: string): Promise<number>;
 }
@@ -161,6 +169,17 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
         for (const [name, value] of Object.entries(counts)) totals[name as keyof Totals] += value;
       }
       return totals;
+    },
+    async expireVisibility(event) {
+      for (const record of event.Records) {
+        await need(sqs).send(
+          new ChangeMessageVisibilityCommand({
+            QueueUrl: await queueUrl(record.eventSourceARN.split(':').pop() as string),
+            ReceiptHandle: record.receiptHandle,
+            VisibilityTimeout: 0,
+          }),
+        );
+      }
     },
     async dlqDepth(queueName) {
       const out = await need(sqs).send(
