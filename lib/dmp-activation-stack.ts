@@ -8,6 +8,7 @@ import {
   type FunctionDefinition,
   type FunctionKey,
   MAPPING_TABLE,
+  POPULATION_TABLE,
   ROUTES,
   SEGMENT_TABLE,
   STACK_OUTPUTS,
@@ -20,6 +21,7 @@ type TableAccess = FunctionDefinition['tables'][number]['access'];
 
 import { createDataTable } from './constructs/data-table.ts';
 import { Monitoring } from './constructs/monitoring.ts';
+import { Population } from './constructs/population.ts';
 import { ServiceFunction } from './constructs/service-function.ts';
 import { ServiceSecrets } from './constructs/service-secrets.ts';
 import { UserSyncApi } from './constructs/user-sync-api.ts';
@@ -38,6 +40,7 @@ export const TABLE_ACTIONS: Record<TableAccess, readonly string[]> = {
   read: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
   readWrite: [
     'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
     'dynamodb:DeleteItem',
@@ -55,6 +58,7 @@ export class DmpActivationStack extends Stack {
   readonly userSync: ServiceFunction;
   readonly api: UserSyncApi;
   readonly monitoring: Monitoring;
+  readonly population: Population;
 
   static idFor(config: EnvironmentConfig): string {
     return stackName(config.name);
@@ -91,6 +95,7 @@ export class DmpActivationStack extends Stack {
         );
       }
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
+      if (definition.secrets === 'platformApi') this.secrets.grantApiSecrets(fn.role);
       functions[key] = fn;
     }
     this.userSync = functions.userSync;
@@ -105,6 +110,23 @@ export class DmpActivationStack extends Stack {
       config,
       api: this.api.api,
       functions: Object.fromEntries(Object.values(functions).map((fn) => [fn.node.id, fn.function])),
+    });
+
+    this.population = new Population(this, 'Population', {
+      config,
+      route: functions.route.function,
+      deliver: functions.deliver.function,
+      releasePending: functions.releasePending.function,
+      mappingTable: this.mappingTable,
+      monitoring: this.monitoring,
+    });
+    new CfnOutput(this, STACK_OUTPUTS.audienceQueueUrl, {
+      value: this.population.audienceEvents.queue.queueUrl,
+      description: 'SQS queue the DMP producers send audience events to (docs/population.md)',
+    });
+    new CfnOutput(this, STACK_OUTPUTS.populationTableName, {
+      value: tables.get(POPULATION_TABLE)!.tableName,
+      description: 'DynamoDB table of population state, pending users, counts and rejections',
     });
 
     new CfnOutput(this, STACK_OUTPUTS.apiUrl, {

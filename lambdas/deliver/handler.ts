@@ -12,12 +12,19 @@ import {
 import { deliverRecords } from '../../src/population/deliver-service.ts';
 import { DynamoCallGate } from '../../src/population/dynamo-adapters.ts';
 import { decodeDeliveryMessage } from '../../src/population/membership.ts';
-import { populationRuntime, receiveCount, respond, tableName } from '../../src/population/runtime.ts';
+import {
+  partnerClients,
+  populationRuntime,
+  receiveCount,
+  respond,
+  tableName,
+} from '../../src/population/runtime.ts';
 
 // Cold start: configuration validated, clients created once; throttles live as long as the container.
 const logger = createLogger('deliver');
 const metrics = new PowertoolsPopulationMetrics('deliver');
 const runtime = populationRuntime();
+const clients = partnerClients(runtime.config);
 const gates = new Map<number, DynamoCallGate>();
 
 function gateFor(platformId: number, rate: number | undefined) {
@@ -50,7 +57,7 @@ async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSB
     {
       environment: runtime.config.name,
       platform: runtime.connected,
-      partnerFor: (platform) => runtime.partnerClients.for(platform),
+      partnerFor: (platform) => clients.for(platform),
       gateFor: (platform) => gateFor(platform.id, platform.connector.population.rateLimitPerSecond),
       state: runtime.store,
       accounting: runtime.store,

@@ -7,17 +7,18 @@ import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import { DynamoMappingLookup } from '../../src/population/dynamo-adapters.ts';
 import { routeRecords } from '../../src/population/route-service.ts';
-import { populationRuntime, respond, tableName } from '../../src/population/runtime.ts';
+import { partnerClients, populationRuntime, respond, tableName } from '../../src/population/runtime.ts';
 import { SegmentNotReadyError, SegmentService } from '../../src/segments/segment-service.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 
 // Cold start: configuration validated, clients created once.
 const logger = createLogger('route');
 const runtime = populationRuntime();
+const clients = partnerClients(runtime.config);
 const segments = new SegmentService({
   environment: runtime.config.name,
   store: new DynamoSegmentStore(dynamoDbClient(), tableName(SEGMENT_TABLE)),
-  partnerFor: (platform) => runtime.partnerClients.for(platform),
+  partnerFor: (platform) => clients.for(platform),
 });
 const mappings = new DynamoMappingLookup(dynamoDbClient(), tableName(MAPPING_TABLE));
 

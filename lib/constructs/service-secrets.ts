@@ -93,6 +93,18 @@ export class ServiceSecrets extends Construct {
     return [...this.platforms.values(), this.syncTokenKey];
   }
 
+  /** secretsmanager:GetSecretValue on exactly the platforms' API credentials (population functions). */
+  grantApiSecrets(grantee: iam.IGrantable): void {
+    const secrets = [...this.apiSecrets.values()];
+    if (secrets.length === 0) return;
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: secrets.map((secret) => secret.secretArn),
+      }),
+    );
+  }
+
   /** secretsmanager:GetSecretValue on exactly the sync secrets (no DescribeSecret, no wildcard). */
   grantGetValue(grantee: iam.IGrantable): void {
     grantee.grantPrincipal.addToPrincipalPolicy(

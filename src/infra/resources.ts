@@ -196,4 +196,6 @@ export const STACK_OUTPUTS = {
   mappingTableName: 'MappingTableName',
   segmentTableName: 'SegmentTableName',
   syncPixelUrl: 'SyncPixelUrl',
+  audienceQueueUrl: 'AudienceEventsQueueUrl',
+  populationTableName: 'PopulationTableName',
 } as const;

@@ -27,29 +27,22 @@ export interface PopulationRuntime {
   readonly config: EnvironmentConfig;
   readonly store: DynamoPopulationStore;
   readonly queues: SqsQueues;
-  readonly partnerClients: PartnerClients;
   platform(platformId: number): PlatformConfig | undefined;
   connected(platformId: number): ConnectedPlatform | undefined;
   readonly retryBaseSeconds: number;
 }
 
+/** Configuration, population table and queues: what every population function needs. */
 export function populationRuntime(): PopulationRuntime {
   const config = loadRuntimeEnvironment();
   const prefix = process.env[POPULATION_ENV.deliveryQueuePrefix];
   if (!prefix) throw new Error(`${POPULATION_ENV.deliveryQueuePrefix} is not set`);
-  const secrets = new JsonSecrets();
   const platforms = new Map(config.platforms.map((platform) => [platform.id, platform]));
   const retryBase = Number(process.env[POPULATION_ENV.retryBaseSeconds] ?? RETRY_BASE_SECONDS);
   return {
     config,
     store: new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE)),
     queues: new SqsQueues(sqsClient(), (platformId) => `${prefix}${platformId}`),
-    partnerClients: new PartnerClients(async (platformId) => {
-      const name = platformApiSecretName(config.name, platformId);
-      const secret = await secrets.read(name, ApiCredentialsSchema);
-      if (!secret) throw new SecretError(`secret ${name} does not exist`);
-      return secret;
-    }),
     platform: (platformId) => platforms.get(platformId),
     connected: (platformId) => {
       const platform = platforms.get(platformId);
@@ -57,6 +50,17 @@ export function populationRuntime(): PopulationRuntime {
     },
     retryBaseSeconds: Number.isFinite(retryBase) && retryBase >= 0 ? retryBase : RETRY_BASE_SECONDS,
   };
+}
+
+/** Partner clients with each platform's credentials from its `…/api` secret (route and deliver). */
+export function partnerClients(config: EnvironmentConfig): PartnerClients {
+  const secrets = new JsonSecrets();
+  return new PartnerClients(async (platformId) => {
+    const name = platformApiSecretName(config.name, platformId);
+    const secret = await secrets.read(name, ApiCredentialsSchema);
+    if (!secret) throw new SecretError(`secret ${name} does not exist`);
+    return secret;
+  });
 }
 
 export function receiveCount(record: SQSRecord): number {
