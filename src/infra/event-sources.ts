@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
-import type { QueueConsumerSettings } from './queues.ts';
+import { type QueueConsumerSettings, validateQueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, type FunctionKey, type TableDefinition } from './resources.ts';
+import { type StreamConsumerSettings, validateStreamConsumerSettings } from './streams.ts';
 
 /**
  * What invokes the functions besides the HTTP routes: "function X consumes queue Y with settings S",
@@ -36,11 +37,9 @@ export interface TableStreamEventSource {
   readonly kind: 'tableStream';
   readonly function: FunctionKey;
   readonly table: TableDefinition;
-  /** Records per invocation (1-10,000). */
+  /** As in StreamConsumerSettings (src/infra/streams.ts); maxRetryAttempts defaults to -1. */
   readonly batchSize: number;
-  /** How long records are gathered before invoking (0-300 s). */
   readonly maxBatchingWindowSeconds: number;
-  /** Retries of a failing batch before it is discarded; -1 or absent: until the record expires. */
   readonly maxRetryAttempts?: number;
 }
 
@@ -53,6 +52,15 @@ export interface ScheduleEventSource {
   readonly everyMinutes: number;
   /** The target's input (what the function receives); default: a Scheduled Event. */
   readonly input?: unknown;
+}
+
+/** The stream settings of a declaration (maxRetryAttempts defaults to Lambda's -1). */
+export function streamSettingsOf(source: TableStreamEventSource): StreamConsumerSettings {
+  return {
+    batchSize: source.batchSize,
+    maxBatchingWindowSeconds: source.maxBatchingWindowSeconds,
+    maxRetryAttempts: source.maxRetryAttempts ?? -1,
+  };
 }
 
 export type EventSourceDefinition = QueueEventSource | TableStreamEventSource | ScheduleEventSource;
@@ -79,6 +87,11 @@ export function eventSourcesOf(
     const timeout = FUNCTIONS[source.function].timeoutSeconds;
     switch (source.kind) {
       case 'queue':
+        try {
+          validateQueueConsumerSettings(source.settings, `queue ${source.queue.localName}`);
+        } catch (error) {
+          problems.push((error as Error).message);
+        }
         if (source.settings.functionTimeoutSeconds !== timeout) {
           problems.push(
             `queue ${source.queue.localName}: settings.functionTimeoutSeconds is ${source.settings.functionTimeoutSeconds}, ` +
@@ -93,6 +106,11 @@ export function eventSourcesOf(
         queues.set(source.queue.localName, source.queue);
         break;
       case 'tableStream':
+        try {
+          validateStreamConsumerSettings(streamSettingsOf(source), `the stream of ${source.table.localName}`);
+        } catch (error) {
+          problems.push((error as Error).message);
+        }
         if (!source.table.stream) {
           problems.push(
             `table ${source.table.localName}: consumed as a stream but its definition sets no stream`,

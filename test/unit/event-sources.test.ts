@@ -68,3 +68,24 @@ describe('eventSourcesOf', () => {
     );
   });
 });
+
+describe('eventSourcesOf, settings', () => {
+  it('refuses consumer settings AWS would refuse', () => {
+    expect(
+      problemsOf([
+        { kind: 'queue', function: 'userSync', queue: QUEUE, settings: { ...SETTINGS, batchSize: 50 } },
+      ]),
+    ).toThrow(/queue dmp-local-q: maxBatchingWindowSeconds: a batchSize of 50/);
+    expect(
+      problemsOf([
+        {
+          kind: 'tableStream',
+          function: 'userSync',
+          table: { ...SEGMENT_TABLE, stream: 'KEYS_ONLY' },
+          batchSize: 0,
+          maxBatchingWindowSeconds: 0,
+        },
+      ]),
+    ).toThrow(/the stream of dmp-local-segments: batchSize must be at least 1/);
+  });
+});
