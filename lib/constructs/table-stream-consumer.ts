@@ -6,8 +6,7 @@ import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources'
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { type StreamConsumerSettings, validateStreamConsumerSettings } from '../../src/infra/streams.ts';
-import { acknowledgeNag } from '../nag.ts';
-import { createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
+import { acknowledgeFailureDestination, createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
 import type { Monitoring } from './monitoring.ts';
 
 export interface TableStreamConsumerProps {
@@ -49,12 +48,7 @@ export class TableStreamConsumer extends Construct {
     }
 
     this.failureQueue = createDeadLetterQueue(this, 'FailureQueue');
-    acknowledgeNag(
-      this.failureQueue,
-      'AwsSolutions-SQS3',
-      'This queue is the on-failure destination of a DynamoDB stream event source (a dead-letter ' +
-        'queue for stream batches, which SQS redrive cannot express); it has no consumer to fail.',
-    );
+    acknowledgeFailureDestination(this.failureQueue, 'a DynamoDB stream event source');
 
     this.eventSource = new DynamoEventSource(props.table, {
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
