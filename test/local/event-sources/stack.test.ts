@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { DynamoDBStreamEvent, SQSEvent } from 'aws-lambda';
@@ -5,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FunctionLoader } from '../../../local/lambda.ts';
 import { type LocalStack, startLocalStack } from '../../../local/stack.ts';
 import type { EventSourceDeclarations } from '../../../src/infra/event-sources.ts';
-import { FUNCTIONS, SEGMENT_TABLE } from '../../../src/infra/resources.ts';
+import { FUNCTIONS, MAPPING_TABLE, SEGMENT_TABLE } from '../../../src/infra/resources.ts';
 
 /**
  * The local stack runs whatever src/infra/event-sources.ts declares: a queue consumer, a table
@@ -150,5 +153,102 @@ describe('event sources in the local stack', () => {
     await expect(stack.runSchedule('nightly')).resolves.toBeNull();
     expect(invocations).toEqual([{ environment: 'local' }]);
     await expect(stack.runSchedule('weekly')).rejects.toThrow(/no schedule named weekly/);
+  });
+});
+
+describe('event sources over persisted data', () => {
+  it('keeps the queues of a previous run and brings their attributes up to date', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'dmp-event-sources-'));
+    const options = {
+      quiet: true,
+      ttlSweepIntervalMs: 0,
+      scheduleEveryMs: 0,
+      loadFunction: recorder,
+      dataDir,
+    };
+    try {
+      const first = await startLocalStack({ ...options, eventSources: DECLARATIONS });
+      await first.stop();
+      const again = await startLocalStack({
+        ...options,
+        eventSources: [
+          () => [
+            {
+              kind: 'queue',
+              function: 'userSync',
+              queue: QUEUE,
+              settings: { ...QUEUE_SETTINGS, maxReceiveCount: 7 },
+            },
+          ],
+        ],
+      });
+      try {
+        expect(again.summary).toContain(
+          'queue dmp-local-test-events (existing): visibility 30 s, DLQ dmp-local-test-events-dlq after 7 receives',
+        );
+        const sqs = new SQSClient({});
+        try {
+          const { Attributes } = await sqs.send(
+            new GetQueueAttributesCommand({
+              QueueUrl: again.queueUrls[QUEUE.localName]!,
+              AttributeNames: ['RedrivePolicy'],
+            }),
+          );
+          expect(JSON.parse(Attributes!['RedrivePolicy']!).maxReceiveCount).toBe(7);
+        } finally {
+          sqs.destroy();
+        }
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('TTL deletions on a streamed table', () => {
+  it('reach the stream consumer as REMOVE records with the TTL service identity', async () => {
+    const stack = await startLocalStack({
+      quiet: true,
+      ttlSweepIntervalMs: 0,
+      loadFunction: recorder,
+      eventSources: [
+        () => [
+          {
+            kind: 'tableStream',
+            function: 'userSync',
+            table: { ...MAPPING_TABLE, stream: 'NEW_AND_OLD_IMAGES' },
+            batchSize: 10,
+            maxBatchingWindowSeconds: 0,
+          },
+        ],
+      ],
+    });
+    try {
+      const dynamodb = new DynamoDBClient({});
+      try {
+        await dynamodb.send(
+          new PutItemCommand({
+            TableName: MAPPING_TABLE.localName,
+            Item: { pk: { S: 'user#ttl' }, sk: { S: 'platform#1' }, expiresAt: { N: '1000' } },
+          }),
+        );
+      } finally {
+        dynamodb.destroy();
+      }
+      await stack.whenIdle();
+      invocations.length = 0;
+      expect(await stack.sweepExpiredItems()).toBe(1);
+      await stack.whenIdle();
+      expect(invocations).toHaveLength(1);
+      expect((invocations[0] as DynamoDBStreamEvent).Records[0]).toMatchObject({
+        eventName: 'REMOVE',
+        userIdentity: { type: 'Service', principalId: 'dynamodb.amazonaws.com' },
+        dynamodb: { Keys: { pk: { S: 'user#ttl' }, sk: { S: 'platform#1' } } },
+      });
+    } finally {
+      await stack.stop();
+    }
   });
 });
