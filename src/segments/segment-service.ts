@@ -394,7 +394,8 @@ export class SegmentService {
             status: answer.status,
             message: `the answer has ${what} at ${settings.idPath}: ${snippetOf(body)}`,
           };
-          if (settings.lookupByName && round < maxRounds) continue;
+          // Looked up next round, or asked again where a repeat is harmless (a replay of the answer).
+          if ((settings.lookupByName || repeatable) && round < maxRounds) continue;
           return this.unresolved(target, uncertain);
         }
         const created = readJsonPath(body, 'created');
