@@ -485,10 +485,19 @@ export class SegmentService {
       return this.refuse(target, { step: 'claim', message: conflict }, source === 'existing');
     }
     const settlement = { partnerSegmentId, nameAtPartner: name, source, possibleDuplicate: false };
-    let settled = await store.settleReady(platform.id, audience.id, lease.owner, this.now(), settlement);
-    // The lease ran out while the partner answered: store the id anyway, unless a newer holder did.
-    if (!settled)
-      settled = await store.settleReadyWithoutLease(platform.id, audience.id, this.now(), settlement);
+    let settled: boolean;
+    try {
+      settled = await store.settleReady(platform.id, audience.id, lease.owner, this.now(), settlement);
+      // The lease ran out while the partner answered: store the id anyway, unless a newer holder did.
+      if (!settled)
+        settled = await store.settleReadyWithoutLease(platform.id, audience.id, this.now(), settlement);
+    } catch (error) {
+      // The id must not vanish with the error: it goes into the message (and so into lastError).
+      throw new Error(
+        `partner segment ${partnerSegmentId} was obtained (${source}) but could not be recorded: ${errorText(error)}`,
+        { cause: error },
+      );
+    }
     const record = await store.get(platform.id, audience.id);
     if (!record?.partnerSegmentId) {
       throw new Error(`unreachable: partner segment ${partnerSegmentId} was stored but is not in the record`);

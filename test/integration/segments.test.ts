@@ -659,6 +659,37 @@ describe('exactly once against a partner that creates twice, under faults and pa
     });
   });
 
+  it('a holder that lost its lease makes no further partner call', async () => {
+    // This Lambda's lease is taken over between its create (answered 500) and its lookup.
+    class TakenOver extends DynamoSegmentStore {
+      renewals = 0;
+      override async renewLease(...args: Parameters<DynamoSegmentStore['renewLease']>) {
+        this.renewals += 1;
+        return this.renewals === 1 ? super.renewLease(...args) : false;
+      }
+    }
+    const store = new TakenOver(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => CREDENTIALS.basic);
+    const segments = new SegmentService({ environment: 'test', store, partnerFor: (p) => clients.for(p) });
+    const target = audience('Taken over');
+    partner.addFault({ status: 500, process: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+    await expect(segments.ensure(seedPlatform, target)).rejects.toMatchObject({
+      name: 'SegmentNotReadyError',
+      reason: 'leaseLost',
+    });
+    expect(creates('Taken over')).toHaveLength(1);
+    expect(lookups('Taken over')).toHaveLength(0);
+    // The next caller, once the lease has run out, recovers it by name without a second create.
+    const later = new SegmentService({
+      environment: 'test',
+      store: new DynamoSegmentStore(client, SEGMENT_TABLE.localName),
+      partnerFor: (p) => clients.for(p),
+      now: () => Date.now() + 3_600_000,
+    });
+    expect((await later.ensure(seedPlatform, target)).record.source).toBe('lookup');
+    expect(segmentsTitled('Taken over')).toHaveLength(1);
+  });
+
   it('an OAuth2 token endpoint failure names the token endpoint, not segment creation', async () => {
     const platform = withApi(seedPlatform, {
       auth: { type: 'oauth2ClientCredentials', tokenUrl: '/oauth/token' },
