@@ -10,6 +10,7 @@ import {
   type SegmentRecord,
 } from '../../src/segments/segment.ts';
 import {
+  adoptPartnerSegment,
   describe as describeSegmentError,
   SegmentNotReadyError,
   SegmentRefusedError,
@@ -512,14 +513,15 @@ export const segmentsResolveCommand: Command = {
       const subject = `platform ${platformId}, audience ${audienceId}`;
       let result: SegmentRecord;
       if (adopt !== undefined) {
-        const holder = await store.claimPartnerSegment(platformId, adopt, audienceId, Date.now());
-        if (holder !== undefined) {
-          throw new CliError(`${subject}: partner segment ${adopt} already belongs to audience ${holder}`);
+        const outcome = await adoptPartnerSegment(store, platformId, audienceId, adopt, Date.now());
+        if (!outcome.adopted) {
+          throw new CliError(
+            outcome.reason === 'claimed'
+              ? `${subject}: partner segment ${adopt} already belongs to audience ${outcome.holder}`
+              : `${subject}: a caller holds the creation lease; try again when it is settled`,
+          );
         }
-        if (!(await store.adopt(platformId, audienceId, adopt, undefined, Date.now()))) {
-          throw new CliError(`${subject}: a caller holds the creation lease; try again when it is settled`);
-        }
-        result = (await store.get(platformId, audienceId)) as SegmentRecord;
+        result = outcome.record;
       } else {
         if (record.state !== 'unresolved') {
           throw new CliError(

@@ -641,6 +641,37 @@ export class SegmentService {
   }
 }
 
+export type AdoptResult =
+  | { readonly adopted: true; readonly record: SegmentRecord }
+  | { readonly adopted: false; readonly reason: 'noRecord' | 'leaseHeld' }
+  | { readonly adopted: false; readonly reason: 'claimed'; readonly holder: string };
+
+/**
+ * The operator's answer to an unresolved or flagged segment (`dmp segments resolve --adopt`):
+ * `partnerSegmentId`, found at the partner, is the audience's segment. Claimed for the audience
+ * first (never two audiences on one segment); refused while a caller holds a live lease.
+ */
+export async function adoptPartnerSegment(
+  store: DynamoSegmentStore,
+  platformId: number,
+  audienceId: string,
+  partnerSegmentId: string,
+  nowMs: number,
+): Promise<AdoptResult> {
+  const record = await store.get(platformId, audienceId);
+  if (!record) return { adopted: false, reason: 'noRecord' };
+  const holder = await store.claimPartnerSegment(platformId, partnerSegmentId, audienceId, nowMs);
+  if (holder !== undefined) return { adopted: false, reason: 'claimed', holder };
+  if (!(await store.adopt(platformId, audienceId, partnerSegmentId, undefined, nowMs))) {
+    const known =
+      record.partnerSegmentId === partnerSegmentId ||
+      (record.orphans ?? []).some((orphan) => orphan.partnerSegmentId === partnerSegmentId);
+    if (!known) await store.releasePartnerSegment(platformId, partnerSegmentId, audienceId);
+    return { adopted: false, reason: 'leaseHeld' };
+  }
+  return { adopted: true, record: (await store.get(platformId, audienceId)) as SegmentRecord };
+}
+
 interface CreationTarget {
   readonly platform: ConnectedPlatform;
   readonly audience: Audience;

@@ -11,6 +11,7 @@ import { PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import type { Audience } from '../../src/segments/segment.ts';
 import {
+  adoptPartnerSegment,
   SegmentNotReadyError,
   SegmentRefusedError,
   SegmentService,
@@ -412,7 +413,9 @@ describe('segment creation against the reference partner', () => {
 
       // The operator found it at the partner and adopts it.
       const id = String(segmentsTitled(target.name)[0]!.segment_id);
-      expect(await store.adopt(platform.id, target.id, id, undefined, Date.now())).toBe(true);
+      expect(await adoptPartnerSegment(store, platform.id, target.id, id, Date.now())).toMatchObject({
+        adopted: true,
+      });
       const adopted = await segments.ensure(platform, target);
       expect(adopted).toMatchObject({
         partnerSegmentId: id,
