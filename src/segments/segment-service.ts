@@ -150,10 +150,14 @@ class Lease {
     this.expiresAt = now() + leaseMs;
   }
 
-  /** Renews the lease; throws SegmentNotReadyError (`leaseLost`) when it is not ours any more. */
-  async renew(): Promise<void> {
+  /**
+   * Renews the lease (counting a create call in `attempts` when one follows); throws
+   * SegmentNotReadyError (`leaseLost`) when it is not ours any more.
+   */
+  async renew(beforeCreate = false): Promise<void> {
     const now = this.now();
-    if (!(await this.store.renewLease(this.platformId, this.audienceId, this.owner, now, this.leaseMs))) {
+    const { store, platformId, audienceId, owner, leaseMs } = this;
+    if (!(await store.renewLease(platformId, audienceId, owner, now, leaseMs, beforeCreate))) {
       throw new SegmentNotReadyError(
         'the creation lease was lost to another caller before the next partner call; try again later',
         await this.store.get(this.platformId, this.audienceId),
@@ -377,7 +381,7 @@ export class SegmentService {
               ),
             }
           : request.headers;
-        await lease.renew();
+        await lease.renew(true);
         const answer = await partner.call(
           { ...request, headers, idempotent: repeatable },
           { signal: lease.signal(options.signal) },

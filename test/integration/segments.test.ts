@@ -247,7 +247,7 @@ describe('segment creation against the reference partner', () => {
     const result = await segments.ensure(seedPlatform, target);
     expect(result).toMatchObject({
       obtainedNow: true,
-      record: { source: 'created', possibleDuplicate: false },
+      record: { source: 'created', possibleDuplicate: false, attempts: 2 },
     });
     expect(creates('After a 500')).toHaveLength(2);
     expect(lookups('After a 500')).toHaveLength(1);
@@ -309,6 +309,7 @@ describe('segment creation against the reference partner', () => {
     });
     // Four creates, each after a lookup found nothing: the partner was never left with a twin.
     expect(creates('Partner down')).toHaveLength(4);
+    expect((await store.get(99999, target.id))?.attempts).toBe(4);
     const later = await segments.ensure(seedPlatform, target);
     expect(later.obtainedNow).toBe(true);
     expect(partner.segments().filter((segment) => segment.title === 'Partner down')).toHaveLength(1);
