@@ -431,6 +431,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       platforms: partnerPlatforms(fileConfig, secretValues),
       port: options.partnerPort ?? 0,
       log,
+      // The partner's segments live beside our segment table: a restart keeps both, --fresh wipes both.
+      ...(dataDir ? { stateFile: join(dataDir, 'reference-partner', 'state.json') } : {}),
     });
     cleanups.push(() => partner.stop());
     const config = rewritePartnerOrigin(fileConfig, partner.url);
