@@ -1,6 +1,7 @@
 import { CfnOutput, Stack, type StackProps, Tags } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import {
@@ -114,10 +115,10 @@ export class DmpActivationStack extends Stack {
 
     this.population = new Population(this, 'Population', {
       config,
-      route: functions.route.function,
-      deliver: functions.deliver.function,
-      releasePending: functions.releasePending.function,
-      mappingTable: this.mappingTable,
+      functions: Object.fromEntries(
+        Object.entries(functions).map(([key, fn]) => [key, fn.function]),
+      ) as Record<FunctionKey, lambda.Function>,
+      tables,
       monitoring: this.monitoring,
     });
     new CfnOutput(this, STACK_OUTPUTS.audienceQueueUrl, {

@@ -62,8 +62,10 @@ export { TTD_MAX_BODY_BYTES, type TtdSegment } from './reference-partner/ttd.ts'
  * - `/__requests`, `/__faults`, `/__state`: the request log, fault switches (faults.ts), state.
  *
  * Every API route needs a credential: basic, bearer, API key, an OAuth2 token or an HMAC request
- * signature (auth.ts). Fault switches make API routes answer 429/5xx, reset the connection, cut
- * the body short, or hold the answer until the test releases it.
+ * signature (auth.ts). Fault switches make API routes answer 429/5xx (after doing the work, if
+ * asked), reset the connection, cut the body short, hold the answer until the test releases it
+ * (past a client's timeout), or give segment ids above 2^53. Like most real platforms, the seed
+ * API does not de-duplicate titles unless `dedupeTitles` is set.
  */
 
 export const PARTNER_COOKIE = 'partner_uid';

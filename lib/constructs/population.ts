@@ -1,96 +1,102 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { DynamoEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { eventSourcesOf, streamSettingsOf } from '../../src/infra/event-sources.ts';
 import {
-  AUDIENCE_EVENTS_RETENTION_SECONDS,
   audienceQueueName,
-  DELIVERY_RETENTION_SECONDS,
-  deliveryConsumer,
   deliveryPlatforms,
   deliveryQueueName,
   deliveryQueuePrefix,
   POPULATION_ENV,
-  RELEASE_STREAM,
-  ROUTE_CONSUMER,
+  populationEventSources,
 } from '../../src/infra/population.ts';
-import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import {
+  type FunctionKey,
+  METRICS_NAMESPACE,
+  SYNC_METRICS,
+  type TableDefinition,
+} from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
 import type { Monitoring } from './monitoring.ts';
 import { QueueConsumer } from './queue-consumer.ts';
+import { TableStreamConsumer } from './table-stream-consumer.ts';
 
 export interface PopulationProps {
   readonly config: EnvironmentConfig;
-  readonly route: lambda.Function;
-  readonly deliver: lambda.Function;
-  readonly releasePending: lambda.Function;
-  /** The mapping table, whose stream releases pending events. */
-  readonly mappingTable: dynamodb.ITable;
+  readonly functions: Readonly<Record<FunctionKey, lambda.Function>>;
+  /** The tables by construct id (the mapping table's stream releases pending events). */
+  readonly tables: ReadonlyMap<TableDefinition, dynamodb.TableV2>;
   readonly monitoring: Monitoring;
 }
 
 /**
- * Segment population in AWS, from the same definitions as the local stack
- * (src/infra/population.ts):
+ * Segment population in AWS, built from the same declarations as the local stack
+ * (populationEventSources in src/infra/population.ts):
  *
  * - the audience-events queue (4 days' retention: a 72 h outage loses nothing) and its DLQ,
  *   consumed by the route function;
  * - one delivery queue (+DLQ) and event source per API platform, consumed by the deliver function
  *   with the platform's micro-batching settings and `maxConcurrency` from its `concurrency`;
- * - the mapping table's stream to the pending release function;
+ * - the mapping table's stream to the pending release function (with its failure queue);
  * - send rights on the delivery queues for the route and release functions only;
  * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
  */
 export class Population extends Construct {
+  readonly queues: ReadonlyMap<string, QueueConsumer>;
   readonly audienceEvents: QueueConsumer;
-  readonly deliveries: ReadonlyMap<number, QueueConsumer>;
+  readonly release: TableStreamConsumer[] = [];
 
   constructor(scope: Construct, id: string, props: PopulationProps) {
     super(scope, id);
-    const { config, monitoring } = props;
-    for (const fn of [props.route, props.deliver, props.releasePending]) {
-      fn.addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
-      fn.addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
+    const { config, monitoring, functions } = props;
+    for (const key of ['route', 'deliver', 'releasePending'] as const) {
+      functions[key].addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
+      functions[key].addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
     }
 
-    this.audienceEvents = new QueueConsumer(this, 'AudienceEvents', {
-      function: props.route,
-      settings: ROUTE_CONSUMER,
-      queueName: audienceQueueName(config.name),
-      retentionPeriod: Duration.seconds(AUDIENCE_EVENTS_RETENTION_SECONDS),
-      monitoring,
-    });
+    const queues = new Map<string, QueueConsumer>();
+    for (const source of eventSourcesOf(config, [populationEventSources])) {
+      if (source.kind === 'queue') {
+        queues.set(
+          source.queue.localName,
+          new QueueConsumer(this, source.queue.id, {
+            function: functions[source.function],
+            settings: source.settings,
+            queueName: source.queue.localName,
+            ...(source.queue.retentionSeconds
+              ? { retentionPeriod: Duration.seconds(source.queue.retentionSeconds) }
+              : {}),
+            monitoring,
+          }),
+        );
+      } else if (source.kind === 'tableStream') {
+        const table = props.tables.get(source.table);
+        if (!table) throw new Error(`${this.node.path}: no table ${source.table.id}`);
+        this.release.push(
+          new TableStreamConsumer(this, `${source.table.id}Stream`, {
+            function: functions[source.function],
+            table,
+            settings: streamSettingsOf(source),
+            monitoring,
+          }),
+        );
+      }
+    }
+    this.queues = queues;
+    const audience = queues.get(audienceQueueName(config.name));
+    if (!audience) throw new Error(`${this.node.path}: no audience-events queue declared`);
+    this.audienceEvents = audience;
 
-    const deliveries = new Map<number, QueueConsumer>();
     for (const platform of deliveryPlatforms(config.platforms)) {
-      const consumer = new QueueConsumer(this, `Delivery${platform.id}`, {
-        function: props.deliver,
-        settings: deliveryConsumer(platform.connector.population),
-        queueName: deliveryQueueName(config.name, platform.id),
-        retentionPeriod: Duration.seconds(DELIVERY_RETENTION_SECONDS),
-        monitoring,
-      });
-      consumer.queue.grantSendMessages(props.route);
-      consumer.queue.grantSendMessages(props.releasePending);
-      deliveries.set(platform.id, consumer);
+      const delivery = queues.get(deliveryQueueName(config.name, platform.id));
+      if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
+      delivery.queue.grantSendMessages(functions.route);
+      delivery.queue.grantSendMessages(functions.releasePending);
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
-    this.deliveries = deliveries;
-
-    props.releasePending.addEventSource(
-      new DynamoEventSource(props.mappingTable, {
-        startingPosition: lambda.StartingPosition.LATEST,
-        batchSize: RELEASE_STREAM.batchSize,
-        maxBatchingWindow: Duration.seconds(RELEASE_STREAM.maxBatchingWindowSeconds),
-        retryAttempts: RELEASE_STREAM.retryAttempts,
-        bisectBatchOnError: true,
-        // Only a stored or changed partner id can release anything.
-        filters: [lambda.FilterCriteria.filter({ eventName: lambda.FilterRule.or('INSERT', 'MODIFY') })],
-      }),
-    );
   }
 }
 

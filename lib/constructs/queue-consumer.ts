@@ -6,10 +6,10 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import {
   type QueueConsumerSettings,
-  SQS_EVENT_SOURCE_LIMITS,
   validateQueueConsumerSettings,
   visibilityTimeoutSeconds,
 } from '../../src/infra/queues.ts';
+import { createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
 import type { Monitoring } from './monitoring.ts';
 
 export interface QueueConsumerProps {
@@ -58,12 +58,11 @@ export class QueueConsumer extends Construct {
       );
     }
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      ...(props.queueName ? { queueName: `${props.queueName}-dlq` } : {}),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.seconds(SQS_EVENT_SOURCE_LIMITS.maxRetentionSeconds),
-    });
+    this.deadLetterQueue = createDeadLetterQueue(
+      this,
+      'DeadLetterQueue',
+      props.queueName ? `${props.queueName}-dlq` : undefined,
+    );
     this.queue = new sqs.Queue(this, 'Queue', {
       ...(props.queueName ? { queueName: props.queueName } : {}),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -84,15 +83,12 @@ export class QueueConsumer extends Construct {
     props.function.addEventSource(this.eventSource);
 
     const label = props.queueName ?? id;
-    this.dlqDepthAlarm = this.deadLetterQueue
-      .metricApproximateNumberOfMessagesVisible({ period: PERIOD, statistic: 'Maximum' })
-      .createAlarm(this, 'DeadLetterQueueNotEmpty', {
-        alarmDescription: `${label}: messages in the dead-letter queue (retries exhausted; inspect and redrive)`,
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
+    this.dlqDepthAlarm = deadLetterAlarm(
+      this,
+      'DeadLetterQueueNotEmpty',
+      this.deadLetterQueue,
+      `${label}: messages in the dead-letter queue (retries exhausted; inspect and redrive)`,
+    );
     const maxAge = props.maxMessageAge ?? Duration.minutes(15);
     this.oldestMessageAlarm = this.queue
       .metricApproximateAgeOfOldestMessage({ period: PERIOD, statistic: 'Maximum' })

@@ -7,10 +7,12 @@ import {
   type Server,
 } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { type AttributeValue, type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { SQS_EVENT_SOURCE_LIMITS } from '../../src/infra/queues.ts';
 import type { StreamViewType, TableDefinition } from '../../src/infra/resources.ts';
+import { startDynalite } from '../dynamodb.ts';
+import { LOCAL_CREDENTIALS } from '../endpoints.ts';
 import { close, listen, originOf, readBody } from '../http-util.ts';
 import { LOCAL_ACCOUNT_ID } from '../lambda.ts';
 import { type LocalEventSource, readBatchResponse, StateSignal, waitUntil } from './common.ts';
@@ -514,5 +516,60 @@ export function startDynamoDbStreamEventSource(options: DynamoDbStreamEventSourc
         () => stopped,
         `stream event source of ${name}`,
       ),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface LocalDynamoDbEndpoint {
+  /** What every local client uses: the streams proxy when a table is streamed, else dynalite. */
+  readonly url: string;
+  readonly streams: DynamoDbStreams | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * dynalite, fronted by the streams proxy when any of `streamedTables` exists (then `port` is the
+ * proxy's, the one clients use); dynalite alone otherwise.
+ */
+export async function startDynamoDbEndpoint(options: {
+  readonly path?: string;
+  readonly port?: number;
+  readonly region: string;
+  readonly streamedTables: readonly TableDefinition[];
+}): Promise<LocalDynamoDbEndpoint> {
+  const streamed = options.streamedTables.length > 0;
+  const dynamo = await startDynalite({
+    ...(options.path ? { path: options.path } : {}),
+    port: streamed ? 0 : (options.port ?? 0),
+  });
+  if (!streamed) return { url: dynamo.url, streams: undefined, stop: () => dynamo.stop() };
+  const directClient = new DynamoDBClient({
+    region: options.region,
+    endpoint: dynamo.url,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  let streams: DynamoDbStreams;
+  try {
+    streams = await startDynamoDbStreams({
+      dynamodbUrl: dynamo.url,
+      directClient,
+      tables: options.streamedTables,
+      region: options.region,
+      port: options.port ?? 0,
+    });
+  } catch (error) {
+    directClient.destroy();
+    await dynamo.stop();
+    throw error;
+  }
+  return {
+    url: streams.url,
+    streams,
+    async stop() {
+      await streams.stop();
+      directClient.destroy();
+      await dynamo.stop();
+    },
   };
 }

@@ -15,9 +15,15 @@ import { type LocalEventSource, StateSignal, waitUntil } from './common.ts';
 
 export interface ScheduleOptions {
   readonly name: string;
+  /** The period; 0 runs only on request (`runNow`). */
   readonly everyMs: number;
   /** Normally `LocalFunction.invoke` (local/lambda.ts). */
   readonly invoke: (event: ScheduledEvent) => Promise<unknown>;
+  /**
+   * The target's input, as EventBridge Scheduler passes it to the function; default: a Scheduled
+   * Event (what the CDK side must then configure as the input).
+   */
+  readonly input?: unknown;
   readonly region?: string;
   /** Where failed invocations are reported (default: nowhere). */
   readonly log?: (line: string) => void;
@@ -30,8 +36,11 @@ export interface LocalSchedule extends LocalEventSource {
 }
 
 export function startSchedule(options: ScheduleOptions): LocalSchedule {
-  if (!Number.isFinite(options.everyMs) || options.everyMs < 1) {
-    throw new Error(`schedule ${options.name}: everyMs must be a positive number, not ${options.everyMs}`);
+  // setInterval takes at most 2^31 - 1 ms (about 24.8 days) and fires at once beyond.
+  if (!Number.isInteger(options.everyMs) || options.everyMs < 0 || options.everyMs > 2 ** 31 - 1) {
+    throw new Error(
+      `schedule ${options.name}: everyMs must be 0 (on request) or 1 ms-24 days, not ${options.everyMs}`,
+    );
   }
   const region = options.region ?? LOCAL_REGION;
   const log = options.log ?? (() => {});
@@ -40,22 +49,24 @@ export function startSchedule(options: ScheduleOptions): LocalSchedule {
   let running: Promise<unknown> | undefined;
   let stopped = false;
 
+  const scheduledEvent = (): ScheduledEvent => ({
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Scheduled Event',
+    source: 'aws.scheduler',
+    account: LOCAL_ACCOUNT_ID,
+    time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    region,
+    resources: [scheduleArn],
+    detail: {},
+  });
+
   const run = (): Promise<unknown> => {
     const previous = running ?? Promise.resolve();
     const current = previous
       .catch(() => {})
       .then(() =>
-        options.invoke({
-          version: '0',
-          id: randomUUID(),
-          'detail-type': 'Scheduled Event',
-          source: 'aws.scheduler',
-          account: LOCAL_ACCOUNT_ID,
-          time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-          region,
-          resources: [scheduleArn],
-          detail: {},
-        }),
+        options.invoke(options.input !== undefined ? (options.input as ScheduledEvent) : scheduledEvent()),
       );
     running = current;
     const settled = current.finally(() => {
@@ -66,12 +77,15 @@ export function startSchedule(options: ScheduleOptions): LocalSchedule {
     return current;
   };
 
-  const timer = setInterval(() => {
-    if (running) return;
-    run().catch((error: unknown) =>
-      log(`schedule ${options.name}: invocation failed: ${(error as Error).message}`),
-    );
-  }, options.everyMs);
+  const timer =
+    options.everyMs > 0
+      ? setInterval(() => {
+          if (running) return;
+          run().catch((error: unknown) =>
+            log(`schedule ${options.name}: invocation failed: ${(error as Error).message}`),
+          );
+        }, options.everyMs)
+      : undefined;
 
   return {
     scheduleArn,

@@ -1,6 +1,9 @@
 import type { Connector } from '../config/connector.ts';
+import type { EnvironmentConfig } from '../config/schema.ts';
+import type { EventSourceDefinition } from './event-sources.ts';
 import type { QueueConsumerSettings } from './queues.ts';
-import { FUNCTIONS } from './resources.ts';
+import { FUNCTIONS, MAPPING_TABLE } from './resources.ts';
+import type { StreamConsumerSettings } from './streams.ts';
 
 /**
  * The queues of segment population, shared by the CDK stack and the local stack:
@@ -82,14 +85,14 @@ export function retryDelaySeconds(
 }
 
 /** The mapping-table stream's event source (release of pending events). */
-export const RELEASE_STREAM = {
+export const RELEASE_STREAM: StreamConsumerSettings = {
   batchSize: 100,
   maxBatchingWindowSeconds: 1,
-  /** After this many failed tries a batch is dropped; its pending events wait for the next sync. */
-  retryAttempts: 20,
-} as const;
+  /** After this many failed tries a batch goes to the failure queue; its pending events wait for the next sync. */
+  maxRetryAttempts: 20,
+};
 
-/** The queues population needs for an environment's platforms: every API platform gets one. */
+/** The API platforms of an environment: every one gets a delivery queue (file platforms do not). */
 export function deliveryPlatforms<
   P extends { id: number; connector?: Pick<Connector, 'population'> | undefined },
 >(platforms: readonly P[]): (P & { connector: Pick<Connector, 'population'> })[] {
@@ -97,4 +100,42 @@ export function deliveryPlatforms<
     (platform): platform is P & { connector: Pick<Connector, 'population'> } =>
       platform.connector !== undefined && platform.connector.population.mode !== 'file',
   );
+}
+
+/**
+ * Population's event sources (src/infra/event-sources.ts), read by the local stack and the CDK
+ * stack alike: route <- audience-events; deliver <- each platform's delivery queue; releasePending
+ * <- the mapping table's stream.
+ */
+export function populationEventSources(config: EnvironmentConfig): EventSourceDefinition[] {
+  return [
+    {
+      kind: 'queue',
+      function: 'route',
+      queue: {
+        id: 'AudienceEvents',
+        localName: audienceQueueName(config.name),
+        retentionSeconds: AUDIENCE_EVENTS_RETENTION_SECONDS,
+      },
+      settings: ROUTE_CONSUMER,
+    },
+    ...deliveryPlatforms(config.platforms).map(
+      (platform): EventSourceDefinition => ({
+        kind: 'queue',
+        function: 'deliver',
+        queue: {
+          id: `Delivery${platform.id}`,
+          localName: deliveryQueueName(config.name, platform.id),
+          retentionSeconds: DELIVERY_RETENTION_SECONDS,
+        },
+        settings: deliveryConsumer(platform.connector.population),
+      }),
+    ),
+    {
+      kind: 'tableStream',
+      function: 'releasePending',
+      table: MAPPING_TABLE,
+      ...RELEASE_STREAM,
+    },
+  ];
 }

@@ -45,7 +45,8 @@ export function visibilityTimeoutSeconds(s: QueueConsumerSettings): number {
   return 6 * s.functionTimeoutSeconds + s.maxBatchingWindowSeconds;
 }
 
-const integer = (name: string, min: number, max: number) =>
+/** A whole number within AWS's bounds, with errors that name the setting. */
+export const boundedInteger = (name: string, min: number, max: number) =>
   z
     .number({ error: `${name} must be a number` })
     .int({ error: `${name} must be a whole number` })
@@ -54,11 +55,11 @@ const integer = (name: string, min: number, max: number) =>
 
 export const QueueConsumerSettingsSchema = z
   .object({
-    batchSize: integer('batchSize', 1, L.maxBatchSize),
-    maxBatchingWindowSeconds: integer('maxBatchingWindowSeconds', 0, L.maxBatchingWindowSeconds),
-    maxConcurrency: integer('maxConcurrency', L.minConcurrency, L.maxConcurrency),
-    maxReceiveCount: integer('maxReceiveCount', 1, L.maxReceiveCount),
-    functionTimeoutSeconds: integer('functionTimeoutSeconds', 1, L.maxFunctionTimeoutSeconds),
+    batchSize: boundedInteger('batchSize', 1, L.maxBatchSize),
+    maxBatchingWindowSeconds: boundedInteger('maxBatchingWindowSeconds', 0, L.maxBatchingWindowSeconds),
+    maxConcurrency: boundedInteger('maxConcurrency', L.minConcurrency, L.maxConcurrency),
+    maxReceiveCount: boundedInteger('maxReceiveCount', 1, L.maxReceiveCount),
+    functionTimeoutSeconds: boundedInteger('functionTimeoutSeconds', 1, L.maxFunctionTimeoutSeconds),
   })
   .strict()
   .superRefine((s, context) => {

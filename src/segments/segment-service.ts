@@ -150,10 +150,14 @@ class Lease {
     this.expiresAt = now() + leaseMs;
   }
 
-  /** Renews the lease; throws SegmentNotReadyError (`leaseLost`) when it is not ours any more. */
-  async renew(): Promise<void> {
+  /**
+   * Renews the lease (counting a create call in `attempts` when one follows); throws
+   * SegmentNotReadyError (`leaseLost`) when it is not ours any more.
+   */
+  async renew(beforeCreate = false): Promise<void> {
     const now = this.now();
-    if (!(await this.store.renewLease(this.platformId, this.audienceId, this.owner, now, this.leaseMs))) {
+    const { store, platformId, audienceId, owner, leaseMs } = this;
+    if (!(await store.renewLease(platformId, audienceId, owner, now, leaseMs, beforeCreate))) {
       throw new SegmentNotReadyError(
         'the creation lease was lost to another caller before the next partner call; try again later',
         await this.store.get(this.platformId, this.audienceId),
@@ -377,7 +381,7 @@ export class SegmentService {
               ),
             }
           : request.headers;
-        await lease.renew();
+        await lease.renew(true);
         const answer = await partner.call(
           { ...request, headers, idempotent: repeatable },
           { signal: lease.signal(options.signal) },
@@ -394,7 +398,8 @@ export class SegmentService {
             status: answer.status,
             message: `the answer has ${what} at ${settings.idPath}: ${snippetOf(body)}`,
           };
-          if (settings.lookupByName && round < maxRounds) continue;
+          // Looked up next round, or asked again where a repeat is harmless (a replay of the answer).
+          if ((settings.lookupByName || repeatable) && round < maxRounds) continue;
           return this.unresolved(target, uncertain);
         }
         const created = readJsonPath(body, 'created');
@@ -484,10 +489,19 @@ export class SegmentService {
       return this.refuse(target, { step: 'claim', message: conflict }, source === 'existing');
     }
     const settlement = { partnerSegmentId, nameAtPartner: name, source, possibleDuplicate: false };
-    let settled = await store.settleReady(platform.id, audience.id, lease.owner, this.now(), settlement);
-    // The lease ran out while the partner answered: store the id anyway, unless a newer holder did.
-    if (!settled)
-      settled = await store.settleReadyWithoutLease(platform.id, audience.id, this.now(), settlement);
+    let settled: boolean;
+    try {
+      settled = await store.settleReady(platform.id, audience.id, lease.owner, this.now(), settlement);
+      // The lease ran out while the partner answered: store the id anyway, unless a newer holder did.
+      if (!settled)
+        settled = await store.settleReadyWithoutLease(platform.id, audience.id, this.now(), settlement);
+    } catch (error) {
+      // The id must not vanish with the error: it goes into the message (and so into lastError).
+      throw new Error(
+        `partner segment ${partnerSegmentId} was obtained (${source}) but could not be recorded: ${errorText(error)}`,
+        { cause: error },
+      );
+    }
     const record = await store.get(platform.id, audience.id);
     if (!record?.partnerSegmentId) {
       throw new Error(`unreachable: partner segment ${partnerSegmentId} was stored but is not in the record`);
@@ -629,6 +643,37 @@ export class SegmentService {
     const updated = (await this.deps.store.get(platform.id, audience.id)) ?? record;
     return { partnerSegmentId, obtainedNow: false, record: updated };
   }
+}
+
+export type AdoptResult =
+  | { readonly adopted: true; readonly record: SegmentRecord }
+  | { readonly adopted: false; readonly reason: 'noRecord' | 'leaseHeld' }
+  | { readonly adopted: false; readonly reason: 'claimed'; readonly holder: string };
+
+/**
+ * The operator's answer to an unresolved or flagged segment (`dmp segments resolve --adopt`):
+ * `partnerSegmentId`, found at the partner, is the audience's segment. Claimed for the audience
+ * first (never two audiences on one segment); refused while a caller holds a live lease.
+ */
+export async function adoptPartnerSegment(
+  store: DynamoSegmentStore,
+  platformId: number,
+  audienceId: string,
+  partnerSegmentId: string,
+  nowMs: number,
+): Promise<AdoptResult> {
+  const record = await store.get(platformId, audienceId);
+  if (!record) return { adopted: false, reason: 'noRecord' };
+  const holder = await store.claimPartnerSegment(platformId, partnerSegmentId, audienceId, nowMs);
+  if (holder !== undefined) return { adopted: false, reason: 'claimed', holder };
+  if (!(await store.adopt(platformId, audienceId, partnerSegmentId, undefined, nowMs))) {
+    const known =
+      record.partnerSegmentId === partnerSegmentId ||
+      (record.orphans ?? []).some((orphan) => orphan.partnerSegmentId === partnerSegmentId);
+    if (!known) await store.releasePartnerSegment(platformId, partnerSegmentId, audienceId);
+    return { adopted: false, reason: 'leaseHeld' };
+  }
+  return { adopted: true, record: (await store.get(platformId, audienceId)) as SegmentRecord };
 }
 
 interface CreationTarget {

@@ -122,7 +122,7 @@ export class DynamoSegmentStore {
           Key: key(platformId, audience.id),
           UpdateExpression:
             'SET #state = :creating, leaseOwner = :owner, leaseExpiresAt = :expires, audienceName = :name, kind = :kind, ' +
-            'platformId = :platformId, audienceId = :audienceId, attempts = if_not_exists(attempts, :zero) + :one, ' +
+            'platformId = :platformId, audienceId = :audienceId, attempts = if_not_exists(attempts, :zero), ' +
             'createdAt = if_not_exists(createdAt, :now), updatedAt = :now REMOVE retryAt',
           // A retry waits for the time the partner asked for (Retry-After).
           ConditionExpression:
@@ -144,7 +144,6 @@ export class DynamoSegmentStore {
             ':platformId': platformId,
             ':audienceId': audience.id,
             ':zero': 0,
-            ':one': 1,
             ':now': now,
           }),
           ReturnValues: 'ALL_OLD',
@@ -170,19 +169,22 @@ export class DynamoSegmentStore {
     owner: string,
     nowMs: number,
     leaseMs: number,
+    /** The renewal precedes a create call: count it in `attempts`. */
+    beforeCreate = false,
   ): Promise<boolean> {
     try {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: key(platformId, audienceId),
-          UpdateExpression: 'SET leaseExpiresAt = :expires',
+          UpdateExpression: `SET leaseExpiresAt = :expires${beforeCreate ? ', attempts = attempts + :one' : ''}`,
           ConditionExpression: 'leaseOwner = :owner AND #state = :creating',
           ExpressionAttributeNames: { '#state': 'state' },
           ExpressionAttributeValues: marshall({
             ':expires': nowMs + leaseMs,
             ':owner': owner,
             ':creating': 'creating',
+            ...(beforeCreate ? { ':one': 1 } : {}),
           }),
         }),
       );

@@ -69,7 +69,7 @@ export interface SegmentRecord {
   readonly leaseOwner?: string | undefined;
   /** Epoch milliseconds. */
   readonly leaseExpiresAt?: number | undefined;
-  /** Create calls started for this audience. */
+  /** Create calls sent for this audience (the in-call repeats of the partner client not counted). */
   readonly attempts: number;
   /** The partner may have created a segment we did not record (a crash, a timeout, a 5xx). */
   readonly outcomeUnknown: boolean;

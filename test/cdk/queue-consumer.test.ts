@@ -1,20 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import type { Stack } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Monitoring } from '../../lib/constructs/monitoring.ts';
 import { QueueConsumer, type QueueConsumerProps } from '../../lib/constructs/queue-consumer.ts';
-import { UserSyncApi } from '../../lib/constructs/user-sync-api.ts';
-import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
-import { loadEnvironmentFile } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import type { QueueConsumerSettings } from '../../src/infra/queues.ts';
-import { ROUTES } from '../../src/infra/resources.ts';
+import { type CdkTestStack, cdkTestStack, cleanUpCdkTestStacks, nagErrors } from '../support/cdk.ts';
 
 const SETTINGS: QueueConsumerSettings = {
   batchSize: 1000,
@@ -25,14 +16,11 @@ const SETTINGS: QueueConsumerSettings = {
 };
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:dmp-oncall';
 
-const tempDirs: string[] = [];
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(cleanUpCdkTestStacks);
 
 interface TestStack {
-  readonly app: App;
   readonly stack: Stack;
+  readonly app: CdkTestStack['app'];
   readonly consumer: QueueConsumer;
   readonly template: Template;
 }
@@ -42,32 +30,18 @@ function build(
   overrides: Partial<Omit<QueueConsumerProps, 'function'>> = {},
   options: { timeoutSeconds?: number; monitoring?: EnvironmentConfig['monitoring']; nag?: boolean } = {},
 ): TestStack {
-  const outdir = mkdtempSync(join(tmpdir(), 'dmp-cdk-queue-'));
-  tempDirs.push(outdir);
-  const app = new App({ outdir });
-  const stack = new Stack(app, 'QueueConsumerTest');
-  const config: EnvironmentConfig = {
-    ...loadEnvironmentFile(join(ENVIRONMENTS_DIR, 'dev.json')),
+  const base = cdkTestStack({
+    timeoutSeconds: options.timeoutSeconds ?? SETTINGS.functionTimeoutSeconds,
     monitoring: options.monitoring ?? { alarmTopicArn: TOPIC },
-  };
-  const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-  const fn = new lambda.Function(stack, 'Consumer', {
-    runtime: lambda.Runtime.NODEJS_24_X,
-    handler: 'index.handler',
-    code: lambda.Code.fromInline('exports.handler = async () => ({ batchItemFailures: [] })'),
-    timeout: Duration.seconds(options.timeoutSeconds ?? SETTINGS.functionTimeoutSeconds),
-    role,
+    ...(options.nag ? { nag: true } : {}),
   });
-  const api = new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: fn } });
-  const monitoring = new Monitoring(stack, 'Monitoring', { config, api: api.api, functions: {} });
-  const consumer = new QueueConsumer(stack, 'Delivery', {
-    function: fn,
+  const consumer = new QueueConsumer(base.stack, 'Delivery', {
+    function: base.function,
     settings: SETTINGS,
-    monitoring,
+    monitoring: base.monitoring,
     ...overrides,
   });
-  if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  return { app, stack, consumer, template: Template.fromStack(stack) };
+  return { app: base.app, stack: base.stack, consumer, template: Template.fromStack(base.stack) };
 }
 
 function logicalId(t: TestStack, construct: { node: { defaultChild?: unknown } }): string {
@@ -215,15 +189,7 @@ describe('QueueConsumer', () => {
   });
 
   it('passes cdk-nag (AwsSolutions) without acknowledgements', () => {
-    const nagged = build({}, { nag: true });
     // Synthesis throws on an unacknowledged finding (e.g. AwsSolutions-SQS4 without enforceSSL).
-    nagged.app.synth();
-    const report = JSON.parse(readFileSync(join(nagged.app.outdir, 'validation-report.json'), 'utf8')) as {
-      pluginReports: { violations: { ruleName: string; severity: string }[] }[];
-    };
-    const errors = report.pluginReports.flatMap((plugin) =>
-      plugin.violations.filter((v) => v.severity === 'error').map((v) => v.ruleName),
-    );
-    expect(errors).toEqual([]);
+    expect(nagErrors(build({}, { nag: true }).app)).toEqual([]);
   });
 });

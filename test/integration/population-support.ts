@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { BatchWriteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   ChangeMessageVisibilityCommand,
+  GetQueueUrlCommand,
   ReceiveMessageCommand,
   SendMessageCommand,
   SQSClient,
@@ -14,7 +15,6 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { REPO_ROOT } from '../../lib/repo.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
-import { queueUrlOf } from '../../local/population.ts';
 import { DEFAULT_SECRETS_PATH, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
@@ -144,7 +144,8 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
     if (value === undefined) throw new Error('the population stack is not started (beforeAll)');
     return value;
   };
-  const queueUrl = (name: string) => queueUrlOf(need(sqs), name);
+  const queueUrl = async (name: string) =>
+    (await need(sqs).send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl as string;
 
   return {
     get stack() {
@@ -162,7 +163,7 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
         new SendMessageCommand({ QueueUrl: await queueUrl(audienceQueueName('local')), MessageBody: body }),
       );
     },
-    idle: () => need(stack).population.whenIdle(),
+    idle: () => need(stack).whenIdle(),
     async totals(platformId) {
       const totals = Object.fromEntries([...OUTCOMES, 'calls'].map((name) => [name, 0])) as Totals;
       for (const { counts } of await need(store).stats(platformId)) {

@@ -5,6 +5,7 @@ import {
   validateQueueConsumerSettings,
   visibilityTimeoutSeconds,
 } from '../../src/infra/queues.ts';
+import { validateStreamConsumerSettings } from '../../src/infra/streams.ts';
 
 const VALID: QueueConsumerSettings = {
   batchSize: 1000,
@@ -94,5 +95,31 @@ describe('validateQueueConsumerSettings', () => {
     const { maxReceiveCount: _, ...withoutReceives } = VALID;
     expect(problemsOf(withoutReceives)).toContain('maxReceiveCount must be a number');
     expect(problemsOf({ ...VALID, batchsize: 10 }).join()).toMatch(/batchsize/);
+  });
+});
+
+describe('validateStreamConsumerSettings', () => {
+  const STREAM = { batchSize: 100, maxBatchingWindowSeconds: 1, maxRetryAttempts: -1 };
+
+  it('accepts Lambda’s bounds, -1 retries included', () => {
+    expect(validateStreamConsumerSettings(STREAM)).toEqual(STREAM);
+    expect(
+      validateStreamConsumerSettings({
+        batchSize: 10_000,
+        maxBatchingWindowSeconds: 300,
+        maxRetryAttempts: 10_000,
+      }),
+    ).toBeTruthy();
+  });
+
+  it('refuses what Lambda refuses, naming the consumer and every problem', () => {
+    expect(() =>
+      validateStreamConsumerSettings(
+        { batchSize: 0, maxBatchingWindowSeconds: 301, maxRetryAttempts: -2 },
+        'release',
+      ),
+    ).toThrow(
+      'invalid stream consumer settings for release: batchSize must be at least 1; maxBatchingWindowSeconds must be at most 300; maxRetryAttempts must be at least -1',
+    );
   });
 });

@@ -77,7 +77,24 @@ describe('local schedule', () => {
     await expect(s.whenIdle()).rejects.toThrow(/stopped/);
   });
 
-  it('refuses a period that is not a positive number', () => {
-    expect(() => startSchedule({ name: 'x', everyMs: 0, invoke: async () => null })).toThrow(/everyMs/);
+  it('refuses a period setInterval cannot keep', () => {
+    for (const everyMs of [-1, 1.5, 2 ** 31]) {
+      expect(() => startSchedule({ name: 'x', everyMs, invoke: async () => null })).toThrow(/everyMs/);
+    }
+  });
+
+  it('runs only on request with a period of 0, with the input it was given', async () => {
+    const events: unknown[] = [];
+    const s = startSchedule({
+      name: 'on-request',
+      everyMs: 0,
+      input: { platformId: 99998 },
+      invoke: async (event) => {
+        events.push(event);
+      },
+    });
+    schedules.push(s);
+    await s.runNow();
+    expect(events).toEqual([{ platformId: 99998 }]);
   });
 });
