@@ -206,6 +206,8 @@ describe('the CDK app', () => {
           (route) =>
             `${stackId}/UserSyncApi/HttpApi/${route.method}--${route.path.slice(1)}/Resource AwsSolutions-APIG4`,
         ),
+        // The pending release's failure queue is itself a dead-letter destination.
+        `${stackId}/Population/${MAPPING_TABLE.id}Stream/FailureQueue/Resource AwsSolutions-SQS3`,
       ];
       const actual = [...found.keys()].filter((key) => key.startsWith(`${stackId}/`));
       expect(actual.sort()).toEqual(expected.sort());
@@ -503,10 +505,10 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     const { config } = env(name);
     const platforms = deliveryPlatforms(config.platforms).length;
     // Errors and throttles per function, API 5xx; DLQ depth and oldest message per queue; partner
-    // error rate and throttling per delivery platform.
+    // error rate and throttling per delivery platform; the mapping stream's failures and lag.
     template.resourceCountIs(
       'AWS::CloudWatch::Alarm',
-      2 * Object.keys(FUNCTIONS).length + 1 + 2 * (1 + platforms) + 2 * platforms,
+      2 * Object.keys(FUNCTIONS).length + 1 + 2 * (1 + platforms) + 2 * platforms + 2,
     );
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/Lambda',
@@ -629,7 +631,7 @@ describe.each(['dev', 'prod'] as const)('population in DmpActivation-%s', (name)
     const stream = mappings.find((m) => m.Properties['StartingPosition'] !== undefined);
     expect(stream?.Properties).toMatchObject({
       EventSourceArn: { 'Fn::GetAtt': [tableLogicalId(template, MAPPING_TABLE), 'StreamArn'] },
-      BisectBatchOnFunctionError: true,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
   });
 
