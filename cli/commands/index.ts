@@ -1,6 +1,7 @@
 import type { Command } from '../framework.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
+import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 
 /**
@@ -14,4 +15,8 @@ export const COMMANDS: readonly Command[] = [
   segmentsCommand,
   segmentsEnsureCommand,
   segmentsResolveCommand,
+  sendCommand,
+  whyCommand,
+  statsCommand,
+  rejectedCommand,
 ];

@@ -1,4 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ENDPOINTS_FILE_ENV_VAR, writeEndpointsFile } from '../../local/endpoints.ts';
+import { endpointsOf } from '../../local/stack.ts';
+import { runDmpInProcess } from '../support/cli.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
@@ -166,5 +172,86 @@ describe('population, no batch (the seed: POST /v1/segment?id=12345&userid=abcde
     expect(calls.filter((r) => r.method === 'DELETE')).toHaveLength(5);
     const totals = await harness.totals(SINGLE_PLATFORM);
     expect(totals.delivered).toBe(30);
+  });
+});
+
+describe('the operator CLI', () => {
+  const cli = async (argv: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'dmp-cli-'));
+    const file = join(dir, 'endpoints.json');
+    writeEndpointsFile(file, endpointsOf(harness.stack));
+    try {
+      return await runDmpInProcess(argv, { [ENDPOINTS_FILE_ENV_VAR]: file });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('dmp send puts events on the queue as a producer does; stats, why and rejected say where they went', async () => {
+    const sent = await cli([
+      'send',
+      '--audience',
+      'aud-cli',
+      '--name',
+      'CLI sends',
+      '--platform',
+      String(BATCH_PLATFORM),
+      '--users',
+      '1200',
+      '--prefix',
+      'cli-user',
+      '--json',
+    ]);
+    expect(sent.stderr).toBe('');
+    expect(JSON.parse(sent.stdout)).toMatchObject({
+      users: 1200,
+      messages: 2,
+      queue: 'dmp-local-audience-events',
+    });
+    await harness.idle();
+    // Nobody synced yet: all pending.
+    const stats = JSON.parse((await cli(['stats', '--platform', String(BATCH_PLATFORM), '--json'])).stdout);
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-cli');
+    expect(stats.rows).toContainEqual(
+      expect.objectContaining({ segmentId: segment, pending: 1200, delivered: 0 }),
+    );
+
+    await sync(harness, BATCH_PLATFORM, ['cli-user-00000001']);
+    await harness.idle();
+    const why = JSON.parse(
+      (await cli(['why', 'cli-user-00000001', '--platform', String(BATCH_PLATFORM), '--json'])).stdout,
+    );
+    expect(why).toMatchObject({
+      partnerUserId: partnerIdOf('cli-user-00000001'),
+      synced: true,
+      segments: [{ segmentId: segment, audienceId: 'aud-cli', state: 'member' }],
+    });
+    const unsynced = await cli(['why', 'cli-user-00000002', '--platform', String(BATCH_PLATFORM)]);
+    expect(unsynced.stdout).toContain('pending: no partner id yet');
+
+    await harness.send('not json at all');
+    await harness.idle();
+    const rejected = JSON.parse((await cli(['rejected', '--json'])).stdout);
+    expect(rejected.rejected).toContainEqual(
+      expect.objectContaining({ reason: 'message_not_json', snippet: 'not json at all' }),
+    );
+    const table = await cli(['rejected']);
+    expect(table.stdout).toContain('message_not_json');
+  });
+
+  it('dmp send refuses what the contract refuses, before sending anything', async () => {
+    const refused = await cli([
+      'send',
+      '--audience',
+      'bad audience!',
+      '--name',
+      'x',
+      '--platform',
+      '99999',
+      '--users',
+      '3',
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('audience.id');
   });
 });
