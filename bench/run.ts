@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { runColdStart } from './cold-start.ts';
 import { runDomain } from './domain.ts';
 import { runHttp } from './http.ts';
+import { runPopulation } from './population.ts';
 import { comparisonRow, formatBytes, formatRatio, printTable, type Row, sinkValue } from './runner.ts';
 
 /**
@@ -12,7 +13,7 @@ import { comparisonRow, formatBytes, formatRatio, printTable, type Row, sinkValu
  * See docs/performance.md.
  */
 
-const SECTIONS = ['domain', 'http', 'cold'] as const;
+const SECTIONS = ['domain', 'http', 'cold', 'population'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: readonly string[]): { only: Set<Section>; quick: boolean } {
@@ -30,7 +31,9 @@ function parseArgs(argv: readonly string[]): { only: Set<Section>; quick: boolea
       }
       only = new Set(names as Section[]);
     } else {
-      throw new Error(`unknown argument ${arg}; usage: npm run bench [-- --only domain,http,cold] [--quick]`);
+      throw new Error(
+        `unknown argument ${arg}; usage: npm run bench [-- --only domain,http,cold,population] [--quick]`,
+      );
     }
   }
   return { only, quick };
@@ -119,6 +122,40 @@ async function main(): Promise<void> {
         `    ${name.padEnd(40)} ${String(bytes).padStart(8)}  ${((bytes / total) * 100).toFixed(1)}%`,
       );
     }
+  }
+
+  if (only.has('population')) {
+    const result = await runPopulation(
+      quick
+        ? { users: 5000, rounds: 3, latencySamples: 10 }
+        : { users: 20_000, rounds: 5, latencySamples: 40 },
+    );
+    printTable('5. population end to end on the local stack, platform 99999 at batch size 1000', [
+      {
+        benchmark: '5a memberships/s, full pipeline / no-work pipeline',
+        ratio: formatRatio(result.throughputRatio),
+        spread: `${formatRatio(result.throughputRatioQ1)}-${formatRatio(result.throughputRatioQ3)}`,
+        info: `${result.membershipsPerSecond.toFixed(0)} vs ${result.baselinePerSecond.toFixed(0)} memberships/s`,
+      },
+      {
+        benchmark: '5b partner calls per 1000 users (target <= 1.05)',
+        ratio: result.callsPer1000.toFixed(3),
+        spread: '',
+        info: 'calls / (users / 1000)',
+      },
+      {
+        benchmark: '5c latency p50 / batching window',
+        ratio: formatRatio(result.latencyP50Ms / result.windowMs),
+        spread: '',
+        info: `${result.latencyP50Ms} ms (window ${result.windowMs} ms)`,
+      },
+      {
+        benchmark: '5c latency p99 / (window + 1 s) (target <= 1)',
+        ratio: formatRatio(result.latencyP99Ms / (result.windowMs + 1000)),
+        spread: '',
+        info: `${result.latencyP99Ms} ms`,
+      },
+    ]);
   }
 
   console.log(

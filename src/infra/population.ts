@@ -53,9 +53,14 @@ export function deliveryQueueName(environment: string, platformId: number): stri
   return `${deliveryQueuePrefix(environment)}${platformId}`;
 }
 
+/**
+ * The route invokes as soon as messages arrive (no window: an audience event is routed at once,
+ * and a message already packs up to 10,000 users); micro-batching happens per platform, on the
+ * delivery queues.
+ */
 export const ROUTE_CONSUMER: QueueConsumerSettings = {
-  batchSize: 100,
-  maxBatchingWindowSeconds: 1,
+  batchSize: 10,
+  maxBatchingWindowSeconds: 0,
   maxConcurrency: 10,
   maxReceiveCount: ROUTE_MAX_RECEIVE_COUNT,
   functionTimeoutSeconds: FUNCTIONS.route.timeoutSeconds,

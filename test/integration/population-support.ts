@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchWriteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { REPO_ROOT } from '../../lib/repo.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
-import { DEFAULT_SECRETS_PATH, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { OUTCOMES } from '../../src/population/accounting.ts';
@@ -23,6 +23,7 @@ import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
+import { BATCH_PLATFORM, SINGLE_PLATFORM, writePopulationConfig } from '../support/population-config.ts';
 import { MappingTable } from './support.ts';
 
 /**
@@ -33,32 +34,7 @@ import { MappingTable } from './support.ts';
  * accounting and of what the partner holds.
  */
 
-export const BATCH_PLATFORM = 99999;
-export const SINGLE_PLATFORM = 77777;
-
-const SINGLE_PLATFORM_FILE = {
-  id: SINGLE_PLATFORM,
-  name: 'Reference partner, no batch',
-  sync: { urlTemplate: 'http://127.0.0.1:3001/sync?out={out}' },
-  connector: {
-    api: { baseUrl: 'http://127.0.0.1:3001', auth: { type: 'basic' } },
-    segments: {
-      creation: 'api',
-      nameTemplate: 'single {audienceName}',
-      create: { method: 'POST', path: '/v1/segment?title={name}' },
-      idPath: 'segment_id',
-    },
-    population: {
-      mode: 'single',
-      concurrency: 2,
-      add: { method: 'POST', path: '/v1/segment?id={segmentId}&userid={userId}' },
-      removal: {
-        via: 'call',
-        request: { method: 'DELETE', path: '/v1/segment?id={segmentId}&userid={userId}' },
-      },
-    },
-  },
-};
+export { BATCH_PLATFORM, SINGLE_PLATFORM };
 
 export type Totals = Record<(typeof OUTCOMES)[number] | 'calls', number>;
 
@@ -94,24 +70,12 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
 
   beforeAll(async () => {
     restoreOutput = quietLambdaOutput();
-    mkdirSync(join(dir, 'environments'));
-    cpSync(join(REPO_ROOT, 'config', 'environments', 'local.json'), join(dir, 'environments', 'local.json'));
-    cpSync(join(REPO_ROOT, 'config', 'platforms', 'local'), join(dir, 'platforms', 'local'), {
-      recursive: true,
-    });
-    writeFileSync(
-      join(dir, 'platforms', 'local', '03-77777-single.json'),
-      JSON.stringify(SINGLE_PLATFORM_FILE),
-    );
-    const secrets = JSON.parse(readFileSync(DEFAULT_SECRETS_PATH, 'utf8')) as Record<string, unknown>;
-    secrets[`dmp-activation/local/platforms/${SINGLE_PLATFORM}/api`] = { username: 'foo', password: 'bar' };
-    writeFileSync(join(dir, 'secrets.json'), JSON.stringify(secrets));
+    const paths = writePopulationConfig(dir);
     const load = entryLoader(REPO_ROOT);
     stack = await startLocalStack({
       quiet: true,
       ttlSweepIntervalMs: 0,
-      configPath: join(dir, 'environments', 'local.json'),
-      secretsPath: join(dir, 'secrets.json'),
+      ...paths,
       loadFunction: async (key, definition) => {
         const handler = await load(key, definition);
         return key === 'deliver' && options.wrapDeliver ? options.wrapDeliver(handler) : handler;
