@@ -172,11 +172,28 @@ export async function routeRecords(
   );
   let routed = 0;
   let pendingCount = 0;
-  try {
-    const partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();
-    const toDeliver = new Map<number, Membership[]>();
-    const toStage: Membership[] = [];
-    const toPend: Omit<Membership, 'partnerUserId'>[] = [];
+  /**
+   * Runs one step of the bulk work; if it fails, the records that fed it come back through the
+   * queue (whatever was done already is recognised on the next receive: ordering state, conditional
+   * writes, idempotent staging), and the other steps go on.
+   */
+  const step = async (records: ReadonlySet<string>, work: () => Promise<void>) => {
+    try {
+      await work();
+    } catch {
+      for (const id of records) failed.add(id);
+    }
+  };
+  const bucket = <T>() => ({ items: [] as T[], records: new Set<string>() });
+
+  let partnerIds: Map<string, string> | undefined;
+  await step(new Set(live.map((item) => item.record.id)), async () => {
+    partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();
+  });
+  if (partnerIds) {
+    const toDeliver = new Map<number, ReturnType<typeof bucket<Membership>>>();
+    const toStage = bucket<Membership>();
+    const toPend = bucket<Omit<Membership, 'partnerUserId'>>();
     for (const item of live) {
       for (const dmpUserId of item.users) {
         const base = {
@@ -189,61 +206,68 @@ export async function routeRecords(
           ...(item.event.ttlSeconds === undefined ? {} : { ttlSeconds: item.event.ttlSeconds }),
         };
         const partnerUserId = partnerIds.get(`${item.platformId}#${dmpUserId}`);
+        let target: ReturnType<typeof bucket<Membership>> | undefined;
         if (partnerUserId === undefined) {
-          toPend.push(base);
+          toPend.items.push(base);
+          toPend.records.add(item.record.id);
           continue;
         }
-        const membership = { ...base, partnerUserId };
         const platform = deps.platform(item.platformId) as ConnectedPlatform;
-        if (platform.connector.population.mode === 'file') toStage.push(membership);
+        if (platform.connector.population.mode === 'file') target = toStage;
         else {
-          const list = toDeliver.get(item.platformId) ?? [];
-          list.push(membership);
-          toDeliver.set(item.platformId, list);
+          target = toDeliver.get(item.platformId) ?? bucket<Membership>();
+          toDeliver.set(item.platformId, target);
         }
+        target.items.push({ ...base, partnerUserId });
+        target.records.add(item.record.id);
       }
     }
-    if (toStage.length > 0) {
-      if (!deps.files) throw new Error('file staging is not available in this deployment');
-      await deps.files.stage(
-        toStage.map((m) => ({
-          platformId: m.platformId,
-          segmentId: m.segmentId,
-          audienceId: m.audienceId,
-          dmpUserId: m.dmpUserId,
-          partnerUserId: m.partnerUserId,
-          op: m.op,
-          ts: new Date(m.ts).toISOString(),
-          ...(m.ttlSeconds === undefined ? {} : { ttlSeconds: m.ttlSeconds }),
-        })),
-      );
-      routed += toStage.length;
-    }
-    await Promise.all(
-      [...toDeliver].map(async ([platformId, memberships]) => {
-        const platform = deps.platform(platformId) as ConnectedPlatform;
-        await deps.queues.send(
-          platformId,
-          packDeliveryMessages(platformId, memberships, platform.connector.population.batchSize),
-        );
-        routed += memberships.length;
-      }),
-    );
-    if (toPend.length > 0) {
-      const { stored, replaced } = await deps.pending.putPending(toPend, now(), deps.pendingKeepSeconds);
-      for (const m of stored) counts.add(m.platformId, m.segmentId, 'pending');
-      // The older pending event a newer one replaced is superseded.
-      for (const m of replaced) {
-        counts.add(m.platformId, m.segmentId, 'pending', -1);
-        counts.add(m.platformId, m.segmentId, 'superseded');
-      }
-      pendingCount = stored.length - replaced.length;
-    }
-  } catch (error) {
-    // Nothing in the bulk steps is lost: every record of this step comes back through the queue;
-    // whatever was done already is recognised on the next receive (ordering state, conditions).
-    for (const item of live) failed.add(item.record.id);
-    if (!(error instanceof Error)) throw error;
+    await Promise.all([
+      toStage.items.length === 0
+        ? Promise.resolve()
+        : step(toStage.records, async () => {
+            if (!deps.files) throw new Error('file staging is not available in this deployment');
+            await deps.files.stage(
+              toStage.items.map((m) => ({
+                platformId: m.platformId,
+                segmentId: m.segmentId,
+                audienceId: m.audienceId,
+                dmpUserId: m.dmpUserId,
+                partnerUserId: m.partnerUserId,
+                op: m.op,
+                ts: new Date(m.ts).toISOString(),
+                ...(m.ttlSeconds === undefined ? {} : { ttlSeconds: m.ttlSeconds }),
+              })),
+            );
+            routed += toStage.items.length;
+          }),
+      ...[...toDeliver].map(([platformId, { items, records }]) =>
+        step(records, async () => {
+          const platform = deps.platform(platformId) as ConnectedPlatform;
+          await deps.queues.send(
+            platformId,
+            packDeliveryMessages(platformId, items, platform.connector.population.batchSize),
+          );
+          routed += items.length;
+        }),
+      ),
+      toPend.items.length === 0
+        ? Promise.resolve()
+        : step(toPend.records, async () => {
+            const { stored, replaced } = await deps.pending.putPending(
+              toPend.items,
+              now(),
+              deps.pendingKeepSeconds,
+            );
+            for (const m of stored) counts.add(m.platformId, m.segmentId, 'pending');
+            // The older pending event a newer one replaced is superseded.
+            for (const m of replaced) {
+              counts.add(m.platformId, m.segmentId, 'pending', -1);
+              counts.add(m.platformId, m.segmentId, 'superseded');
+            }
+            pendingCount = stored.length - replaced.length;
+          }),
+    ]);
   }
 
   let rejected = 0;

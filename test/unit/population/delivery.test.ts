@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { PartnerCallError } from '../../../src/connectors/http/client.ts';
 import type { RenderedRequest } from '../../../src/connectors/templates.ts';
+import { retryDelaySeconds } from '../../../src/infra/population.ts';
 import {
   type CallGate,
   DeadlineError,
   deliverMemberships,
   interpretAnswer,
+  PARTNER_DOWN_AFTER,
 } from '../../../src/population/delivery.ts';
 import { membership, seedConnector } from './support.ts';
 
@@ -168,5 +170,31 @@ describe('interpretAnswer', () => {
     const counted = { ...responses, countPath: 'processed' };
     expect(interpretAnswer({ processed: 3 }, 3, counted)).toHaveLength(3);
     expect(interpretAnswer({ processed: 2 }, 3, counted)).toBe('short');
+  });
+});
+
+describe('a partner that is down', () => {
+  it('is not called again after 3 calls in a row fail; the rest come back through the queue', async () => {
+    const p = partner(() => ({ status: 503 }));
+    const outcome = await deliverMemberships(users(10), {
+      ...deps(p),
+      connector: seedConnector({
+        mode: 'single',
+        add: { path: '/v1/segment?id={segmentId}&userid={userId}' },
+      }),
+      concurrency: 1,
+    });
+    expect(p.calls).toHaveLength(PARTNER_DOWN_AFTER);
+    expect(outcome.failed).toHaveLength(10);
+    expect(outcome.rejected).toEqual([]);
+  });
+});
+
+describe('retry delays', () => {
+  it('double per receive from the base, honour a longer Retry-After, and stay within SQS limits', () => {
+    expect([1, 2, 3, 4].map((n) => retryDelaySeconds(n, undefined, 10))).toEqual([10, 20, 40, 80]);
+    expect(retryDelaySeconds(50, undefined, 10)).toBe(15 * 60);
+    expect(retryDelaySeconds(1, 120_500, 10)).toBe(121);
+    expect(retryDelaySeconds(1, 86_400_000 * 2, 10)).toBe(43_200);
   });
 });
