@@ -41,6 +41,8 @@ export interface Section {
 export interface RunContext {
   /** `--quick`: fewer rounds and requests, a smoke test that CI runs (figures are rough). */
   readonly quick: boolean;
+  /** A full run that writes docs/benchmarks.md: modules may refresh their generated docs too. */
+  readonly writeDocs: boolean;
 }
 
 export interface BenchModule {

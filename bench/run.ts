@@ -3,7 +3,7 @@ import { availableParallelism, cpus, loadavg, platform, release, totalmem } from
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { coldStartBench } from './cold-start.ts';
-import { costBench } from './cost/bench.ts';
+import { costBench, scalingBench } from './cost/bench.ts';
 import { domainBench } from './domain.ts';
 import { REPO_ROOT } from './fixtures.ts';
 import { httpBench } from './http.ts';
@@ -26,6 +26,7 @@ export const MODULES: readonly BenchModule[] = [
   syncWorkBench,
   coldStartBench,
   costBench,
+  scalingBench,
 ];
 
 export const BENCHMARKS_DOC = join(REPO_ROOT, 'docs', 'benchmarks.md');
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
   for (const module of MODULES) {
     if (!args.only.has(module.id)) continue;
     process.stdout.write(`  ${module.id}: ${module.describe} ...\n`);
-    sections.push(await module.run({ quick: args.quick }));
+    sections.push(await module.run({ quick: args.quick, writeDocs: args.out === BENCHMARKS_DOC }));
   }
   console.log(`\n${renderText(sections)}`);
 

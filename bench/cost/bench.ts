@@ -1,3 +1,6 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../fixtures.ts';
 import type { BenchModule, Figure } from '../registry.ts';
 import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
 import {
@@ -21,6 +24,16 @@ import {
   type Work,
 } from './model.ts';
 import { loadPrices, type Prices } from './prices.ts';
+import {
+  demands,
+  firstBreak,
+  LIMITS,
+  type MeasuredSyncMix,
+  renderScalingBlock,
+  replaceScalingBlock,
+  SCALES,
+  scalingInputs,
+} from './scaling.ts';
 
 /**
  * Section "cost" of `npm run bench`: dollars per million syncs from the work measured in this run
@@ -288,6 +301,62 @@ export const costBench: BenchModule = {
     return {
       id: 'cost',
       title: `6. cost model, us-east-1 list prices of ${prices.recorded} (baseline: the zero-overhead floor)`,
+      figures,
+      notes,
+    };
+  },
+};
+
+export const SCALING_DOC = join(REPO_ROOT, 'docs', 'scaling.md');
+
+/** The exact counts of the kinds the steady-state mix is made of, as the scaling block records them. */
+export function measuredMix(measured: readonly RequestWork[]): MeasuredSyncMix {
+  const pick = (kind: SyncKind) => {
+    const request = measured.find((entry) => entry.kind === kind);
+    if (!request) throw new Error(`scaling: no measured work for ${kind}`);
+    const { dynamoCalls, readUnits, writeUnits, logBytes, responseBytes } = request;
+    return { dynamoCalls, readUnits, writeUnits, logBytes, responseBytes };
+  };
+  return {
+    new: pick('new'),
+    refreshed: pick('refreshed'),
+    changed: pick('changed'),
+    unchanged: pick('unchanged'),
+  };
+}
+
+/** Section "scaling": each limit against the peak demand at 10x; rewrites docs/scaling.md's block. */
+export const scalingBench: BenchModule = {
+  id: 'scaling',
+  describe: "limits at 1x, 10x and 1000x a large DMP (docs/scaling.md), from the cost model's work",
+  async run({ writeDocs }) {
+    const prices = loadPrices();
+    const mix = measuredMix(await syncWorkOfThisRun());
+    const tenfold = SCALES.indexOf(10);
+    const figures: Figure[] = demands(scalingInputs(mix, prices)).map((demand) => {
+      const limit = LIMITS[demand.limit].value;
+      const atTen = demand.atScale[tenfold] ?? Number.NaN;
+      return {
+        name: `7  ${demand.what}, peak at 10x`,
+        value: atTen,
+        unit: demand.unit,
+        baseline: limit,
+        ratio: atTen / limit,
+        target: { on: 'ratio', atMost: 1 },
+      };
+    });
+    const notes = demands(scalingInputs(mix, prices)).map((demand) => {
+      const breaks = firstBreak(demand);
+      return `${demand.what} vs ${LIMITS[demand.limit].what}: ${breaks === undefined ? 'fits at 1000x' : `exceeds it from ${breaks}x`}`;
+    });
+    if (writeDocs) {
+      const document = await readFile(SCALING_DOC, 'utf8');
+      await writeFile(SCALING_DOC, replaceScalingBlock(document, renderScalingBlock(mix, prices)));
+      notes.push('docs/scaling.md: generated block rewritten');
+    }
+    return {
+      id: 'scaling',
+      title: '7. scaling: peak demand at 10x a large DMP against the default limit (docs/scaling.md)',
       figures,
       notes,
     };

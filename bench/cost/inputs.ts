@@ -22,6 +22,10 @@ export const SECONDS_PER_MONTH = 30 * 86_400;
 /** Average requests per second of a monthly volume. */
 export const perSecond = (perMonth: number) => perMonth / SECONDS_PER_MONTH;
 
+/** Secrets the user-sync function reads (the platform's, the token key) and how long it caches them. */
+export const SYNC_SECRETS_PER_CONTAINER = 2;
+export const SECRET_CACHE_SECONDS = 300;
+
 /** Sync assumptions at the reference load (X-Ray's sampled share depends on the rate). */
 export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerMonth): SyncAssumptions {
   return {
@@ -37,7 +41,7 @@ export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerM
     xraySampledFraction: xraySampledFraction(perSecond(syncsPerMonth)),
     // Each container caches each secret 5 minutes (src/aws/secrets.ts): the platform's secret and
     // the token key, read by a container serving ~10 requests per second.
-    secretCallsPerRequest: secretCallsPerRequest(2, 300, 10),
+    secretCallsPerRequest: secretCallsPerRequest(SYNC_SECRETS_PER_CONTAINER, SECRET_CACHE_SECONDS, 10),
   };
 }
 
