@@ -122,6 +122,16 @@ export function renderText(sections: readonly Section[]): string {
 
 const escapeCell = (text: string) => text.replaceAll('|', '\\|');
 
+/** A markdown table laid out as the project's formatter (biome) lays it out: padded columns. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const escaped = [header, ...rows].map((row) => row.map(escapeCell));
+  const widths = header.map((_, index) => Math.max(3, ...escaped.map((row) => (row[index] ?? '').length)));
+  const line = (row: readonly string[]) =>
+    `| ${widths.map((width, index) => (row[index] ?? '').padEnd(width)).join(' | ')} |`;
+  const [head = [], ...body] = escaped;
+  return [line(head), `| ${widths.map((width) => '-'.repeat(width)).join(' | ')} |`, ...body.map(line)];
+}
+
 export interface Machine {
   readonly date: string;
   readonly node: string;
@@ -146,14 +156,17 @@ export function renderMarkdown(machine: Machine, sections: readonly Section[]): 
     '[performance.md](performance.md); the cost model: [cost-model.md](cost-model.md); the limits',
     'at 10x and 1000x: [scaling.md](scaling.md).',
     '',
-    '| machine | |',
-    '| --- | --- |',
-    `| CPU | ${escapeCell(machine.cpuModel)}, ${machine.cores} core(s) |`,
-    `| memory | ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB |`,
-    `| OS | ${machine.platform} |`,
-    `| Node.js | ${machine.node} |`,
-    `| load average | ${machine.loadStart} at the start, ${machine.loadEnd} at the end |`,
-    `| duration | ${machine.seconds.toFixed(0)} s |`,
+    ...markdownTable(
+      ['machine', ''],
+      [
+        ['CPU', `${machine.cpuModel}, ${machine.cores} core(s)`],
+        ['memory', `${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB`],
+        ['OS', machine.platform],
+        ['Node.js', machine.node],
+        ['load average', `${machine.loadStart} at the start, ${machine.loadEnd} at the end`],
+        ['duration', `${machine.seconds.toFixed(0)} s`],
+      ],
+    ),
   ];
   const missed = sections.flatMap((section) =>
     section.figures.filter((figure) => targetMet(figure) === false).map((figure) => figure.name),
@@ -165,14 +178,7 @@ export function renderMarkdown(machine: Machine, sections: readonly Section[]): 
       : `Targets **not met** in this run: ${missed.map((name) => `\`${name}\``).join(', ')} (see the notes of each section).`,
   );
   for (const section of sections) {
-    out.push(
-      '',
-      `## ${section.title}`,
-      '',
-      `| ${COLUMNS.join(' | ')} |`,
-      `|${COLUMNS.map(() => ' --- ').join('|')}|`,
-    );
-    for (const figure of section.figures) out.push(`| ${cells(figure).map(escapeCell).join(' | ')} |`);
+    out.push('', `## ${section.title}`, '', ...markdownTable(COLUMNS, section.figures.map(cells)));
     if (section.notes?.length) {
       out.push('');
       for (const note of section.notes) out.push(`- ${note}`);

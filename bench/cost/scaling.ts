@@ -1,3 +1,4 @@
+import { markdownTable } from '../registry.ts';
 import {
   MEMBERSHIP_DESIGN,
   perSecond,
@@ -266,9 +267,13 @@ export function renderScalingBlock(measured: MeasuredSyncMix, prices: Prices): s
   const rows = demands(inputs).map((demand) => {
     const limit = LIMITS[demand.limit];
     const breaks = firstBreak(demand);
-    return `| ${limit.what} | ${fmt(limit.value)} | ${demand.what} | ${demand.atScale
-      .map((value) => `${fmt(value)} (${Math.round((value / limit.value) * 100)} %)`)
-      .join(' | ')} | ${breaks === undefined ? 'no' : `**${breaks}x**`} |`;
+    return [
+      limit.what,
+      fmt(limit.value),
+      demand.what,
+      ...demand.atScale.map((value) => `${fmt(value)} (${Math.round((value / limit.value) * 100)} %)`),
+      breaks === undefined ? 'no' : `**${breaks}x**`,
+    ];
   });
   const syncs = perSecond(REFERENCE_LOAD.syncsPerMonth);
   const members = perSecond(REFERENCE_LOAD.membershipChangesPerMonth);
@@ -277,9 +282,10 @@ export function renderScalingBlock(measured: MeasuredSyncMix, prices: Prices): s
     '',
     `1x = ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs and ${REFERENCE_LOAD.membershipChangesPerMonth.toExponential(0)} membership changes a month: ${fmt(syncs)} syncs/s and ${fmt(members)} memberships/s on average, x${PEAK_TO_AVERAGE} at the peak (assumed). Demand at the peak, and its share of the limit:`,
     '',
-    `| limit (default) | value | consumed by | 1x | 10x | 1000x | breaks at |`,
-    '| --- | --- | --- | --- | --- | --- | --- |',
-    ...rows,
+    ...markdownTable(
+      ['limit (default)', 'value', 'consumed by', ...SCALES.map((scale) => `${scale}x`), 'breaks at'],
+      rows,
+    ),
     '',
     'Per-unit inputs, from the cost model (bench/cost/model.ts) applied to the sync work measured by `npm run bench` (below) and the population design figures (bench/cost/inputs.ts):',
     '',
