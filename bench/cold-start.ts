@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BuildOptions, build, type Metafile } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { CONFIG_ENV_VAR } from '../src/config/load.ts';
 import {
   commonEnvironment,
@@ -167,10 +166,12 @@ function timeImport(file: string, definition: FunctionDefinition): Promise<numbe
 
 export interface ColdStartOptions {
   readonly runs: number;
+  /** Also measure the what-if variants (VARIANTS) for every function: slower, full runs only. */
+  readonly variants: boolean;
 }
 
-export interface FunctionColdStart {
-  readonly key: FunctionKey;
+/** One handler bundle against its SDK-only baseline, built the same way. */
+export interface ImportComparison {
   readonly ratio: number;
   readonly ratioQ1: number;
   readonly ratioQ3: number;
@@ -178,9 +179,14 @@ export interface FunctionColdStart {
   readonly baselineImportMs: number;
   readonly handlerBytes: number;
   readonly baselineBytes: number;
+}
+
+export interface FunctionColdStart extends ImportComparison {
+  readonly key: FunctionKey;
   /** The SDK clients found in the handler bundle, which the baseline imports alone. */
   readonly sdkClients: readonly string[];
   readonly topPackages: readonly { name: string; bytes: number }[];
+  readonly variants: readonly ({ readonly name: string } & ImportComparison)[];
 }
 
 export interface ColdStartResult {
@@ -191,15 +197,77 @@ export interface ColdStartResult {
   readonly zodNamespaceBytes: number;
 }
 
+/**
+ * What-if builds that explain the deployed bundle's ratio: each changes the build options of the
+ * handler (and of the baseline where the change applies to any function).
+ */
+interface Variant {
+  readonly name: string;
+  readonly handler: (options: BuildOptions) => BuildOptions;
+  readonly baseline: (options: BuildOptions) => BuildOptions;
+}
+
+const same = (options: BuildOptions) => options;
+
+/** Resolves `name` to a module with the given source (a stand-in for a dependency). */
+function stubPlugin(name: string, contents: string): Plugin {
+  return {
+    name: `stub-${name}`,
+    setup(build) {
+      build.onResolve({ filter: new RegExp(`^${name.replace(/[/.]/g, '\\$&')}$`) }, () => ({
+        path: name,
+        namespace: 'bench-stub',
+      }));
+      build.onLoad({ filter: /.*/, namespace: 'bench-stub' }, () => ({ contents, loader: 'js' }));
+    },
+  };
+}
+
+const VARIANTS: readonly Variant[] = [
+  {
+    // Lambda's Node.js 24 runtime ships AWS SDK v3: left external, the SDK loads from node_modules
+    // (here the project's, there the runtime's, at whatever version the runtime carries).
+    name: 'AWS SDK external (as the runtime provides it), both bundles',
+    handler: (options) => ({ ...options, external: ['@aws-sdk/*', '@smithy/*'] }),
+    baseline: (options) => ({ ...options, external: ['@aws-sdk/*', '@smithy/*'] }),
+  },
+  {
+    name: 'CommonJS output instead of ESM, both bundles',
+    handler: (options) => ({
+      ...options,
+      format: 'cjs',
+      banner: {},
+      outfile: String(options.outfile).replace(/\.mjs$/, '.cjs'),
+    }),
+    baseline: (options) => ({
+      ...options,
+      format: 'cjs',
+      banner: {},
+      outfile: String(options.outfile).replace(/\.mjs$/, '.cjs'),
+    }),
+  },
+  {
+    // What importing the GPP decoder only when a request carries `gpp` would save at cold start.
+    name: 'handler without @iabgpp/cmpapi (GPP decoding stubbed)',
+    handler: (options) => ({
+      ...options,
+      plugins: [
+        stubPlugin('@iabgpp/cmpapi', 'export class GppModel { constructor() { throw new Error("stub"); } }'),
+      ],
+    }),
+    baseline: same,
+  },
+];
+
 /** Interleaved fresh-process imports of two bundles: one discarded run each, then alternating. */
 async function compareImports(
-  handlerFile: string,
-  baselineFile: string,
+  handler: Bundle,
+  baseline: Bundle,
   definition: FunctionDefinition,
   runs: number,
-): Promise<{ ratios: number[]; handlerMs: number[]; baselineMs: number[] }> {
-  await timeImport(baselineFile, definition);
-  await timeImport(handlerFile, definition);
+): Promise<ImportComparison> {
+  await timeImport(baseline.file, definition);
+  await timeImport(handler.file, definition);
   const ratios: number[] = [];
   const handlerMs: number[] = [];
   const baselineMs: number[] = [];
@@ -207,57 +275,76 @@ async function compareImports(
     let h: number;
     let b: number;
     if (run % 2 === 0) {
-      b = await timeImport(baselineFile, definition);
-      h = await timeImport(handlerFile, definition);
+      b = await timeImport(baseline.file, definition);
+      h = await timeImport(handler.file, definition);
     } else {
-      h = await timeImport(handlerFile, definition);
-      b = await timeImport(baselineFile, definition);
+      h = await timeImport(handler.file, definition);
+      b = await timeImport(baseline.file, definition);
     }
     handlerMs.push(h);
     baselineMs.push(b);
     ratios.push(h / b);
   }
-  return { ratios, handlerMs, baselineMs };
+  return {
+    ratio: median(ratios),
+    ratioQ1: quantile(ratios, 0.25),
+    ratioQ3: quantile(ratios, 0.75),
+    handlerImportMs: median(handlerMs),
+    baselineImportMs: median(baselineMs),
+    handlerBytes: handler.bytes,
+    baselineBytes: baseline.bytes,
+  };
 }
 
 export async function runColdStart(options: ColdStartOptions): Promise<ColdStartResult> {
-  const dir = await mkdtemp(join(tmpdir(), 'dmp-bench-'));
+  // Inside the repository, so that bundles with external packages resolve node_modules.
+  const dir = await mkdtemp(join(REPO_ROOT, '.bench-tmp-'));
   try {
-    const fromStdin = async (name: string, contents: string) =>
+    const functions: FunctionColdStart[] = [];
+    for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
+      const build = async (
+        variant: string,
+        adjust: (options: BuildOptions) => BuildOptions,
+        source?: string,
+      ) => {
+        const base = await lambdaBuildOptions(
+          join(dir, key, variant, source ? 'baseline.mjs' : 'handler.mjs'),
+        );
+        return bundle(
+          adjust(
+            source
+              ? {
+                  ...base,
+                  stdin: { contents: source, resolveDir: REPO_ROOT, sourcefile: 'baseline.ts', loader: 'ts' },
+                }
+              : { ...base, entryPoints: [join(REPO_ROOT, definition.entry)] },
+          ),
+        );
+      };
+      const handler = await build('deployed', same);
+      const sdkClients = sdkClientsIn(handler);
+      const baselineSource = sdkOnlySource(sdkClients);
+      const baseline = await build('deployed', same, baselineSource);
+      const deployed = await compareImports(handler, baseline, definition, options.runs);
+      const variants: FunctionColdStart['variants'][number][] = [];
+      for (const [index, variant] of (options.variants ? VARIANTS : []).entries()) {
+        const variantHandler = await build(`v${index}`, variant.handler);
+        const variantBaseline = await build(`v${index}`, variant.baseline, baselineSource);
+        variants.push({
+          name: variant.name,
+          ...(await compareImports(variantHandler, variantBaseline, definition, options.runs)),
+        });
+      }
+      functions.push({ key, ...deployed, sdkClients, topPackages: bytesByPackage(handler), variants });
+    }
+    const zod = async (name: string, contents: string) =>
       bundle({
         ...(await lambdaBuildOptions(join(dir, name, 'index.mjs'))),
         stdin: { contents, resolveDir: REPO_ROOT, sourcefile: `${name}.ts`, loader: 'ts' },
       });
-    const functions: FunctionColdStart[] = [];
-    for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
-      const handler = await bundle({
-        ...(await lambdaBuildOptions(join(dir, key, 'index.mjs'))),
-        entryPoints: [join(REPO_ROOT, definition.entry)],
-      });
-      const sdkClients = sdkClientsIn(handler);
-      const baseline = await fromStdin(`${key}-sdk-only`, sdkOnlySource(sdkClients));
-      const { ratios, handlerMs, baselineMs } = await compareImports(
-        handler.file,
-        baseline.file,
-        definition,
-        options.runs,
-      );
-      functions.push({
-        key,
-        ratio: median(ratios),
-        ratioQ1: quantile(ratios, 0.25),
-        ratioQ3: quantile(ratios, 0.75),
-        handlerImportMs: median(handlerMs),
-        baselineImportMs: median(baselineMs),
-        handlerBytes: handler.bytes,
-        baselineBytes: baseline.bytes,
-        sdkClients,
-        topPackages: bytesByPackage(handler),
-      });
-    }
     const zodObject = 'export const schema = z.object({ id: z.number(), name: z.string() });\n';
-    const zodNamed = await fromStdin('zod-named', `import { z } from 'zod';\n${zodObject}`);
-    const zodNamespace = await fromStdin('zod-namespace', `import * as z from 'zod';\n${zodObject}`);
+    const zodNamed = await zod('zod-named', `import { z } from 'zod';\n${zodObject}`);
+    const zodNamespace = await zod('zod-namespace', `import * as z from 'zod';\n${zodObject}`);
     return {
       functions,
       bannerFromSource: (await esmRequireBanner()).fromSource,
@@ -277,7 +364,7 @@ export const coldStartBench: BenchModule = {
   id: 'cold',
   describe: 'cold start: import() time and size of each Lambda bundle against its SDK clients alone',
   async run({ quick }) {
-    const result = await runColdStart({ runs: quick ? 3 : 9 });
+    const result = await runColdStart({ runs: quick ? 3 : 9, variants: !quick });
     const figures: Figure[] = [];
     const notes: string[] = [];
     const target = { on: 'ratio', atMost: BUNDLE_TARGET_RATIO } as const;
@@ -301,6 +388,21 @@ export const coldStartBench: BenchModule = {
           target,
         },
       );
+      for (const variant of fn.variants) {
+        notes.push(
+          `${fn.key}, what if ${variant.name}: ${variant.handlerBytes} B vs ${variant.baselineBytes} B (${(
+            variant.handlerBytes / variant.baselineBytes
+          ).toFixed(2)}x the size)`,
+        );
+        figures.push({
+          name: `4  ${fn.key}, what if: ${variant.name}`,
+          value: variant.handlerImportMs,
+          unit: 'ms',
+          baseline: variant.baselineImportMs,
+          ratio: variant.ratio,
+          spread: [variant.ratioQ1, variant.ratioQ3],
+        });
+      }
       notes.push(
         `${fn.key}: baseline = ${fn.sdkClients.join(' + ')} alone (${fn.baselineBytes} B); handler ${fn.handlerBytes} B, by package (esbuild metafile, bytes in output): ${fn.topPackages
           .slice(0, 8)
