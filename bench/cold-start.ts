@@ -232,6 +232,12 @@ const VARIANTS: readonly Variant[] = [
     baseline: (options) => ({ ...options, external: ['@aws-sdk/*', '@smithy/*'] }),
   },
   {
+    // `module` first lets esbuild shake the packages that ship ES modules (the SDK's dist-es).
+    name: 'mainFields main,module (CommonJS entry points first), both bundles',
+    handler: (options) => ({ ...options, mainFields: ['main', 'module'] }),
+    baseline: (options) => ({ ...options, mainFields: ['main', 'module'] }),
+  },
+  {
     name: 'CommonJS output instead of ESM, both bundles',
     handler: (options) => ({
       ...options,
