@@ -396,9 +396,7 @@ export const coldStartBench: BenchModule = {
       );
       for (const variant of fn.variants) {
         notes.push(
-          `${fn.key}, what if ${variant.name}: ${variant.handlerBytes} B vs ${variant.baselineBytes} B (${(
-            variant.handlerBytes / variant.baselineBytes
-          ).toFixed(2)}x the size)`,
+          `${fn.key}, what if ${variant.name}: ${variant.handlerBytes} B vs ${variant.baselineBytes} B`,
         );
         figures.push({
           name: `4  ${fn.key}, what if: ${variant.name}`,

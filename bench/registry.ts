@@ -120,7 +120,7 @@ export function renderText(sections: readonly Section[]): string {
   return out.join('\n');
 }
 
-const escapeCell = (text: string) => text.replaceAll('|', '\\|');
+const escapeCell = (text: string) => text.trim().replaceAll('|', '\\|');
 
 /** A markdown table laid out as the project's formatter (biome) lays it out: padded columns. */
 export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string[] {

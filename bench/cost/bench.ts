@@ -342,7 +342,7 @@ export const scalingBench: BenchModule = {
         unit: demand.unit,
         baseline: limit,
         ratio: atTen / limit,
-        target: { on: 'ratio', atMost: 1 },
+        ...(demand.whatIf ? {} : { target: { on: 'ratio', atMost: 1 } as const }),
       };
     });
     const notes = demands(scalingInputs(mix, prices)).map((demand) => {

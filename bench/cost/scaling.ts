@@ -142,6 +142,8 @@ export interface Demand {
   /** What consumes the limit, in words. */
   readonly what: string;
   readonly unit: string;
+  /** A counterfactual shown for contrast (the same load without a design choice), not a target. */
+  readonly whatIf?: boolean;
   /** Demand at the peak for each of SCALES. */
   readonly atScale: readonly number[];
 }
@@ -242,6 +244,7 @@ export function demands(inputs: ScalingInputs): Demand[] {
       limit: 'secretsManagerRps',
       what: 'secret reads if every request read them (no cache)',
       unit: 'calls/s',
+      whatIf: true,
       atScale: at((syncs) => syncs * inputs.syncSecretsPerContainer),
     },
   ];
