@@ -139,6 +139,16 @@ function countLogBytes() {
   };
 }
 
+/** The outcome the handler's "sync request" log line names, if `line` is that line. */
+function loggedOutcome(line: string): string | undefined {
+  try {
+    const entry = JSON.parse(line) as { message?: unknown; outcome?: unknown };
+    return entry.message === 'sync request' && typeof entry.outcome === 'string' ? entry.outcome : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Bytes of the answer as it travels: status line, headers (each Set-Cookie its own), body. */
 function responseBytes(response: Response, body: ArrayBuffer): number {
   let bytes = `HTTP/1.1 ${response.status} ${response.statusText}\r\n`.length + 2;
@@ -180,18 +190,7 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
       const { response, bytes } = await get(path, cookie);
       const work = dynamo!.take();
       const logged = log.take();
-      const outcome =
-        logged.lines
-          .map((line) => {
-            try {
-              return (JSON.parse(line) as { message?: string; outcome?: string }).message === 'sync request'
-                ? (JSON.parse(line) as { outcome?: string }).outcome
-                : undefined;
-            } catch {
-              return undefined;
-            }
-          })
-          .find((value) => value !== undefined) ?? '?';
+      const outcome = logged.lines.map(loggedOutcome).find((value) => value !== undefined) ?? '?';
       if (outcome !== EXPECTED_OUTCOME[kind]) {
         throw new Error(
           `sync work, ${kind}: the handler logged outcome ${outcome} (status ${response.status})`,

@@ -4,6 +4,7 @@ import { REPO_ROOT } from '../fixtures.ts';
 import type { BenchModule, Figure } from '../registry.ts';
 import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
 import {
+  MEMBERSHIP_BYTES,
   MEMBERSHIP_DESIGN,
   MEMBERSHIP_DESIGN_SOURCE,
   REFERENCE_LOAD,
@@ -172,7 +173,14 @@ export function membershipCosts(prices: Prices): MembershipCosts {
     design: costOf(membershipWork(design, prices), prices),
     floor: costOf(membershipFloorWork(design, prices), prices),
     onePerMessage: costOf(
-      membershipWork({ ...design, usersPerMessage: 1, messageBytes: 25 + 250 }, prices),
+      membershipWork(
+        {
+          ...design,
+          usersPerMessage: 1,
+          messageBytes: MEMBERSHIP_BYTES.perUserInMessage + MEMBERSHIP_BYTES.messageEnvelope,
+        },
+        prices,
+      ),
       prices,
     ),
     // A no-batch platform: the same packed delivery message, one partner call per user (50 at a
@@ -183,7 +191,7 @@ export function membershipCosts(prices: Prices): MembershipCosts {
           ...design,
           usersPerPartnerCall: 1,
           partnerCallsPerDeliverInvocation: design.usersPerDeliveryMessage,
-          partnerRequestBytes: 48 + 500,
+          partnerRequestBytes: MEMBERSHIP_BYTES.perPartnerItem + MEMBERSHIP_BYTES.partnerEnvelope,
           deliverMsPerInvocation: (design.usersPerDeliveryMessage / 50) * 200,
         },
         prices,

@@ -56,6 +56,19 @@ export const SYNC_MIX = { new: 0.3, refreshed: 0.5, changed: 0.05, unchanged: 0.
 /** Git commit of the `pop` branch the membership design figures were read from. */
 export const MEMBERSHIP_DESIGN_SOURCE = 'pop branch 5cc3a11 (src/population/dynamo-store.ts, membership.ts)';
 
+/** Bytes per user in each message or request, and each one's fixed part (JSON envelopes). */
+export const MEMBERSHIP_BYTES = {
+  // A DMP user id of ~22 characters as a JSON string in the audience message's `users`.
+  perUserInMessage: 25,
+  messageEnvelope: 250,
+  // A delivery item [segment, audience, dmpUser, partnerUser, op, ts].
+  perDeliveryItem: 90,
+  deliveryEnvelope: 50,
+  // A micro-batch entry like {"segment":12345,"userid":"<22 chars>"}.
+  perPartnerItem: 48,
+  partnerEnvelope: 500,
+} as const;
+
 /**
  * Membership work from the population design until the population benchmark measures it. Labelled
  * "design figures" wherever printed.
@@ -63,8 +76,8 @@ export const MEMBERSHIP_DESIGN_SOURCE = 'pop branch 5cc3a11 (src/population/dyna
 export const MEMBERSHIP_DESIGN: MembershipPipeline = {
   // The DMP packs one audience's users in one message (shared/design/architecture.md, section 4).
   usersPerMessage: 1000,
-  // 1000 ids of ~22 characters as JSON strings, plus the envelope: one 64 KB chunk.
-  messageBytes: 1000 * 25 + 250,
+  // One 64 KB chunk.
+  messageBytes: 1000 * MEMBERSHIP_BYTES.perUserInMessage + MEMBERSHIP_BYTES.messageEnvelope,
   messagesPerRouteInvocation: 10,
   // Parsing and the segment lookup, then 100 BatchGetItem calls of 100 keys per 10,000 users,
   // partly in parallel: 250 ms for a batch of ten 1000-user messages.
@@ -79,14 +92,13 @@ export const MEMBERSHIP_DESIGN: MembershipPipeline = {
   stateWriteUnitsPerMembership: 1,
   usersPerPartnerCall: 1000,
   usersPerDeliveryMessage: 1000,
-  // Delivery items [segment, audience, dmpUser, partnerUser, op, ts] of ~90 bytes: two 64 KB chunks.
-  deliveryMessageBytes: 1000 * 90 + 50,
+  // Two 64 KB chunks.
+  deliveryMessageBytes: 1000 * MEMBERSHIP_BYTES.perDeliveryItem + MEMBERSHIP_BYTES.deliveryEnvelope,
   partnerCallsPerDeliverInvocation: 1,
   // The partner's answer (~200 ms) plus the state reads and 1000 conditional writes.
   deliverMsPerInvocation: 500,
   deliverMemoryMb: 512,
-  // A micro-batch body: 1000 entries like {"segment":12345,"userid":"<22 chars>"}.
-  partnerRequestBytes: 1000 * 48 + 500,
+  partnerRequestBytes: 1000 * MEMBERSHIP_BYTES.perPartnerItem + MEMBERSHIP_BYTES.partnerEnvelope,
   logBytesPerInvocation: 2000,
   platformLogBytesPerInvocation: 550,
   tracing: true,
