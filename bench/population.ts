@@ -12,17 +12,18 @@ import { audienceQueueName } from '../src/infra/population.ts';
 import { MAPPING_TABLE } from '../src/infra/resources.ts';
 import { forEachLimited } from '../src/population/delivery.ts';
 import { BATCH_PLATFORM, writePopulationConfig } from '../test/support/population-config.ts';
+import type { BenchModule } from './registry.ts';
 
 /**
- * Section 5 of the bench: segment population end to end on the local stack (real route and
+ * Section 8 of the bench: segment population end to end on the local stack (real route and
  * deliver handlers behind the SQS event-source emulation, dynalite, fauxqs, the reference partner),
  * platform 99999 at batch size 1000.
  *
- * - 5a memberships per second end to end, relative to the same pipeline doing no work (the same
+ * - 8a memberships per second end to end, relative to the same pipeline doing no work (the same
  *   messages through the same queues and event source to a route handler that returns at once);
  *   interleaved rounds in one stack;
- * - 5b partner calls per 1000 users at batch size 1000 (target at most 1.05);
- * - 5c event-to-partner latency at light load (one single-user event at a time): p50 and p99,
+ * - 8b partner calls per 1000 users at batch size 1000 (target at most 1.05);
+ * - 8c event-to-partner latency at light load (one single-user event at a time): p50 and p99,
  *   relative to the delivery batching window (target p99 at most the window plus 1 s).
  */
 
@@ -225,3 +226,53 @@ export async function runPopulation(options: PopulationOptions): Promise<Populat
     }
   }
 }
+
+export const populationBench: BenchModule = {
+  id: 'population',
+  describe: 'segment population end to end on the local stack: throughput, calls per 1000 users, latency',
+  async run({ quick }) {
+    const result = await runPopulation(
+      quick
+        ? { users: 5000, rounds: 3, latencySamples: 10 }
+        : { users: 20_000, rounds: 5, latencySamples: 40 },
+    );
+    return {
+      id: 'population',
+      title: '8. population end to end on the local stack, platform 99999 at batch size 1000, window 1 s',
+      figures: [
+        {
+          name: '8a memberships/s, full pipeline (baseline: the same messages to a route doing no work)',
+          value: result.membershipsPerSecond,
+          unit: 'memberships/s',
+          baseline: result.baselinePerSecond,
+          ratio: result.throughputRatio,
+          spread: [result.throughputRatioQ1, result.throughputRatioQ3],
+        },
+        {
+          name: '8b partner calls per 1000 users at batch size 1000',
+          value: result.callsPer1000,
+          unit: 'calls',
+          target: { on: 'value', atMost: 1.05 },
+        },
+        {
+          name: '8c event-to-partner latency p50, light load (baseline: the batching window)',
+          value: result.latencyP50Ms,
+          unit: 'ms',
+          baseline: result.windowMs,
+          ratio: result.latencyP50Ms / result.windowMs,
+        },
+        {
+          name: '8c event-to-partner latency p99, light load (baseline: the window plus 1 s)',
+          value: result.latencyP99Ms,
+          unit: 'ms',
+          baseline: result.windowMs + 1000,
+          ratio: result.latencyP99Ms / (result.windowMs + 1000),
+          target: { on: 'ratio', atMost: 1 },
+        },
+      ],
+      notes: [
+        'the no-work pipeline moves only the SQS messages (1000 users each); the full one also looks up partner ids, reads and writes each membership state and calls the partner',
+      ],
+    };
+  },
+};
