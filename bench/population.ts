@@ -232,8 +232,9 @@ export const populationBench: BenchModule = {
   describe: 'segment population end to end on the local stack: throughput, calls per 1000 users, latency',
   async run({ quick }) {
     const result = await runPopulation(
+      // --quick must stay short: CI runs it.
       quick
-        ? { users: 5000, rounds: 3, latencySamples: 10 }
+        ? { users: 1000, rounds: 1, latencySamples: 3 }
         : { users: 20_000, rounds: 5, latencySamples: 40 },
     );
     return {
