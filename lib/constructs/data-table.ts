@@ -35,6 +35,12 @@ export function createDataTable(
     partitionKey: attribute(definition.partitionKey),
     ...(definition.sortKey ? { sortKey: attribute(definition.sortKey) } : {}),
     ...(definition.timeToLiveAttribute ? { timeToLiveAttribute: definition.timeToLiveAttribute } : {}),
+    globalSecondaryIndexes: (definition.globalIndexes ?? []).map((index) => ({
+      indexName: index.name,
+      partitionKey: attribute(index.partitionKey),
+      ...(index.sortKey ? { sortKey: attribute(index.sortKey) } : {}),
+      projectionType: dynamodb.ProjectionType.ALL,
+    })),
     billing: dynamodb.Billing.onDemand(),
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryptionV2.awsManagedKey(),

@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
 
 /**
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
@@ -6,8 +7,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
  * variables, which the local stack sets and AWS leaves unset.
  */
 let dynamoDb: DynamoDBClient | undefined;
+let s3: S3Client | undefined;
 
 export function dynamoDbClient(): DynamoDBClient {
   dynamoDb ??= new DynamoDBClient({ maxAttempts: 3 });
   return dynamoDb;
+}
+
+export function s3Client(): S3Client {
+  s3 ??= new S3Client({ maxAttempts: 3 });
+  return s3;
 }

@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { COMMON_ENV, METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
+import type { ExportMetrics } from '../files/exporter.ts';
+import { COMMON_ENV, FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
 import type { SyncMetricName, SyncMetrics } from '../sync/service.ts';
 
 /**
@@ -35,5 +36,34 @@ export class PowertoolsSyncMetrics implements SyncMetrics {
     );
     if (reason) single.addDimension('reason', reason);
     single.addMetric(name, MetricUnit.Count, 1);
+  }
+}
+
+/** File delivery counts per platform; `FilePublicationFailing` feeds the alarm. */
+export class PowertoolsFileMetrics implements ExportMetrics {
+  private readonly metrics: Metrics;
+
+  constructor(serviceName: string) {
+    this.metrics = new Metrics({
+      namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
+      serviceName,
+      defaultDimensions: {
+        [SYNC_METRICS.environmentDimension]: process.env[COMMON_ENV.environmentName] ?? 'unknown',
+      },
+    });
+  }
+
+  published(platformId: number, files: number, rows: number): void {
+    const single = this.metrics.singleMetric();
+    single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
+    single.addMetric(FILE_METRICS.published, MetricUnit.Count, files);
+    single.addMetric(FILE_METRICS.rows, MetricUnit.Count, rows);
+  }
+
+  failed(platformId: number, alarming: boolean): void {
+    const single = this.metrics.singleMetric();
+    single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
+    single.addMetric(FILE_METRICS.failed, MetricUnit.Count, 1);
+    if (alarming) single.addMetric(FILE_METRICS.failing, MetricUnit.Count, 1);
   }
 }
