@@ -5,7 +5,9 @@ import { CONFIG_ENV_VAR, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import { PlatformSecretSchema, platformSecretName } from '../src/config/secrets.ts';
 import {
+  BUCKETS,
   commonEnvironment,
+  FILE_EXPORT_GRACE_ENV,
   FUNCTIONS,
   type FunctionDefinition,
   type FunctionKey,
@@ -17,6 +19,7 @@ import {
 } from '../src/infra/resources.ts';
 import { ensureTable, startDynalite, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
+import { LOCAL_SCHEDULE_ENV, provisionBuckets, scheduledRuns, startSchedules } from './file-delivery.ts';
 
 export { LOCAL_CREDENTIALS, LOCAL_REGION };
 
@@ -60,6 +63,11 @@ export interface LocalStackOptions {
   readonly loadFunction?: FunctionLoader;
   /** How often expired items are deleted (dynalite has no TTL); 0 disables. Default 60 s. */
   readonly ttlSweepIntervalMs?: number;
+  /**
+   * Interval of every schedule (the file exporter per platform); 0 disables the schedules (tests
+   * invoke instead). Default: DMP_LOCAL_SCHEDULE_SECONDS when set, else each schedule's own.
+   */
+  readonly scheduleEveryMs?: number;
 }
 
 export interface LocalStack {
@@ -84,6 +92,8 @@ export interface LocalStack {
   readonly summary: readonly string[];
   /** Deletes items whose TTL has passed, now (also runs on an interval). */
   sweepExpiredItems(): Promise<number>;
+  /** Invokes a function as its event source would (a scheduled run: `{ platformId }`). */
+  invoke(key: FunctionKey, event: unknown): Promise<unknown>;
   stop(): Promise<void>;
 }
 
@@ -153,6 +163,12 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
       return results;
     },
   },
+  {
+    name: 's3 buckets',
+    async run({ fauxqs }) {
+      return provisionBuckets(fauxqs).map((bucket) => ({ kind: 'bucket', ...bucket }));
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -160,6 +176,7 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
 
 export interface RunnerContext {
   readonly options: LocalStackOptions;
+  readonly config: EnvironmentConfig;
   readonly routes: readonly RouteDefinition[];
   readonly functions: ReadonlyMap<FunctionKey, LocalFunction>;
   readonly fauxqs: FauxqsServer;
@@ -193,6 +210,17 @@ export const RUNNERS: readonly LocalRunner[] = [
         }),
         stop: () => api.stop(),
       };
+    },
+  },
+  {
+    name: 'schedules',
+    async start({ options, config, functions, log }) {
+      const fromEnv = Number(process.env[LOCAL_SCHEDULE_ENV]);
+      const everyMs =
+        options.scheduleEveryMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv * 1000 : undefined);
+      if (everyMs === 0) return { name: 'schedules', summary: ['schedules: off'], stop: async () => {} };
+      const schedules = startSchedules(scheduledRuns(config, everyMs), functions, log);
+      return { name: 'schedules', summary: schedules.summary, stop: () => schedules.stop() };
     },
   },
 ];
@@ -374,6 +402,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_ENDPOINT_URL_S3: fauxqs.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
       ...tableEnv,
+      ...Object.fromEntries(BUCKETS.map((bucket) => [bucket.envVar, bucket.localName])),
+      // Windows close quickly locally: see docs/files.md.
+      [FILE_EXPORT_GRACE_ENV]: process.env[FILE_EXPORT_GRACE_ENV] ?? '5',
       [CONFIG_ENV_VAR]: JSON.stringify(config),
     };
     envPatch.clear(CLEARED_ENV);
@@ -402,7 +433,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     const runners: RunningRunner[] = [];
     for (const runner of RUNNERS) {
-      const started = await runner.start({ options, routes: ROUTES, functions, fauxqs: fauxqs.server, log });
+      const started = await runner.start({
+        options,
+        config,
+        routes: ROUTES,
+        functions,
+        fauxqs: fauxqs.server,
+        log,
+      });
       runners.push(started);
       cleanups.push(() => started.stop());
     }
@@ -457,6 +495,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       fauxqs: fauxqs.server,
       summary,
       sweepExpiredItems: sweep,
+      invoke(key, event) {
+        const fn = functions.get(key);
+        if (!fn) return Promise.reject(new Error(`no function ${key}`));
+        return fn.invoke(event);
+      },
       stop() {
         stopped ??= cleanup();
         return stopped;

@@ -298,7 +298,10 @@ export const FilesSchema = z
            * The partner's host key fingerprints (`ssh-keygen -lf <key>` prints them: `SHA256:...`);
            * a server presenting any other key is refused. Several during a key rotation.
            */
-          hostKeySha256: z.array(z.string().regex(HOST_KEY_SHA256, 'must look like SHA256:<43 base64 chars>')).min(1).max(4),
+          hostKeySha256: z
+            .array(z.string().regex(HOST_KEY_SHA256, 'must look like SHA256:<43 base64 chars>'))
+            .min(1)
+            .max(4),
           /** Credentials in the platform's `…/api` secret: `sftpUsername` and `sftpPrivateKey` (optionally `sftpPassphrase`) or `sftpPassword`. */
           auth: z.enum(['key', 'password']).default('key'),
           /** Connect and idle timeout. */
@@ -316,7 +319,9 @@ export const FilesSchema = z
     /** A JSON manifest (rows, bytes, SHA-256 and names of the window's files), written after them. */
     manifest: z
       .object({
-        nameTemplate: fileNameTemplate.default('Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.manifest.json'),
+        nameTemplate: fileNameTemplate.default(
+          'Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.manifest.json',
+        ),
       })
       .strict()
       .optional(),

@@ -127,7 +127,8 @@ export class DynamoFileStore implements FileStaging, ExportStore {
       if (!DMP_USER_ID.test(membership.dmpUserId)) throw new StagingInputError('a dmpUserId is malformed');
       if (!membership.partnerUserId || /[\t\r\n]/.test(membership.partnerUserId))
         throw new StagingInputError('a partnerUserId is empty or holds a tab or line break');
-      if (membership.op !== 'add' && membership.op !== 'remove') throw new StagingInputError('op must be add or remove');
+      if (membership.op !== 'add' && membership.op !== 'remove')
+        throw new StagingInputError('op must be add or remove');
       const ts = normalizedTs(membership.ts);
       if (!ts) throw new StagingInputError(`ts ${JSON.stringify(membership.ts.slice(0, 40))} is not a date`);
 
@@ -211,7 +212,12 @@ export class DynamoFileStore implements FileStaging, ExportStore {
       const raw = unmarshall(item);
       const window = { startMs: Number(raw['windowStartMs']), minutes: Number(raw['windowMinutes']) };
       if (window.startMs >= startedBeforeMs) continue;
-      windows.push({ platformId, segmentId: String(raw['segmentId']), window, shards: Number(raw['shards']) });
+      windows.push({
+        platformId,
+        segmentId: String(raw['segmentId']),
+        window,
+        shards: Number(raw['shards']),
+      });
     }
     return windows.sort(
       (a, b) => a.window.startMs - b.window.startMs || a.segmentId.localeCompare(b.segmentId),
@@ -251,7 +257,11 @@ export class DynamoFileStore implements FileStaging, ExportStore {
     );
   }
 
-  async getRecord(platformId: number, segmentId: string, window: FileWindow): Promise<PublicationRecord | undefined> {
+  async getRecord(
+    platformId: number,
+    segmentId: string,
+    window: FileWindow,
+  ): Promise<PublicationRecord | undefined> {
     const answer = await this.client.send(
       new GetItemCommand({
         TableName: this.tableName,
@@ -294,7 +304,11 @@ export class DynamoFileStore implements FileStaging, ExportStore {
   }
 
   /** Where a user's staged changes for a segment stand: for `dmp why` and the accounting. */
-  async membershipDelivery(platformId: number, segmentId: string, dmpUserId: string): Promise<MembershipDelivery[]> {
+  async membershipDelivery(
+    platformId: number,
+    segmentId: string,
+    dmpUserId: string,
+  ): Promise<MembershipDelivery[]> {
     const deliveries: MembershipDelivery[] = [];
     for await (const item of this.query({
       KeyConditionExpression: 'pk = :pk',
@@ -303,7 +317,8 @@ export class DynamoFileStore implements FileStaging, ExportStore {
       const raw = unmarshall(item);
       const window = String(raw['window']);
       const record = await this.getRecord(platformId, segmentId, parseWindowKey(window));
-      const state = record?.state === 'published' ? 'published' : record?.state === 'empty' ? 'empty' : 'staged';
+      const state =
+        record?.state === 'published' ? 'published' : record?.state === 'empty' ? 'empty' : 'staged';
       deliveries.push({
         op: raw['op'] === 'remove' ? 'remove' : 'add',
         ts: String(raw['ts']),
@@ -369,7 +384,11 @@ function toRecord(item: Record<string, AttributeValue>): PublicationRecord {
   return record as unknown as PublicationRecord;
 }
 
-async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {

@@ -33,7 +33,11 @@ export interface ExportStore {
   rows(pending: PendingWindow): AsyncIterable<StagedRow>;
   /** Forgets a pending window once its publication is settled (its record remains). */
   settlePending(pending: PendingWindow): Promise<void>;
-  getRecord(platformId: number, segmentId: string, window: FileWindow): Promise<PublicationRecord | undefined>;
+  getRecord(
+    platformId: number,
+    segmentId: string,
+    window: FileWindow,
+  ): Promise<PublicationRecord | undefined>;
   putRecord(record: PublicationRecord): Promise<void>;
   acquireLease(platformId: number, owner: string, nowMs: number, leaseMs: number): Promise<boolean>;
   releaseLease(platformId: number, owner: string): Promise<void>;
@@ -121,7 +125,10 @@ export interface ExportReport {
 export class FileExporter {
   constructor(private readonly deps: FileExporterDeps) {}
 
-  async run(platform: ExportPlatform, options: { graceMs?: number; leaseMs?: number } = {}): Promise<ExportReport> {
+  async run(
+    platform: ExportPlatform,
+    options: { graceMs?: number; leaseMs?: number } = {},
+  ): Promise<ExportReport> {
     const { store, now, owner } = this.deps;
     const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     const leaseMs = options.leaseMs ?? 900_000;
@@ -282,14 +289,25 @@ export class FileExporter {
       rows,
       bytes,
     });
-    return { ...outcomeBase(pending), outcome: 'published', files: record.files.map((file) => file.name), rows };
+    return {
+      ...outcomeBase(pending),
+      outcome: 'published',
+      files: record.files.map((file) => file.name),
+      rows,
+    };
   }
 
-  private async recordFailure(platform: ExportPlatform, pending: PendingWindow, error: unknown): Promise<WindowOutcome> {
+  private async recordFailure(
+    platform: ExportPlatform,
+    pending: PendingWindow,
+    error: unknown,
+  ): Promise<WindowOutcome> {
     const { store, now } = this.deps;
     const message = errorMessage(error);
     const at = now();
-    const current = await store.getRecord(pending.platformId, pending.segmentId, pending.window).catch(() => undefined);
+    const current = await store
+      .getRecord(pending.platformId, pending.segmentId, pending.window)
+      .catch(() => undefined);
     const failures = (current?.failures ?? 0) + 1;
     const alarming = failures >= platform.files.alarmAfterFailures;
     const stamp = new Date(at).toISOString();

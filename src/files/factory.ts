@@ -62,13 +62,19 @@ export function fileStagingFromEnv(
 }
 
 /** The SFTP credentials in the platform's API secret. */
-export function sftpCredentialsOf(secret: ApiCredentials | undefined, secretName: string, auth: 'key' | 'password'): SftpCredentials {
+export function sftpCredentialsOf(
+  secret: ApiCredentials | undefined,
+  secretName: string,
+  auth: 'key' | 'password',
+): SftpCredentials {
   const username = secret?.['sftpUsername'];
   const privateKey = secret?.['sftpPrivateKey'];
   const password = secret?.['sftpPassword'];
   if (!username) throw new Error(`secret ${secretName} has no sftpUsername`);
-  if (auth === 'key' && !privateKey) throw new Error(`secret ${secretName} has no sftpPrivateKey (auth: key)`);
-  if (auth === 'password' && !password) throw new Error(`secret ${secretName} has no sftpPassword (auth: password)`);
+  if (auth === 'key' && !privateKey)
+    throw new Error(`secret ${secretName} has no sftpPrivateKey (auth: key)`);
+  if (auth === 'password' && !password)
+    throw new Error(`secret ${secretName} has no sftpPassword (auth: password)`);
   return auth === 'key'
     ? { username, privateKey, passphrase: secret?.['sftpPassphrase'] }
     : { username, password };
@@ -78,7 +84,10 @@ export interface TargetDeps {
   readonly environment: string;
   readonly s3: S3Client;
   /** Reads a JSON secret (JsonSecrets.read). */
-  readonly readSecret: (name: string, schema: typeof ApiCredentialsSchema) => Promise<ApiCredentials | undefined>;
+  readonly readSecret: (
+    name: string,
+    schema: typeof ApiCredentialsSchema,
+  ) => Promise<ApiCredentials | undefined>;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -86,7 +95,10 @@ export function targetFor(platform: FilePlatform, deps: TargetDeps): FileTarget 
   const destination = platform.files.destination;
   if (destination.type === 's3') {
     const bucket = destination.bucket ?? (deps.env ?? process.env)[FILE_OUTBOX_BUCKET.envVar];
-    if (!bucket) throw new Error(`${FILE_OUTBOX_BUCKET.envVar} is not set (platform ${platform.platformId} uses the outbox)`);
+    if (!bucket)
+      throw new Error(
+        `${FILE_OUTBOX_BUCKET.envVar} is not set (platform ${platform.platformId} uses the outbox)`,
+      );
     const options = { bucket, prefix: destination.prefix, externalId: destination.externalId };
     return destination.roleArn
       ? S3Target.withRole(deps.s3, { ...options, roleArn: destination.roleArn })

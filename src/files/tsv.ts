@@ -81,10 +81,7 @@ export interface GzipTsv {
 }
 
 /** Counts the lines that pass (the TSV chunks are split on line ends already). */
-async function* counted(
-  lines: AsyncIterable<FileLine>,
-  counter: { rows: number },
-): AsyncGenerator<FileLine> {
+async function* counted(lines: AsyncIterable<FileLine>, counter: { rows: number }): AsyncGenerator<FileLine> {
   for await (const line of lines) {
     counter.rows += 1;
     yield line;

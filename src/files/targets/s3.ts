@@ -1,7 +1,7 @@
+import type { Readable } from 'node:stream';
 import { HeadObjectCommand, NotFound, S3Client } from '@aws-sdk/client-s3';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Readable } from 'node:stream';
 import type { FileTarget, TargetSession } from '../exporter.ts';
 
 /**

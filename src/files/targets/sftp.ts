@@ -92,9 +92,12 @@ export class SftpTarget implements FileTarget {
             'nothing sent. If the partner changed its key, verify the new fingerprint with the partner and pin it.',
         );
       }
-      throw new Error(`SFTP connection to ${settings.host}:${settings.port} failed: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new Error(
+        `SFTP connection to ${settings.host}:${settings.port} failed: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
     const path = (name: string) => posix.join(settings.directory, name);
     return {

@@ -97,7 +97,9 @@ describe('file names', () => {
   });
 
   it('requires pinned host keys for SFTP destinations', () => {
-    expect(FilesSchema.safeParse({ destination: { type: 'sftp', host: 'sftp.example.com' } }).success).toBe(false);
+    expect(FilesSchema.safeParse({ destination: { type: 'sftp', host: 'sftp.example.com' } }).success).toBe(
+      false,
+    );
     expect(
       FilesSchema.safeParse({
         destination: { type: 'sftp', host: 'sftp.example.com', hostKeySha256: [`SHA256:${'A'.repeat(43)}`] },
