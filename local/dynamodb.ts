@@ -121,7 +121,9 @@ export async function ensureTable(
                 IndexName: index.name,
                 KeySchema: [
                   { AttributeName: index.partitionKey.name, KeyType: 'HASH' as const },
-                  ...(index.sortKey ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' as const }] : []),
+                  ...(index.sortKey
+                    ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' as const }]
+                    : []),
                 ],
                 Projection: { ProjectionType: 'ALL' as const },
               })),
