@@ -102,9 +102,22 @@ export class SftpTarget implements FileTarget {
     const path = (name: string) => posix.join(settings.directory, name);
     return {
       async upload(name: string, body: Readable) {
-        await client.put(body, path(temporaryNameOf(name)), {
-          writeStreamOptions: { flags: 'w', mode: 0o644 },
+        const temporary = path(temporaryNameOf(name));
+        let sent = 0;
+        body.on('data', (chunk: Buffer) => {
+          sent += chunk.length;
         });
+        await client.put(body, temporary, { writeStreamOptions: { flags: 'w', mode: 0o644 } });
+        // A write stream closed by a dropped connection may look like a finished upload: make sure
+        // every byte was produced and is on the server before the file may be renamed.
+        if (!body.readableEnded) {
+          const error = new Error(`upload of ${name} stopped before the end of the file`);
+          body.destroy(error);
+          throw error;
+        }
+        const stored = (await client.stat(temporary)).size;
+        if (stored !== sent)
+          throw new Error(`upload of ${name} incomplete: ${stored} of ${sent} bytes on the server`);
       },
       async commit(name: string) {
         await client.rename(path(temporaryNameOf(name)), path(name));
