@@ -13,6 +13,8 @@ export interface MonitoringProps {
   readonly api: HttpApi;
   /** Functions to alarm on, by a short display name. */
   readonly functions: Readonly<Record<string, lambda.IFunction>>;
+  /** Alarms made elsewhere (file publication) that notify and show like these. */
+  readonly extraAlarms?: readonly cloudwatch.Alarm[];
 }
 
 const PERIOD = Duration.minutes(5);
@@ -59,6 +61,8 @@ export class Monitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
+
+    this.alarms.push(...(props.extraAlarms ?? []));
 
     const topicArn = config.monitoring.alarmTopicArn;
     if (topicArn) {

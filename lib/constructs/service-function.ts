@@ -97,6 +97,7 @@ export class ServiceFunction extends Construct {
         sourceMap: false,
         bundleAwsSDK: true,
         esbuildArgs: { '--tree-shaking': 'true' },
+        externalModules: [...(definition.bundleExternal ?? [])],
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
       },
     });

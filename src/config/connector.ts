@@ -285,8 +285,43 @@ export const FilesSchema = z
             .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN')
             .optional(),
           externalId: z.string().min(2).max(1224).optional(),
+          /** The partner's bucket demands SSE-KMS with its key: objects are encrypted with it. */
+          kmsKeyArn: z
+            .string()
+            .regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]{1,128}$/, 'must be a KMS key ARN')
+            .optional(),
+          /**
+           * Our outbox only: AWS principals of the partner (`arn:aws:iam::<account>:root` or a role)
+           * that may list and read this platform's prefix, and nothing else of the bucket.
+           */
+          partnerReaders: z
+            .array(
+              z
+                .string()
+                .regex(
+                  /^arn:aws[a-z-]*:iam::\d{12}:(root|role\/[\w+=,.@/-]{1,512})$/,
+                  'must be an IAM account root or role ARN',
+                ),
+            )
+            .max(10)
+            .default([]),
         })
-        .strict(),
+        .strict()
+        .superRefine((destination, ctx) => {
+          if (destination.partnerReaders.length === 0) return;
+          if (destination.bucket)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['partnerReaders'],
+              message: 'is for our outbox only (no bucket)',
+            });
+          if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(destination.prefix))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['prefix'],
+              message: 'must be a folder of its own (like partner-x/) when partnerReaders may read it',
+            });
+        }),
       z
         .object({
           type: z.literal('sftp'),

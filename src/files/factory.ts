@@ -99,7 +99,12 @@ export function targetFor(platform: FilePlatform, deps: TargetDeps): FileTarget 
       throw new Error(
         `${FILE_OUTBOX_BUCKET.envVar} is not set (platform ${platform.platformId} uses the outbox)`,
       );
-    const options = { bucket, prefix: destination.prefix, externalId: destination.externalId };
+    const options = {
+      bucket,
+      prefix: destination.prefix,
+      externalId: destination.externalId,
+      kmsKeyArn: destination.kmsKeyArn,
+    };
     return destination.roleArn
       ? S3Target.withRole(deps.s3, { ...options, roleArn: destination.roleArn })
       : new S3Target(deps.s3, options);

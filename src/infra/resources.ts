@@ -105,6 +105,12 @@ export interface FunctionDefinition {
   readonly tables: readonly { readonly table: TableDefinition; readonly access: 'read' | 'readWrite' }[];
   /** Secrets the function reads (names produced by src/config/secrets.ts). */
   readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
+  /**
+   * Modules left out of the bundle (esbuild externals). ssh2's optional native parts: its crypto
+   * binding (`*.node`) and `cpu-features`; ssh2 loads both in a try/catch and falls back to pure
+   * JavaScript, which is what runs on arm64 Lambda.
+   */
+  readonly bundleExternal?: readonly string[];
   /** Buckets the function writes objects to. */
   readonly buckets?: readonly BucketDefinition[];
   /**
@@ -136,6 +142,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     secrets: 'platformApi',
     buckets: [FILE_OUTBOX_BUCKET],
     schedule: { perPlatformMode: 'file' },
+    bundleExternal: ['cpu-features', '*.node'],
   },
 };
 

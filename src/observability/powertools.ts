@@ -54,16 +54,19 @@ export class PowertoolsFileMetrics implements ExportMetrics {
   }
 
   published(platformId: number, files: number, rows: number): void {
-    const single = this.metrics.singleMetric();
-    single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
-    single.addMetric(FILE_METRICS.published, MetricUnit.Count, files);
-    single.addMetric(FILE_METRICS.rows, MetricUnit.Count, rows);
+    this.count(platformId, FILE_METRICS.published, files);
+    this.count(platformId, FILE_METRICS.rows, rows);
   }
 
   failed(platformId: number, alarming: boolean): void {
+    this.count(platformId, FILE_METRICS.failed, 1);
+    if (alarming) this.count(platformId, FILE_METRICS.failing, 1);
+  }
+
+  /** A single metric is emitted at once, with its own dimensions: one per record. */
+  private count(platformId: number, name: string, value: number): void {
     const single = this.metrics.singleMetric();
     single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
-    single.addMetric(FILE_METRICS.failed, MetricUnit.Count, 1);
-    if (alarming) single.addMetric(FILE_METRICS.failing, MetricUnit.Count, 1);
+    single.addMetric(name, MetricUnit.Count, value);
   }
 }

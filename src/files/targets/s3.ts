@@ -19,6 +19,8 @@ export interface S3TargetOptions {
   /** A role in the partner's account to write with. */
   readonly roleArn?: string | undefined;
   readonly externalId?: string | undefined;
+  /** SSE-KMS with this key (a partner bucket that demands its own key). */
+  readonly kmsKeyArn?: string | undefined;
   readonly partSizeBytes?: number;
 }
 
@@ -57,7 +59,13 @@ export class S3Target implements FileTarget {
       async upload(name: string, body: Readable, contentType: string) {
         await new Upload({
           client,
-          params: { Bucket: options.bucket, Key: key(name), Body: body, ContentType: contentType },
+          params: {
+            Bucket: options.bucket,
+            Key: key(name),
+            Body: body,
+            ContentType: contentType,
+            ...(options.kmsKeyArn ? { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: options.kmsKeyArn } : {}),
+          },
           partSize: options.partSizeBytes ?? S3_PART_SIZE,
           queueSize: 2,
           leavePartsOnError: false,
