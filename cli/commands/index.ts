@@ -1,4 +1,5 @@
 import type { Command } from '../framework.ts';
+import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { segmentsCommand, segmentsEnsureCommand } from './segments.ts';
@@ -8,6 +9,7 @@ import { segmentsCommand, segmentsEnsureCommand } from './segments.ts';
  * (names may have several words: `platforms validate`, `dlq redrive`).
  */
 export const COMMANDS: readonly Command[] = [
+  filesCommand,
   mappingsCommand,
   platformsListCommand,
   platformsValidateCommand,

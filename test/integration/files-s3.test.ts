@@ -1,10 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCAL_CREDENTIALS } from '../../local/endpoints.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { PlatformFilesView } from '../../cli/commands/files.ts';
+import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
+import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
 import { fileStore } from '../../src/files/factory.ts';
 import { renderFileName, windowOf } from '../../src/files/naming.ts';
@@ -12,6 +16,7 @@ import type { StagedMembership } from '../../src/files/staging.ts';
 import { S3Target } from '../../src/files/targets/s3.ts';
 import { gzipTsv } from '../../src/files/tsv.ts';
 import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
+import { runDmpInProcess } from '../support/cli.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
 
 /**
@@ -25,6 +30,8 @@ let stack: LocalStack;
 let s3: S3Client;
 let dynamodb: DynamoDBClient;
 let restoreOutput: () => void;
+let workDir: string;
+let cliEnv: Record<string, string>;
 
 beforeAll(async () => {
   restoreOutput = quietLambdaOutput();
@@ -32,6 +39,9 @@ beforeAll(async () => {
   const clientOptions = { region: stack.region, credentials: LOCAL_CREDENTIALS };
   s3 = new S3Client({ ...clientOptions, endpoint: stack.s3Endpoint, forcePathStyle: true });
   dynamodb = new DynamoDBClient({ ...clientOptions, endpoint: stack.dynamodbEndpoint });
+  workDir = mkdtempSync(join(tmpdir(), 'dmp-files-cli-'));
+  writeEndpointsFile(join(workDir, 'endpoints.json'), endpointsOf(stack));
+  cliEnv = { [ENDPOINTS_FILE_ENV_VAR]: join(workDir, 'endpoints.json') };
 });
 
 afterAll(async () => {
@@ -39,6 +49,7 @@ afterAll(async () => {
   dynamodb?.destroy();
   await stack?.stop();
   restoreOutput?.();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
 function stagingAt(atMs: number) {
@@ -108,6 +119,24 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
       rows: 250,
       bytes: file.length,
     });
+    // `dmp files` lists it, with where to read it.
+    const listed = await runDmpInProcess(['files', '--platform', String(PLATFORM), '--json'], cliEnv);
+    expect(listed.code).toBe(0);
+    const [view] = (JSON.parse(listed.stdout) as { platforms: PlatformFilesView[] }).platforms;
+    const window = view!.windows.find((candidate) => candidate.segmentId === '4242')!;
+    expect(window).toMatchObject({ state: 'published', rows: 250, failures: 0 });
+    expect(window.files.map((entry) => entry.location)).toEqual([
+      `s3://${FILE_OUTBOX_BUCKET.localName}/${PLATFORM}/${name}`,
+    ]);
+    expect(window.manifest?.name).toBe(manifestName);
+    const text = await runDmpInProcess(['files'], cliEnv);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`Platform ${PLATFORM}`);
+    expect(text.stdout).toContain(name);
+    expect(text.stdout).toContain(
+      `aws --endpoint-url ${stack.s3Endpoint} s3 cp s3://${FILE_OUTBOX_BUCKET.localName}/${PLATFORM}/`,
+    );
+
     expect(manifest.files).toEqual([
       {
         name,
