@@ -2,17 +2,18 @@ import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { runColdStart } from './cold-start.ts';
 import { runDomain } from './domain.ts';
+import { runFilesMemory, runFilesThroughput } from './files.ts';
 import { runHttp } from './http.ts';
 import { comparisonRow, formatBytes, formatRatio, printTable, type Row, sinkValue } from './runner.ts';
 
 /**
- * `npm run bench [-- --only domain,http,cold] [-- --quick]`: every figure is a ratio to a baseline
+ * `npm run bench [-- --only domain,http,cold,files] [-- --quick]`: every figure is a ratio to a baseline
  * measured in the same run (median of interleaved rounds); absolute times are printed for
  * information only, since they say more about the machine than about the code.
  * See docs/performance.md.
  */
 
-const SECTIONS = ['domain', 'http', 'cold'] as const;
+const SECTIONS = ['domain', 'http', 'cold', 'files'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: readonly string[]): { only: Set<Section>; quick: boolean } {
@@ -30,7 +31,9 @@ function parseArgs(argv: readonly string[]): { only: Set<Section>; quick: boolea
       }
       only = new Set(names as Section[]);
     } else {
-      throw new Error(`unknown argument ${arg}; usage: npm run bench [-- --only domain,http,cold] [--quick]`);
+      throw new Error(
+        `unknown argument ${arg}; usage: npm run bench [-- --only domain,http,cold,files] [--quick]`,
+      );
     }
   }
   return { only, quick };
@@ -119,6 +122,32 @@ async function main(): Promise<void> {
         `    ${name.padEnd(40)} ${String(bytes).padStart(8)}  ${((bytes / total) * 100).toFixed(1)}%`,
       );
     }
+  }
+
+  if (only.has('files')) {
+    const throughput = await runFilesThroughput(
+      quick ? { ids: 200_000, rounds: 3 } : { ids: 1_000_000, rounds: 7 },
+    );
+    const memory = await runFilesMemory(
+      quick ? { small: 10_000, large: 100_000 } : { small: 100_000, large: 1_000_000 },
+    );
+    const mib = (bytes: number) => `${(bytes / 1048576).toFixed(0)} MiB`;
+    printTable('5. legacy files: gzip TSV writer MB/s / `gzip -6` MB/s (same ids); peak RSS of a window', [
+      {
+        benchmark: `5  gzip TSV, ${throughput.ids.toLocaleString('en')} ids (${(throughput.tsvBytes / 1e6).toFixed(1)} MB)`,
+        ratio: formatRatio(throughput.ratio),
+        spread: `${formatRatio(throughput.ratioQ1)}-${formatRatio(throughput.ratioQ3)}`,
+        info: `${throughput.oursMBps.toFixed(1)} vs gzip -6 ${throughput.gzipMBps.toFixed(1)} MB per CPU s (target >= 0.80x); wall-clock ratio ${formatRatio(throughput.wallRatio)}`,
+      },
+      {
+        benchmark: `5  export of one window: peak RSS ${memory.large.count.toLocaleString('en')} / ${memory.small.count.toLocaleString('en')} ids`,
+        ratio: formatRatio(memory.large.peakRss / memory.small.peakRss),
+        spread: '',
+        info: `${mib(memory.large.peakRss)} vs ${mib(memory.small.peakRss)} (process at start ${mib(
+          memory.large.beforeRss,
+        )}); ${(memory.large.elapsedMs / 1000).toFixed(1)} s for ${memory.large.count.toLocaleString('en')} ids`,
+      },
+    ]);
   }
 
   console.log(

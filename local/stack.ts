@@ -54,6 +54,8 @@ export interface LocalStackOptions {
   /** Keep DynamoDB (LevelDB) and SQS/S3 (SQLite) data here; in memory when absent. */
   readonly dataDir?: string;
   readonly configPath?: string;
+  /** Only these platforms of the environment (tests written for a given set of partners). */
+  readonly platformIds?: readonly number[];
   readonly secretsPath?: string;
   /** No request or handler-error lines (tests). */
   readonly quiet?: boolean;
@@ -345,7 +347,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   try {
     const region = LOCAL_REGION;
-    const fileConfig = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const loaded = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const only = options.platformIds;
+    const fileConfig = only
+      ? { ...loaded, platforms: loaded.platforms.filter((platform) => only.includes(platform.id)) }
+      : loaded;
     const secretValues = loadLocalSecrets(
       resolve(options.secretsPath ?? DEFAULT_SECRETS_PATH),
       fileConfig.name,

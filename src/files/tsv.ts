@@ -3,7 +3,7 @@ import { PassThrough, pipeline, Readable, Transform } from 'node:stream';
 import { constants, createGzip } from 'node:zlib';
 
 /**
- * The file format, streaming end to end: staged rows -> one line per user -> TSV text in ~64 KB
+ * The file format, streaming end to end: staged rows -> one line per user -> TSV text in ~256 KB
  * chunks -> gzip (level 6, as `gzip -6`) -> a counting, hashing stream the target uploads. Memory
  * stays flat whatever the number of rows; the bytes are a pure function of the rows (gzip's header
  * carries no time or name), so writing a window again yields the identical file.
@@ -45,22 +45,33 @@ export class TsvFormatError extends Error {
   override readonly name = 'TsvFormatError';
 }
 
-const CHUNK_CHARS = 64 * 1024;
+const CHUNK_CHARS = 256 * 1024;
 
-/** TSV text in chunks of about 64 KB (one `write` per line would cost more than gzip itself). */
-export async function* tsvChunks(lines: AsyncIterable<FileLine>, opColumn: boolean): AsyncGenerator<string> {
+/**
+ * TSV text in chunks of about 256 KB (one `write` per line would cost more than gzip itself);
+ * counts the lines into `counter`.
+ */
+export async function* tsvChunks(
+  lines: AsyncIterable<FileLine>,
+  opColumn: boolean,
+  counter: { rows: number } = { rows: 0 },
+): AsyncGenerator<string> {
   let chunk = '';
+  let rows = 0;
   for await (const line of lines) {
     if (FORBIDDEN_IN_TSV.test(line.partnerUserId) || line.partnerUserId.length === 0) {
       // Partner ids are validated when mapped; this guards the file format itself.
       throw new TsvFormatError('a partner user id is empty or contains a tab or line break');
     }
     chunk += opColumn ? `${line.partnerUserId}\t${line.op}\n` : `${line.partnerUserId}\n`;
+    rows += 1;
     if (chunk.length >= CHUNK_CHARS) {
+      counter.rows = rows;
       yield chunk;
       chunk = '';
     }
   }
+  counter.rows = rows;
   if (chunk.length > 0) yield chunk;
 }
 
@@ -80,14 +91,6 @@ export interface GzipTsv {
   readonly written: Promise<WrittenFile>;
 }
 
-/** Counts the lines that pass (the TSV chunks are split on line ends already). */
-async function* counted(lines: AsyncIterable<FileLine>, counter: { rows: number }): AsyncGenerator<FileLine> {
-  for await (const line of lines) {
-    counter.rows += 1;
-    yield line;
-  }
-}
-
 export function gzipTsv(lines: AsyncIterable<FileLine>, opColumn: boolean): GzipTsv {
   const counter = { rows: 0 };
   const hash = createHash('sha256');
@@ -102,8 +105,8 @@ export function gzipTsv(lines: AsyncIterable<FileLine>, opColumn: boolean): Gzip
   const body = new PassThrough();
   const written = new Promise<WrittenFile>((resolve, reject) => {
     pipeline(
-      Readable.from(tsvChunks(counted(lines, counter), opColumn)),
-      createGzip({ level: 6, memLevel: 8, strategy: constants.Z_DEFAULT_STRATEGY }),
+      Readable.from(tsvChunks(lines, opColumn, counter)),
+      createGzip({ level: 6, memLevel: 8, strategy: constants.Z_DEFAULT_STRATEGY, chunkSize: 64 * 1024 }),
       measure,
       body,
       (error) => {

@@ -18,6 +18,7 @@ import { gzipTsv } from '../../src/files/tsv.ts';
 import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
 import { runDmpInProcess } from '../support/cli.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
+import { Browser, expectGif } from './support.ts';
 
 /**
  * File delivery to S3 through the real export-files handler on the local stack: staged
@@ -165,6 +166,29 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
       .trim()
       .split('\n');
     expect(lines.sort()).toEqual(batch.map((m) => m.partnerUserId).sort());
+  });
+
+  it('syncs platform 99998 through the reference partner; its file carries the synced partner id', async () => {
+    const browser = new Browser('files');
+    const hops = await browser.follow(`${stack.apiUrl}/sync?pl=${PLATFORM}`);
+    expectGif(hops.at(-1)!, 200);
+    const dmpUserId = browser.cookie('dmp_uid')!;
+    const partnerUserId = browser.cookie('partner_uid')!;
+    const mappings = await runDmpInProcess(['mappings', dmpUserId, '--json'], cliEnv);
+    expect(JSON.parse(mappings.stdout).mappings).toEqual([
+      expect.objectContaining({ platformId: PLATFORM, partnerUserId }),
+    ]);
+
+    // What the population route step stages for this user, published by the next run.
+    const stagedAt = Date.now() - 40 * 60_000;
+    await stagingAt(stagedAt).stage([
+      { ...membership('7373', 0), dmpUserId, partnerUserId, ts: new Date(stagedAt).toISOString() },
+    ]);
+    await stack.invoke('exportFiles', { platformId: PLATFORM });
+    const [key] = (await objectKeys(`${PLATFORM}/Mapp_dmp_7373_`)).filter((entry) =>
+      entry.endsWith('.tsv.gz'),
+    );
+    expect(gunzipSync(await download(key!)).toString('utf8')).toBe(`${partnerUserId}\n`);
   });
 
   it('uploads a large file as multipart and reads back the same bytes', async () => {
