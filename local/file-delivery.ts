@@ -79,7 +79,10 @@ export function startSchedules(
       const invocation = fn
         .invoke(run.event)
         .then(
-          (result) => log(`schedule: ${run.name}: ${summarize(result)}`),
+          (result) => {
+            const summary = summarize(result);
+            if (summary) log(`schedule: ${run.name}: ${summary}`);
+          },
           (error: unknown) => log(`schedule: ${run.name} failed: ${(error as Error).message}`),
         )
         .finally(() => {
@@ -101,10 +104,11 @@ export function startSchedules(
   };
 }
 
-function summarize(result: unknown): string {
+/** What a run did, or undefined when it had nothing to do (most runs: kept out of the log). */
+function summarize(result: unknown): string | undefined {
   const report = (result as { report?: { windows?: { outcome: string; files: string[] }[] } } | null)?.report;
   const windows = report?.windows ?? [];
-  if (windows.length === 0) return 'nothing to publish';
+  if (windows.length === 0) return undefined;
   return windows
     .map((window) => `${window.outcome}${window.files.length ? ` ${window.files.join(', ')}` : ''}`)
     .join('; ');

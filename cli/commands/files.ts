@@ -188,9 +188,13 @@ export const filesCommand: Command = {
         ),
       );
       const example = view.windows.flatMap((window) => window.files)[0];
-      if (example?.location.startsWith('s3://')) {
-        const endpoint = s3Endpoint ? ` --endpoint-url ${s3Endpoint}` : '';
-        io.stdout(`\n  read one: aws${endpoint} s3 cp ${example.location} - | gunzip | head`);
+      if (example?.location.startsWith('s3://') && s3Endpoint) {
+        // The embedded S3 answers path-style GETs without signing: curl is enough.
+        const path = example.location.slice('s3://'.length);
+        io.stdout(`\n  read one: curl -s ${s3Endpoint}/${path} | gunzip | head`);
+        io.stdout(`  (or: aws --endpoint-url ${s3Endpoint} s3 cp ${example.location} - | gunzip | head)`);
+      } else if (example?.location.startsWith('s3://')) {
+        io.stdout(`\n  read one: aws s3 cp ${example.location} - | gunzip | head`);
       } else if (example) {
         io.stdout(`\n  on the partner's SFTP server: ${example.location}`);
       }

@@ -63,7 +63,8 @@ async function exportFiles(event: unknown, context: Context): Promise<ExportFile
     { platformId: platform.platformId, files: platform.files, target },
     { graceMs, leaseMs: context.getRemainingTimeInMillis() + 60_000 },
   );
-  logger.info('export run', {
+  // A run with nothing to do is the common case (every few minutes): debug level only.
+  logger[report.windows.length > 0 ? 'info' : 'debug']('export run', {
     platformId: platform.platformId,
     ran: report.ran,
     windows: report.windows.map(({ segmentId, window, outcome, rows, files }) => ({

@@ -134,9 +134,14 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`Platform ${PLATFORM}`);
     expect(text.stdout).toContain(name);
-    expect(text.stdout).toContain(
-      `aws --endpoint-url ${stack.s3Endpoint} s3 cp s3://${FILE_OUTBOX_BUCKET.localName}/${PLATFORM}/`,
+    const read = new RegExp(
+      `curl -s (${stack.s3Endpoint}/${FILE_OUTBOX_BUCKET.localName}/${PLATFORM}/\\S+) \\| gunzip`,
     );
+    const url = read.exec(text.stdout)?.[1];
+    expect(url, text.stdout).toBeDefined();
+    // What the hint says works: a plain GET of the embedded S3 returns the gzipped file.
+    const fetched = Buffer.from(await (await fetch(url!)).arrayBuffer());
+    expect(gunzipSync(fetched).toString('utf8').trim().split('\n')).toHaveLength(250);
 
     expect(manifest.files).toEqual([
       {
