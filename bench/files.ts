@@ -189,6 +189,11 @@ function generatedStore(count: number): ExportStore {
       return true;
     },
     async releaseLease() {},
+    async addPending() {},
+    async getEmptyCursor() {
+      return undefined;
+    },
+    async setEmptyCursor() {},
   };
 }
 

@@ -7,8 +7,9 @@ import { JsonSecrets } from '../../src/aws/secrets.ts';
 import { loadRuntimeEnvironment } from '../../src/config/load.ts';
 import { type ExportReport, FileExporter, type FileTarget } from '../../src/files/exporter.ts';
 import { filePlatforms, fileStagingFromEnv, targetFor } from '../../src/files/factory.ts';
-import { fileExportGraceMs } from '../../src/infra/resources.ts';
+import { fileExportGraceMs, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger, PowertoolsFileMetrics } from '../../src/observability/powertools.ts';
+import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 
 // Cold start: configuration validated, clients created once.
 const SERVICE_NAME = 'export-files';
@@ -20,6 +21,16 @@ const metrics = new PowertoolsFileMetrics(SERVICE_NAME);
 const platforms = new Map(filePlatforms(config).map((platform) => [platform.platformId, platform]));
 const targets = new Map<number, FileTarget>();
 const graceMs = fileExportGraceMs();
+const segmentTable = process.env[SEGMENT_TABLE.envVar];
+if (!segmentTable) throw new Error(`${SEGMENT_TABLE.envVar} is not set`);
+const segments = new DynamoSegmentStore(dynamoDbClient(), segmentTable);
+
+/** Partner segment ids of a platform (for empty files): those obtained from the partner. */
+async function knownSegments(platformId: number): Promise<string[]> {
+  return (await segments.list(platformId)).flatMap((record) =>
+    record.state === 'ready' && record.partnerSegmentId ? [record.partnerSegmentId] : [],
+  );
+}
 
 /** What EventBridge Scheduler sends: the schedule's fixed input. */
 const EventSchema = z.object({ platformId: z.number().int().positive() }).strict();
@@ -56,6 +67,7 @@ async function exportFiles(event: unknown, context: Context): Promise<ExportFile
     owner: context.awsRequestId,
     metrics,
     logger,
+    knownSegments,
   });
   // Failures are recorded per window and retried by later runs (with backoff); throwing here
   // would only make the scheduler invoke again at once.

@@ -38,6 +38,7 @@ import type { StagedRow } from './tsv.ts';
  * - `pending#<platform>`, `<window>#<segment>`: a window with staged rows, not yet settled.
  * - `pub#<platform>`, `<window>#<segment>`: the publication record (publication.ts).
  * - `lease#<platform>`, `lease`: the export run that holds the platform.
+ * - `cursor#<platform>`, `emptyFiles`: the last window considered for empty files.
  *
  * No late rows: a membership is staged into the window of the moment `stage` is called, and
  * `stage` refuses to start a write after the window's end plus half the grace period; the exporter
@@ -169,20 +170,7 @@ export class DynamoFileStore implements FileStaging, ExportStore {
     for (const { pending, items } of groups.values()) {
       const deadline = windowEndMs(pending.window) + this.graceMs / 2;
       // The pending marker first: a staged row is never in a window the exporter does not know of.
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: marshall({
-            pk: `pending#${pending.platformId}`,
-            sk: `${windowKey(pending.window)}#${pending.segmentId}`,
-            platformId: pending.platformId,
-            segmentId: pending.segmentId,
-            windowStartMs: pending.window.startMs,
-            windowMinutes: pending.window.minutes,
-            shards: pending.shards,
-          }),
-        }),
-      );
+      await this.addPending(pending);
       await inParallel(items, this.concurrency, async (item) => {
         if (this.now() >= deadline)
           throw new StagingDeadlineError('staging ran past its window; retry the call (nothing is lost)');
@@ -200,6 +188,44 @@ export class DynamoFileStore implements FileStaging, ExportStore {
         }
       });
     }
+  }
+
+  async addPending(pending: PendingWindow): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: marshall({
+          pk: `pending#${pending.platformId}`,
+          sk: `${windowKey(pending.window)}#${pending.segmentId}`,
+          platformId: pending.platformId,
+          segmentId: pending.segmentId,
+          windowStartMs: pending.window.startMs,
+          windowMinutes: pending.window.minutes,
+          shards: pending.shards,
+        }),
+      }),
+    );
+  }
+
+  async getEmptyCursor(platformId: number): Promise<number | undefined> {
+    const answer = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: marshall({ pk: `cursor#${platformId}`, sk: 'emptyFiles' }),
+        ConsistentRead: true,
+      }),
+    );
+    const value = answer.Item?.['windowStartMs']?.N;
+    return value === undefined ? undefined : Number(value);
+  }
+
+  async setEmptyCursor(platformId: number, windowStartMs: number): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: marshall({ pk: `cursor#${platformId}`, sk: 'emptyFiles', windowStartMs }),
+      }),
+    );
   }
 
   async pendingWindows(platformId: number, startedBeforeMs: number): Promise<PendingWindow[]> {

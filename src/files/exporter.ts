@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FilesSettings } from '../config/connector.ts';
-import { type FileWindow, renderFileName, windowEndMs, windowKey } from './naming.ts';
+import { type FileWindow, renderFileName, windowEndMs, windowKey, windowOf } from './naming.ts';
 import {
   manifestOf,
   type PublicationRecord,
@@ -40,6 +40,11 @@ export interface ExportStore {
   ): Promise<PublicationRecord | undefined>;
   putRecord(record: PublicationRecord): Promise<void>;
   acquireLease(platformId: number, owner: string, nowMs: number, leaseMs: number): Promise<boolean>;
+  /** Marks a window as pending (empty files: a window without staged rows). Idempotent. */
+  addPending(pending: PendingWindow): Promise<void>;
+  /** Start of the last window for which empty files were considered (epoch ms), if any. */
+  getEmptyCursor(platformId: number): Promise<number | undefined>;
+  setEmptyCursor(platformId: number, windowStartMs: number): Promise<void>;
   releaseLease(platformId: number, owner: string): Promise<void>;
 }
 
@@ -95,7 +100,12 @@ export interface FileExporterDeps {
   readonly checkpoint?: Checkpoint;
   /** Lease owner id (a request id). */
   readonly owner: string;
+  /** The platform's segment ids (partner side), for platforms that want empty files. */
+  readonly knownSegments?: (platformId: number) => Promise<readonly string[]>;
 }
+
+/** At most this many windows are caught up with empty files per run (after a long outage). */
+export const MAX_EMPTY_WINDOWS_PER_RUN = 12;
 
 export interface ExportPlatform {
   readonly platformId: number;
@@ -140,6 +150,7 @@ export class FileExporter {
     let session: TargetSession | undefined;
     try {
       const runAt = now();
+      if (platform.files.emptyFiles) await this.markEmptyWindows(platform, runAt, graceMs);
       const pending = (await store.pendingWindows(platform.platformId, runAt)).filter(
         (candidate) => windowEndMs(candidate.window) + graceMs <= runAt,
       );
@@ -177,6 +188,33 @@ export class FileExporter {
       await store.releaseLease(platform.platformId, owner).catch(() => {});
     }
     return { platformId: platform.platformId, ran: true, windows: outcomes };
+  }
+
+  /**
+   * Empty files: every closed window since the last run gets a pending marker per known segment
+   * (a no-op where rows were staged), so that the loop below writes its file, empty or not.
+   * The first run starts at the latest closed window: no backfill.
+   */
+  private async markEmptyWindows(platform: ExportPlatform, runAt: number, graceMs: number): Promise<void> {
+    const { store } = this.deps;
+    const segments = (await this.deps.knownSegments?.(platform.platformId)) ?? [];
+    const lengthMs = platform.files.everyMinutes * 60_000;
+    const latest = windowOf(runAt - graceMs - lengthMs, platform.files.everyMinutes);
+    const cursor = await store.getEmptyCursor(platform.platformId);
+    let start = cursor === undefined ? latest.startMs : cursor + lengthMs;
+    start = Math.max(start, latest.startMs - (MAX_EMPTY_WINDOWS_PER_RUN - 1) * lengthMs);
+    if (start > latest.startMs) return;
+    for (let at = start; at <= latest.startMs; at += lengthMs) {
+      for (const segmentId of segments) {
+        await store.addPending({
+          platformId: platform.platformId,
+          segmentId,
+          window: { startMs: at, minutes: platform.files.everyMinutes },
+          shards: platform.files.stagingShards,
+        });
+      }
+    }
+    await store.setEmptyCursor(platform.platformId, latest.startMs);
   }
 
   private async publishWindow(

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlatformFilesView } from '../../cli/commands/files.ts';
 import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
 import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { FilesSchema } from '../../src/config/connector.ts';
+import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
 import { fileStore } from '../../src/files/factory.ts';
 import { renderFileName, windowOf } from '../../src/files/naming.ts';
@@ -194,6 +196,10 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
       entry.endsWith('.tsv.gz'),
     );
     expect(gunzipSync(await download(key!)).toString('utf8')).toBe(`${partnerUserId}\n`);
+    // For the accounting (`dmp why`): delivered once its file is published, and in which file.
+    expect(await stagingAt(Date.now()).membershipDelivery(PLATFORM, '7373', dmpUserId)).toEqual([
+      expect.objectContaining({ op: 'add', state: 'published', files: [key!.slice(`${PLATFORM}/`.length)] }),
+    ]);
   });
 
   it('uploads a large file as multipart and reads back the same bytes', async () => {
@@ -229,6 +235,49 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     } finally {
       s3.middlewareStack.remove('countCommands');
     }
+  });
+
+  it('writes empty files for the known segments of a platform that asks for them, nothing otherwise', async () => {
+    const platformId = 99911;
+    const windowMs = 60_000;
+    const start = Math.floor((Date.now() - 60 * 60_000) / windowMs) * windowMs;
+    const store = new DynamoFileStore(dynamodb, FILE_STAGING_TABLE.localName, {
+      settings: () => ({ everyMinutes: 1, stagingShards: 4 }),
+      now: () => start + 1000,
+    });
+    await store.stage([{ ...membership('801', 1), platformId }]);
+    const files = FilesSchema.parse({
+      destination: { type: 's3', prefix: 'empty-test/' },
+      everyMinutes: 1,
+      emptyFiles: true,
+    });
+    const target = new S3Target(s3, { bucket: FILE_OUTBOX_BUCKET.localName, prefix: 'empty-test/' });
+    let clock = start + windowMs + 5000;
+    const run = () =>
+      new FileExporter({
+        store,
+        now: () => clock,
+        owner: `empty-${clock}`,
+        knownSegments: async () => ['801', '802'],
+      }).run({ platformId, files, target }, { graceMs: 5000 });
+
+    const first = await run();
+    expect(first.windows.map((window) => [window.segmentId, window.outcome, window.rows])).toEqual([
+      ['801', 'published', 1],
+      ['802', 'published', 0],
+    ]);
+    clock += windowMs;
+    const second = await run();
+    expect(second.windows.map((window) => [window.segmentId, window.outcome, window.rows])).toEqual([
+      ['801', 'published', 0],
+      ['802', 'published', 0],
+    ]);
+    const keys = await objectKeys('empty-test/');
+    expect(keys).toHaveLength(4);
+    const empty = keys.find((key) => key.includes('Mapp_dmp_802_'))!;
+    expect(gunzipSync(await download(empty)).length).toBe(0);
+    // Nothing new to write until the next window closes.
+    expect((await run()).windows).toEqual([]);
   });
 
   it('records a failing upload, retries it on a later run, and publishes it once', async () => {
