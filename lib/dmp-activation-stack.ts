@@ -20,7 +20,7 @@ import {
 
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
-import { filePlatforms } from '../src/files/factory.ts';
+import { filePlatforms } from '../src/files/platforms.ts';
 import { createDataTable } from './constructs/data-table.ts';
 import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
@@ -108,8 +108,6 @@ export class DmpActivationStack extends Stack {
       functions[key] = fn;
     }
     this.userSync = functions.userSync!;
-    if (this.files && functions.exportFiles)
-      this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets);
 
     this.api = new UserSyncApi(this, 'UserSyncApi', {
       config,
@@ -121,8 +119,9 @@ export class DmpActivationStack extends Stack {
       config,
       api: this.api.api,
       functions: Object.fromEntries(Object.values(functions).map((fn) => [fn.node.id, fn.function])),
-      extraAlarms: this.files?.alarms ?? [],
     });
+    if (this.files && functions.exportFiles)
+      this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);
 
     new CfnOutput(this, STACK_OUTPUTS.apiUrl, {
       value: this.api.url,

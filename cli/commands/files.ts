@@ -1,7 +1,7 @@
 import { localEndpointsFile, readEndpointsFile } from '../../local/endpoints.ts';
 import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
-import { type FilePlatform, filePlatforms } from '../../src/files/factory.ts';
 import { windowKey } from '../../src/files/naming.ts';
+import { type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
 import { type PublicationRecord, totalRows } from '../../src/files/publication.ts';
 import { FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
 import { environmentName, loadEnvironmentConfig, parsePlatformId } from '../context.ts';

@@ -3,15 +3,15 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
-import { type FilePlatform, filePlatforms } from '../../src/files/factory.ts';
+import { exportFilesInput, type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
 import { FILE_METRICS, FUNCTIONS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
 import { acknowledgeNag } from '../nag.ts';
+import { FunctionSchedule } from './function-schedule.ts';
+import type { Monitoring } from './monitoring.ts';
 import type { ServiceFunction } from './service-function.ts';
 
 /** Delivered files stay in the outbox this long (the partner has read them by then). */
@@ -22,10 +22,6 @@ const PREFIX_NAG_REASON =
   'File names are made per segment and time window, so the exporter writes keys it cannot list in ' +
   "advance; the grant is limited to the platform's own prefix in its own bucket, with only PutObject, " +
   'GetObject (HeadObject: is a file already published?) and AbortMultipartUpload.';
-
-const SCHEDULER_NAG_REASON =
-  "Lambda's invoke grant names the export function and its qualified ARNs (`:*`, versions and aliases); " +
-  'the schedules invoke the unqualified function only, and this role serves no other target.';
 
 const ACCESS_LOGS_NAG_REASON =
   'This bucket is the target of the file outbox server access logs; logging it into itself (or into ' +
@@ -45,7 +41,7 @@ export class FileDelivery extends Construct {
   readonly platforms: readonly FilePlatform[];
   readonly outbox: s3.Bucket;
   readonly accessLogs: s3.Bucket;
-  readonly schedules: scheduler.Schedule[] = [];
+  readonly schedules: FunctionSchedule[] = [];
   readonly alarms: cloudwatch.Alarm[] = [];
 
   constructor(
@@ -114,7 +110,11 @@ export class FileDelivery extends Construct {
   }
 
   /** Grants, schedules and alarms of the export-files function. */
-  attachExporter(exporter: ServiceFunction, apiSecrets: ReadonlyMap<number, secretsmanager.Secret>): void {
+  attachExporter(
+    exporter: ServiceFunction,
+    apiSecrets: ReadonlyMap<number, secretsmanager.Secret>,
+    monitoring: Monitoring,
+  ): void {
     const { config } = this.props;
     const stack = Stack.of(this);
     const objects = new Set<string>();
@@ -187,25 +187,17 @@ export class FileDelivery extends Construct {
       );
     }
 
-    const schedulerRole = new iam.Role(this, 'SchedulerRole', {
-      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
-      }),
-      description: `Lets EventBridge Scheduler invoke the file exporter (${config.name})`,
-    });
     for (const platform of this.platforms) {
       const every = platform.files.everyMinutes;
+      // EventBridge Scheduler with its own role, a dead-letter queue and an alarm (plumbing's
+      // construct); the input names the platform, as the local stack's declaration does.
       this.schedules.push(
-        new scheduler.Schedule(this, `Export${platform.platformId}`, {
+        new FunctionSchedule(this, `Export${platform.platformId}`, {
+          function: exporter.function,
+          everyMinutes: every,
+          input: exportFilesInput(platform.platformId),
           description: `${config.name}: export files of platform ${platform.platformId} every ${every} min`,
-          schedule: scheduler.ScheduleExpression.rate(Duration.minutes(every)),
-          target: new targets.LambdaInvoke(exporter.function, {
-            input: scheduler.ScheduleTargetInput.fromObject({ platformId: platform.platformId }),
-            role: schedulerRole,
-            // A missed run is made up by the next one; the exporter records its own failures.
-            retryAttempts: 0,
-            maxEventAge: Duration.minutes(Math.max(1, every)),
-          }),
+          monitoring,
         }),
       );
       const failing = new cloudwatch.Metric({
@@ -231,15 +223,7 @@ export class FileDelivery extends Construct {
         }),
       );
     }
-    const schedulerPolicy = schedulerRole.node.tryFindChild('DefaultPolicy');
-    if (schedulerPolicy) {
-      const functionId = stack.getLogicalId(exporter.function.node.defaultChild as lambda.CfnFunction);
-      acknowledgeNag(
-        schedulerPolicy,
-        `AwsSolutions-IAM5[Resource::<${functionId}.Arn>:*]`,
-        SCHEDULER_NAG_REASON,
-      );
-    }
+    monitoring.addAlarms(...this.alarms);
   }
 }
 

@@ -1,11 +1,11 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { FilesSettings } from '../config/connector.ts';
 import type { EnvironmentConfig } from '../config/schema.ts';
 import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.ts';
 import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE, fileExportGraceMs } from '../infra/resources.ts';
 import { DynamoFileStore } from './dynamo-store.ts';
 import type { FileTarget } from './exporter.ts';
+import { type FilePlatform, filePlatforms } from './platforms.ts';
 import { S3Target } from './targets/s3.ts';
 import { type SftpCredentials, SftpTarget } from './targets/sftp.ts';
 
@@ -21,21 +21,6 @@ import { type SftpCredentials, SftpTarget } from './targets/sftp.ts';
  * Its function needs FILE_STAGING_TABLE (readWrite) in its FunctionDefinition.tables, which gives
  * it the table name in FILE_STAGING_TABLE_NAME.
  */
-
-export interface FilePlatform {
-  readonly platformId: number;
-  readonly name: string;
-  readonly files: FilesSettings;
-}
-
-/** Platforms of the environment whose population mode is `file`. */
-export function filePlatforms(config: EnvironmentConfig): FilePlatform[] {
-  return config.platforms.flatMap((platform) =>
-    platform.connector?.population.mode === 'file' && platform.connector.files
-      ? [{ platformId: platform.id, name: platform.name, files: platform.connector.files }]
-      : [],
-  );
-}
 
 export function fileStore(
   config: EnvironmentConfig,

@@ -183,7 +183,7 @@ describe('file delivery in the stack', () => {
     expect(platformApiSecretName('filetest', 504)).toBe('dmp-activation/filetest/platforms/504/api');
   });
 
-  it('schedules one run per file platform at its interval, with its id as input and no retries', () => {
+  it('schedules one run per file platform at its interval, with its id as input', () => {
     const schedules = Object.values(template.findResources('AWS::Scheduler::Schedule')) as {
       Properties: {
         ScheduleExpression: string;
@@ -200,7 +200,7 @@ describe('file delivery in the stack', () => {
     expect(byPlatform[501]!.ScheduleExpression).toBe('rate(1 minute)');
     expect(byPlatform[502]!.ScheduleExpression).toBe('rate(5 minutes)');
     for (const schedule of Object.values(byPlatform))
-      expect(schedule.Target.RetryPolicy).toMatchObject({ MaximumRetryAttempts: 0 });
+      expect(schedule.Target.RetryPolicy).toMatchObject({ MaximumRetryAttempts: 2 });
   });
 
   it('alarms per platform when its files fail to publish repeatedly', () => {

@@ -14,6 +14,7 @@ import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
 import { fileStore } from '../../src/files/factory.ts';
 import { renderFileName, windowOf } from '../../src/files/naming.ts';
+import { exportFilesScheduleName } from '../../src/files/platforms.ts';
 import type { StagedMembership } from '../../src/files/staging.ts';
 import { S3Target } from '../../src/files/targets/s3.ts';
 import { gzipTsv } from '../../src/files/tsv.ts';
@@ -91,7 +92,7 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     const removed = membership('4242', 900, 'remove');
     await stagingAt(stagedAt).stage([...additions, removed]);
 
-    const result = (await stack.invoke('exportFiles', { platformId: PLATFORM })) as {
+    const result = (await stack.runSchedule(exportFilesScheduleName(PLATFORM))) as {
       ok: boolean;
       report: { windows: { outcome: string; files: string[]; rows: number }[] };
     };
@@ -163,8 +164,8 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     await stagingAt(first + 3 * 60_000).stage(batch);
     await stagingAt(first).stage(batch.slice(0, 5));
 
-    await stack.invoke('exportFiles', { platformId: PLATFORM });
-    await stack.invoke('exportFiles', { platformId: PLATFORM });
+    await stack.runSchedule(exportFilesScheduleName(PLATFORM));
+    await stack.runSchedule(exportFilesScheduleName(PLATFORM));
 
     const keys = (await objectKeys(`${PLATFORM}/Mapp_dmp_5151_`)).filter((key) => key.endsWith('.tsv.gz'));
     expect(keys).toHaveLength(1);
@@ -191,7 +192,7 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     await stagingAt(stagedAt).stage([
       { ...membership('7373', 0), dmpUserId, partnerUserId, ts: new Date(stagedAt).toISOString() },
     ]);
-    await stack.invoke('exportFiles', { platformId: PLATFORM });
+    await stack.runSchedule(exportFilesScheduleName(PLATFORM));
     const [key] = (await objectKeys(`${PLATFORM}/Mapp_dmp_7373_`)).filter((entry) =>
       entry.endsWith('.tsv.gz'),
     );
