@@ -20,7 +20,7 @@ import type { BenchModule, Figure } from './registry.ts';
 import { formatBytes, formatRatio, median, quantile } from './runner.ts';
 
 /**
- * Benchmark 5: legacy file writing.
+ * Benchmark 8: legacy file writing.
  *
  * - Throughput: the same partner ids through our streaming gzip TSV writer (level 6, in this
  *   process, to a discarding sink) and through `gzip -6` (a child process reading the same TSV from
@@ -310,7 +310,7 @@ export const filesBench: BenchModule = {
     const count = (n: number) => n.toLocaleString('en');
     const figures: Figure[] = [
       {
-        name: `5  gzip TSV writer, ${count(throughput.ids)} ids`,
+        name: `8  gzip TSV writer, ${count(throughput.ids)} ids`,
         value: throughput.oursMBps,
         unit: 'MB/CPU s',
         baseline: throughput.gzipMBps,
@@ -320,7 +320,7 @@ export const filesBench: BenchModule = {
         note: 'baseline: gzip -6 of the same TSV',
       },
       {
-        name: `5  export of one window: peak RSS, ${count(memory.large.count)} / ${count(memory.small.count)} ids`,
+        name: `8  export of one window: peak RSS, ${count(memory.large.count)} / ${count(memory.small.count)} ids`,
         value: memory.large.peakRss,
         unit: 'B',
         baseline: memory.small.peakRss,

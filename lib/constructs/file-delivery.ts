@@ -1,14 +1,13 @@
 import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { exportFilesInput, type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
-import { FILE_METRICS, FUNCTIONS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
 import { acknowledgeNag } from '../nag.ts';
 import { FunctionSchedule } from './function-schedule.ts';
 import type { Monitoring } from './monitoring.ts';
@@ -226,6 +225,3 @@ export class FileDelivery extends Construct {
     monitoring.addAlarms(...this.alarms);
   }
 }
-
-/** The export function's key in FUNCTIONS. */
-export const EXPORT_FUNCTION = FUNCTIONS.exportFiles;
