@@ -20,7 +20,7 @@ import type { BenchModule, Figure } from './registry.ts';
 import { formatBytes, formatRatio, median, quantile } from './runner.ts';
 
 /**
- * Benchmark 8: legacy file writing.
+ * Benchmark 9: legacy file writing.
  *
  * - Throughput: the same partner ids through our streaming gzip TSV writer (level 6, in this
  *   process, to a discarding sink) and through `gzip -6` (a child process reading the same TSV from
@@ -317,7 +317,7 @@ export const filesBench: BenchModule = {
     const count = (n: number) => n.toLocaleString('en');
     const figures: Figure[] = [
       {
-        name: `8  gzip TSV writer, ${count(throughput.ids)} ids`,
+        name: `9  gzip TSV writer, ${count(throughput.ids)} ids`,
         value: throughput.oursMBps,
         unit: 'MB/CPU s',
         baseline: throughput.gzipMBps,
@@ -327,7 +327,7 @@ export const filesBench: BenchModule = {
         note: 'baseline: gzip -6 of the same TSV',
       },
       {
-        name: `8  export of one window: peak RSS, ${count(memory.large.count)} / ${count(memory.small.count)} ids`,
+        name: `9  export of one window: peak RSS, ${count(memory.large.count)} / ${count(memory.small.count)} ids`,
         value: memory.large.peakRss,
         unit: 'B',
         baseline: memory.small.peakRss,
@@ -339,7 +339,7 @@ export const filesBench: BenchModule = {
     return {
       id: 'files',
       title:
-        '8. legacy files: streaming gzip TSV (ratio = ours / gzip -6 throughput; peak RSS large / small window)',
+        '9. legacy files: streaming gzip TSV (ratio = ours / gzip -6 throughput; peak RSS large / small window)',
       figures,
       notes: [
         `gzip TSV: ${(throughput.tsvBytes / 1e6).toFixed(1)} MB of TSV; wall-clock throughput ratio ${formatRatio(

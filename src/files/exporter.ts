@@ -277,7 +277,13 @@ export class FileExporter {
           // An atomic upload finished before the crash: measure, never send again.
           written = await measure(tsv);
         } else {
-          await session.upload(name, tsv.body, 'application/gzip');
+          try {
+            await session.upload(name, tsv.body, 'application/gzip');
+          } catch (error) {
+            // Stops reading the window (the staged rows, gzip) at once.
+            tsv.body.destroy();
+            throw error;
+          }
           written = await tsv.written;
         }
         await setFile(index, { name, step: 'committing', ...written });
