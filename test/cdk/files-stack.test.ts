@@ -1,5 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +12,12 @@ import { DmpActivationStack } from '../../lib/dmp-activation-stack.ts';
 import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
 import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import { platformApiSecretName } from '../../src/config/secrets.ts';
-import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE, FUNCTIONS } from '../../src/infra/resources.ts';
+import {
+  FILE_OUTBOX_BUCKET,
+  FILE_STAGING_TABLE,
+  FUNCTIONS,
+  SEGMENT_TABLE,
+} from '../../src/infra/resources.ts';
 
 /**
  * The file delivery part of the stack, on the dev environment plus four file-mode platforms: our
@@ -225,5 +233,29 @@ describe('file delivery in the stack', () => {
     expect(bundle).toContain('sshcrypto.node');
     expect(bundle).toContain('cpu-features');
     expect(bundle).toContain('ssh-ed25519');
+
+    // It loads in a bare directory, as on Lambda (no node_modules): ssh2's optional requires fail
+    // inside its try/catch and the pure JavaScript path is taken.
+    const bare = mkdtempSync(join(tmpdir(), 'dmp-export-bundle-'));
+    try {
+      copyFileSync(join(dir, 'index.mjs'), join(bare, 'index.mjs'));
+      const script =
+        "const m = await import(process.env.BUNDLE); if (typeof m.handler !== 'function') throw new Error('no handler');";
+      const result = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          AWS_REGION: 'eu-west-1',
+          BUNDLE: pathToFileURL(join(bare, 'index.mjs')).href,
+          [FILE_STAGING_TABLE.envVar]: 'staging',
+          [SEGMENT_TABLE.envVar]: 'segments',
+          POWERTOOLS_LOG_LEVEL: 'SILENT',
+        },
+        encoding: 'utf8',
+      });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+    } finally {
+      rmSync(bare, { recursive: true, force: true });
+    }
   });
 });
