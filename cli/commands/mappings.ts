@@ -1,5 +1,4 @@
-import { type AttributeValue, QueryCommand } from '@aws-sdk/client-dynamodb';
-import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { renderTable } from '../format.ts';
@@ -70,6 +69,10 @@ export const mappingsCommand: Command = {
     }
     const dmpUserId = given;
     const target = await resolveTable(targetFlags(values), MAPPING_TABLE, 'mappingTableName', io.env);
+    const [{ QueryCommand }, { unmarshall }] = await Promise.all([
+      import('@aws-sdk/client-dynamodb'),
+      import('@aws-sdk/util-dynamodb'),
+    ]);
     const items: Record<string, unknown>[] = [];
     try {
       let startKey: Record<string, AttributeValue> | undefined;
