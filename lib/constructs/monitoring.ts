@@ -18,6 +18,16 @@ export interface MonitoringProps {
 const PERIOD = Duration.minutes(5);
 
 /**
+ * Where an alarm's runbook entry is: docs/operations.md, heading `### <anchor>`. The alarm's
+ * description ends with it, so the notification tells on-call where to look, and a test checks
+ * that every alarm of the stack has its entry.
+ */
+export const RUNBOOK = 'docs/operations.md';
+export function runbookLine(anchor: string): string {
+  return `Runbook: ${RUNBOOK}#${anchor}`;
+}
+
+/**
  * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral
  * pixel, never an exception, so any function error or API 5xx is a defect or an outage; a throttle
  * means pixels are being dropped. Thresholds are small absolute counts over 5 minutes.
@@ -35,14 +45,14 @@ export class Monitoring extends Construct {
     for (const [name, fn] of Object.entries(props.functions)) {
       this.alarms.push(
         fn.metricErrors({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Errors`, {
-          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input)`,
+          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input). ${runbookLine('function-errors')}`,
           threshold: 5,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         }),
         fn.metricThrottles({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Throttles`, {
-          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped)`,
+          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped). ${runbookLine('function-throttles')}`,
           threshold: 1,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -52,7 +62,7 @@ export class Monitoring extends Construct {
     }
     this.alarms.push(
       api.metricServerError({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, 'Api5xx', {
-        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx)`,
+        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx). ${runbookLine('api-5xx')}`,
         threshold: 5,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
