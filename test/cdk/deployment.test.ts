@@ -5,8 +5,10 @@ import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../lib/app.ts';
+import { RUNBOOK } from '../../lib/constructs/monitoring.ts';
 import { CONFIG_METADATA_KEY } from '../../lib/constructs/service-function.ts';
 import { deploymentProblems, forDeployment, SYNC_REQUEST_SECONDS } from '../../lib/deployment.ts';
+import { DIAGRAM_ENVIRONMENT, diagramIn, resourceDiagram } from '../../lib/diagram.ts';
 import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
 import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
@@ -322,5 +324,39 @@ describe('a readable cdk diff', () => {
     const again = synthesize(shippedConfigs);
     expect(again.get('dev')).toEqual(shipped.get('dev'));
     expect(again.get('prod')).toEqual(shipped.get('prod'));
+  });
+});
+
+describe('docs kept in step with the stack', () => {
+  it('has a runbook entry in docs/operations.md for every alarm, named in the alarm', () => {
+    const runbook = readFileSync(join(REPO_ROOT, RUNBOOK), 'utf8');
+    const entries = new Set([...runbook.matchAll(/^### ([a-z0-9-]+)$/gm)].map((match) => match[1]!));
+    let alarms = 0;
+    for (const resources of shipped.values()) {
+      for (const alarm of ofType(resources, 'AWS::CloudWatch::Alarm')) {
+        alarms += 1;
+        const description = String(alarm.Properties!['AlarmDescription']);
+        const anchor = /Runbook: docs\/operations\.md#([a-z0-9-]+)$/.exec(description)?.[1];
+        expect(anchor, `alarm "${description}" names no runbook entry`).toBeDefined();
+        expect(entries, `docs/operations.md has no "### ${anchor}" for "${description}"`).toContain(anchor);
+      }
+    }
+    expect(alarms).toBeGreaterThanOrEqual(6);
+  });
+
+  it('draws docs/architecture.md from the synthesized stack (npm run docs:diagram rewrites it)', () => {
+    const written = diagramIn(readFileSync(join(REPO_ROOT, 'docs', 'architecture.md'), 'utf8'));
+    const template = { Resources: shipped.get(DIAGRAM_ENVIRONMENT)! };
+    expect(written, 'the diagram differs from the stack: run npm run docs:diagram').toBe(
+      resourceDiagram(template),
+    );
+    // Every resource type of every environment appears in it (dev has none prod lacks).
+    const types = new Set(
+      [...shipped.values()].flatMap((resources) => Object.values(resources).map((r) => r.Type)),
+    );
+    for (const type of types) {
+      const inProd = Object.values(template.Resources).some((resource) => resource.Type === type);
+      expect(inProd, `${type} exists in some environment but not in ${DIAGRAM_ENVIRONMENT}`).toBe(true);
+    }
   });
 });

@@ -177,6 +177,17 @@ describe('the CDK app', () => {
     for (const reason of found.values()) expect(reason.length).toBeGreaterThan(60);
   });
 
+  it('has each kind of acknowledgement explained in docs/infrastructure.md', () => {
+    const doc = readFileSync(join(REPO_ROOT, 'docs', 'infrastructure.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## cdk-nag'), doc.indexOf('\n## ', doc.indexOf('## cdk-nag') + 1));
+    const bullets = section.split('\n').filter((line) => line.startsWith('- `AwsSolutions-'));
+    // One bullet per distinct reason (a reason is shared by the resources of one kind).
+    const reasons = new Set(acknowledgements(app).values());
+    expect(bullets).toHaveLength(reasons.size);
+    const rules = new Set([...acknowledgements(app).keys()].map((key) => key.split(' ')[1]!));
+    for (const rule of rules) expect(section).toContain(`\`${rule}\``);
+  });
+
   it('inlines the validated config of its own environment into each bundle', () => {
     for (const name of ['dev', 'prod'] as const) {
       const { template, config } = env(name);
