@@ -46,7 +46,7 @@ export const mappingsCommand: Command = {
   usage: '<dmpUserId> [--json] [--env <name>] [--endpoint <url>] [--table <name>] [--region <region>]',
   help: [
     'arguments:',
-    '  <dmpUserId>        the value of the dmp_uid cookie',
+    "  <dmpUserId>        the value of the dmp_uid cookie (one starting with '-': put -- before it)",
     '',
     'options:',
     '  --env <name>       local (default: the running `npm start` stack, via .local-data/endpoints.json)',

@@ -25,7 +25,7 @@ function prose(markdown: string): string {
 }
 
 /** GitHub's anchor of a heading: lower case, punctuation dropped, spaces to dashes. */
-export function slug(heading: string): string {
+function slug(heading: string): string {
   return heading
     .trim()
     .toLowerCase()

@@ -147,3 +147,16 @@ describe.runIf(olderNode())('./cli/dmp.ts on a system Node.js older than 24', ()
     expect(result.stderr).not.toMatch(/^\s+at /m);
   });
 });
+
+describe('a DMP user id that starts with a dash', () => {
+  it('is read as the id after --, as the help says', async () => {
+    const dir = tempDir('dmp-dash-');
+    const result = await runDmp(['mappings', '--', '-Vabc_def-123'], {
+      env: { DMP_LOCAL_ENDPOINTS: join(dir, 'absent.json') },
+    });
+    // The id passed validation and the command went on to look for the stack.
+    expect(result.stderr).toContain('cannot find the local stack');
+    const help = await runDmp(['mappings', '--help']);
+    expect(help.stdout).toContain("one starting with '-': put -- before it");
+  });
+});
