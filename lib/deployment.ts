@@ -59,6 +59,12 @@ export function deploymentProblems(config: EnvironmentConfig): string[] {
       `userSync.cookieDomain: ${cookieDomain} does not contain the sync host ${domain.name}, so browsers would refuse the cookie`,
     );
   }
+  if (cookieDomain && !domain && !config.userSync.publicBaseUrl) {
+    problems.push(
+      `userSync.cookieDomain: ${cookieDomain} is set but the environment has no custom domain: the API's ` +
+        'execute-api host is not within it, so browsers would refuse the cookie (set domain, see docs/deploy.md)',
+    );
+  }
   return problems;
 }
 

@@ -217,6 +217,9 @@ describe('custom domain of the sync API', () => {
     expect(deploymentProblems(devWith({ domain, userSync: { cookieDomain: '.publisher.example' } }))).toEqual(
       [],
     );
+    expect(deploymentProblems(devWith({ userSync: { cookieDomain: 'publisher.example' } }))).toEqual([
+      expect.stringMatching(/^userSync\.cookieDomain: .*no custom domain.*execute-api/),
+    ]);
   });
 });
 
