@@ -17,6 +17,9 @@ export interface MonitoringProps {
 
 const PERIOD = Duration.minutes(5);
 
+/** The sync metrics that carry a platform: what each partner's graph shows. */
+const PARTNER_METRICS = SYNC_METRICS.names.filter((name) => name !== 'OptOut');
+
 /**
  * Where an alarm's runbook entry is: docs/operations.md, heading `### <anchor>`. The alarm's
  * description ends with it, so the notification tells on-call where to look, and a test checks
@@ -101,6 +104,28 @@ export class Monitoring extends Construct {
         ),
       }),
     );
+    // One graph per partner, so that whether each one is healthy shows at a glance: its redirects,
+    // stored and unchanged mappings, and its refusals by reason.
+    const partners = config.platforms.filter((platform) => platform.sync);
+    if (partners.length > 0) {
+      this.dashboard.addWidgets(
+        ...partners.map(
+          (platform) =>
+            new cloudwatch.GraphWidget({
+              title: `Partner ${platform.id} (${platform.name}): sync`,
+              width: partners.length === 1 ? 24 : 12,
+              left: PARTNER_METRICS.map(
+                (metricName) =>
+                  new cloudwatch.SearchExpression({
+                    expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}" ${SYNC_METRICS.platformDimension}="${platform.id}"', 'Sum', 300)`,
+                    label: metricName,
+                    period: PERIOD,
+                  }),
+              ),
+            }),
+        ),
+      );
+    }
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'HTTP API requests and errors',

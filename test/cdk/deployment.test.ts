@@ -363,3 +363,23 @@ describe('docs kept in step with the stack', () => {
     }
   });
 });
+
+describe('dashboard per partner', () => {
+  it('graphs each syncing partner of the environment apart: its funnel and refusals', () => {
+    for (const config of shippedConfigs) {
+      const [dashboard] = ofType(shipped.get(config.name)!, 'AWS::CloudWatch::Dashboard');
+      const body = JSON.stringify(dashboard!.Properties!['DashboardBody']);
+      const partners = config.platforms.filter((platform) => platform.sync);
+      for (const platform of partners) {
+        expect(body).toContain(`Partner ${platform.id} (${platform.name}): sync`);
+        for (const metric of ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected']) {
+          expect(body).toContain(
+            `MetricName=\\\\\\"${metric}\\\\\\" environment=\\\\\\"${config.name}\\\\\\" platform=\\\\\\"${platform.id}\\\\\\"`,
+          );
+        }
+      }
+      expect((body.match(/Partner \d+ \(/g) ?? []).length).toBe(partners.length);
+    }
+    expect(shippedConfigs.find((config) => config.name === 'dev')!.platforms.length).toBeGreaterThan(0);
+  });
+});
