@@ -3,6 +3,7 @@
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { DMP_USER, SEED_QUERY } from './fixtures.ts';
+import type { BenchModule } from './registry.ts';
 import { median, quantile } from './runner.ts';
 
 /**
@@ -169,3 +170,32 @@ export async function runHttp(options: HttpOptions): Promise<HttpResult> {
     }
   });
 }
+
+/** Section 3 of `npm run bench`: /uid through the local stack against the API's own 404. */
+export const httpBench: BenchModule = {
+  id: 'http',
+  describe: 'local stack over HTTP: /uid requests/s against the local API Gateway 404',
+  async run({ quick }) {
+    const result = await runHttp(
+      quick
+        ? { requests: 500, rounds: 5, concurrency: 8, warmup: 100 }
+        : { requests: 2000, rounds: 8, concurrency: 8, warmup: 200 },
+    );
+    return {
+      id: 'http',
+      title:
+        '3. local stack over HTTP (loopback, keep-alive, concurrency 8; baseline: GET /no-such-route, a 404)',
+      figures: [
+        {
+          name: `3  GET /uid seed callback (${result.outcome}, ${result.uidStatus}), rps`,
+          value: result.uidRps,
+          unit: 'req/s',
+          baseline: result.baselineRps,
+          ratio: result.rpsRatio,
+          spread: [result.rpsRatioQ1, result.rpsRatioQ3],
+        },
+      ],
+      notes: [`a callback costs ${(1 / result.rpsRatio).toFixed(0)} times the 404's time per request`],
+    };
+  },
+};

@@ -40,13 +40,18 @@ export function runbookLine(anchor: string): string {
 export class Monitoring extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
+  private readonly alarmAction: SnsAction | undefined;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const { config, api } = props;
+    const topicArn = config.monitoring.alarmTopicArn;
+    this.alarmAction = topicArn
+      ? new SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', topicArn))
+      : undefined;
 
     for (const [name, fn] of Object.entries(props.functions)) {
-      this.alarms.push(
+      this.addAlarms(
         fn.metricErrors({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Errors`, {
           alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input). ${runbookLine('function-errors')}`,
           threshold: 5,
@@ -63,7 +68,7 @@ export class Monitoring extends Construct {
         }),
       );
     }
-    this.alarms.push(
+    this.addAlarms(
       api.metricServerError({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, 'Api5xx', {
         alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx). ${runbookLine('api-5xx')}`,
         threshold: 5,
@@ -72,15 +77,6 @@ export class Monitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
-
-    const topicArn = config.monitoring.alarmTopicArn;
-    if (topicArn) {
-      const action = new SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', topicArn));
-      for (const alarm of this.alarms) {
-        alarm.addAlarmAction(action);
-        alarm.addOkAction(action);
-      }
-    }
 
     const functions = Object.entries(props.functions);
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
@@ -161,5 +157,19 @@ export class Monitoring extends Construct {
       ),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 12, alarms: this.alarms }),
     );
+  }
+
+  /**
+   * Adds alarms defined elsewhere (queues, event sources) to the environment's: they notify its
+   * SNS topic like the others and appear in the dashboard's alarm status widget.
+   */
+  addAlarms(...alarms: cloudwatch.Alarm[]): void {
+    for (const alarm of alarms) {
+      this.alarms.push(alarm);
+      if (this.alarmAction) {
+        alarm.addAlarmAction(this.alarmAction);
+        alarm.addOkAction(this.alarmAction);
+      }
+    }
   }
 }

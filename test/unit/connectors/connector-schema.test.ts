@@ -38,6 +38,8 @@ describe('platform definitions', () => {
       batchSize: 500,
       removal: { via: 'ttl' },
     });
+    // Nothing is assumed about de-duplication: a repeated create after an unknown outcome is not safe.
+    expect(platform.connector?.segments).toMatchObject({ createDeduplicates: false });
     expect(platform.connector?.api).toMatchObject({ timeoutMs: 5000, retry: { maxAttempts: 4 } });
   });
 
