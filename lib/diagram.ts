@@ -25,6 +25,7 @@ const FOLDED = new Set([
   'AWS::CDK::Metadata',
   'AWS::IAM::Policy',
   'AWS::Lambda::Permission',
+  'AWS::SQS::QueuePolicy',
 ]);
 
 /** Readable names of the resource types; any other type shows as its CloudFormation name. */
@@ -42,6 +43,7 @@ const TYPE_NAMES: Record<string, string> = {
   'AWS::Logs::LogGroup': 'log group',
   'AWS::Route53::RecordSet': 'Route 53 record',
   'AWS::S3::Bucket': 'S3 bucket',
+  'AWS::Scheduler::Schedule': 'EventBridge schedule',
   'AWS::SecretsManager::Secret': 'secret',
   'AWS::SNS::Topic': 'SNS topic',
   'AWS::SQS::Queue': 'SQS queue',

@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { runbookLine } from '../runbook.ts';
 
 export interface MonitoringProps {
   readonly config: EnvironmentConfig;
@@ -19,16 +20,6 @@ const PERIOD = Duration.minutes(5);
 
 /** The sync metrics that carry a platform: what each partner's graph shows. */
 const PARTNER_METRICS = SYNC_METRICS.names.filter((name) => name !== 'OptOut');
-
-/**
- * Where an alarm's runbook entry is: docs/operations.md, heading `### <anchor>`. The alarm's
- * description ends with it, so the notification tells on-call where to look, and a test checks
- * that every alarm of the stack has its entry.
- */
-export const RUNBOOK = 'docs/operations.md';
-export function runbookLine(anchor: string): string {
-  return `Runbook: ${RUNBOOK}#${anchor}`;
-}
 
 /**
  * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral

@@ -3,15 +3,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../lib/app.ts';
-import { RUNBOOK } from '../../lib/constructs/monitoring.ts';
+import { createDataTable } from '../../lib/constructs/data-table.ts';
+import { FunctionSchedule } from '../../lib/constructs/function-schedule.ts';
+import { QueueConsumer } from '../../lib/constructs/queue-consumer.ts';
 import { CONFIG_METADATA_KEY } from '../../lib/constructs/service-function.ts';
+import { TableStreamConsumer } from '../../lib/constructs/table-stream-consumer.ts';
 import { deploymentProblems, forDeployment, SYNC_REQUEST_SECONDS } from '../../lib/deployment.ts';
 import { DIAGRAM_ENVIRONMENT, diagramIn, resourceDiagram } from '../../lib/diagram.ts';
 import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
+import { RUNBOOK } from '../../lib/runbook.ts';
 import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { cdkTestStack, cleanUpCdkTestStacks } from '../support/cdk.ts';
 import { configErrorOf } from '../support/config.ts';
 import { useTempDirs } from '../support/temp-dirs.ts';
 
@@ -254,6 +260,7 @@ const UNTAGGABLE = [
   'AWS::Route53::RecordSet',
   'AWS::SQS::QueuePolicy',
   'AWS::S3::BucketPolicy',
+  'AWS::Scheduler::Schedule',
 ];
 
 function tagsOf(resource: CfnResource): Record<string, string> {
@@ -381,5 +388,49 @@ describe('dashboard per partner', () => {
       expect((body.match(/Partner \d+ \(/g) ?? []).length).toBe(partners.length);
     }
     expect(shippedConfigs.find((config) => config.name === 'dev')!.platforms.length).toBeGreaterThan(0);
+  });
+});
+
+describe('runbook entries of the queue, stream and schedule constructs', () => {
+  afterAll(cleanUpCdkTestStacks);
+
+  it('name an existing entry in every alarm they create, before any is in the stack', () => {
+    const base = cdkTestStack({ monitoring: { alarmTopicArn: 'arn:aws:sns:eu-west-1:111122223333:oncall' } });
+    new QueueConsumer(base.stack, 'Delivery', {
+      function: base.function,
+      settings: {
+        batchSize: 100,
+        maxBatchingWindowSeconds: 1,
+        maxConcurrency: 2,
+        maxReceiveCount: 5,
+        functionTimeoutSeconds: 30,
+      },
+      monitoring: base.monitoring,
+    });
+    new TableStreamConsumer(base.stack, 'Release', {
+      function: base.function,
+      table: createDataTable(base.stack, { ...MAPPING_TABLE, stream: 'NEW_AND_OLD_IMAGES' }, base.config),
+      settings: { batchSize: 100, maxBatchingWindowSeconds: 1, maxRetryAttempts: 10 },
+      monitoring: base.monitoring,
+    });
+    new FunctionSchedule(base.stack, 'Export', {
+      function: base.function,
+      everyMinutes: 15,
+      monitoring: base.monitoring,
+    });
+    const runbook = readFileSync(join(REPO_ROOT, RUNBOOK), 'utf8');
+    const entries = new Set([...runbook.matchAll(/^### ([a-z0-9-]+)$/gm)].map((match) => match[1]!));
+    const alarms = Object.values(Template.fromStack(base.stack).findResources('AWS::CloudWatch::Alarm'));
+    const anchors = alarms.map(
+      (alarm) =>
+        /Runbook: docs\/operations\.md#([a-z0-9-]+)$/.exec(
+          String(alarm['Properties']['AlarmDescription']),
+        )?.[1],
+    );
+    expect(anchors.filter((anchor) => anchor === undefined)).toEqual([]);
+    for (const anchor of anchors) expect(entries).toContain(anchor);
+    expect(new Set(anchors)).toEqual(
+      new Set(['api-5xx', 'dead-letter-queue', 'queue-oldest-message', 'stream-iterator-age']),
+    );
   });
 });
