@@ -55,8 +55,9 @@ import { loadLocalSecrets, startSecretsManager } from './secrets-manager.ts';
  * the CDK stack uses (src/infra/resources.ts). See docs/local-stack.md.
  */
 
-/** Where the platform sync templates in config/environments/local.json point the browser. */
-export const REFERENCE_PARTNER_ORIGIN = 'http://127.0.0.1:3001';
+import { rewritePartnerOrigin } from './partner-origin.ts';
+
+export { REFERENCE_PARTNER_ORIGIN, rewritePartnerOrigin } from './partner-origin.ts';
 
 export const DEFAULT_CONFIG_PATH = join(REPO_ROOT, 'config', 'environments', 'local.json');
 export const DEFAULT_SECRETS_PATH = join(REPO_ROOT, 'config', 'local-secrets.json');
@@ -307,43 +308,6 @@ function partnerPlatforms(config: EnvironmentConfig, secrets: Record<string, unk
       },
     ];
   });
-}
-
-/**
- * Points every URL of the platforms that names the reference partner's default origin (sync
- * templates, API base URLs, OAuth2 token URLs) at its actual origin.
- */
-export function rewritePartnerOrigin(config: EnvironmentConfig, partnerUrl: string): EnvironmentConfig {
-  if (partnerUrl === REFERENCE_PARTNER_ORIGIN) return config;
-  const rewrite = (url: string): string =>
-    url === REFERENCE_PARTNER_ORIGIN || url.startsWith(`${REFERENCE_PARTNER_ORIGIN}/`)
-      ? partnerUrl + url.slice(REFERENCE_PARTNER_ORIGIN.length)
-      : url;
-  return {
-    ...config,
-    platforms: config.platforms.map((platform) => {
-      const { sync, connector } = platform;
-      return {
-        ...platform,
-        ...(sync ? { sync: { ...sync, urlTemplate: rewrite(sync.urlTemplate) } } : {}),
-        ...(connector
-          ? {
-              connector: {
-                ...connector,
-                api: {
-                  ...connector.api,
-                  baseUrl: rewrite(connector.api.baseUrl),
-                  auth:
-                    connector.api.auth.type === 'oauth2ClientCredentials'
-                      ? { ...connector.api.auth, tokenUrl: rewrite(connector.api.auth.tokenUrl) }
-                      : connector.api.auth,
-                },
-              },
-            }
-          : {}),
-      };
-    }),
-  };
 }
 
 /** Variables the stack removes so nothing from the developer's shell reaches real AWS. */

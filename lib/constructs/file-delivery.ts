@@ -9,6 +9,7 @@ import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { exportFilesInput, type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
 import { FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
 import { acknowledgeNag } from '../nag.ts';
+import { runbookLine } from '../runbook.ts';
 import { FunctionSchedule } from './function-schedule.ts';
 import type { Monitoring } from './monitoring.ts';
 import type { ServiceFunction } from './service-function.ts';
@@ -214,7 +215,8 @@ export class FileDelivery extends Construct {
         failing.createAlarm(this, `Platform${platform.platformId}PublicationFailing`, {
           alarmDescription:
             `${config.name}: files of platform ${platform.platformId} failed to publish ` +
-            `${platform.files.alarmAfterFailures} times or more (see dmp files --platform ${platform.platformId})`,
+            `${platform.files.alarmAfterFailures} times or more (dmp files --platform ${platform.platformId}). ` +
+            runbookLine('file-publication-failing'),
           threshold: 1,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
