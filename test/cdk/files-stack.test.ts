@@ -9,7 +9,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { addNagChecks } from '../../lib/app.ts';
 import { ACCESS_LOG_RETENTION_DAYS, OUTBOX_RETENTION_DAYS } from '../../lib/constructs/file-delivery.ts';
 import { DmpActivationStack } from '../../lib/dmp-activation-stack.ts';
-import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
+import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
+import { RUNBOOK } from '../../lib/runbook.ts';
 import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import { platformApiSecretName } from '../../src/config/secrets.ts';
 import {
@@ -218,8 +219,10 @@ describe('file delivery in the stack', () => {
         Namespace: 'DmpActivation',
         Dimensions: Match.arrayWith([{ Name: 'platform', Value: platformId }]),
         Threshold: 1,
+        AlarmDescription: Match.stringLikeRegexp('Runbook: docs/operations\\.md#file-publication-failing$'),
       });
     }
+    expect(readFileSync(join(REPO_ROOT, RUNBOOK), 'utf8')).toMatch(/^### file-publication-failing$/m);
   });
 
   it('bundles ssh2 without its native parts: only the pure JavaScript path ships to arm64', () => {
