@@ -5,6 +5,8 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import {
+  FILE_OUTBOX_BUCKET,
+  FILE_STAGING_TABLE,
   FUNCTIONS,
   type FunctionDefinition,
   type FunctionKey,
@@ -20,12 +22,16 @@ import {
 
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
+import { filePlatforms } from '../src/files/platforms.ts';
 import { createDataTable } from './constructs/data-table.ts';
+import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Population } from './constructs/population.ts';
 import { ServiceFunction } from './constructs/service-function.ts';
 import { ServiceSecrets } from './constructs/service-secrets.ts';
+import { SyncDomain } from './constructs/sync-domain.ts';
 import { UserSyncApi } from './constructs/user-sync-api.ts';
+import { reservedConcurrency } from './deployment.ts';
 
 export interface DmpActivationStackProps extends StackProps {
   /** The validated configuration of the environment (config/environments/<name>.json). */
@@ -58,8 +64,11 @@ export class DmpActivationStack extends Stack {
   readonly secrets: ServiceSecrets;
   readonly userSync: ServiceFunction;
   readonly api: UserSyncApi;
+  readonly domain: SyncDomain | undefined;
   readonly monitoring: Monitoring;
   readonly population: Population;
+  /** Present when the environment has file-mode platforms. */
+  readonly files?: FileDelivery;
 
   static idFor(config: EnvironmentConfig): string {
     return stackName(config.name);
@@ -72,6 +81,9 @@ export class DmpActivationStack extends Stack {
       ...stackProps,
     });
     this.config = config;
+    // Every taggable resource (a test walks the template): the environment's own tags first, so
+    // that neither can replace `project` or `environment`.
+    for (const [key, value] of Object.entries(config.tags)) Tags.of(this).add(key, value);
     Tags.of(this).add('project', 'dmp-activation');
     Tags.of(this).add('environment', config.name);
 
@@ -82,11 +94,27 @@ export class DmpActivationStack extends Stack {
     this.mappingTable = tables.get(MAPPING_TABLE)!;
     this.secrets = new ServiceSecrets(this, 'Secrets', { config });
 
-    const functions = {} as Record<FunctionKey, ServiceFunction>;
+    // File delivery exists only where a platform delivers files.
+    if (filePlatforms(config).length > 0) this.files = new FileDelivery(this, 'FileDelivery', { config });
+
+    const functions = {} as Partial<Record<FunctionKey, ServiceFunction>>;
     for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
+      if (definition.schedule?.perPlatformMode === 'file' && !this.files) continue;
       const environment: Record<string, string> = {};
       for (const { table } of definition.tables) environment[table.envVar] = tables.get(table)!.tableName;
-      const fn = new ServiceFunction(this, definition.id, { definition, config, environment });
+      for (const bucket of definition.buckets ?? []) {
+        if (bucket === FILE_OUTBOX_BUCKET && this.files)
+          environment[bucket.envVar] = this.files.outbox.bucketName;
+      }
+      // The function behind the public API gets reserved concurrency sized to the API throttle: it
+      // can neither starve other functions of the account nor be starved by them.
+      const servesApi = ROUTES.some((route) => route.function === key);
+      const fn = new ServiceFunction(this, definition.id, {
+        definition,
+        config,
+        environment,
+        reservedConcurrency: servesApi ? reservedConcurrency(config) : undefined,
+      });
       for (const { table, access } of definition.tables) {
         fn.role.addToPrincipalPolicy(
           new iam.PolicyStatement({
@@ -99,10 +127,12 @@ export class DmpActivationStack extends Stack {
       if (definition.secrets === 'platformApi') this.secrets.grantApiSecrets(fn.role);
       functions[key] = fn;
     }
-    this.userSync = functions.userSync;
+    this.userSync = functions.userSync!;
 
+    this.domain = config.domain ? new SyncDomain(this, 'SyncDomain', { domain: config.domain }) : undefined;
     this.api = new UserSyncApi(this, 'UserSyncApi', {
       config,
+      domainName: this.domain?.domainName,
       routes: ROUTES,
       functions: Object.fromEntries(Object.entries(functions).map(([key, fn]) => [key, fn.function])),
     });
@@ -112,6 +142,8 @@ export class DmpActivationStack extends Stack {
       api: this.api.api,
       functions: Object.fromEntries(Object.values(functions).map((fn) => [fn.node.id, fn.function])),
     });
+    if (this.files && functions.exportFiles)
+      this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);
 
     this.population = new Population(this, 'Population', {
       config,
@@ -142,9 +174,26 @@ export class DmpActivationStack extends Stack {
       value: tables.get(SEGMENT_TABLE)!.tableName,
       description: 'DynamoDB table of the (platform, audience) -> partner segment ids',
     });
+    new CfnOutput(this, STACK_OUTPUTS.fileStagingTableName, {
+      value: tables.get(FILE_STAGING_TABLE)!.tableName,
+      description: 'DynamoDB table of staged file memberships and published file records',
+    });
+    if (this.files) {
+      new CfnOutput(this, STACK_OUTPUTS.fileOutboxBucketName, {
+        value: this.files.outbox.bucketName,
+        description: 'S3 outbox of file-mode platforms without a bucket of their own',
+      });
+    }
+    const publicUrl = config.domain ? `https://${config.domain.name}` : this.api.url;
     new CfnOutput(this, STACK_OUTPUTS.syncPixelUrl, {
-      value: `${this.api.url}/sync`,
+      value: `${publicUrl}/sync`,
       description: 'URL of the sync pixel to embed in pages',
     });
+    if (this.domain && !config.domain?.hostedZone) {
+      new CfnOutput(this, 'SyncDomainTarget', {
+        value: this.domain.domainName.regionalDomainName,
+        description: `Point ${config.domain?.name} here (CNAME) in your DNS`,
+      });
+    }
   }
 }

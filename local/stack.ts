@@ -13,7 +13,9 @@ import {
 } from '../src/infra/event-sources.ts';
 import { audienceQueueName, deliveryQueuePrefix, POPULATION_ENV } from '../src/infra/population.ts';
 import {
+  BUCKETS,
   commonEnvironment,
+  FILE_EXPORT_GRACE_ENV,
   FUNCTIONS,
   type FunctionDefinition,
   type FunctionKey,
@@ -23,6 +25,7 @@ import {
   TABLES,
   type TableDefinition,
 } from '../src/infra/resources.ts';
+import { provisionBuckets } from './buckets.ts';
 import { ensureTable, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
 import {
@@ -53,8 +56,9 @@ import { loadLocalSecrets, startSecretsManager } from './secrets-manager.ts';
  * the CDK stack uses (src/infra/resources.ts). See docs/local-stack.md.
  */
 
-/** Where the platform sync templates in config/environments/local.json point the browser. */
-export const REFERENCE_PARTNER_ORIGIN = 'http://127.0.0.1:3001';
+import { rewritePartnerOrigin } from './partner-origin.ts';
+
+export { REFERENCE_PARTNER_ORIGIN, rewritePartnerOrigin } from './partner-origin.ts';
 
 export const DEFAULT_CONFIG_PATH = join(REPO_ROOT, 'config', 'environments', 'local.json');
 export const DEFAULT_SECRETS_PATH = join(REPO_ROOT, 'config', 'local-secrets.json');
@@ -71,6 +75,8 @@ export interface LocalStackOptions {
   /** Keep DynamoDB (LevelDB) and SQS/S3 (SQLite) data here; in memory when absent. */
   readonly dataDir?: string;
   readonly configPath?: string;
+  /** Only these platforms of the environment (tests written for a given set of partners). */
+  readonly platformIds?: readonly number[];
   readonly secretsPath?: string;
   /** What invokes the functions besides routes (default: EVENT_SOURCES, src/infra/event-sources.ts). */
   readonly eventSources?: readonly EventSourceDeclarations[];
@@ -196,6 +202,12 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
     },
   },
   {
+    name: 's3 buckets',
+    async run({ fauxqs }) {
+      return provisionBuckets(fauxqs).map((bucket) => ({ kind: 'bucket', ...bucket }));
+    },
+  },
+  {
     name: 'sqs queues',
     async run({ sqs, eventSources }) {
       const queues = await provisionQueues(sqs, eventSources);
@@ -301,43 +313,6 @@ function partnerPlatforms(config: EnvironmentConfig, secrets: Record<string, unk
   });
 }
 
-/**
- * Points every URL of the platforms that names the reference partner's default origin (sync
- * templates, API base URLs, OAuth2 token URLs) at its actual origin.
- */
-export function rewritePartnerOrigin(config: EnvironmentConfig, partnerUrl: string): EnvironmentConfig {
-  if (partnerUrl === REFERENCE_PARTNER_ORIGIN) return config;
-  const rewrite = (url: string): string =>
-    url === REFERENCE_PARTNER_ORIGIN || url.startsWith(`${REFERENCE_PARTNER_ORIGIN}/`)
-      ? partnerUrl + url.slice(REFERENCE_PARTNER_ORIGIN.length)
-      : url;
-  return {
-    ...config,
-    platforms: config.platforms.map((platform) => {
-      const { sync, connector } = platform;
-      return {
-        ...platform,
-        ...(sync ? { sync: { ...sync, urlTemplate: rewrite(sync.urlTemplate) } } : {}),
-        ...(connector
-          ? {
-              connector: {
-                ...connector,
-                api: {
-                  ...connector.api,
-                  baseUrl: rewrite(connector.api.baseUrl),
-                  auth:
-                    connector.api.auth.type === 'oauth2ClientCredentials'
-                      ? { ...connector.api.auth, tokenUrl: rewrite(connector.api.auth.tokenUrl) }
-                      : connector.api.auth,
-                },
-              },
-            }
-          : {}),
-      };
-    }),
-  };
-}
-
 /** Variables the stack removes so nothing from the developer's shell reaches real AWS. */
 const CLEARED_ENV = [
   'AWS_PROFILE',
@@ -401,7 +376,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   try {
     const region = LOCAL_REGION;
-    const fileConfig = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const loaded = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const only = options.platformIds;
+    const fileConfig = only
+      ? { ...loaded, platforms: loaded.platforms.filter((platform) => only.includes(platform.id)) }
+      : loaded;
     const secretValues = loadLocalSecrets(
       resolve(options.secretsPath ?? DEFAULT_SECRETS_PATH),
       fileConfig.name,
@@ -467,6 +446,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_ENDPOINT_URL_S3: fauxqs.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
       ...tableEnv,
+      ...Object.fromEntries(BUCKETS.map((bucket) => [bucket.envVar, bucket.localName])),
+      // Windows close quickly locally: see docs/files.md.
+      [FILE_EXPORT_GRACE_ENV]: process.env[FILE_EXPORT_GRACE_ENV] ?? '5',
       ...queueEnvironment(eventSources, queues),
       [CONFIG_ENV_VAR]: JSON.stringify(config),
       [POPULATION_ENV.audienceQueueName]: audienceQueueName(config.name),

@@ -1,4 +1,5 @@
 import type { Command } from '../framework.ts';
+import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
@@ -9,6 +10,7 @@ import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from '
  * (names may have several words: `platforms validate`, `dlq redrive`).
  */
 export const COMMANDS: readonly Command[] = [
+  filesCommand,
   mappingsCommand,
   platformsListCommand,
   platformsValidateCommand,

@@ -2,6 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
+import { fileStagingFromEnv } from '../../src/files/factory.ts';
 import { PENDING_KEEP_SECONDS } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
@@ -21,6 +22,8 @@ const segments = new SegmentService({
   partnerFor: (platform) => clients.for(platform),
 });
 const mappings = new DynamoMappingLookup(dynamoDbClient(), tableName(MAPPING_TABLE));
+// File-mode platforms' memberships are staged for the scheduled exporter (src/files).
+const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
 
 async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const budget = Math.max(1000, context.getRemainingTimeInMillis() - 5000);
@@ -43,6 +46,7 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
       pending: runtime.store,
       accounting: runtime.store,
       queues: runtime.queues,
+      files,
       pendingKeepSeconds: PENDING_KEEP_SECONDS,
     },
     AbortSignal.timeout(budget),

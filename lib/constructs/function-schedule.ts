@@ -7,6 +7,7 @@ import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { acknowledgeNag } from '../nag.ts';
+import { runbookLine } from '../runbook.ts';
 import { acknowledgeFailureDestination, createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
 import type { Monitoring } from './monitoring.ts';
 
@@ -96,7 +97,7 @@ export class FunctionSchedule extends Construct {
       this,
       'FailedInvocations',
       this.deadLetterQueue,
-      `${id}: scheduled invocations that could not be delivered to the function`,
+      `${id}: scheduled invocations that could not be delivered to the function. ${runbookLine('dead-letter-queue')}`,
     );
     props.monitoring?.addAlarms(this.failureAlarm);
   }

@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { runbookLine } from '../runbook.ts';
 
 export interface MonitoringProps {
   readonly config: EnvironmentConfig;
@@ -16,6 +17,9 @@ export interface MonitoringProps {
 }
 
 const PERIOD = Duration.minutes(5);
+
+/** The sync metrics that carry a platform: what each partner's graph shows. */
+const PARTNER_METRICS = SYNC_METRICS.names.filter((name) => name !== 'OptOut');
 
 /**
  * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral
@@ -40,14 +44,14 @@ export class Monitoring extends Construct {
     for (const [name, fn] of Object.entries(props.functions)) {
       this.addAlarms(
         fn.metricErrors({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Errors`, {
-          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input)`,
+          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input). ${runbookLine('function-errors')}`,
           threshold: 5,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         }),
         fn.metricThrottles({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Throttles`, {
-          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped)`,
+          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped). ${runbookLine('function-throttles')}`,
           threshold: 1,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -57,7 +61,7 @@ export class Monitoring extends Construct {
     }
     this.addAlarms(
       api.metricServerError({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, 'Api5xx', {
-        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx)`,
+        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx). ${runbookLine('api-5xx')}`,
         threshold: 5,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -87,6 +91,28 @@ export class Monitoring extends Construct {
         ),
       }),
     );
+    // One graph per partner, so that whether each one is healthy shows at a glance: its redirects,
+    // stored and unchanged mappings, and its refusals by reason.
+    const partners = config.platforms.filter((platform) => platform.sync);
+    if (partners.length > 0) {
+      this.dashboard.addWidgets(
+        ...partners.map(
+          (platform) =>
+            new cloudwatch.GraphWidget({
+              title: `Partner ${platform.id} (${platform.name}): sync`,
+              width: partners.length === 1 ? 24 : 12,
+              left: PARTNER_METRICS.map(
+                (metricName) =>
+                  new cloudwatch.SearchExpression({
+                    expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}" ${SYNC_METRICS.platformDimension}="${platform.id}"', 'Sum', 300)`,
+                    label: metricName,
+                    period: PERIOD,
+                  }),
+              ),
+            }),
+        ),
+      );
+    }
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'HTTP API requests and errors',

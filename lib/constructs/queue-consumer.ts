@@ -9,6 +9,7 @@ import {
   validateQueueConsumerSettings,
   visibilityTimeoutSeconds,
 } from '../../src/infra/queues.ts';
+import { runbookLine } from '../runbook.ts';
 import { createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
 import type { Monitoring } from './monitoring.ts';
 
@@ -87,13 +88,13 @@ export class QueueConsumer extends Construct {
       this,
       'DeadLetterQueueNotEmpty',
       this.deadLetterQueue,
-      `${label}: messages in the dead-letter queue (retries exhausted; inspect and redrive)`,
+      `${label}: messages in the dead-letter queue (retries exhausted; inspect and redrive). ${runbookLine('dead-letter-queue')}`,
     );
     const maxAge = props.maxMessageAge ?? Duration.minutes(15);
     this.oldestMessageAlarm = this.queue
       .metricApproximateAgeOfOldestMessage({ period: PERIOD, statistic: 'Maximum' })
       .createAlarm(this, 'OldestMessageAge', {
-        alarmDescription: `${label}: oldest message older than ${maxAge.toHumanString()} (consumer down or falling behind)`,
+        alarmDescription: `${label}: oldest message older than ${maxAge.toHumanString()} (consumer down or falling behind). ${runbookLine('queue-oldest-message')}`,
         threshold: maxAge.toSeconds(),
         evaluationPeriods: 3,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -19,14 +19,20 @@ export interface ServiceFunctionProps {
   readonly config: EnvironmentConfig;
   /** Extra environment variables (table names, ...). */
   readonly environment?: Record<string, string>;
+  /** Reserved concurrency (the function behind the API: sized to its throttle). */
+  readonly reservedConcurrency?: number | undefined;
 }
+
+/** CloudFormation metadata key under which each function carries the configuration it bundles. */
+export const CONFIG_METADATA_KEY = 'DmpActivation::Config';
 
 /**
  * ESM output still meets CommonJS dependencies that call `require` (some AWS SDK and Powertools
- * internals): give the module scope a real `require`.
+ * internals) or read `__dirname` / `__filename` when they load (ssh2's WebAssembly poly1305):
+ * give the module scope a real `require` and both names.
  */
 const ESM_REQUIRE_BANNER =
-  "import { createRequire as __dmpCreateRequire } from 'node:module'; const require = __dmpCreateRequire(import.meta.url);";
+  "import { createRequire as __dmpCreateRequire } from 'node:module'; import { fileURLToPath as __dmpFileURLToPath } from 'node:url'; import { dirname as __dmpDirname } from 'node:path'; const require = __dmpCreateRequire(import.meta.url); const __filename = __dmpFileURLToPath(import.meta.url); const __dirname = __dmpDirname(__filename);";
 
 const XRAY_REASON =
   'xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) do not support ' +
@@ -83,6 +89,7 @@ export class ServiceFunction extends Construct {
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       tracing: lambda.Tracing.ACTIVE,
+      ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       environment: {
         ...commonEnvironment(definition, config.name),
         ...props.environment,
@@ -97,9 +104,13 @@ export class ServiceFunction extends Construct {
         sourceMap: false,
         bundleAwsSDK: true,
         esbuildArgs: { '--tree-shaking': 'true' },
+        externalModules: [...(definition.bundleExternal ?? [])],
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
       },
     });
+    // The bundle's hash alone would make `cdk diff` say "code changed" for any config edit; the
+    // same config as resource metadata makes the diff show which setting changed, line by line.
+    (this.function.node.defaultChild as lambda.CfnFunction).addMetadata(CONFIG_METADATA_KEY, config);
     // Active tracing adds the X-Ray statement to the role's default policy.
     const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
     if (defaultPolicy) acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);

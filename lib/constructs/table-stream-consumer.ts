@@ -6,6 +6,7 @@ import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources'
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { type StreamConsumerSettings, validateStreamConsumerSettings } from '../../src/infra/streams.ts';
+import { runbookLine } from '../runbook.ts';
 import { acknowledgeFailureDestination, createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
 import type { Monitoring } from './monitoring.ts';
 
@@ -66,13 +67,13 @@ export class TableStreamConsumer extends Construct {
       this,
       'FailedBatches',
       this.failureQueue,
-      `${id}: stream batches that exhausted their retries (records named in the failure queue)`,
+      `${id}: stream batches that exhausted their retries (records named in the failure queue). ${runbookLine('dead-letter-queue')}`,
     );
     const maxAge = props.maxIteratorAge ?? Duration.minutes(5);
     this.iteratorAgeAlarm = props.function
       .metric('IteratorAge', { period: PERIOD, statistic: 'Maximum' })
       .createAlarm(this, 'IteratorAge', {
-        alarmDescription: `${id}: stream records older than ${maxAge.toHumanString()} when read (consumer behind or stuck)`,
+        alarmDescription: `${id}: stream records older than ${maxAge.toHumanString()} when read (consumer behind or stuck). ${runbookLine('stream-iterator-age')}`,
         threshold: maxAge.toMilliseconds(),
         evaluationPeriods: 3,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

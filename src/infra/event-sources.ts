@@ -1,4 +1,5 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
+import { exportFilesInput, exportFilesScheduleName, filePlatforms } from '../files/platforms.ts';
 import { populationEventSources } from './population.ts';
 import { type QueueConsumerSettings, validateQueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, type FunctionKey, type TableDefinition } from './resources.ts';
@@ -73,7 +74,19 @@ export type EventSourceDeclarations = (config: EnvironmentConfig) => readonly Ev
  * Every feature's declarations. Population and file delivery add theirs here, e.g.
  * `(config) => [{ kind: 'queue', function: 'route', queue: AUDIENCE_EVENTS_QUEUE, settings: ... }]`.
  */
-export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [populationEventSources];
+export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [
+  // Segment population: route <- audience events, deliver <- each platform's queue, release <- mapping stream.
+  populationEventSources,
+  // Legacy file delivery: the exporter every `files.everyMinutes` per file-mode platform.
+  (config) =>
+    filePlatforms(config).map((platform) => ({
+      kind: 'schedule',
+      function: 'exportFiles',
+      name: exportFilesScheduleName(platform.platformId),
+      everyMinutes: platform.files.everyMinutes,
+      input: exportFilesInput(platform.platformId),
+    })),
+];
 
 /** The event sources of an environment, checked against the functions they invoke. */
 export function eventSourcesOf(

@@ -75,7 +75,7 @@ describe('dmp platforms', () => {
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('local');
-      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888]);
+      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888, 99998]);
       expect(output.platforms[0]).toEqual({
         id: 99999,
         name: "Reference partner (the seed's API)",
@@ -93,6 +93,11 @@ describe('dmp platforms', () => {
         id: 88888,
         sync: { enabled: true, signatureRequired: true },
         connector: null,
+      });
+      expect(output.platforms[2]).toMatchObject({
+        id: 99998,
+        sync: { enabled: true, signatureRequired: false },
+        connector: { populationMode: 'file' },
       });
     });
 
@@ -143,7 +148,7 @@ describe('dmp platforms', () => {
         join(REPO_ROOT, 'config', 'environments', 'local.json'),
       ]);
       expect(local.stdout).toContain(
-        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks")`,
+        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks", platform 99998 "Reference partner, legacy file delivery")`,
       );
     });
 
@@ -224,7 +229,22 @@ describe('dmp platforms', () => {
       mkdirSync(join(root, 'environments'), { recursive: true });
       mkdirSync(join(root, 'platforms', 'qa'), { recursive: true });
       const environment = join(root, 'environments', 'qa.json');
+      const deployable = {
+        name: 'qa',
+        aws: { account: '111122223333', region: 'eu-west-1' },
+        monitoring: { alarmTopicArn: 'arn:aws:sns:eu-west-1:111122223333:qa-alarms' },
+        platforms: [],
+      };
+      // What `cdk synth` would refuse, validate says first.
       writeFileSync(environment, JSON.stringify({ name: 'qa', platforms: [] }));
+      const undeployable = await runDmpInProcess(['platforms', 'validate', environment]);
+      expect(undeployable.code).toBe(1);
+      expect(undeployable.stderr).toContain(
+        `${environment}: aws.account: a deployed environment names its AWS account`,
+      );
+      expect(undeployable.stderr).toContain(`${environment}: monitoring.alarmTopicArn: `);
+
+      writeFileSync(environment, JSON.stringify(deployable));
       const good = join(root, 'platforms', 'qa', '01-good.json');
       writeFileSync(good, readFileSync(REFERENCE_PLATFORM));
 
@@ -252,7 +272,7 @@ describe('dmp platforms', () => {
 
       // Outside config/: recognized by its content.
       const loose = join(workDir, 'loose-environment.json');
-      writeFileSync(loose, JSON.stringify({ name: 'loose', platforms: [] }));
+      writeFileSync(loose, JSON.stringify({ name: 'loose', deploy: false, platforms: [] }));
       const looseResult = await runDmpInProcess(['platforms', 'validate', loose]);
       expect(looseResult.stdout).toBe(`ok: ${loose} (environment loose: no platforms)`);
     });
