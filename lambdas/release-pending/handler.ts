@@ -1,6 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
+import { dynamoDbClient } from '../../src/aws/clients.ts';
+import { fileStagingFromEnv } from '../../src/files/factory.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import {
   mappingFromImage,
@@ -12,6 +14,8 @@ import { populationRuntime } from '../../src/population/runtime.ts';
 // The mapping table's stream: a stored or changed partner id releases the user's pending events.
 const logger = createLogger('release-pending');
 const runtime = populationRuntime();
+// Pending users of file-mode platforms are staged for the exporter once they sync.
+const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
 
 type Image = Parameters<typeof mappingFromImage>[0];
 
@@ -34,12 +38,12 @@ async function handleChanges(event: DynamoDBStreamEvent): Promise<void> {
     pending: runtime.store,
     queues: runtime.queues,
     accounting: runtime.store,
-    batchSizeOf: (platformId) => {
-      const platform = runtime.connected(platformId);
-      return platform && platform.connector.population.mode !== 'file'
-        ? platform.connector.population.batchSize
-        : undefined;
+    targetOf: (platformId) => {
+      const population = runtime.connected(platformId)?.connector.population;
+      if (!population) return undefined;
+      return population.mode === 'file' ? 'file' : { batchSize: population.batchSize };
     },
+    files,
   });
   logger.info('released pending', { mappings: mappings.length, released });
 }

@@ -192,7 +192,10 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     entry: 'lambdas/release-pending/handler.ts',
     memorySizeMb: 512,
     timeoutSeconds: 30,
-    tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
+    tables: [
+      { table: POPULATION_TABLE, access: 'readWrite' },
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+    ],
     secrets: 'none',
   },
   exportFiles: {

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import type { StagedMembership } from '../files/staging.ts';
 
 /**
  * One membership change for one platform: what the route step hands to a platform's delivery
@@ -116,4 +117,18 @@ export function packDeliveryMessages(
 /** Key of the ordering unit. */
 export function membershipKey(m: Pick<Membership, 'platformId' | 'segmentId' | 'dmpUserId'>): string {
   return `${m.platformId}#${m.segmentId}#${m.dmpUserId}`;
+}
+
+/** A membership as file staging takes it (src/files/staging.ts). */
+export function toStaged(m: Membership): StagedMembership {
+  return {
+    platformId: m.platformId,
+    segmentId: m.segmentId,
+    audienceId: m.audienceId,
+    dmpUserId: m.dmpUserId,
+    partnerUserId: m.partnerUserId,
+    op: m.op,
+    ts: new Date(m.ts).toISOString(),
+    ...(m.ttlSeconds === undefined ? {} : { ttlSeconds: m.ttlSeconds }),
+  };
 }

@@ -1,6 +1,7 @@
+import type { FileStaging } from '../files/staging.ts';
 import { type AccountingStore, CountBatch } from './accounting.ts';
 import type { PendingStore } from './dynamo-store.ts';
-import { packDeliveryMessages } from './membership.ts';
+import { packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
 
 /**
@@ -23,7 +24,9 @@ export interface ReleaseDeps {
   readonly pending: PendingStore;
   readonly queues: DeliveryQueues;
   readonly accounting: AccountingStore;
-  readonly batchSizeOf: (platformId: number) => number | undefined;
+  /** How a platform takes memberships: its delivery queue (packing `batchSize`), or file staging. */
+  readonly targetOf: (platformId: number) => { readonly batchSize: number } | 'file' | undefined;
+  readonly files?: FileStaging | undefined;
 }
 
 /** Reads a mapping-table stream image (`pk` user#<id>, `sk` platform#<id>); undefined for other items. */
@@ -48,15 +51,18 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
   const counts = new CountBatch();
   let released = 0;
   for (const mapping of mappings) {
-    const batchSize = deps.batchSizeOf(mapping.platformId);
-    if (batchSize === undefined) continue;
+    const target = deps.targetOf(mapping.platformId);
+    if (target === undefined || (target === 'file' && !deps.files)) continue;
     const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
     if (pending.length === 0) continue;
     const memberships = pending.map((m) => ({ ...m, partnerUserId: mapping.partnerUserId }));
-    await deps.queues.send(
-      mapping.platformId,
-      packDeliveryMessages(mapping.platformId, memberships, batchSize),
-    );
+    if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
+    else {
+      await deps.queues.send(
+        mapping.platformId,
+        packDeliveryMessages(mapping.platformId, memberships, target.batchSize),
+      );
+    }
     for (const m of pending) {
       if (await deps.pending.deletePending(m)) {
         counts.add(m.platformId, m.segmentId, 'pending', -1);

@@ -5,7 +5,7 @@ import type { Audience } from '../segments/segment.ts';
 import { SegmentRefusedError } from '../segments/segment-service.ts';
 import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
 import type { PendingStore } from './dynamo-store.ts';
-import { type Membership, packDeliveryMessages } from './membership.ts';
+import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts';
 
 /**
@@ -227,18 +227,7 @@ export async function routeRecords(
         ? Promise.resolve()
         : step(toStage.records, async () => {
             if (!deps.files) throw new Error('file staging is not available in this deployment');
-            await deps.files.stage(
-              toStage.items.map((m) => ({
-                platformId: m.platformId,
-                segmentId: m.segmentId,
-                audienceId: m.audienceId,
-                dmpUserId: m.dmpUserId,
-                partnerUserId: m.partnerUserId,
-                op: m.op,
-                ts: new Date(m.ts).toISOString(),
-                ...(m.ttlSeconds === undefined ? {} : { ttlSeconds: m.ttlSeconds }),
-              })),
-            );
+            await deps.files.stage(toStage.items.map(toStaged));
             routed += toStage.items.length;
           }),
       ...[...toDeliver].map(([platformId, { items, records }]) =>

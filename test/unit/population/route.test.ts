@@ -4,6 +4,7 @@ import { PlatformSchema } from '../../../src/config/schema.ts';
 import type { FileStaging, StagedMembership } from '../../../src/files/staging.ts';
 import type { CountBatch, RejectedEntry } from '../../../src/population/accounting.ts';
 import { decodeDeliveryMessage, type Membership } from '../../../src/population/membership.ts';
+import { releasePending } from '../../../src/population/release-service.ts';
 import { type RouteServiceDeps, routeRecords } from '../../../src/population/route-service.ts';
 import { SegmentNotReadyError } from '../../../src/segments/segment-service.ts';
 import { seedConnector } from './support.ts';
@@ -30,7 +31,7 @@ const platforms = new Map<number, PlatformConfig>([
     platform(FILES, {
       ...seedConnector(),
       population: { mode: 'file', removal: { via: 'opColumn' } },
-      files: { destination: { type: 's3', bucket: 'partner-bucket' } },
+      files: { destination: { type: 's3', bucket: 'partner-bucket' }, opColumn: true },
     }),
   ],
 ]);
@@ -160,5 +161,49 @@ describe('routeRecords', () => {
       'user_invalid',
     ]);
     expect(sent.map((m) => m.dmpUserId)).toEqual(['dmp-user-1']);
+  });
+});
+
+describe('releasePending', () => {
+  it('sends a synced user’s pending events to the delivery queue, or to file staging for file platforms', async () => {
+    const staged: StagedMembership[] = [];
+    const { value, sent } = deps(staged);
+    const pendingOf = (platformId: number) => [
+      {
+        platformId,
+        segmentId: '12345',
+        audienceId: 'aud-1',
+        dmpUserId: 'late-user',
+        op: 'add' as const,
+        ts: 1,
+      },
+    ];
+    const deleted: number[] = [];
+    const released = await releasePending(
+      [
+        { dmpUserId: 'late-user', platformId: API, partnerUserId: 'p-late', expiresAt: 0 },
+        { dmpUserId: 'late-user', platformId: FILES, partnerUserId: 'p-late', expiresAt: 0 },
+      ],
+      {
+        pending: {
+          ...value.pending,
+          listPending: async (platformId) => pendingOf(platformId),
+          deletePending: async (m) => {
+            deleted.push(m.platformId);
+            return true;
+          },
+        },
+        queues: value.queues,
+        accounting: value.accounting,
+        files: value.files,
+        targetOf: (platformId) => (platformId === FILES ? 'file' : { batchSize: 500 }),
+      },
+    );
+    expect(released).toBe(2);
+    expect(sent).toMatchObject([{ platformId: API, partnerUserId: 'p-late', dmpUserId: 'late-user' }]);
+    expect(staged).toMatchObject([
+      { platformId: FILES, partnerUserId: 'p-late', ts: '1970-01-01T00:00:00.001Z' },
+    ]);
+    expect(deleted.sort()).toEqual([FILES, API].sort());
   });
 });
