@@ -2,19 +2,19 @@ import { readFileSync } from 'node:fs';
 import { audienceQueueName, deliveryPlatforms, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE } from '../../src/infra/resources.ts';
 import { NO_SEGMENT, OUTCOMES } from '../../src/population/accounting.ts';
-import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import {
   MAX_MESSAGE_BYTES,
   MAX_USERS_PER_MESSAGE,
   ProducerAudienceEventSchema,
 } from '../../src/population/message.ts';
-import { SqsQueues } from '../../src/population/sqs-queues.ts';
-import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { CliContext, findPlatform, parsePlatformId } from '../context.ts';
 import { renderTable } from '../format.ts';
 import { CliError, type Command, UsageError } from '../framework.ts';
 import { TARGET_OPTIONS, targetFlags } from '../target.ts';
+
+/** The SDK-backed stores, loaded on use: `dmp --help` and other commands load no AWS SDK client. */
+const populationStore = () => import('../../src/population/dynamo-store.ts');
 
 /**
  * Segment population for operators: `dmp send` puts audience events on the queue exactly as a DMP
@@ -155,6 +155,7 @@ export const sendCommand: Command = {
       const config = context.fileConfig();
       for (const platformId of platforms) findPlatform(config, platformId);
       const queue = audienceQueueName(context.environment);
+      const { SqsQueues } = await import('../../src/population/sqs-queues.ts');
       const queues = new SqsQueues(await context.sqsClient(), (platformId) =>
         deliveryQueueName(context.environment, platformId),
       );
@@ -214,6 +215,8 @@ export const whyCommand: Command = {
     try {
       const population = await context.table(POPULATION_TABLE, 'populationTableName');
       const mappingTable = await context.table(MAPPING_TABLE, 'mappingTableName');
+      const { DynamoPopulationStore } = await populationStore();
+      const { DynamoMappingStore } = await import('../../src/sync/mapping-store.ts');
       const store = new DynamoPopulationStore(population.client, population.tableName);
       const nowSeconds = Math.floor(Date.now() / 1000);
       const mapping = (
@@ -298,6 +301,7 @@ export const statsCommand: Command = {
         ? [findPlatform(config, parsePlatformId(only)).id]
         : deliveryPlatforms(config.platforms).map((platform) => platform.id);
       const population = await context.table(POPULATION_TABLE, 'populationTableName');
+      const { DynamoPopulationStore } = await populationStore();
       const store = new DynamoPopulationStore(population.client, population.tableName);
       const rows: Record<string, unknown>[] = [];
       for (const platformId of [0, ...platforms]) {
@@ -344,6 +348,7 @@ export const rejectedCommand: Command = {
     const context = CliContext.open(targetFlags(values), io.env);
     try {
       const population = await context.table(POPULATION_TABLE, 'populationTableName');
+      const { DynamoPopulationStore } = await populationStore();
       const entries = await new DynamoPopulationStore(population.client, population.tableName).rejections(
         days,
       );

@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { DynamoDBStreamEvent } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
-import { fileStagingFromEnv } from '../../src/files/factory.ts';
+import { fileStagingFromEnv } from '../../src/files/staging-store.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import {
   mappingFromImage,

@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
-import { fileStagingFromEnv } from '../../src/files/factory.ts';
+import { fileStagingFromEnv } from '../../src/files/staging-store.ts';
 import { PENDING_KEEP_SECONDS } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
