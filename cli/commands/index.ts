@@ -2,6 +2,7 @@ import type { Command } from '../framework.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
+import { platformsTestSyncCommand } from './test-sync.ts';
 
 /**
  * Every `dmp` command. A new command is a module in this folder exporting a Command, added here
@@ -11,6 +12,7 @@ export const COMMANDS: readonly Command[] = [
   mappingsCommand,
   platformsListCommand,
   platformsValidateCommand,
+  platformsTestSyncCommand,
   segmentsCommand,
   segmentsEnsureCommand,
   segmentsResolveCommand,
