@@ -357,86 +357,104 @@ export async function runTestSync(input: TestSyncInput): Promise<TestSyncReport>
     hops,
   });
 
+  /**
+   * One request to our service, with what is common to `/sync` and `/uid` (no answer, 503, a
+   * refusal); `judge` adds the step's own checks and returns the conclusion when it fails.
+   */
+  const askOurs = async (
+    step: 'sync' | 'uid',
+    url: string,
+    judge: (our: OurAnswer, answer: Answer, checks: HopCheck[]) => string | undefined,
+  ): Promise<void> => {
+    const title = `our /${step}`;
+    const result = await browserGet(jar, url, timeoutMs);
+    if ('error' in result) {
+      hops.push(
+        hop(step, title, url, {
+          cookiesSent: result.cookiesSent,
+          error: result.error,
+          checks: [fail(`our API did not answer: ${result.error}`)],
+        }),
+      );
+      conclusion = `${title} did not answer: ${result.error}`;
+      return;
+    }
+    const { answer } = result;
+    const our = ourAnswer(answer, url);
+    tracesSeen ||= our.trace !== null;
+    const checks: HopCheck[] = [];
+    if (step === 'uid' && !result.cookiesSent.includes('dmp_uid')) {
+      checks.push(warn('the browser came back without our dmp_uid cookie (the minted token is bound to it)'));
+    }
+    let failure: string | undefined;
+    if (our.status === 503) {
+      checks.push(
+        fail("503: our infrastructure failed (secrets or table): see the user-sync function's logs"),
+      );
+      failure = `${title} failed (503)`;
+    } else if (our.status >= 400 || our.reason) {
+      const hint = refusalHint(our.reason);
+      checks.push(fail(`refused: ${our.status} ${our.reason ?? '(no reason given)'}${hint}`));
+      failure = `${title} refused${step === 'uid' ? ' the callback' : ''}: ${our.reason ?? our.status}${hint}`;
+    } else {
+      failure = judge(our, answer, checks);
+    }
+    if (failure !== undefined) conclusion = failure;
+    hops.push(
+      hop(step, title, url, {
+        cookiesSent: result.cookiesSent,
+        httpStatus: answer.httpStatus,
+        status: our.status,
+        durationMs: answer.durationMs,
+        location: our.location,
+        reason: our.reason,
+        outcome: our.outcome,
+        cookiesSet: answer.cookiesSet,
+        trace: our.trace,
+        checks,
+      }),
+    );
+  };
+
   // 1. Our pixel, for this platform only.
   const pixel = new URL(input.syncPixelUrl);
   pixel.searchParams.set('pl', String(platform.id));
   for (const [name, value] of input.params) pixel.searchParams.append(name, value);
   const syncUrl = input.trace ? withDebug(pixel.href) : pixel.href;
   let next: string | null = null;
-  {
-    const knownUser = jar.get(syncUrl, 'dmp_uid');
-    const result = await browserGet(jar, syncUrl, timeoutMs);
-    if ('error' in result) {
-      hops.push(
-        hop('sync', 'our /sync', syncUrl, {
-          cookiesSent: result.cookiesSent,
-          error: result.error,
-          checks: [fail(`our API did not answer: ${result.error}`)],
-        }),
-      );
-      conclusion = `our /sync did not answer: ${result.error}`;
-    } else {
-      const { answer } = result;
-      const our = ourAnswer(answer, syncUrl);
-      tracesSeen ||= our.trace !== null;
-      const checks: HopCheck[] = [];
-      const userCookie = answer.cookiesSet.find((cookie) => cookie.name === 'dmp_uid');
-      if (userCookie?.action === 'set') {
-        checks.push(
-          info(
-            userCookie.value === knownUser
-              ? `the browser is DMP user ${userCookie.value} (from the cookie jar)`
-              : `dmp_uid cookie set: the browser is DMP user ${userCookie.value}`,
-          ),
-        );
-      }
-      if (our.status === 302 && our.location) {
-        const origin = originOf(our.location);
-        if (origin === partnerOrigin) {
-          checks.push(ok(`redirects the browser to the partner (${origin})`));
-          next = our.location;
-        } else {
-          checks.push(
-            fail(
-              `redirects to ${origin ?? our.location}, which is not the platform's sync host ${partnerOrigin}: not followed`,
-            ),
-          );
-          conclusion = `our /sync redirected to ${origin}, not to the platform's sync host ${partnerOrigin}`;
-        }
-      } else if (our.status === 200 && !our.reason) {
-        checks.push(
-          fail(
-            'answered the pixel: nothing due for this browser (a fresh mapping, or an attempt in the last sync.retryAfterAttemptHours; a --cookie-jar carries both)',
-          ),
-        );
-        conclusion = 'our /sync found nothing due for this browser';
-      } else if (our.status === 503) {
-        checks.push(
-          fail(`503: our infrastructure failed (secrets or table): see the user-sync function's logs`),
-        );
-        conclusion = 'our /sync failed (503)';
-      } else {
-        checks.push(
-          fail(`refused: ${our.status} ${our.reason ?? '(no reason given)'}${refusalHint(our.reason)}`),
-        );
-        conclusion = `our /sync refused: ${our.reason ?? our.status}`;
-      }
-      hops.push(
-        hop('sync', 'our /sync', syncUrl, {
-          cookiesSent: result.cookiesSent,
-          httpStatus: answer.httpStatus,
-          status: our.status,
-          durationMs: answer.durationMs,
-          location: our.location,
-          reason: our.reason,
-          outcome: our.outcome,
-          cookiesSet: answer.cookiesSet,
-          trace: our.trace,
-          checks,
-        }),
+  const knownUser = jar.get(syncUrl, 'dmp_uid');
+  await askOurs('sync', syncUrl, (our, answer, checks) => {
+    const userCookie = answer.cookiesSet.find((cookie) => cookie.name === 'dmp_uid');
+    if (userCookie?.action === 'set') {
+      checks.push(
+        info(
+          userCookie.value === knownUser
+            ? `the browser is DMP user ${userCookie.value} (from the cookie jar)`
+            : `dmp_uid cookie set: the browser is DMP user ${userCookie.value}`,
+        ),
       );
     }
-  }
+    if (our.status === 302 && our.location) {
+      const origin = originOf(our.location);
+      if (origin === partnerOrigin) {
+        checks.push(ok(`redirects the browser to the partner (${origin})`));
+        next = our.location;
+        return undefined;
+      }
+      checks.push(
+        fail(
+          `redirects to ${origin ?? our.location}, which is not the platform's sync host ${partnerOrigin}: not followed`,
+        ),
+      );
+      return `our /sync redirected to ${origin}, not to the platform's sync host ${partnerOrigin}`;
+    }
+    checks.push(
+      fail(
+        'answered the pixel: nothing due for this browser (a fresh mapping, or an attempt in the last sync.retryAfterAttemptHours; a --cookie-jar carries both)',
+      ),
+    );
+    return 'our /sync found nothing due for this browser';
+  });
 
   // 2. The partner's sync URL, as our pixel built it.
   if (next !== null) {
@@ -581,61 +599,21 @@ export async function runTestSync(input: TestSyncInput): Promise<TestSyncReport>
   // 4. Our /uid, where the partner sent the browser.
   if (callback !== null) {
     const uidUrl = input.trace ? withDebug(callback) : callback;
-    const result = await browserGet(jar, uidUrl, timeoutMs);
-    if ('error' in result) {
-      hops.push(
-        hop('uid', 'our /uid', uidUrl, {
-          cookiesSent: result.cookiesSent,
-          error: result.error,
-          checks: [fail(`our API did not answer: ${result.error}`)],
-        }),
+    await askOurs('uid', uidUrl, (our, _answer, checks) => {
+      callbackAccepted = our.outcome === null || ACCEPTED.has(our.outcome);
+      const detail = our.trace?.find((entry) => entry.step === 'mapping')?.detail;
+      checks.push(
+        our.outcome
+          ? ok(`accepted: ${our.outcome}${detail ? ` (${detail})` : ''}`)
+          : ok('accepted (no trace: the stored mapping below tells what was written)'),
       );
-      conclusion = `our /uid did not answer: ${result.error}`;
-    } else {
-      const { answer } = result;
-      const our = ourAnswer(answer, uidUrl);
-      tracesSeen ||= our.trace !== null;
-      const checks: HopCheck[] = [];
-      if (!result.cookiesSent.includes('dmp_uid'))
-        checks.push(warn('the browser carried no dmp_uid cookie here'));
-      if ((our.status === 200 || our.status === 302) && !our.reason) {
-        callbackAccepted = our.outcome === null || ACCEPTED.has(our.outcome);
-        const detail = our.trace?.find((entry) => entry.step === 'mapping')?.detail;
+      if (our.status === 302) {
         checks.push(
-          our.outcome
-            ? ok(`accepted: ${our.outcome}${detail ? ` (${detail})` : ''}`)
-            : ok('accepted (no trace: the stored mapping below tells what was written)'),
+          info(`the chain goes on to ${our.location ? originOf(our.location) : '?'}: not followed`),
         );
-        if (our.status === 302)
-          checks.push(
-            info(`the chain goes on to ${our.location ? originOf(our.location) : '?'}: not followed`),
-          );
-      } else if (our.status === 503) {
-        checks.push(
-          fail("503: our infrastructure failed (secrets or table): see the user-sync function's logs"),
-        );
-        conclusion = 'our /uid failed (503)';
-      } else {
-        checks.push(
-          fail(`refused: ${our.status} ${our.reason ?? '(no reason given)'}${refusalHint(our.reason)}`),
-        );
-        conclusion = `our /uid refused the callback: ${our.reason ?? our.status}${refusalHint(our.reason)}`;
       }
-      hops.push(
-        hop('uid', 'our /uid', uidUrl, {
-          cookiesSent: result.cookiesSent,
-          httpStatus: answer.httpStatus,
-          status: our.status,
-          durationMs: answer.durationMs,
-          location: our.location,
-          reason: our.reason,
-          outcome: our.outcome,
-          cookiesSet: answer.cookiesSet,
-          trace: our.trace,
-          checks,
-        }),
-      );
-    }
+      return callbackAccepted ? undefined : `our /uid answered ${our.outcome}`;
+    });
   }
 
   // 5. The mapping now stored, read from the table as `dmp mappings` reads it.
