@@ -1,15 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestSyncReport } from '../../cli/commands/test-sync.ts';
-import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
-import { DEFAULT_SECRETS_PATH, endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { DEFAULT_SECRETS_PATH } from '../../local/stack.ts';
 import { MAPPING_TABLE, STACK_OUTPUTS } from '../../src/infra/resources.ts';
 import { runDmp, runDmpInProcess } from '../support/cli.ts';
+import { useCliStack } from '../support/cli-stack.ts';
 import { type CloudFormationStandIn, startCloudFormation } from '../support/cloudformation.ts';
-import { quietLambdaOutput } from '../support/local-stack.ts';
 
 /**
  * `dmp platforms test-sync` against the real local stack (the user-sync handler behind the local
@@ -25,68 +22,24 @@ const HEALTHY = 99999;
 const UNSIGNABLE = 88888;
 
 describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
-  let stack: LocalStack;
-  let workDir: string;
-  let env: Record<string, string>;
-  let restoreOutput: () => void;
-  let dynamodb: DynamoDBClient;
-
-  /** The mapping as the table holds it, read without the CLI. */
-  const storedPartnerId = async (dmpUserId: string, platformId: number) => {
-    const { Item } = await dynamodb.send(
-      new GetItemCommand({
-        TableName: stack.tableNames['MappingTable'] ?? MAPPING_TABLE.localName,
-        Key: { pk: { S: `user#${dmpUserId}` }, sk: { S: `platform#${platformId}` } },
-        ConsistentRead: true,
-      }),
-    );
-    return Item?.['partnerUserId']?.S;
-  };
-  /** What the reference partner's /sync gave the browser as its id, latest first. */
-  const partnerIds = () =>
-    stack.partner.requests
-      .filter((request) => request.path === '/sync')
-      .map((request) => request.partnerUserId)
-      .reverse();
-  const runJson = async (args: string[]) => {
-    const result = await runDmpInProcess(['platforms', 'test-sync', ...args, '--json'], env);
-    expect(result.stderr).toBe('');
-    return { code: result.code, report: JSON.parse(result.stdout) as TestSyncReport, stdout: result.stdout };
-  };
-
-  beforeAll(async () => {
-    restoreOutput = quietLambdaOutput();
-    workDir = mkdtempSync(join(tmpdir(), 'dmp-test-sync-'));
+  const cli = useCliStack((workDir) => {
+    // config/local-secrets.json without platform 88888's shared key (see above).
     const secrets = JSON.parse(readFileSync(DEFAULT_SECRETS_PATH, 'utf8')) as Record<string, unknown>;
     secrets[`dmp-activation/local/platforms/${UNSIGNABLE}`] = { signingKeys: {} };
     const secretsPath = join(workDir, 'secrets.json');
     writeFileSync(secretsPath, JSON.stringify(secrets));
-    stack = await startLocalStack({ quiet: true, secretsPath, ttlSweepIntervalMs: 0, scheduleEveryMs: 0 });
-    const endpointsFile = join(workDir, 'endpoints.json');
-    writeEndpointsFile(endpointsFile, endpointsOf(stack));
-    env = { [ENDPOINTS_FILE_ENV_VAR]: endpointsFile };
-    dynamodb = new DynamoDBClient({
-      endpoint: stack.dynamodbEndpoint,
-      region: stack.region,
-      credentials: LOCAL_CREDENTIALS,
-    });
+    return { secretsPath };
   });
-
-  afterAll(async () => {
-    dynamodb?.destroy();
-    await stack?.stop();
-    restoreOutput?.();
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  const { storedPartnerId, partnerIds, runJson } = cli;
 
   it('explains every hop of a healthy platform and ends with the stored mapping', async () => {
     // In its own process, as the operator runs it.
-    const result = await runDmp(['platforms', 'test-sync', String(HEALTHY)], { env });
+    const result = await runDmp(['platforms', 'test-sync', String(HEALTHY)], { env: cli.env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const out = result.stdout;
-    const api = new URL(stack.apiUrl).origin;
-    const partner = new URL(stack.partnerUrl).origin;
+    const api = new URL(cli.stack.apiUrl).origin;
+    const partner = new URL(cli.stack.partnerUrl).origin;
     const partnerUserId = partnerIds()[0]!;
     const dmpUserId = /dmp_uid cookie set: the browser is DMP user (\S+)/.exec(out)?.[1];
     expect(dmpUserId).toBeDefined();
@@ -130,8 +83,8 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
       expect(report).toMatchObject({
         environment: 'local',
         platform: { id: HEALTHY },
-        partnerOrigin: new URL(stack.partnerUrl).origin,
-        ourOrigins: [new URL(stack.apiUrl).origin],
+        partnerOrigin: new URL(cli.stack.partnerUrl).origin,
+        ourOrigins: [new URL(cli.stack.apiUrl).origin],
         traces: args.length === 0 ? 'on' : 'notRequested',
         partnerUserId,
         ok: true,
@@ -168,7 +121,7 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
       }
       expect(await storedPartnerId(report.dmpUserId!, HEALTHY)).toBe(partnerUserId);
       // The minted token travelled to the partner, and never into the output.
-      const sent = stack.partner.requests.filter((request) => request.path === '/sync').at(-1)!;
+      const sent = cli.stack.partner.requests.filter((request) => request.path === '/sync').at(-1)!;
       const token = new URL(sent.query['out'] as string).searchParams.get('plsec')!;
       expect(token).toMatch(/^m1\./);
       expect(stdout).not.toContain(token);
@@ -177,9 +130,12 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
 
   it('explains a refused callback: the partner sends its "no id" value', async () => {
     // A browser the partner has no id for: it answers with `0` in place of the id.
-    const jar = join(workDir, 'jar-no-id.txt');
+    const jar = join(cli.workDir, 'jar-no-id.txt');
     writeFileSync(jar, `# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tpartner_uid\t0\n`);
-    const text = await runDmpInProcess(['platforms', 'test-sync', String(HEALTHY), '--cookie-jar', jar], env);
+    const text = await runDmpInProcess(
+      ['platforms', 'test-sync', String(HEALTHY), '--cookie-jar', jar],
+      cli.env,
+    );
     expect(text.code).toBe(1);
     expect(text.stdout).toContain('ok   with userid=0 (the macro replaced)');
     expect(text.stdout).toContain(
@@ -219,9 +175,9 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
   });
 
   it('explains a partner that answers an error', async () => {
-    const text = await runDmpInProcess(['platforms', 'test-sync', String(UNSIGNABLE)], env);
+    const text = await runDmpInProcess(['platforms', 'test-sync', String(UNSIGNABLE)], cli.env);
     expect(text.code).toBe(1);
-    expect(text.stdout).toContain(`3. the partner: GET ${new URL(stack.partnerUrl).origin}/sync?out=`);
+    expect(text.stdout).toContain(`3. the partner: GET ${new URL(cli.stack.partnerUrl).origin}/sync?out=`);
     expect(text.stdout).toContain(`FAIL answered 400: no signing key for ${UNSIGNABLE}`);
     expect(text.stdout).toContain(`FAILED: the partner answered 400 (no signing key for ${UNSIGNABLE})`);
 
@@ -247,21 +203,21 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
       // `dev`'s outputs, pointing at this stack: its /sync sends the browser to the local
       // reference partner, which is not dev's configured partner host.
       cloudFormation = await startCloudFormation('DmpActivation-dev', {
-        [STACK_OUTPUTS.syncPixelUrl]: `${stack.apiUrl}/sync`,
+        [STACK_OUTPUTS.syncPixelUrl]: `${cli.stack.apiUrl}/sync`,
         [STACK_OUTPUTS.mappingTableName]: MAPPING_TABLE.localName,
       });
     });
     afterAll(() => cloudFormation?.close());
 
     it('reads our URL from the stack outputs and never follows a redirect to another host', async () => {
-      const requestsBefore = stack.partner.requests.length;
+      const requestsBefore = cli.stack.partner.requests.length;
       const result = await runDmp(['platforms', 'test-sync', String(HEALTHY), '--env', 'dev', '--json'], {
         env: {
           AWS_REGION: 'eu-west-1',
           AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
           AWS_SECRET_ACCESS_KEY: 'do-not-print-this-secret-value',
           AWS_ENDPOINT_URL_CLOUDFORMATION: cloudFormation.url,
-          AWS_ENDPOINT_URL_DYNAMODB: stack.dynamodbEndpoint,
+          AWS_ENDPOINT_URL_DYNAMODB: cli.stack.dynamodbEndpoint,
         },
       });
       expect(result.stderr).toBe('');
@@ -270,15 +226,15 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
       expect(cloudFormation.calls.map((call) => call.get('StackName'))).toContain('DmpActivation-dev');
       expect(report).toMatchObject({
         environment: 'dev',
-        syncPixelUrl: `${stack.apiUrl}/sync`,
+        syncPixelUrl: `${cli.stack.apiUrl}/sync`,
         partnerOrigin: 'https://api.third-party.com',
         ok: false,
       });
       expect(report.hops).toHaveLength(1);
       expect(report.hops[0]!.checks.at(-1)?.text).toBe(
-        `redirects to ${new URL(stack.partnerUrl).origin}, which is not the platform's sync host https://api.third-party.com: not followed`,
+        `redirects to ${new URL(cli.stack.partnerUrl).origin}, which is not the platform's sync host https://api.third-party.com: not followed`,
       );
-      expect(stack.partner.requests.length).toBe(requestsBefore);
+      expect(cli.stack.partner.requests.length).toBe(requestsBefore);
       expect(report.mappingTable).toContain('dev (stack DmpActivation-dev');
     });
   });
@@ -290,11 +246,11 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
       ['platforms', 'test-sync', '99999', '--param', 'pl=1'],
       ['platforms', 'test-sync', '99999', '--timeout', '0'],
     ]) {
-      const result = await runDmpInProcess(argv, env);
+      const result = await runDmpInProcess(argv, cli.env);
       expect(result.code, argv.join(' ')).toBe(2);
       expect(result.stderr, argv.join(' ')).toContain('usage: dmp platforms test-sync <platformId>');
     }
-    const unknown = await runDmpInProcess(['platforms', 'test-sync', '12345'], env);
+    const unknown = await runDmpInProcess(['platforms', 'test-sync', '12345'], cli.env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe(
       'dmp platforms test-sync: unknown platform 12345 in environment local (platforms: 99999, 88888)',
