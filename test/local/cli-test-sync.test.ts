@@ -1,8 +1,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestSyncReport } from '../../cli/commands/test-sync.ts';
-import { DEFAULT_SECRETS_PATH } from '../../local/stack.ts';
+import { ENDPOINTS_FILE_ENV_VAR, writeEndpointsFile } from '../../local/endpoints.ts';
+import { close, listen, originOf } from '../../local/http-util.ts';
+import { DEFAULT_SECRETS_PATH, endpointsOf } from '../../local/stack.ts';
 import { MAPPING_TABLE, STACK_OUTPUTS } from '../../src/infra/resources.ts';
 import { runDmp, runDmpInProcess } from '../support/cli.ts';
 import { useCliStack } from '../support/cli-stack.ts';
@@ -195,6 +198,32 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
     });
     expect(report.partnerUserId).toBeNull();
     expect(report.mapping).toBeNull();
+  });
+
+  it('gives up on a hop that does not answer within --timeout', async () => {
+    // A server that takes the request and never answers, in place of our API.
+    const silent = createServer(() => {});
+    const port = await listen(silent, 0);
+    try {
+      const endpoints = join(cli.workDir, 'silent-endpoints.json');
+      writeEndpointsFile(endpoints, { ...endpointsOf(cli.stack), syncPixelUrl: `${originOf(port)}/sync` });
+      const result = await runDmpInProcess(
+        ['platforms', 'test-sync', String(HEALTHY), '--timeout', '0.2', '--json'],
+        { [ENDPOINTS_FILE_ENV_VAR]: endpoints },
+      );
+      expect(result.code).toBe(1);
+      const report = JSON.parse(result.stdout) as TestSyncReport;
+      expect(report.hops).toHaveLength(1);
+      expect(report.hops[0]).toMatchObject({
+        step: 'sync',
+        httpStatus: null,
+        error: 'no answer within 0.2 s (timeout)',
+      });
+      expect(report.conclusion).toBe('our /sync did not answer: no answer within 0.2 s (timeout)');
+      expect(report.dmpUserId).toBeNull();
+    } finally {
+      await close(silent);
+    }
   });
 
   describe('against a deployed environment', () => {
