@@ -558,11 +558,7 @@ export async function runTestSync(input: TestSyncInput): Promise<TestSyncReport>
         } else if (signed) checks.push(info(`signed (key ${back.searchParams.get('kid')})`));
         callback = redirect;
       } else if (origin === partnerOrigin) {
-        checks.push(
-          info(
-            `redirects on its own host (${redirect.length > 0 ? new URL(redirect).pathname : ''}): followed`,
-          ),
-        );
+        checks.push(info(`redirects on its own host (${new URL(redirect).pathname}): followed`));
         next = redirect;
       } else {
         checks.push(
@@ -756,7 +752,8 @@ export const platformsTestSyncCommand: Command = {
     '/uid answer (stored, unchanged, or refused and why), then the mapping now stored. Redirects',
     "are followed only to our host and the platform's sync host. Deployed stacks give no debug=1",
     'trace unless the environment sets debugTraces: the answers are explained from their status',
-    'and x-dmp-reason then. Each run makes a new DMP user (the test browser) and leaves its mapping.',
+    'and x-dmp-reason then. Each run without --cookie-jar makes a new DMP user (the test browser)',
+    'and leaves its mapping, which expires as any other.',
     'Exit status: 0 the mapping is stored, 1 the sync failed (the output says where), 2 usage.',
   ].join('\n'),
   options: {
