@@ -4,6 +4,7 @@ import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
+import { platformsTestSyncCommand } from './test-sync.ts';
 
 /**
  * Every `dmp` command. A new command is a module in this folder exporting a Command, added here
@@ -14,6 +15,7 @@ export const COMMANDS: readonly Command[] = [
   mappingsCommand,
   platformsListCommand,
   platformsValidateCommand,
+  platformsTestSyncCommand,
   segmentsCommand,
   segmentsEnsureCommand,
   segmentsResolveCommand,
