@@ -23,6 +23,7 @@ import {
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
 import { filePlatforms } from '../src/files/platforms.ts';
+import { deliveryPlatforms } from '../src/infra/population.ts';
 import { createDataTable } from './constructs/data-table.ts';
 import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
@@ -124,7 +125,14 @@ export class DmpActivationStack extends Stack {
         );
       }
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
-      if (definition.secrets === 'platformApi') this.secrets.grantApiSecrets(fn.role);
+      // The population functions read the API credentials of the platforms they call, never those
+      // of file platforms (SFTP keys: the exporter's own grant, FileDelivery.attachExporter).
+      if (definition.secrets === 'platformApi' && !definition.schedule) {
+        this.secrets.grantApiSecrets(
+          fn.role,
+          deliveryPlatforms(config.platforms).map((platform) => platform.id),
+        );
+      }
       functions[key] = fn;
     }
     this.userSync = functions.userSync!;

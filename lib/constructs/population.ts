@@ -20,6 +20,7 @@ import {
   type TableDefinition,
 } from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
+import { runbookLine } from '../runbook.ts';
 import type { Monitoring } from './monitoring.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { TableStreamConsumer } from './table-stream-consumer.ts';
@@ -120,14 +121,14 @@ function partnerAlarms(scope: Construct, environment: string, platformId: number
   });
   return [
     errorRate.createAlarm(scope, `Partner${platformId}ErrorRate`, {
-      alarmDescription: `${environment}: platform ${platformId} answers more than 10% of population calls with 5xx, timeouts or resets`,
+      alarmDescription: `${environment}: platform ${platformId} answers more than 10% of population calls with 5xx, timeouts or resets. ${runbookLine('partner-errors')}`,
       threshold: 10,
       evaluationPeriods: 2,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     }),
     metric(POPULATION_METRICS.throttled).createAlarm(scope, `Partner${platformId}Throttling`, {
-      alarmDescription: `${environment}: platform ${platformId} throttles population calls (429) for 15 minutes: check rateLimitPerSecond`,
+      alarmDescription: `${environment}: platform ${platformId} throttles population calls (429) for 15 minutes. ${runbookLine('partner-throttling')}`,
       threshold: 0,
       evaluationPeriods: 3,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -93,9 +93,12 @@ export class ServiceSecrets extends Construct {
     return [...this.platforms.values(), this.syncTokenKey];
   }
 
-  /** secretsmanager:GetSecretValue on exactly the platforms' API credentials (population functions). */
-  grantApiSecrets(grantee: iam.IGrantable): void {
-    const secrets = [...this.apiSecrets.values()];
+  /** secretsmanager:GetSecretValue on exactly these platforms' API credentials (population functions). */
+  grantApiSecrets(grantee: iam.IGrantable, platformIds: readonly number[]): void {
+    const secrets = platformIds.flatMap((id) => {
+      const secret = this.apiSecrets.get(id);
+      return secret ? [secret] : [];
+    });
     if (secrets.length === 0) return;
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
