@@ -1,5 +1,4 @@
 import { localEndpointsFile, readEndpointsFile } from '../../local/endpoints.ts';
-import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { windowKey } from '../../src/files/naming.ts';
 import { type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
 import { type PublicationRecord, totalRows } from '../../src/files/publication.ts';
@@ -123,6 +122,8 @@ export const filesCommand: Command = {
     const limit = Number(limitText);
 
     const target = await resolveTable(flags, FILE_STAGING_TABLE, 'fileStagingTableName', io.env);
+    // Loaded here: `dmp --help` and the other commands load no AWS SDK client.
+    const { DynamoFileStore } = await import('../../src/files/dynamo-store.ts');
     const store = new DynamoFileStore(target.client, target.tableName, { settings: () => undefined });
     const local = environment === 'local' ? readEndpointsFile(localEndpointsFile(io.env)) : undefined;
     const outbox = environment === 'local' ? 'dmp-local-file-outbox' : '<outbox bucket>';
