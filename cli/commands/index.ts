@@ -3,6 +3,7 @@ import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
+import { platformsTestSyncCommand } from './test-sync.ts';
 
 /**
  * Every `dmp` command. A new command is a module in this folder exporting a Command, added here
@@ -13,6 +14,7 @@ export const COMMANDS: readonly Command[] = [
   mappingsCommand,
   platformsListCommand,
   platformsValidateCommand,
+  platformsTestSyncCommand,
   segmentsCommand,
   segmentsEnsureCommand,
   segmentsResolveCommand,
