@@ -204,7 +204,7 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
   {
     name: 's3 buckets',
     async run({ fauxqs }) {
-      return provisionBuckets(fauxqs).map((bucket) => ({ kind: 'bucket', ...bucket }));
+      return (await provisionBuckets(fauxqs)).map((bucket) => ({ kind: 'bucket', ...bucket }));
     },
   },
   {

@@ -122,7 +122,7 @@ export const filesCommand: Command = {
     const limit = Number(limitText);
 
     const target = await resolveTable(flags, FILE_STAGING_TABLE, 'fileStagingTableName', io.env);
-    // Loaded on use: `dmp --help` loads no AWS SDK client.
+    // Loaded here: `dmp --help` and the other commands load no AWS SDK client.
     const { DynamoFileStore } = await import('../../src/files/dynamo-store.ts');
     const store = new DynamoFileStore(target.client, target.tableName, { settings: () => undefined });
     const local = environment === 'local' ? readEndpointsFile(localEndpointsFile(io.env)) : undefined;

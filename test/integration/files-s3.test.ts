@@ -281,6 +281,85 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     expect((await run()).windows).toEqual([]);
   });
 
+  it('splits a large window into parts with distinct names; a crash between parts resends none', async () => {
+    const platformId = 99912;
+    const stagedAt = Date.now() - 50 * 60_000;
+    const store = new DynamoFileStore(dynamodb, FILE_STAGING_TABLE.localName, {
+      settings: () => ({ everyMinutes: 1, stagingShards: 4 }),
+      now: () => stagedAt,
+    });
+    const rows = Array.from({ length: 250 }, (_, index) => ({ ...membership('901', index), platformId }));
+    await store.stage(rows);
+    const files = FilesSchema.parse({
+      destination: { type: 's3', prefix: 'split-test/' },
+      everyMinutes: 1,
+      maxRowsPerFile: 100,
+      manifest: {},
+    });
+    const puts: string[] = [];
+    s3.middlewareStack.add(
+      (next, context) => (args) => {
+        const input = (args as { input?: { Key?: string } }).input;
+        if (String(context['commandName']) === 'PutObjectCommand') puts.push(input?.Key ?? '');
+        return next(args);
+      },
+      { step: 'initialize', name: 'countPuts' },
+    );
+    try {
+      const target = new S3Target(s3, { bucket: FILE_OUTBOX_BUCKET.localName, prefix: 'split-test/' });
+      let crashed = false;
+      const run = (crashAfterFirstPart: boolean) =>
+        new FileExporter({
+          store,
+          now: () => Date.now(),
+          owner: `split-${Date.now()}-${crashAfterFirstPart}`,
+          checkpoint: (step) => {
+            if (crashAfterFirstPart && step === 'published' && !crashed) {
+              crashed = true;
+              throw new Error('simulated crash after the first part');
+            }
+          },
+        }).run({ platformId, files, target }, { graceMs: 5000 });
+
+      expect((await run(true)).windows.map((window) => window.outcome)).toEqual(['failed']);
+      // A failure waits for the next run (backoff 0 after the first): the next run finishes it.
+      expect((await run(false)).windows.map((window) => window.outcome)).toEqual(['published']);
+
+      const base = renderFileName('Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.tsv.gz', {
+        segmentId: '901',
+        platformId,
+        window: windowOf(stagedAt, 1),
+        part: 1,
+      });
+      const names = [
+        base,
+        base.replace('.tsv.gz', '_part2.tsv.gz'),
+        base.replace('.tsv.gz', '_part3.tsv.gz'),
+      ];
+      const manifestName = base.replace('.tsv.gz', '.manifest.json');
+      expect(await objectKeys('split-test/')).toEqual(
+        [...names, manifestName].map((name) => `split-test/${name}`).sort(),
+      );
+      // Every part was uploaded once, the first one before the crash, none again after it.
+      expect(puts.sort()).toEqual([...names, manifestName].map((name) => `split-test/${name}`).sort());
+      const lines: string[] = [];
+      for (const name of names) {
+        const part = gunzipSync(await download(`split-test/${name}`))
+          .toString('utf8')
+          .trim()
+          .split('\n');
+        expect(part.length).toBeLessThanOrEqual(100);
+        lines.push(...part);
+      }
+      expect(lines.sort()).toEqual(rows.map((row) => row.partnerUserId).sort());
+      const manifest = JSON.parse((await download(`split-test/${manifestName}`)).toString('utf8'));
+      expect(manifest.files.map((file: { name: string }) => file.name)).toEqual(names);
+      expect(manifest.rows).toBe(250);
+    } finally {
+      s3.middlewareStack.remove('countPuts');
+    }
+  });
+
   it('records a failing upload, retries it on a later run, and publishes it once', async () => {
     const stagedAt = Date.now() - 30 * 60_000;
     const store = stagingAt(stagedAt);
