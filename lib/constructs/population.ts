@@ -9,8 +9,7 @@ import {
   audienceQueueName,
   deliveryPlatforms,
   deliveryQueueName,
-  deliveryQueuePrefix,
-  POPULATION_ENV,
+  populationEnvironment,
   populationEventSources,
 } from '../../src/infra/population.ts';
 import {
@@ -54,8 +53,9 @@ export class Population extends Construct {
     super(scope, id);
     const { config, monitoring, functions } = props;
     for (const key of ['route', 'deliver', 'releasePending'] as const) {
-      functions[key].addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
-      functions[key].addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
+      for (const [name, value] of Object.entries(populationEnvironment(config.name))) {
+        functions[key].addEnvironment(name, value);
+      }
     }
 
     const queues = new Map<string, QueueConsumer>();

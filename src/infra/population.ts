@@ -49,6 +49,14 @@ export function deliveryQueuePrefix(environment: string): string {
   return `dmp-${environment}-delivery-`;
 }
 
+/** The queue names every population function receives, as the CDK stack, the local stack and the bench set them. */
+export function populationEnvironment(environment: string): Record<string, string> {
+  return {
+    [POPULATION_ENV.audienceQueueName]: audienceQueueName(environment),
+    [POPULATION_ENV.deliveryQueuePrefix]: deliveryQueuePrefix(environment),
+  };
+}
+
 export function deliveryQueueName(environment: string, platformId: number): string {
   return `${deliveryQueuePrefix(environment)}${platformId}`;
 }
