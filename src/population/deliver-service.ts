@@ -2,6 +2,7 @@ import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
 import { type CallGate, deliverMemberships, type PartnerLike } from './delivery.ts';
 import type { MembershipStateStore } from './dynamo-store.ts';
+import { removalDueAt } from './expiry.ts';
 import { type Membership, membershipKey } from './membership.ts';
 import { newestPerKey, orderVerdict } from './ordering.ts';
 
@@ -87,7 +88,8 @@ export async function deliverRecords(
         segmentId: item.segmentId,
         audienceId: item.audienceId,
         dmpUserId: item.dmpUserId,
-        memberships: 1,
+        // Listed by `dmp rejected`, but a removal at expiry is not an accepted event to count.
+        memberships: item.expiry ? 0 : 1,
       },
       platformId: item.platformId,
       segmentId: item.segmentId,
@@ -100,14 +102,18 @@ export async function deliverRecords(
         reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
       continue;
     }
+    // A removal at expiry is no event of the DMP: when a newer event wins, it is simply a no-op.
+    const outranked = (item: Tracked) => {
+      if (!item.expiry) counts.add(platformId, item.segmentId, 'superseded');
+    };
     const { newest, superseded } = newestPerKey(memberships);
-    for (const item of superseded) counts.add(platformId, item.segmentId, 'superseded');
+    for (const item of superseded) outranked(item);
     const applied = await deps.state.getApplied(newest);
     const toSend: Tracked[] = [];
     for (const item of newest) {
       const verdict = orderVerdict(applied.get(membershipKey(item)), item);
       if (verdict === 'apply') toSend.push(item);
-      else if (verdict === 'stale') counts.add(platformId, item.segmentId, 'superseded');
+      else if (verdict === 'stale') outranked(item);
     }
     if (toSend.length === 0) continue;
     const partner = await deps.partnerFor(platform);
@@ -123,8 +129,11 @@ export async function deliverRecords(
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now());
-    for (const item of recorded) counts.add(platformId, item.segmentId, 'delivered');
+    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now(), (m) =>
+      removalDueAt(platform.connector, m),
+    );
+    for (const item of recorded)
+      counts.add(platformId, item.segmentId, item.expiry ? 'expired' : 'delivered');
     delivered += recorded.length;
     if (overtaken.length > 0) {
       // A newer event was applied by another invocation while ours was in flight, and ours may
@@ -132,9 +141,12 @@ export async function deliverRecords(
       const newer = await deps.state.getApplied(overtaken);
       const repairs: Tracked[] = [];
       for (const item of overtaken as Tracked[]) {
-        counts.add(platformId, item.segmentId, 'superseded');
+        outranked(item);
         const stored = newer.get(membershipKey(item));
-        if (stored && stored.op !== item.op) repairs.push({ ...item, op: stored.op, ts: stored.ts });
+        if (stored && stored.op !== item.op) {
+          const { expiry: _expiry, ...event } = item;
+          repairs.push({ ...event, op: stored.op, ts: stored.ts });
+        }
       }
       if (repairs.length > 0) {
         const repaired = await deliverMemberships(repairs, {
@@ -157,7 +169,7 @@ export async function deliverRecords(
       if (failure.retryAfterMs !== undefined)
         retryAfterMs = Math.max(retryAfterMs ?? 0, failure.retryAfterMs);
       const key = `${item.recordId}#${membershipKey(item)}`;
-      if (lastReceive.get(item.recordId) && !dlqCounted.has(key)) {
+      if (lastReceive.get(item.recordId) && !item.expiry && !dlqCounted.has(key)) {
         dlqCounted.add(key);
         counts.add(platformId, item.segmentId, 'dlq');
       }
