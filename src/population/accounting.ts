@@ -58,8 +58,23 @@ export interface RejectedEntry {
   readonly snippet?: string | undefined;
 }
 
+/**
+ * The outcomes of one delivery message's memberships of one segment, computed from the stored
+ * states when the message is settled. Written by key (message, platform, segment), not added: a
+ * redelivery after a crash writes the same tally again, so `dmp stats` (which sums the tallies) counts
+ * every membership exactly once, whatever crashed between the state writes and the count.
+ */
+export interface RecordTally {
+  readonly recordId: string;
+  readonly platformId: number;
+  readonly segmentId: string;
+  readonly counts: Counts;
+}
+
 export interface AccountingStore {
   addCounts(batch: CountBatch): Promise<void>;
+  /** Writes (or rewrites) each tally. */
+  putTallies(tallies: readonly RecordTally[]): Promise<void>;
   /** Records rejections; returns the ids recorded now (not before). */
   recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>>;
 }

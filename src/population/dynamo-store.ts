@@ -14,6 +14,7 @@ import {
   type AccountingStore,
   type CountBatch,
   OUTCOMES,
+  type RecordTally,
   type RejectedEntry,
   TALLIES,
 } from './accounting.ts';
@@ -53,8 +54,15 @@ export interface MembershipStateStore {
   recordApplied(
     memberships: readonly Membership[],
     nowMs: number,
-    removeAt?: (membership: Membership) => number | undefined,
+    options?: RecordOptions,
   ): Promise<{ recorded: Membership[]; overtaken: Membership[] }>;
+}
+
+export interface RecordOptions {
+  /** When the removal of an add is due (epoch seconds): it enters the expiry index. */
+  readonly removeAt?: (membership: Membership) => number | undefined;
+  /** The delivery message applying it (kept as the state's `by`). */
+  readonly appliedBy?: (membership: Membership) => string;
 }
 
 /** The expiry index (the table's sparse `byExpiry` index) and the sweep's watermark. */
@@ -121,7 +129,7 @@ export class DynamoPopulationStore
       );
     const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
       consistentRead: true,
-      projection: 'pk, sk, ts, #op',
+      projection: 'pk, sk, ts, #op, rid',
       expressionNames: { '#op': 'op' },
     });
     const applied = new Map<string, AppliedState>();
@@ -130,16 +138,14 @@ export class DynamoPopulationStore
       applied.set(`${platformId}#${item['sk']?.S}#${user.join('#')}`, {
         ts: Number(item['ts']?.N),
         op: item['op']?.S === 'remove' ? 'remove' : 'add',
+        by: item['rid']?.S,
       });
     }
     return applied;
   }
 
-  async recordApplied(
-    memberships: readonly Membership[],
-    nowMs: number,
-    removeAt?: (membership: Membership) => number | undefined,
-  ) {
+  async recordApplied(memberships: readonly Membership[], nowMs: number, options: RecordOptions = {}) {
+    const { removeAt, appliedBy } = options;
     const recorded: Membership[] = [];
     const overtaken: Membership[] = [];
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
@@ -148,6 +154,9 @@ export class DynamoPopulationStore
       const dueAt = due === undefined ? undefined : Math.max(due, Math.floor(nowMs / 1000));
       const set = ['ts = :ts', '#op = :op', 'p = :p', 'aud = :aud', '#at = :at', 'expiresAt = :exp'];
       const remove: string[] = [];
+      const by = appliedBy?.(m);
+      if (by === undefined) remove.push('rid');
+      else set.push('rid = :rid');
       if (m.ttlSeconds === undefined) remove.push('life');
       else set.push('life = :ttl');
       if (dueAt === undefined) remove.push(EXPIRY_INDEX.partition, EXPIRY_INDEX.sort);
@@ -170,6 +179,7 @@ export class DynamoPopulationStore
               ':at': { S: new Date(nowMs).toISOString() },
               ':exp': { N: String(expiresAt(m)) },
               ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
+              ...(by === undefined ? {} : { ':rid': { S: by } }),
               ...(dueAt === undefined
                 ? {}
                 : {
@@ -351,14 +361,35 @@ export class DynamoPopulationStore
     });
   }
 
+  async putTallies(tallies: readonly RecordTally[]): Promise<void> {
+    await forEachLimited(tallies, WRITE_CONCURRENCY, async (tally) => {
+      const counts: Record<string, AttributeValue> = {};
+      for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            ...key(`tally#${tally.platformId}`, `${tally.recordId}#${tally.segmentId}`),
+            seg: { S: tally.segmentId },
+            ...counts,
+          },
+        }),
+      );
+    });
+  }
+
+  /** Counts per segment: the added counts (`stats#`) plus every delivery message's tally. */
   async stats(platformId: number): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
-    const items = await this.queryAll(`stats#${platformId}`, true);
-    return items.map((item) => ({
-      segmentId: item['sk']?.S ?? '',
-      counts: Object.fromEntries(
-        [...OUTCOMES, ...TALLIES].map((outcome) => [outcome, Number(item[outcome]?.N ?? 0)]),
-      ),
-    }));
+    const names = [...OUTCOMES, ...TALLIES];
+    const bySegment = new Map<string, Record<string, number>>();
+    const add = (segmentId: string, item: Record<string, AttributeValue>) => {
+      const counts = bySegment.get(segmentId) ?? Object.fromEntries(names.map((name) => [name, 0]));
+      for (const name of names) counts[name] = (counts[name] ?? 0) + Number(item[name]?.N ?? 0);
+      bySegment.set(segmentId, counts);
+    };
+    for (const item of await this.queryAll(`stats#${platformId}`, true)) add(item['sk']?.S ?? '', item);
+    for (const item of await this.queryAll(`tally#${platformId}`, true)) add(item['seg']?.S ?? '', item);
+    return [...bySegment].map(([segmentId, counts]) => ({ segmentId, counts }));
   }
 
   async recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>> {
