@@ -9,6 +9,7 @@ import {
   audienceQueueName,
   deliveryPlatforms,
   deliveryQueueName,
+  expiringPlatforms,
   populationEnvironment,
   populationEventSources,
 } from '../../src/infra/population.ts';
@@ -20,13 +21,15 @@ import {
 } from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
 import { runbookLine } from '../runbook.ts';
+import { FunctionSchedule } from './function-schedule.ts';
 import type { Monitoring } from './monitoring.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { TableStreamConsumer } from './table-stream-consumer.ts';
 
 export interface PopulationProps {
   readonly config: EnvironmentConfig;
-  readonly functions: Readonly<Record<FunctionKey, lambda.Function>>;
+  /** The built functions (the expiry sweep only where a platform needs it). */
+  readonly functions: Readonly<Partial<Record<FunctionKey, lambda.Function>>>;
   /** The tables by construct id (the mapping table's stream releases pending events). */
   readonly tables: ReadonlyMap<TableDefinition, dynamodb.TableV2>;
   readonly monitoring: Monitoring;
@@ -41,20 +44,29 @@ export interface PopulationProps {
  * - one delivery queue (+DLQ) and event source per API platform, consumed by the deliver function
  *   with the platform's micro-batching settings and `maxConcurrency` from its `concurrency`;
  * - the mapping table's stream to the pending release function (with its failure queue);
- * - send rights on the delivery queues for the route and release functions only;
+ * - the expiry sweep every minute (removals at expiry, src/population/expiry.ts), where a platform
+ *   takes removal calls but no lifetime;
+ * - send rights on the delivery queues for the route and release functions (and the expiry sweep,
+ *   on the queues of the platforms it serves) only;
  * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
  */
 export class Population extends Construct {
   readonly queues: ReadonlyMap<string, QueueConsumer>;
   readonly audienceEvents: QueueConsumer;
   readonly release: TableStreamConsumer[] = [];
+  readonly schedules: FunctionSchedule[] = [];
 
   constructor(scope: Construct, id: string, props: PopulationProps) {
     super(scope, id);
     const { config, monitoring, functions } = props;
-    for (const key of ['route', 'deliver', 'releasePending'] as const) {
+    const fn = (key: FunctionKey): lambda.Function => {
+      const built = functions[key];
+      if (!built) throw new Error(`${this.node.path}: function ${key} is not built`);
+      return built;
+    };
+    for (const key of ['route', 'deliver', 'releasePending', 'expireMemberships'] as const) {
       for (const [name, value] of Object.entries(populationEnvironment(config.name))) {
-        functions[key].addEnvironment(name, value);
+        functions[key]?.addEnvironment(name, value);
       }
     }
 
@@ -64,7 +76,7 @@ export class Population extends Construct {
         queues.set(
           source.queue.localName,
           new QueueConsumer(this, source.queue.id, {
-            function: functions[source.function],
+            function: fn(source.function),
             settings: source.settings,
             queueName: source.queue.localName,
             ...(source.queue.retentionSeconds
@@ -73,12 +85,22 @@ export class Population extends Construct {
             monitoring,
           }),
         );
+      } else if (source.kind === 'schedule') {
+        this.schedules.push(
+          new FunctionSchedule(this, `Schedule-${source.name}`, {
+            function: fn(source.function),
+            everyMinutes: source.everyMinutes,
+            ...(source.input !== undefined ? { input: source.input } : {}),
+            description: `${config.name}: ${source.name} every ${source.everyMinutes} minute(s)`,
+            monitoring,
+          }),
+        );
       } else if (source.kind === 'tableStream') {
         const table = props.tables.get(source.table);
         if (!table) throw new Error(`${this.node.path}: no table ${source.table.id}`);
         this.release.push(
           new TableStreamConsumer(this, `${source.table.id}Stream`, {
-            function: functions[source.function],
+            function: fn(source.function),
             table,
             settings: streamSettingsOf(source),
             monitoring,
@@ -91,11 +113,13 @@ export class Population extends Construct {
     if (!audience) throw new Error(`${this.node.path}: no audience-events queue declared`);
     this.audienceEvents = audience;
 
+    const expiring = new Set(expiringPlatforms(config).map((platform) => platform.id));
     for (const platform of deliveryPlatforms(config.platforms)) {
       const delivery = queues.get(deliveryQueueName(config.name, platform.id));
       if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
-      delivery.queue.grantSendMessages(functions.route);
-      delivery.queue.grantSendMessages(functions.releasePending);
+      delivery.queue.grantSendMessages(fn('route'));
+      delivery.queue.grantSendMessages(fn('releasePending'));
+      if (expiring.has(platform.id)) delivery.queue.grantSendMessages(fn('expireMemberships'));
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
   }

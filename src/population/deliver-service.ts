@@ -1,9 +1,18 @@
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
-import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
+import {
+  type AccountingStore,
+  CountBatch,
+  type Counts,
+  NO_SEGMENT,
+  type RecordTally,
+  type RejectedEntry,
+  type Tally,
+} from './accounting.ts';
 import { type CallGate, deliverMemberships, type PartnerLike } from './delivery.ts';
 import type { MembershipStateStore } from './dynamo-store.ts';
+import { removalDueAt } from './expiry.ts';
 import { type Membership, membershipKey } from './membership.ts';
-import { newestPerKey, orderVerdict } from './ordering.ts';
+import { type AppliedState, newestPerKey, orderVerdict } from './ordering.ts';
 
 /**
  * The deliver step for one invocation of a platform's delivery queue: every record's memberships
@@ -56,8 +65,12 @@ export async function deliverRecords(
   const lastReceive = new Map(records.map((record) => [record.id, record.lastReceive]));
 
   const byPlatform = new Map<number, Tracked[]>();
+  const settle: { platformId: number; memberships: Tracked[]; final: Map<string, AppliedState> }[] = [];
+  const ended = new Map<string, 'rejected' | 'dlq'>();
+  const undecodable: string[] = [];
   for (const record of records) {
     if (!record.memberships) {
+      undecodable.push(record.id);
       rejections.push({
         entry: {
           id: `delivery#${record.id}`,
@@ -87,7 +100,8 @@ export async function deliverRecords(
         segmentId: item.segmentId,
         audienceId: item.audienceId,
         dmpUserId: item.dmpUserId,
-        memberships: 1,
+        // Listed by `dmp rejected`, but a removal at expiry is not an accepted event to count.
+        memberships: item.expiry ? 0 : 1,
       },
       platformId: item.platformId,
       segmentId: item.segmentId,
@@ -100,14 +114,14 @@ export async function deliverRecords(
         reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
       continue;
     }
-    const { newest, superseded } = newestPerKey(memberships);
-    for (const item of superseded) counts.add(platformId, item.segmentId, 'superseded');
+    const { newest } = newestPerKey(memberships);
     const applied = await deps.state.getApplied(newest);
+    // What is stored once this invocation is done: each membership's outcome is read from it.
+    const final = new Map(applied);
+    settle.push({ platformId, memberships, final });
     const toSend: Tracked[] = [];
     for (const item of newest) {
-      const verdict = orderVerdict(applied.get(membershipKey(item)), item);
-      if (verdict === 'apply') toSend.push(item);
-      else if (verdict === 'stale') counts.add(platformId, item.segmentId, 'superseded');
+      if (orderVerdict(applied.get(membershipKey(item)), item) === 'apply') toSend.push(item);
     }
     if (toSend.length === 0) continue;
     const partner = await deps.partnerFor(platform);
@@ -123,8 +137,12 @@ export async function deliverRecords(
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now());
-    for (const item of recorded) counts.add(platformId, item.segmentId, 'delivered');
+    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now(), {
+      removeAt: (m) => removalDueAt(platform.connector, m),
+      appliedBy: (m) => (m as Tracked).recordId,
+    });
+    for (const item of recorded as Tracked[])
+      final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
     delivered += recorded.length;
     if (overtaken.length > 0) {
       // A newer event was applied by another invocation while ours was in flight, and ours may
@@ -132,9 +150,12 @@ export async function deliverRecords(
       const newer = await deps.state.getApplied(overtaken);
       const repairs: Tracked[] = [];
       for (const item of overtaken as Tracked[]) {
-        counts.add(platformId, item.segmentId, 'superseded');
         const stored = newer.get(membershipKey(item));
-        if (stored && stored.op !== item.op) repairs.push({ ...item, op: stored.op, ts: stored.ts });
+        if (stored) final.set(membershipKey(item), stored);
+        if (stored && stored.op !== item.op) {
+          const { expiry: _expiry, ...event } = item;
+          repairs.push({ ...event, op: stored.op, ts: stored.ts });
+        }
       }
       if (repairs.length > 0) {
         const repaired = await deliverMemberships(repairs, {
@@ -149,27 +170,71 @@ export async function deliverRecords(
         for (const failure of repaired.failed) failedRecordIds.add((failure.item as Tracked).recordId);
       }
     }
-    for (const { item, reason, detail } of outcome.rejected) reject(item as Tracked, reason, detail);
-    const dlqCounted = new Set<string>();
+    for (const { item, reason, detail } of outcome.rejected) {
+      reject(item as Tracked, reason, detail);
+      ended.set(itemId(item as Tracked), 'rejected');
+    }
     for (const failure of outcome.failed) {
       const item = failure.item as Tracked;
       failedRecordIds.add(item.recordId);
+      ended.set(itemId(item), 'dlq');
       if (failure.retryAfterMs !== undefined)
         retryAfterMs = Math.max(retryAfterMs ?? 0, failure.retryAfterMs);
-      const key = `${item.recordId}#${membershipKey(item)}`;
-      if (lastReceive.get(item.recordId) && !dlqCounted.has(key)) {
-        dlqCounted.add(key);
-        counts.add(platformId, item.segmentId, 'dlq');
-      }
     }
   }
 
-  if (rejections.length > 0) {
-    const recordedNow = await deps.accounting.recordRejections(rejections.map((r) => r.entry));
-    for (const { entry, platformId, segmentId } of rejections) {
-      if (recordedNow.has(entry.id)) counts.add(platformId, segmentId, 'rejected', entry.memberships);
-    }
-  }
+  // Rejections are listed once each (`dmp rejected`); they are counted in the tallies below.
+  if (rejections.length > 0) await deps.accounting.recordRejections(rejections.map((r) => r.entry));
+  await deps.accounting.putTallies(
+    tallies(
+      settle,
+      ended,
+      undecodable,
+      (recordId) => !failedRecordIds.has(recordId) || (lastReceive.get(recordId) ?? false),
+    ),
+  );
   await deps.accounting.addCounts(counts);
   return { failedRecordIds, retryAfterMs, delivered, calls };
+}
+
+const itemId = (item: Tracked) => `${item.recordId}#${membershipKey(item)}#${item.ts}#${item.op}`;
+
+/**
+ * The outcome of every membership of the settled records (those that succeed now, or are on their
+ * last receive), from what is stored after this invocation: its own event stored by its own
+ * message is delivered (by this receive or an earlier one that crashed before counting); refused,
+ * rejected; still failing on the last receive, DLQ; the same event stored by another message (a
+ * producer's repeat), nothing (it is counted there); anything else, superseded. A removal at
+ * expiry counts `expired` when applied, and nothing otherwise (it is not an accepted event).
+ */
+function tallies(
+  settle: readonly {
+    platformId: number;
+    memberships: readonly Tracked[];
+    final: Map<string, AppliedState>;
+  }[],
+  ended: ReadonlyMap<string, 'rejected' | 'dlq'>,
+  undecodable: readonly string[],
+  settled: (recordId: string) => boolean,
+): RecordTally[] {
+  const out = new Map<string, { recordId: string; platformId: number; segmentId: string; counts: Counts }>();
+  const count = (recordId: string, platformId: number, segmentId: string, outcome: Tally) => {
+    const key = `${recordId}\u0000${platformId}\u0000${segmentId}`;
+    const tally = out.get(key) ?? { recordId, platformId, segmentId, counts: {} };
+    tally.counts[outcome] = (tally.counts[outcome] ?? 0) + 1;
+    out.set(key, tally);
+  };
+  for (const recordId of undecodable) if (settled(recordId)) count(recordId, 0, NO_SEGMENT, 'rejected');
+  for (const { platformId, memberships, final } of settle) {
+    for (const item of memberships) {
+      if (!settled(item.recordId)) continue;
+      const stored = final.get(membershipKey(item));
+      const own = stored !== undefined && stored.ts === item.ts && stored.op === item.op;
+      let outcome: Tally | undefined;
+      if (own) outcome = stored.by === item.recordId ? (item.expiry ? 'expired' : 'delivered') : undefined;
+      else outcome = item.expiry ? undefined : (ended.get(itemId(item)) ?? 'superseded');
+      if (outcome) count(item.recordId, platformId, item.segmentId, outcome);
+    }
+  }
+  return [...out.values()];
 }
