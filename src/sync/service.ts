@@ -1,7 +1,7 @@
 import type { EnvironmentConfig, PlatformConfig, SyncSettings } from '../config/schema.ts';
 import type { PlatformSecret } from '../config/secrets.ts';
 import type { SYNC_METRICS } from '../infra/resources.ts';
-import { type ConsentSignals, evaluateConsent, readConsentSignals } from './consent.ts';
+import { type ConsentSignals, type DecodedConsent, decodeConsent, readConsentSignals } from './consent.ts';
 import {
   COOKIE_DMP_USER,
   COOKIE_OPT_OUT,
@@ -110,12 +110,22 @@ type SyncedPlatform = PlatformConfig & { readonly sync: SyncSettings };
 
 export class UserSyncService {
   private readonly platforms: ReadonlyMap<number, SyncedPlatform>;
+  /** Every vendor id a consent verdict may be asked about: only these are read from the strings. */
+  private readonly partnerVendorIds: readonly number[];
+  /** A request's consent strings are decoded once, whatever the number of partners asked about. */
+  private readonly decodedConsent = new WeakMap<
+    SyncRequest,
+    { signals: ConsentSignals; decoded: DecodedConsent }
+  >();
 
   constructor(private readonly deps: UserSyncDeps) {
     this.platforms = new Map(
       deps.config.platforms
         .filter((platform): platform is SyncedPlatform => platform.sync?.enabled === true)
         .map((platform) => [platform.id, platform]),
+    );
+    this.partnerVendorIds = [...this.platforms.values()].flatMap((platform) =>
+      platform.sync.gdprVendorId === undefined ? [] : [platform.sync.gdprVendorId],
     );
   }
 
@@ -399,14 +409,22 @@ export class UserSyncService {
   }
 
   private consentFor(request: SyncRequest, platform: SyncedPlatform, trace: Trace) {
-    const signals = readConsentSignals(request.query, request.headers);
-    const verdict = evaluateConsent(signals, this.deps.config.userSync.consent, platform.sync.gdprVendorId);
+    let consent = this.decodedConsent.get(request);
+    if (!consent) {
+      const signals = readConsentSignals(request.query, request.headers);
+      consent = {
+        signals,
+        decoded: decodeConsent(signals, this.deps.config.userSync.consent, this.partnerVendorIds),
+      };
+      this.decodedConsent.set(request, consent);
+    }
+    const verdict = consent.decoded.verdictFor(platform.sync.gdprVendorId);
     trace.add(
       'consent',
       verdict.allowed ? `allowed (${verdict.basis})` : `refused: ${verdict.reason}`,
       platform.id,
     );
-    return { ...verdict, signals };
+    return { ...verdict, signals: consent.signals };
   }
 
   private userCookie(dmpUserId: string): string {
