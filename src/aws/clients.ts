@@ -4,10 +4,21 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
  * keep-alive connections. Endpoints come from the standard `AWS_ENDPOINT_URL_<SERVICE>`
  * variables, which the local stack sets and AWS leaves unset.
+ *
+ * Timeouts: a slow DynamoDB or Secrets Manager call must fail fast enough for the handler to still
+ * answer its own 503 pixel before the function's 5 s timeout (API Gateway would answer a JSON 5xx
+ * instead). Two attempts of at most 0.3 s to connect and 1 s to answer, plus the SDK's backoff
+ * (< 0.1 s), keep any one call under ~2.7 s; the handler's own deadline (lambdas/user-sync) covers
+ * a request that makes several.
  */
+export const SDK_CLIENT_SETTINGS = {
+  maxAttempts: 2,
+  requestHandler: { connectionTimeout: 300, requestTimeout: 1000 },
+} as const;
+
 let dynamoDb: DynamoDBClient | undefined;
 
 export function dynamoDbClient(): DynamoDBClient {
-  dynamoDb ??= new DynamoDBClient({ maxAttempts: 3 });
+  dynamoDb ??= new DynamoDBClient({ ...SDK_CLIENT_SETTINGS });
   return dynamoDb;
 }

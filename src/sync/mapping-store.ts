@@ -1,4 +1,5 @@
 import {
+  type AttributeValue,
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   type DynamoDBClient,
@@ -7,7 +8,15 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE, type SightingOutcome } from './mapping.ts';
+import { backoffDelayMs } from '../connectors/retry.ts';
+import {
+  type ChangeLimits,
+  decideMappingWrite,
+  type MappingRecord,
+  type SightingOutcome,
+  type StaticTokenRefusal,
+  VERIFIED_CALLBACK,
+} from './mapping.ts';
 
 /** Key layout of the mapping table (see src/infra/resources.ts). */
 export const mappingKey = (dmpUserId: string, platformId: number) => ({
@@ -23,11 +32,20 @@ export interface SightingInput {
   readonly ttlSeconds: number;
   /** An unchanged id seen again sooner than this is not written. */
   readonly refreshAfterSeconds: number;
+  /** What a static-token callback may change; verified callbacks by default. */
+  readonly limits?: ChangeLimits;
 }
 
+export type SightingResult = SightingOutcome | StaticTokenRefusal;
+
 export interface MappingStore {
-  listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]>;
-  recordSighting(input: SightingInput): Promise<SightingOutcome>;
+  /** `consistent`: a strongly consistent read (the opt-out must see every mapping). */
+  listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options?: { consistent?: boolean },
+  ): Promise<MappingRecord[]>;
+  recordSighting(input: SightingInput): Promise<SightingResult>;
   deleteUser(dmpUserId: string): Promise<number>;
   /** True the first time a key is claimed; false for a replay while the guard lives. */
   claimReplayGuard(platformId: number, digest: string, expiresAtSeconds: number): Promise<boolean>;
@@ -39,18 +57,27 @@ export class ConcurrentWriteError extends Error {
 
 /** Conflicting parallel writes are re-read and re-decided this many times before giving up. */
 const MAX_WRITE_ATTEMPTS = 5;
+/** Between those attempts, and between batch-delete retries: full-jitter exponential backoff. */
+const STORE_BACKOFF = { baseDelayMs: 10, maxDelayMs: 200 } as const;
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class DynamoMappingStore implements MappingStore {
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    /** Injected for tests; Math.random otherwise. */
+    private readonly random: () => number = Math.random,
   ) {}
 
-  async listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]> {
+  async listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options: { consistent?: boolean } = {},
+  ): Promise<MappingRecord[]> {
     const records: MappingRecord[] = [];
-    let startKey: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
+    let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(
         new QueryCommand({
@@ -58,6 +85,7 @@ export class DynamoMappingStore implements MappingStore {
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :platform)',
           ExpressionAttributeValues: { ':pk': { S: `user#${dmpUserId}` }, ':platform': { S: 'platform#' } },
           ExclusiveStartKey: startKey,
+          ConsistentRead: options.consistent === true,
         }),
       );
       for (const item of page.Items ?? []) {
@@ -70,25 +98,77 @@ export class DynamoMappingStore implements MappingStore {
     return records;
   }
 
-  async recordSighting(input: SightingInput): Promise<SightingOutcome> {
+  /**
+   * One conditional UpdateItem in the common cases (a new mapping, or the same id seen after the
+   * resync interval): it writes the sighting only if the item is absent, expired, or holds the
+   * same id last seen before the refresh cutoff, and returns what it replaced (ALL_OLD), which
+   * tells which of those it was. When the condition fails (an id change, or the same id seen
+   * recently) the item comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure);
+   * where it does not (dynalite), a consistent GetItem reads it. Then the pure decision of
+   * mapping.ts says what, if anything, to write; that write is conditional too, and a lost race
+   * re-reads and decides again after a jittered backoff.
+   */
+  async recordSighting(input: SightingInput): Promise<SightingResult> {
     const key = mappingKey(input.dmpUserId, input.platformId);
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const current = await this.client.send(
-        new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    const limits = input.limits ?? VERIFIED_CALLBACK;
+    const verified = limits.assurance === 'verified';
+    const now = { S: iso(input.nowSeconds) };
+    const expiresAt = { N: String(input.nowSeconds + input.ttlSeconds) };
+    const nowSeconds = { N: String(input.nowSeconds) };
+
+    let current: MappingRecord | undefined;
+    try {
+      const result = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: [
+            'SET partnerUserId = :id, platformId = :pl, lastSeen = :now, expiresAt = :expiresAt',
+            'firstSeen = if_not_exists(firstSeen, :now), lastChanged = if_not_exists(lastChanged, :now)',
+            `version = if_not_exists(version, :zero) + :one${verified ? ', verifiedAt = :now' : ''}`,
+          ].join(', '),
+          ConditionExpression:
+            'attribute_not_exists(pk) OR expiresAt <= :nowSeconds OR (partnerUserId = :id AND lastSeen <= :refreshCutoff)',
+          ExpressionAttributeValues: {
+            ':id': { S: input.partnerUserId },
+            ':pl': { N: String(input.platformId) },
+            ':now': now,
+            ':expiresAt': expiresAt,
+            ':nowSeconds': nowSeconds,
+            ':refreshCutoff': { S: iso(input.nowSeconds - input.refreshAfterSeconds) },
+            ':zero': { N: '0' },
+            ':one': { N: '1' },
+          },
+          ReturnValues: 'ALL_OLD',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
       );
-      const record = current.Item ? toRecord(current.Item) : undefined;
+      const old = result.Attributes ? toRecord(result.Attributes) : undefined;
+      if (!old) return 'stored';
+      if (old.expiresAt > input.nowSeconds) return 'refreshed';
+      // An expired item TTL had not removed yet was overwritten: what it carried is not ours.
+      await this.resetExpired(key, old.version + 1, input.nowSeconds, verified);
+      return 'stored';
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      current = error.Item ? toRecord(error.Item) : undefined;
+    }
+
+    for (let attempt = 1; ; attempt++) {
+      current ??= await this.read(key);
       const write = decideMappingWrite(
-        record,
+        current,
         input.partnerUserId,
         input.nowSeconds,
         input.refreshAfterSeconds,
+        limits,
       );
-      const now = { S: iso(input.nowSeconds) };
-      const expiresAt = { N: String(input.nowSeconds + input.ttlSeconds) };
       try {
         switch (write.kind) {
+          case 'refuse':
+            return write.reason;
           case 'none':
-            break;
+            return 'unchanged';
           case 'create':
             await this.client.send(
               new PutItemCommand({
@@ -102,6 +182,7 @@ export class DynamoMappingStore implements MappingStore {
                   lastChanged: now,
                   expiresAt,
                   version: { N: String((write.replacesVersion ?? 0) + 1) },
+                  ...(verified ? { verifiedAt: now } : {}),
                 },
                 ConditionExpression:
                   write.replacesVersion === undefined ? 'attribute_not_exists(pk)' : 'version = :expected',
@@ -111,13 +192,15 @@ export class DynamoMappingStore implements MappingStore {
                     : { ':expected': { N: String(write.replacesVersion) } },
               }),
             );
-            break;
+            return 'stored';
           case 'refresh':
             await this.client.send(
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
-                UpdateExpression: 'SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
+                UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+                  verified ? ', verifiedAt = :now' : ''
+                }`,
                 ConditionExpression: 'version = :expected',
                 ExpressionAttributeValues: {
                   ':now': now,
@@ -127,48 +210,89 @@ export class DynamoMappingStore implements MappingStore {
                 },
               }),
             );
-            break;
+            return 'refreshed';
           case 'change':
             // Conditional on what makes it a change (a live item holding another id), not on the
             // version read: the id it replaces is taken by DynamoDB at write time, so parallel
-            // callbacks with different ids each land in turn instead of racing on one version
-            // (with a version condition, N parallel changes need N rounds and lose after 5).
+            // callbacks with different ids each land in turn instead of racing on one version.
+            // A static-token change is also conditional on what allowed it (no verified id, no
+            // change inside the interval), so a verified id stored meanwhile is never replaced.
             await this.client.send(
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
-                UpdateExpression:
-                  'SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
-                ConditionExpression:
-                  'attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds',
+                UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+                  verified ? ', verifiedAt = :now' : ''
+                }`,
+                ConditionExpression: `attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
+                  verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
+                }`,
                 ExpressionAttributeValues: {
                   ':id': { S: input.partnerUserId },
                   ':now': now,
-                  ':nowSeconds': { N: String(input.nowSeconds) },
+                  ':nowSeconds': nowSeconds,
                   ':expiresAt': expiresAt,
                   ':one': { N: '1' },
+                  ...(verified
+                    ? {}
+                    : { ':changeCutoff': { S: iso(input.nowSeconds - limits.staticChangeIntervalSeconds) } }),
                 },
               }),
             );
-            break;
+            return 'changed';
         }
-        return OUTCOME_OF_WRITE[write.kind];
       } catch (error) {
-        if (error instanceof ConditionalCheckFailedException) continue;
-        throw error;
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        if (attempt >= MAX_WRITE_ATTEMPTS)
+          throw new ConcurrentWriteError(`mapping write lost ${MAX_WRITE_ATTEMPTS} races in a row`);
+        current = undefined;
+        await sleep(backoffDelayMs(attempt, STORE_BACKOFF, this.random));
       }
     }
-    throw new ConcurrentWriteError(`mapping write lost ${MAX_WRITE_ATTEMPTS} races in a row`);
+  }
+
+  private async read(key: ReturnType<typeof mappingKey>): Promise<MappingRecord | undefined> {
+    const result = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    return result.Item ? toRecord(result.Item) : undefined;
+  }
+
+  /** After overwriting an expired item: a fresh first-seen, no previous id, no stale verification. */
+  private async resetExpired(
+    key: ReturnType<typeof mappingKey>,
+    version: number,
+    nowSeconds: number,
+    verified: boolean,
+  ): Promise<void> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: key,
+          UpdateExpression: `SET firstSeen = :now, lastChanged = :now REMOVE previousPartnerUserId${
+            verified ? '' : ', verifiedAt'
+          }`,
+          ConditionExpression: 'version = :version',
+          ExpressionAttributeValues: { ':now': { S: iso(nowSeconds) }, ':version': { N: String(version) } },
+        }),
+      );
+    } catch (error) {
+      // Another callback wrote the item meanwhile: its write is the newer truth.
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
   }
 
   async deleteUser(dmpUserId: string): Promise<number> {
-    const records = await this.listForUser(dmpUserId, 0);
+    // Strongly consistent: a mapping stored a moment ago must be deleted too.
+    const records = await this.listForUser(dmpUserId, 0, { consistent: true });
     for (let index = 0; index < records.length; index += 25) {
       let requests = records.slice(index, index + 25).map((record) => ({
         DeleteRequest: { Key: mappingKey(dmpUserId, record.platformId) },
       }));
-      for (let attempt = 0; requests.length > 0; attempt++) {
-        if (attempt >= MAX_WRITE_ATTEMPTS) throw new Error('could not delete every mapping of the user');
+      for (let attempt = 1; requests.length > 0; attempt++) {
+        if (attempt > MAX_WRITE_ATTEMPTS) throw new Error('could not delete every mapping of the user');
+        if (attempt > 1) await sleep(backoffDelayMs(attempt - 1, STORE_BACKOFF, this.random));
         const result = await this.client.send(
           new BatchWriteItemCommand({ RequestItems: { [this.tableName]: requests } }),
         );
@@ -199,9 +323,7 @@ export class DynamoMappingStore implements MappingStore {
   }
 }
 
-function toRecord(
-  item: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue>,
-): MappingRecord | undefined {
+function toRecord(item: Record<string, AttributeValue>): MappingRecord | undefined {
   const platformId = Number(item['platformId']?.N);
   const partnerUserId = item['partnerUserId']?.S;
   if (!Number.isInteger(platformId) || partnerUserId === undefined) return undefined;
@@ -214,5 +336,6 @@ function toRecord(
     previousPartnerUserId: item['previousPartnerUserId']?.S,
     expiresAt: Number(item['expiresAt']?.N ?? 0),
     version: Number(item['version']?.N ?? 0),
+    verifiedAt: item['verifiedAt']?.S,
   };
 }
