@@ -68,16 +68,17 @@ async function main(): Promise<void> {
         ? { requests: 500, rounds: 5, concurrency: 8, warmup: 100 }
         : { requests: 2000, rounds: 8, concurrency: 8, warmup: 200 },
     );
-    printTable(`3. local stack over HTTP (loopback, keep-alive, concurrency 8): /uid rps / 404 rps`, [
-      {
-        benchmark: `3  GET /uid seed callback (${result.outcome}, ${result.uidStatus})`,
-        ratio: formatRatio(result.rpsRatio),
-        spread: `${formatRatio(result.rpsRatioQ1)}-${formatRatio(result.rpsRatioQ3)}`,
-        info: `${result.uidRps.toFixed(0)} vs ${result.baselineRps.toFixed(0)} req/s (${formatRatio(
-          1 / result.rpsRatio,
-        )} the 404's time per request)`,
-      },
-    ]);
+    printTable(
+      `3. local stack over HTTP (loopback, keep-alive, concurrency 8): /uid rps / one-PutItem floor rps (target >= 0.8)`,
+      [
+        {
+          benchmark: `3  GET /uid seed callback (${result.outcome}, ${result.uidStatus})`,
+          ratio: formatRatio(result.rpsRatio),
+          spread: `${formatRatio(result.rpsRatioQ1)}-${formatRatio(result.rpsRatioQ3)}`,
+          info: `${result.uidRps.toFixed(0)} vs ${result.baselineRps.toFixed(0)} req/s`,
+        },
+      ],
+    );
   }
 
   if (only.has('cold')) {

@@ -1,5 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
 import { JsonSecrets, SecretError } from '../../src/aws/secrets.ts';
@@ -85,4 +83,18 @@ function errorSummary(error: unknown): { name: string; message: string } {
     : { name: 'unknown', message: '' };
 }
 
-export const handler = middy(handleRequest).use(injectLambdaContext(logger, { resetKeys: true }));
+/**
+ * What Powertools' injectLambdaContext middleware did (request id and function in every line,
+ * temporary keys reset), without Middy's per-request machinery on the hot path.
+ */
+export async function handler(
+  event: APIGatewayProxyEventV2,
+  context: Context,
+): Promise<APIGatewayProxyStructuredResultV2> {
+  logger.addContext(context);
+  try {
+    return await handleRequest(event, context);
+  } finally {
+    logger.resetKeys();
+  }
+}

@@ -34,6 +34,11 @@ export interface SightingInput {
   readonly refreshAfterSeconds: number;
   /** What a static-token callback may change; verified callbacks by default. */
   readonly limits?: ChangeLimits;
+  /**
+   * The browser's cookie says it has a mapping for this platform: try the refresh first rather
+   * than the creation. A guess only: a wrong one costs a failed condition and a read.
+   */
+  readonly expectExisting?: boolean;
 }
 
 export type SightingResult = SightingOutcome | StaticTokenRefusal;
@@ -99,14 +104,15 @@ export class DynamoMappingStore implements MappingStore {
   }
 
   /**
-   * One conditional UpdateItem in the common cases (a new mapping, or the same id seen after the
-   * resync interval): it writes the sighting only if the item is absent, expired, or holds the
-   * same id last seen before the refresh cutoff, and returns what it replaced (ALL_OLD), which
-   * tells which of those it was. When the condition fails (an id change, or the same id seen
-   * recently) the item comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure);
-   * where it does not (dynalite), a consistent GetItem reads it. Then the pure decision of
-   * mapping.ts says what, if anything, to write; that write is conditional too, and a lost race
-   * re-reads and decides again after a jittered backoff.
+   * One conditional write in the common cases, chosen by what the browser's cookie says
+   * (`expectExisting`): a new mapping is a PutItem if the item is absent or expired; a known one
+   * seen again after the resync interval is an UpdateItem of last-seen and expiry if the item
+   * holds the same id, last seen before the cutoff. Either returns what it replaced (ALL_OLD).
+   * When the condition fails (a wrong guess, an id change, the same id seen recently) the item
+   * comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure); where it does not
+   * (dynalite), a consistent GetItem reads it. Then the pure decision of mapping.ts says what, if
+   * anything, to write; that write is conditional too, and a lost race re-reads and decides again
+   * after a jittered backoff. Correctness never depends on the guess or on the returned item.
    */
   async recordSighting(input: SightingInput): Promise<SightingResult> {
     const key = mappingKey(input.dmpUserId, input.platformId);
@@ -118,36 +124,39 @@ export class DynamoMappingStore implements MappingStore {
 
     let current: MappingRecord | undefined;
     try {
-      const result = await this.client.send(
-        new UpdateItemCommand({
+      if (input.expectExisting) {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+              verified ? ', verifiedAt = :now' : ''
+            }`,
+            ConditionExpression:
+              'partnerUserId = :id AND lastSeen <= :refreshCutoff AND expiresAt > :nowSeconds',
+            ExpressionAttributeValues: {
+              ':id': { S: input.partnerUserId },
+              ':now': now,
+              ':expiresAt': expiresAt,
+              ':nowSeconds': nowSeconds,
+              ':refreshCutoff': { S: iso(input.nowSeconds - input.refreshAfterSeconds) },
+              ':one': { N: '1' },
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return 'refreshed';
+      }
+      // A fresh item: an expired one TTL has not removed yet is replaced whole (its history is not ours).
+      await this.client.send(
+        new PutItemCommand({
           TableName: this.tableName,
-          Key: key,
-          UpdateExpression: [
-            'SET partnerUserId = :id, platformId = :pl, lastSeen = :now, expiresAt = :expiresAt',
-            'firstSeen = if_not_exists(firstSeen, :now), lastChanged = if_not_exists(lastChanged, :now)',
-            `version = if_not_exists(version, :zero) + :one${verified ? ', verifiedAt = :now' : ''}`,
-          ].join(', '),
-          ConditionExpression:
-            'attribute_not_exists(pk) OR expiresAt <= :nowSeconds OR (partnerUserId = :id AND lastSeen <= :refreshCutoff)',
-          ExpressionAttributeValues: {
-            ':id': { S: input.partnerUserId },
-            ':pl': { N: String(input.platformId) },
-            ':now': now,
-            ':expiresAt': expiresAt,
-            ':nowSeconds': nowSeconds,
-            ':refreshCutoff': { S: iso(input.nowSeconds - input.refreshAfterSeconds) },
-            ':zero': { N: '0' },
-            ':one': { N: '1' },
-          },
-          ReturnValues: 'ALL_OLD',
+          Item: newItem(key, input, now, expiresAt, 1, verified),
+          ConditionExpression: 'attribute_not_exists(pk) OR expiresAt <= :nowSeconds',
+          ExpressionAttributeValues: { ':nowSeconds': nowSeconds },
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
-      const old = result.Attributes ? toRecord(result.Attributes) : undefined;
-      if (!old) return 'stored';
-      if (old.expiresAt > input.nowSeconds) return 'refreshed';
-      // An expired item TTL had not removed yet was overwritten: what it carried is not ours.
-      await this.resetExpired(key, old.version + 1, input.nowSeconds, verified);
       return 'stored';
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
@@ -173,17 +182,7 @@ export class DynamoMappingStore implements MappingStore {
             await this.client.send(
               new PutItemCommand({
                 TableName: this.tableName,
-                Item: {
-                  ...key,
-                  platformId: { N: String(input.platformId) },
-                  partnerUserId: { S: input.partnerUserId },
-                  firstSeen: now,
-                  lastSeen: now,
-                  lastChanged: now,
-                  expiresAt,
-                  version: { N: String((write.replacesVersion ?? 0) + 1) },
-                  ...(verified ? { verifiedAt: now } : {}),
-                },
+                Item: newItem(key, input, now, expiresAt, (write.replacesVersion ?? 0) + 1, verified),
                 ConditionExpression:
                   write.replacesVersion === undefined ? 'attribute_not_exists(pk)' : 'version = :expected',
                 ExpressionAttributeValues:
@@ -258,31 +257,6 @@ export class DynamoMappingStore implements MappingStore {
     return result.Item ? toRecord(result.Item) : undefined;
   }
 
-  /** After overwriting an expired item: a fresh first-seen, no previous id, no stale verification. */
-  private async resetExpired(
-    key: ReturnType<typeof mappingKey>,
-    version: number,
-    nowSeconds: number,
-    verified: boolean,
-  ): Promise<void> {
-    try {
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: key,
-          UpdateExpression: `SET firstSeen = :now, lastChanged = :now REMOVE previousPartnerUserId${
-            verified ? '' : ', verifiedAt'
-          }`,
-          ConditionExpression: 'version = :version',
-          ExpressionAttributeValues: { ':now': { S: iso(nowSeconds) }, ':version': { N: String(version) } },
-        }),
-      );
-    } catch (error) {
-      // Another callback wrote the item meanwhile: its write is the newer truth.
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
-  }
-
   async deleteUser(dmpUserId: string): Promise<number> {
     // Strongly consistent: a mapping stored a moment ago must be deleted too.
     const records = await this.listForUser(dmpUserId, 0, { consistent: true });
@@ -337,5 +311,26 @@ function toRecord(item: Record<string, AttributeValue>): MappingRecord | undefin
     expiresAt: Number(item['expiresAt']?.N ?? 0),
     version: Number(item['version']?.N ?? 0),
     verifiedAt: item['verifiedAt']?.S,
+  };
+}
+
+function newItem(
+  key: ReturnType<typeof mappingKey>,
+  input: SightingInput,
+  now: AttributeValue,
+  expiresAt: AttributeValue,
+  version: number,
+  verified: boolean,
+): Record<string, AttributeValue> {
+  return {
+    ...key,
+    platformId: { N: String(input.platformId) },
+    partnerUserId: { S: input.partnerUserId },
+    firstSeen: now,
+    lastSeen: now,
+    lastChanged: now,
+    expiresAt,
+    version: { N: String(version) },
+    ...(verified ? { verifiedAt: now } : {}),
   };
 }

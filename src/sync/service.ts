@@ -288,7 +288,9 @@ export class UserSyncService {
       }
     }
 
+    const synced = parseSyncAttempts(request.cookies.get(COOKIE_SYNCED));
     const outcome = await this.deps.store.recordSighting({
+      expectExisting: synced.has(platform.id),
       dmpUserId,
       platformId: platform.id,
       partnerUserId: partnerId.value,
@@ -307,7 +309,6 @@ export class UserSyncService {
     trace.add('mapping', describeOutcome(outcome), platform.id);
     cookies.push(this.userCookie(dmpUserId));
     // What the chain needs next comes from the cookie, with this sighting added: no store query.
-    const synced = parseSyncAttempts(request.cookies.get(COOKIE_SYNCED));
     cookies.push(this.syncedCookie(recordSyncAttempt(synced, platform.id, nowSeconds)));
     synced.set(platform.id, nowSeconds);
 
