@@ -123,7 +123,11 @@ export class InMemoryMappingStore implements MappingStore {
   private readonly items = new Map<string, MappingRecord>();
   private readonly replayGuards = new Map<string, number>();
 
-  async listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]> {
+  async listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    _options?: { consistent?: boolean },
+  ): Promise<MappingRecord[]> {
     const prefix = `${dmpUserId}#`;
     const records: MappingRecord[] = [];
     for (const [key, record] of this.items) {

@@ -139,6 +139,34 @@ describe('refused static-token callbacks (platform 99999)', () => {
   });
 });
 
+describe('what the static token cannot do (it travels in URLs: anybody can read it)', () => {
+  it('a cross-site static-token callback cannot replace an id our chain stored: 403 static_token_cannot_replace', async () => {
+    const { browser, dmpUid, partnerUid } = await browserSyncedWith(harness, STATIC_PLATFORM);
+    const response = await browser.get(
+      harness.url(`/uid?userid=attacker-planted-1&pl=99999&plsec=${STATIC_TOKEN}`),
+      { 'sec-fetch-site': 'cross-site' },
+    );
+    expectRefusal(response, 403, 'static_token_cannot_replace');
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({ partnerUserId: partnerUid });
+    expect(await harness.table.findByPartnerId('attacker-planted-1')).toEqual([]);
+  });
+
+  it('a second static-token id within a day: 403 static_token_rate_limited, the first id stays', async () => {
+    const { browser, dmpUid } = await knownBrowser(harness);
+    expect(
+      (await browser.get(harness.url(`/uid?userid=first-static-1&pl=99999&plsec=${STATIC_TOKEN}`))).status,
+    ).toBe(302);
+    expectRefusal(
+      await browser.get(harness.url(`/uid?userid=second-static-2&pl=99999&plsec=${STATIC_TOKEN}`)),
+      403,
+      'static_token_rate_limited',
+    );
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({
+      partnerUserId: 'first-static-1',
+    });
+  });
+});
+
 describe('refused minted tokens', () => {
   it("browser A's callback replayed from browser B: 403 token_mismatch, nothing for either", async () => {
     const a = await knownBrowser(harness, 'A');
