@@ -30,6 +30,7 @@ import {
   SIGNING_SECRET,
   STATIC_PLATFORM,
 } from './fixtures.ts';
+import type { BenchModule, Figure } from './registry.ts';
 import { type Comparison, compare, type RunOptions, type Subject } from './runner.ts';
 
 /**
@@ -263,3 +264,30 @@ export async function runDomain(
     );
   }
 }
+
+/** Sections 1-2 of `npm run bench`: each case's time per call against one HMAC, in nanoseconds. */
+export const domainBench: BenchModule = {
+  id: 'domain',
+  describe: 'user-sync domain, CPU per request, against one HMAC-SHA256 over 64 bytes',
+  async run({ quick }) {
+    const figures: Figure[] = [];
+    await runDomain(
+      quick ? { warmupMs: 100, batchMs: 10, rounds: 7 } : { warmupMs: 250, batchMs: 30, rounds: 19 },
+      (label, comparison) => {
+        figures.push({
+          name: label,
+          value: comparison.subjectNs,
+          unit: 'ns',
+          baseline: comparison.baselineNs,
+          ratio: comparison.ratio,
+          spread: [comparison.ratioQ1, comparison.ratioQ3],
+        });
+      },
+    );
+    return {
+      id: 'domain',
+      title: '1-2. user-sync domain, CPU per request (baseline: one HMAC-SHA256 over 64 bytes)',
+      figures,
+    };
+  },
+};

@@ -6,6 +6,7 @@ import { PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { FunctionKey } from '../src/infra/resources.ts';
 import { FUNCTIONS, MAPPING_TABLE } from '../src/infra/resources.ts';
 import { DMP_USER, SEED_QUERY } from './fixtures.ts';
+import type { BenchModule } from './registry.ts';
 import { median, quantile } from './runner.ts';
 
 /**
@@ -225,3 +226,35 @@ export async function runHttp(options: HttpOptions): Promise<HttpResult> {
     }
   });
 }
+
+/** Section 3 of `npm run bench`: /uid through the local stack against the API's own 404. */
+export const httpBench: BenchModule = {
+  id: 'http',
+  describe: 'local stack over HTTP: /uid requests/s against a one-PutItem floor behind the same API',
+  async run({ quick }) {
+    const result = await runHttp(
+      quick
+        ? { requests: 500, rounds: 5, concurrency: 8, warmup: 100 }
+        : { requests: 2000, rounds: 8, concurrency: 8, warmup: 200 },
+    );
+    return {
+      id: 'http',
+      title:
+        '3. local stack over HTTP (loopback, keep-alive, concurrency 8; baseline: a handler doing one raw PutItem)',
+      figures: [
+        {
+          name: `3  GET /uid seed callback (${result.outcome}, ${result.uidStatus}), rps`,
+          value: result.uidRps,
+          unit: 'req/s',
+          baseline: result.baselineRps,
+          ratio: result.rpsRatio,
+          spread: [result.rpsRatioQ1, result.rpsRatioQ3],
+          target: { on: 'ratio', atLeast: 0.8 },
+        },
+      ],
+      notes: [
+        'floor: GET /floor on the same local HTTP API, one PutItem with the same DynamoDB client, the pixel',
+      ],
+    };
+  },
+};

@@ -1,130 +1,131 @@
-import { availableParallelism, loadavg } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { runColdStart } from './cold-start.ts';
-import { runDomain } from './domain.ts';
-import { runHttp } from './http.ts';
-import { comparisonRow, formatBytes, formatRatio, printTable, type Row, sinkValue } from './runner.ts';
+import { coldStartBench } from './cold-start.ts';
+import { costBench, scalingBench } from './cost/bench.ts';
+import { domainBench } from './domain.ts';
+import { REPO_ROOT } from './fixtures.ts';
+import { httpBench } from './http.ts';
+import { type BenchModule, renderMarkdown, renderText, type Section } from './registry.ts';
+import { sinkValue } from './runner.ts';
+import { syncWorkBench } from './sync-work.ts';
 
 /**
- * `npm run bench [-- --only domain,http,cold] [-- --quick]`: every figure is a ratio to a baseline
- * measured in the same run (median of interleaved rounds); absolute times are printed for
- * information only, since they say more about the machine than about the code.
+ * `npm run bench [-- --only domain,http,...] [--quick] [--out file]`: every benchmark module of
+ * MODULES runs in turn and returns figures (value, baseline measured in the same run, ratio,
+ * target); they are printed as one table and, for a full run, written to docs/benchmarks.md.
+ * Absolute times are for information: they say more about the machine than about the code.
  * See docs/performance.md.
  */
 
-const SECTIONS = ['domain', 'http', 'cold'] as const;
-type Section = (typeof SECTIONS)[number];
+/** Order matters only for reading: the cost model reuses the sync work measured before it. */
+export const MODULES: readonly BenchModule[] = [
+  domainBench,
+  httpBench,
+  syncWorkBench,
+  coldStartBench,
+  costBench,
+  scalingBench,
+];
 
-function parseArgs(argv: readonly string[]): { only: Set<Section>; quick: boolean } {
-  let only = new Set<Section>(SECTIONS);
+export const BENCHMARKS_DOC = join(REPO_ROOT, 'docs', 'benchmarks.md');
+
+interface Args {
+  readonly only: ReadonlySet<string>;
+  readonly quick: boolean;
+  /** Where the markdown goes; undefined: nowhere. */
+  readonly out: string | undefined;
+}
+
+const USAGE = `usage: npm run bench [-- --only ${MODULES.map((m) => m.id).join(',')}] [--quick] [--out <file>]
+  --quick  fewer rounds: a smoke test in seconds (CI runs it); figures are rough
+  --out    write the markdown there (default: docs/benchmarks.md for a full run, nowhere otherwise)`;
+
+function parseArgs(argv: readonly string[]): Args {
+  const ids = MODULES.map((module) => module.id);
+  let only: Set<string> | undefined;
   let quick = false;
+  let out: string | undefined;
+  const optionValue = (arg: string, name: string, index: number): [string, number] =>
+    arg === name ? [argv[index + 1] ?? '', index + 1] : [arg.slice(name.length + 1), index];
   for (let index = 0; index < argv.length; index++) {
-    const arg = argv[index];
+    const arg = argv[index] ?? '';
     if (arg === '--quick') quick = true;
-    else if (arg === '--only' || arg?.startsWith('--only=')) {
-      const value = arg === '--only' ? argv[++index] : arg.slice('--only='.length);
-      const names = (value ?? '').split(',').filter(Boolean);
-      const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
-      if (names.length === 0 || unknown.length > 0) {
-        throw new Error(`--only takes a comma-separated list of ${SECTIONS.join(', ')}`);
-      }
-      only = new Set(names as Section[]);
+    else if (arg === '--only' || arg.startsWith('--only=')) {
+      const [value, next] = optionValue(arg, '--only', index);
+      index = next;
+      const names = value.split(',').filter(Boolean);
+      const unknown = names.filter((name) => !ids.includes(name));
+      if (names.length === 0 || unknown.length > 0)
+        throw new Error(`--only takes a comma-separated list of ${ids.join(', ')}\n${USAGE}`);
+      only = new Set(names);
+    } else if (arg === '--out' || arg.startsWith('--out=')) {
+      const [value, next] = optionValue(arg, '--out', index);
+      index = next;
+      if (!value) throw new Error(`--out needs a file name\n${USAGE}`);
+      out = value;
+    } else if (arg === '--help' || arg === '-h') {
+      console.log(USAGE);
+      process.exit(0);
     } else {
-      throw new Error(`unknown argument ${arg}; usage: npm run bench [-- --only domain,http,cold] [--quick]`);
+      throw new Error(`unknown argument ${arg}\n${USAGE}`);
     }
   }
-  return { only, quick };
+  // Only a full run describes the project: a partial or quick one must not overwrite the document.
+  const full = only === undefined && !quick;
+  return { only: only ?? new Set(ids), quick, out: out ?? (full ? BENCHMARKS_DOC : undefined) };
 }
 
 /** Other processes compete for the CPUs; ratios absorb most of it, but a reader should know. */
-function loadLine(): string {
-  return `load average ${loadavg()
+const load = () =>
+  loadavg()
     .map((value) => value.toFixed(2))
-    .join(' ')}`;
-}
+    .join(' ');
 
 async function main(): Promise<void> {
-  const { only, quick } = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2));
   const started = performance.now();
+  const loadStart = load();
+  const date = new Date().toISOString();
   console.log(
-    `dmp-activation bench: node ${process.version}, ${availableParallelism()} cpu(s), ${new Date().toISOString()}, ${loadLine()}`,
+    `dmp-activation bench: node ${process.version}, ${availableParallelism()} cpu(s), ${date}, load average ${loadStart}${args.quick ? ', --quick' : ''}`,
   );
-  console.log('ratio = median over interleaved rounds of subject / baseline, same process; q1-q3 = spread');
+  console.log(
+    'ratio = subject / baseline measured in the same run (median of interleaved rounds); q1-q3 = spread',
+  );
 
-  if (only.has('domain')) {
-    const rows: Row[] = [];
-    await runDomain(
-      quick ? { warmupMs: 100, batchMs: 10, rounds: 7 } : { warmupMs: 250, batchMs: 30, rounds: 19 },
-      (label, comparison) => {
-        rows.push(comparisonRow(label, comparison));
+  const sections: Section[] = [];
+  for (const module of MODULES) {
+    if (!args.only.has(module.id)) continue;
+    process.stdout.write(`  ${module.id}: ${module.describe} ...\n`);
+    sections.push(await module.run({ quick: args.quick, writeDocs: args.out === BENCHMARKS_DOC }));
+  }
+  console.log(`\n${renderText(sections)}`);
+
+  const seconds = (performance.now() - started) / 1000;
+  const argv = process.argv.slice(2);
+  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  if (args.out) {
+    const markdown = renderMarkdown(
+      {
+        date,
+        node: process.version,
+        cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+        cores: availableParallelism(),
+        memoryBytes: totalmem(),
+        platform: `${platform()} ${release()}`,
+        loadStart,
+        loadEnd: load(),
+        seconds,
+        command,
       },
+      sections,
     );
-    printTable('1-2. user-sync domain, CPU per request: cost / one HMAC-SHA256 over 64 bytes', rows);
+    await writeFile(args.out, markdown);
+    console.log(`\nwrote ${args.out}`);
   }
-
-  if (only.has('http')) {
-    const result = await runHttp(
-      quick
-        ? { requests: 500, rounds: 5, concurrency: 8, warmup: 100 }
-        : { requests: 2000, rounds: 8, concurrency: 8, warmup: 200 },
-    );
-    printTable(
-      `3. local stack over HTTP (loopback, keep-alive, concurrency 8): /uid rps / one-PutItem floor rps (target >= 0.8)`,
-      [
-        {
-          benchmark: `3  GET /uid seed callback (${result.outcome}, ${result.uidStatus})`,
-          ratio: formatRatio(result.rpsRatio),
-          spread: `${formatRatio(result.rpsRatioQ1)}-${formatRatio(result.rpsRatioQ3)}`,
-          info: `${result.uidRps.toFixed(0)} vs ${result.baselineRps.toFixed(0)} req/s`,
-        },
-      ],
-    );
-  }
-
-  if (only.has('cold')) {
-    const result = await runColdStart({ runs: quick ? 5 : 9 });
-    printTable(
-      '4. cold start in a fresh node process: import() of the user-sync bundle / DynamoDB-only bundle',
-      [
-        {
-          benchmark: '4  import() user-sync handler bundle',
-          ratio: formatRatio(result.ratio),
-          spread: `${formatRatio(result.ratioQ1)}-${formatRatio(result.ratioQ3)}`,
-          info: `${result.handlerImportMs.toFixed(1)} ms vs ${result.baselineImportMs.toFixed(1)} ms`,
-        },
-        {
-          benchmark: '4  bundle size, handler / baseline',
-          ratio: formatRatio(result.handlerBytes / result.baselineBytes),
-          spread: '',
-          info: `${result.handlerBytes} B (${formatBytes(result.handlerBytes)}) vs ${result.baselineBytes} B (${formatBytes(
-            result.baselineBytes,
-          )})`,
-        },
-        {
-          benchmark: '   zod one z.object: named / namespace import',
-          ratio: formatRatio(result.zodNamedBytes / result.zodNamespaceBytes),
-          spread: '',
-          info: `${result.zodNamedBytes} B vs ${result.zodNamespaceBytes} B`,
-        },
-      ],
-    );
-    if (!result.bannerFromSource) {
-      console.log(
-        '  note: ESM_REQUIRE_BANNER not found in lib/constructs/service-function.ts; used the copy',
-      );
-    }
-    const total = result.handlerBytes;
-    console.log('  handler bundle by package (esbuild metafile, bytes in output):');
-    for (const { name, bytes } of result.topPackages.slice(0, 10)) {
-      console.log(
-        `    ${name.padEnd(40)} ${String(bytes).padStart(8)}  ${((bytes / total) * 100).toFixed(1)}%`,
-      );
-    }
-  }
-
-  console.log(
-    `\ndone in ${((performance.now() - started) / 1000).toFixed(1)} s, ${loadLine()} (sink ${sinkValue() & 0xff})`,
-  );
+  console.log(`\ndone in ${seconds.toFixed(1)} s, load average ${load()} (sink ${sinkValue() & 0xff})`);
 }
 
 main().then(

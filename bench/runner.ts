@@ -142,17 +142,7 @@ export async function compare(baseline: Subject, subject: Subject, options: RunO
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output
-
-export interface Row {
-  readonly benchmark: string;
-  /** The verdict: a ratio to the section's baseline. */
-  readonly ratio: string;
-  /** Spread of the per-round ratios, or another short qualifier. */
-  readonly spread: string;
-  /** Absolute figures, for information only. */
-  readonly info: string;
-}
+// Output (bench/registry.ts renders figures)
 
 export function formatRatio(value: number): string {
   if (!Number.isFinite(value)) return 'n/a';
@@ -172,27 +162,4 @@ export function formatBytes(bytes: number): string {
   if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
   if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${bytes} B`;
-}
-
-export function comparisonRow(benchmark: string, comparison: Comparison): Row {
-  return {
-    benchmark,
-    ratio: formatRatio(comparison.ratio),
-    spread: `${formatRatio(comparison.ratioQ1)}-${formatRatio(comparison.ratioQ3)}`,
-    info: `${formatNs(comparison.subjectNs)} vs ${formatNs(comparison.baselineNs)}`,
-  };
-}
-
-export function printTable(title: string, rows: readonly Row[]): void {
-  const header: Row = { benchmark: 'benchmark', ratio: 'ratio', spread: 'q1-q3', info: 'median (info)' };
-  const all = [header, ...rows];
-  const width = (key: keyof Row) => Math.max(...all.map((row) => row[key].length));
-  const widths = { benchmark: width('benchmark'), ratio: width('ratio'), spread: width('spread') };
-  const line = (row: Row) =>
-    `  ${row.benchmark.padEnd(widths.benchmark)}  ${row.ratio.padStart(widths.ratio)}  ${row.spread.padEnd(
-      widths.spread,
-    )}  ${row.info}`;
-  console.log(`\n${title}`);
-  console.log(line(header));
-  for (const row of rows) console.log(line(row));
 }

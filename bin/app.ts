@@ -5,7 +5,8 @@ import { ConfigError } from '../src/config/load.ts';
 
 /**
  * The CDK app: one `DmpActivation-<name>` stack per config/environments/<name>.json with
- * `deploy: true`, or only the one named by `-c env=<name>`.
+ * `deploy: true`, or only the one named by `-c env=<name>`. `DMP_ENVIRONMENTS_DIR` points it at
+ * environment files kept elsewhere (their platform files in `<dir>/../platforms/<name>/`).
  */
 const app = new App();
 const only: unknown = app.node.tryGetContext('env');
@@ -15,7 +16,10 @@ if (only !== undefined && typeof only !== 'string') {
 }
 
 try {
-  addEnvironmentStacks(app, selectEnvironments(ENVIRONMENTS_DIR, only));
+  addEnvironmentStacks(
+    app,
+    selectEnvironments(process.env['DMP_ENVIRONMENTS_DIR'] || ENVIRONMENTS_DIR, only),
+  );
 } catch (error) {
   if (error instanceof ConfigError) {
     console.error(error.message);

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   LOCAL_CREDENTIALS,
@@ -7,18 +7,26 @@ import {
   REPO_ROOT,
   readEndpointsFile,
 } from '../local/endpoints.ts';
-import { rewritePartnerOrigin } from '../local/stack.ts';
-import { JsonSecrets, SecretError } from '../src/aws/secrets.ts';
+import { rewritePartnerOrigin } from '../local/partner-origin.ts';
+import type { JsonSecrets } from '../src/aws/secrets.ts';
 import type { Connector } from '../src/config/connector.ts';
 import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../src/config/schema.ts';
 import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../src/config/secrets.ts';
 import { type CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE } from '../src/infra/resources.ts';
-import { SegmentService } from '../src/segments/segment-service.ts';
-import { DynamoSegmentStore } from '../src/segments/segment-store.ts';
+import type { SegmentService } from '../src/segments/segment-service.ts';
+import type { DynamoSegmentStore } from '../src/segments/segment-store.ts';
 import { CliError, UsageError } from './framework.ts';
-import { resolveTable, type TableTarget, type TargetFlags } from './target.ts';
+import {
+  environmentFile,
+  knownEnvironments,
+  resolveTable,
+  type TableTarget,
+  type TargetFlags,
+} from './target.ts';
+
+export { environmentFile, knownEnvironments };
 
 /**
  * The wiring commands share once they act on an environment rather than on one table: its
@@ -46,20 +54,6 @@ export function environmentName(flags: Pick<TargetFlags, 'env'>): string {
   const name = flags.env ?? 'local';
   if (!ENVIRONMENT_NAME.test(name)) throw new UsageError(`invalid environment name '${name}'`);
   return name;
-}
-
-export function environmentFile(name: string): string {
-  return join(CONFIG_DIR, 'environments', `${name}.json`);
-}
-
-/** Names of the environments that have a config file. */
-export function knownEnvironments(): string[] {
-  const directory = join(CONFIG_DIR, 'environments');
-  if (!existsSync(directory)) return [];
-  return readdirSync(directory)
-    .filter((file) => file.endsWith('.json'))
-    .map((file) => file.slice(0, -'.json'.length))
-    .sort();
 }
 
 /** One problem of a configuration, split into the file, the field and the message. */
@@ -252,14 +246,23 @@ export class CliContext {
       const effective = region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'];
       where = `Secrets Manager${effective ? ` (${effective})` : ''}`;
     }
-    // Created after process.env is set: the SDK client reads its endpoint and region from there.
-    const secrets = new JsonSecrets();
+    // Loaded on first use (the Secrets Manager client is a large module) and created after
+    // process.env is set: the SDK client reads its endpoint and region from there.
+    let secrets: Promise<{
+      reader: JsonSecrets;
+      SecretError: typeof import('../src/aws/secrets.ts').SecretError;
+    }>;
     const environment = this.environment;
     this.credentialsCache = async (platformId) => {
       const name = platformApiSecretName(environment, platformId);
+      secrets ??= import('../src/aws/secrets.ts').then((module) => ({
+        reader: new module.JsonSecrets(),
+        SecretError: module.SecretError,
+      }));
+      const { reader, SecretError } = await secrets;
       let secret: ApiCredentials | undefined;
       try {
-        secret = await secrets.read(name, ApiCredentialsSchema);
+        secret = await reader.read(name, ApiCredentialsSchema);
       } catch (error) {
         if (error instanceof SecretError)
           throw new CliError(`${error.message} from ${where}`, { cause: error });
@@ -292,6 +295,7 @@ export class CliContext {
 
   async segmentStore(): Promise<{ readonly store: DynamoSegmentStore; readonly table: TableTarget }> {
     const table = await this.segmentTable();
+    const { DynamoSegmentStore } = await import('../src/segments/segment-store.ts');
     return { store: new DynamoSegmentStore(table.client, table.tableName), table };
   }
 
@@ -299,6 +303,7 @@ export class CliContext {
   async segmentService(): Promise<{ readonly service: SegmentService; readonly table: TableTarget }> {
     const { store, table } = await this.segmentStore();
     const clients = this.partnerClients();
+    const { SegmentService } = await import('../src/segments/segment-service.ts');
     const service = new SegmentService({
       environment: this.runtimeConfig().name,
       store,

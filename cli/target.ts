@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   LOCAL_CREDENTIALS,
   LOCAL_REGION,
@@ -8,7 +8,8 @@ import {
   REPO_ROOT,
   readEndpointsFile,
 } from '../local/endpoints.ts';
-import { loadEnvironmentFile } from '../src/config/load.ts';
+import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
+import type { EnvironmentConfig } from '../src/config/schema.ts';
 import { STACK_OUTPUTS, stackName, type TableDefinition } from '../src/infra/resources.ts';
 import { CliError, UsageError } from './framework.ts';
 
@@ -65,6 +66,8 @@ export async function resolveTable(
   const environment = flags.env ?? 'local';
   if (!/^[a-z][a-z0-9-]{1,20}$/.test(environment))
     throw new UsageError(`invalid environment name '${environment}'`);
+  // Loaded here, not at the top: `dmp --help` and commands without a table do not pay for it.
+  const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
 
   if (environment === 'local') {
     let endpoint = flags.endpoint ? checkEndpoint(flags.endpoint) : undefined;
@@ -90,9 +93,8 @@ export async function resolveTable(
     };
   }
 
-  const configFile = join(REPO_ROOT, 'config', 'environments', `${environment}.json`);
-  const region =
-    flags.region ?? (existsSync(configFile) ? loadEnvironmentFile(configFile).aws.region : undefined);
+  const config = deployedEnvironment(environment);
+  const region = flags.region ?? config.aws.region;
   const regionConfig = region ? { region } : {};
   const stack = stackName(environment);
   let tableName = flags.table;
@@ -111,23 +113,7 @@ export async function resolveTable(
       tableName = output.OutputValue;
     } catch (error) {
       if (error instanceof CliError) throw error;
-      const name = (error as Error).name;
-      if (name === 'ValidationError') {
-        throw new CliError(`stack ${stack} not found (is '${environment}' deployed?)`, { cause: error });
-      }
-      if (/\bregion\b/i.test((error as Error).message)) {
-        throw new CliError(`no usable AWS region for --env ${environment}: pass --region or set AWS_REGION`, {
-          cause: error,
-        });
-      }
-      if (name === 'CredentialsProviderError' || /credential/i.test(name)) {
-        throw new CliError(`no AWS credentials for --env ${environment} (${(error as Error).message})`, {
-          cause: error,
-        });
-      }
-      throw new CliError(`cannot read stack ${stack}: ${name}: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw awsError(error, { environment, stack, region, account: config.aws.account });
     } finally {
       cloudFormation.destroy();
     }
@@ -141,4 +127,98 @@ export async function resolveTable(
     tableName,
     description: `${environment} (stack ${stack}${region ? `, ${region}` : ''}, table ${tableName})`,
   };
+}
+
+export const ENVIRONMENTS_DIR = join(REPO_ROOT, 'config', 'environments');
+
+export function environmentFile(name: string): string {
+  return join(ENVIRONMENTS_DIR, `${name}.json`);
+}
+
+/** Names of the environments that have a config file. */
+export function knownEnvironments(): string[] {
+  if (!existsSync(ENVIRONMENTS_DIR)) return [];
+  return readdirSync(ENVIRONMENTS_DIR)
+    .filter((file) => file.endsWith('.json'))
+    .map((file) => file.slice(0, -'.json'.length))
+    .sort();
+}
+
+/**
+ * The file of a deployed environment, before any AWS call: a name without a file, or a file that
+ * is not deployed, is the operator's typo and is said so, not reported as a missing stack.
+ */
+function deployedEnvironment(name: string): EnvironmentConfig {
+  const file = environmentFile(name);
+  if (!existsSync(file)) {
+    throw new CliError(
+      `unknown environment '${name}': no ${relative(process.cwd(), file) || file}; known: ${knownEnvironments().join(', ') || 'none'}`,
+    );
+  }
+  let config: EnvironmentConfig;
+  try {
+    config = loadEnvironmentFile(file);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message, { cause: error });
+    throw error;
+  }
+  if (!config.deploy) {
+    throw new CliError(
+      `environment '${name}' is not deployed (deploy: false in ${file}); it runs with npm start`,
+    );
+  }
+  return config;
+}
+
+interface AwsErrorContext {
+  readonly environment: string;
+  readonly stack: string;
+  readonly region: string | undefined;
+  readonly account: string | undefined;
+}
+
+/** An AWS SDK failure as one sentence that says what to do (no stack trace, no credential value). */
+export function awsError(error: unknown, context: AwsErrorContext): CliError {
+  const { environment, stack, region, account } = context;
+  const name = (error as Error).name ?? 'Error';
+  const message = (error as Error).message ?? String(error);
+  const where = `${region ?? 'the default region'}${account ? `, account ${account}` : ''}`;
+  if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
+    return new CliError(
+      `no AWS credentials for --env ${environment}: the standard AWS chain found none. Set AWS_PROFILE ` +
+        '(after `aws sso login` for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, for ' +
+        `account ${account ?? '(see the environment file)'}`,
+      { cause: error },
+    );
+  }
+  if (/ExpiredToken|TokenRefreshRequired|expired/i.test(name) || /token .*expired/i.test(message)) {
+    return new CliError(
+      `the AWS credentials have expired (${name}): renew them (\`aws sso login\`, or new keys) and retry`,
+      { cause: error },
+    );
+  }
+  if (name === 'ValidationError' && /does not exist/i.test(message)) {
+    return new CliError(
+      `stack ${stack} not found in ${where}: is '${environment}' deployed there, and are these ` +
+        `credentials for account ${account ?? '(see the environment file)'}?`,
+      { cause: error },
+    );
+  }
+  if (
+    /AccessDenied|UnauthorizedOperation|InvalidClientTokenId|UnrecognizedClient|SignatureDoesNotMatch/i.test(
+      name,
+    )
+  ) {
+    return new CliError(
+      `AWS refused the credentials for ${where} (${name}): they are invalid or lack the permission ` +
+        `(${message.slice(0, 200)})`,
+      { cause: error },
+    );
+  }
+  if (/\bregion\b/i.test(message)) {
+    return new CliError(`no usable AWS region for --env ${environment}: pass --region or set AWS_REGION`, {
+      cause: error,
+    });
+  }
+  return new CliError(`cannot read stack ${stack} (${where}): ${name}: ${message}`, { cause: error });
 }

@@ -4,12 +4,14 @@ import { type App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
+import { deploymentProblems, forDeployment } from './deployment.ts';
 import { DmpActivationStack } from './dmp-activation-stack.ts';
 
 /**
  * The environments to synthesize: every `<dir>/*.json` with `deploy: true`, or only `<only>` (the
  * `-c env=<name>` context). Every file read is validated; a bad one throws a ConfigError naming
- * the file and the fields.
+ * the file and the fields, and so does a deployable one that does not name its account, region
+ * and alarm topic (lib/deployment.ts). What is returned is the configuration as deployed.
  */
 export function selectEnvironments(dir: string, only?: string): EnvironmentConfig[] {
   if (only !== undefined) {
@@ -18,18 +20,28 @@ export function selectEnvironments(dir: string, only?: string): EnvironmentConfi
         `"${only}" is not an environment name (config/environments/<name>.json)`,
       ]);
     }
-    const config = loadNamed(join(dir, `${only}.json`));
+    const path = join(dir, `${only}.json`);
+    const config = loadNamed(path);
     if (!config.deploy) {
-      throw new ConfigError(join(dir, `${only}.json`), [
+      throw new ConfigError(path, [
         'deploy: is false, this environment is not deployed (it runs on this machine with npm start)',
       ]);
     }
-    return [config];
+    return [deployable(path, config)];
   }
   const files = readdirSync(dir)
     .filter((file) => file.endsWith('.json'))
     .sort();
-  return files.map((file) => loadNamed(join(dir, file))).filter((config) => config.deploy);
+  return files
+    .map((file) => [join(dir, file), loadNamed(join(dir, file))] as const)
+    .filter(([, config]) => config.deploy)
+    .map(([path, config]) => deployable(path, config));
+}
+
+function deployable(path: string, config: EnvironmentConfig): EnvironmentConfig {
+  const problems = deploymentProblems(config);
+  if (problems.length > 0) throw new ConfigError(path, problems);
+  return forDeployment(config);
 }
 
 /** A config file is named after its environment, so `-c env=<name>` and the stack name agree. */
@@ -42,13 +54,16 @@ function loadNamed(path: string): EnvironmentConfig {
   return config;
 }
 
-/** One stack per environment, account/region from the config when given, else env-agnostic. */
+/**
+ * One stack per environment, pinned to the account and region its file names: `cdk deploy` with
+ * another account's credentials stops before changing anything.
+ */
 export function addEnvironmentStacks(app: App, configs: readonly EnvironmentConfig[]): DmpActivationStack[] {
   return configs.map((config) => {
     const { account, region } = config.aws;
     return new DmpActivationStack(app, DmpActivationStack.idFor(config), {
       config,
-      ...(account || region ? { env: { account, region } } : {}),
+      env: { account, region },
     });
   });
 }

@@ -22,7 +22,9 @@ import { createDataTable } from './constructs/data-table.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { ServiceFunction } from './constructs/service-function.ts';
 import { ServiceSecrets } from './constructs/service-secrets.ts';
+import { SyncDomain } from './constructs/sync-domain.ts';
 import { UserSyncApi } from './constructs/user-sync-api.ts';
+import { reservedConcurrency } from './deployment.ts';
 
 export interface DmpActivationStackProps extends StackProps {
   /** The validated configuration of the environment (config/environments/<name>.json). */
@@ -54,6 +56,7 @@ export class DmpActivationStack extends Stack {
   readonly secrets: ServiceSecrets;
   readonly userSync: ServiceFunction;
   readonly api: UserSyncApi;
+  readonly domain: SyncDomain | undefined;
   readonly monitoring: Monitoring;
 
   static idFor(config: EnvironmentConfig): string {
@@ -67,6 +70,9 @@ export class DmpActivationStack extends Stack {
       ...stackProps,
     });
     this.config = config;
+    // Every taggable resource (a test walks the template): the environment's own tags first, so
+    // that neither can replace `project` or `environment`.
+    for (const [key, value] of Object.entries(config.tags)) Tags.of(this).add(key, value);
     Tags.of(this).add('project', 'dmp-activation');
     Tags.of(this).add('environment', config.name);
 
@@ -81,7 +87,15 @@ export class DmpActivationStack extends Stack {
     for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
       const environment: Record<string, string> = {};
       for (const { table } of definition.tables) environment[table.envVar] = tables.get(table)!.tableName;
-      const fn = new ServiceFunction(this, definition.id, { definition, config, environment });
+      // The function behind the public API gets reserved concurrency sized to the API throttle: it
+      // can neither starve other functions of the account nor be starved by them.
+      const servesApi = ROUTES.some((route) => route.function === key);
+      const fn = new ServiceFunction(this, definition.id, {
+        definition,
+        config,
+        environment,
+        reservedConcurrency: servesApi ? reservedConcurrency(config) : undefined,
+      });
       for (const { table, access } of definition.tables) {
         fn.role.addToPrincipalPolicy(
           new iam.PolicyStatement({
@@ -95,8 +109,10 @@ export class DmpActivationStack extends Stack {
     }
     this.userSync = functions.userSync;
 
+    this.domain = config.domain ? new SyncDomain(this, 'SyncDomain', { domain: config.domain }) : undefined;
     this.api = new UserSyncApi(this, 'UserSyncApi', {
       config,
+      domainName: this.domain?.domainName,
       routes: ROUTES,
       functions: Object.fromEntries(Object.entries(functions).map(([key, fn]) => [key, fn.function])),
     });
@@ -119,9 +135,16 @@ export class DmpActivationStack extends Stack {
       value: tables.get(SEGMENT_TABLE)!.tableName,
       description: 'DynamoDB table of the (platform, audience) -> partner segment ids',
     });
+    const publicUrl = config.domain ? `https://${config.domain.name}` : this.api.url;
     new CfnOutput(this, STACK_OUTPUTS.syncPixelUrl, {
-      value: `${this.api.url}/sync`,
+      value: `${publicUrl}/sync`,
       description: 'URL of the sync pixel to embed in pages',
     });
+    if (this.domain && !config.domain?.hostedZone) {
+      new CfnOutput(this, 'SyncDomainTarget', {
+        value: this.domain.domainName.regionalDomainName,
+        description: `Point ${config.domain?.name} here (CNAME) in your DNS`,
+      });
+    }
   }
 }

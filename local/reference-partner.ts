@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { dirname } from 'node:path';
 import { DEFAULT_USER_ID_MACRO } from '../src/config/schema.ts';
 import { type SignatureAlgorithm, signSyncCallback } from '../src/sync/signature.ts';
 import { close, listen, originOf, PayloadTooLargeError, readBody } from './http-util.ts';
@@ -23,7 +25,7 @@ import {
   FaultSwitches,
 } from './reference-partner/faults.ts';
 import { MetaApi, type MetaAudience } from './reference-partner/meta.ts';
-import { SeedApi, type SeedSegment } from './reference-partner/seed-api.ts';
+import { SeedApi, type SeedSegment, type SeedState } from './reference-partner/seed-api.ts';
 import { TtdApi, type TtdSegment } from './reference-partner/ttd.ts';
 
 export {
@@ -34,7 +36,11 @@ export {
 export type { AppliedFault, AuthMethod, RecordedRequest } from './reference-partner/common.ts';
 export { type ActiveFault, type FaultSpec, FaultSpecError } from './reference-partner/faults.ts';
 export { META_FIRST_AUDIENCE_ID, META_MAX_ROWS, type MetaAudience } from './reference-partner/meta.ts';
-export { FIRST_SEGMENT_ID, type SeedSegment } from './reference-partner/seed-api.ts';
+export {
+  FIRST_BIG_SEGMENT_ID,
+  FIRST_SEGMENT_ID,
+  type SeedSegment,
+} from './reference-partner/seed-api.ts';
 export { TTD_MAX_BODY_BYTES, type TtdSegment } from './reference-partner/ttd.ts';
 
 /**
@@ -50,8 +56,10 @@ export { TTD_MAX_BODY_BYTES, type TtdSegment } from './reference-partner/ttd.ts'
  * - `/__requests`, `/__faults`, `/__state`: the request log, fault switches (faults.ts), state.
  *
  * Every API route needs a credential: basic, bearer, API key, an OAuth2 token or an HMAC request
- * signature (auth.ts). Fault switches make API routes answer 429/5xx, reset the connection, cut
- * the body short, or hold the answer until the test releases it.
+ * signature (auth.ts). Fault switches make API routes answer 429/5xx (after doing the work, if
+ * asked), reset the connection, cut the body short, hold the answer until the test releases it
+ * (past a client's timeout), or give segment ids above 2^53. Like most real platforms, the seed
+ * API does not de-duplicate titles unless `dedupeTitles` is set.
  */
 
 export const PARTNER_COOKIE = 'partner_uid';
@@ -87,6 +95,17 @@ export interface ReferencePartnerOptions {
   readonly metaMaxRows?: number;
   /** Largest Trade-Desk-like upload body (default 2.5 MiB). */
   readonly ttdMaxBodyBytes?: number;
+  /**
+   * Seed API: answer a repeated title with the existing segment (`created:false`). Off by
+   * default, as on most real platforms: a repeated create makes a second segment.
+   */
+  readonly dedupeTitles?: boolean;
+  /**
+   * Keep the seed API's segments, members, id counters and idempotency keys in this JSON file,
+   * read at start and written after every change (`npm start` puts it in `.local-data/`, beside
+   * the service's own tables, so that restarts keep both worlds consistent).
+   */
+  readonly stateFile?: string;
 }
 
 export interface ReferencePartner {
@@ -105,7 +124,9 @@ export interface ReferencePartner {
   /** The seed API's segments, oldest first. */
   segments(): SeedSegment[];
   /** User ids in a seed API segment, in the order they were added. */
-  members(segmentId: number): string[];
+  members(segmentId: number | bigint | string): string[];
+  /** Turns the seed API's title de-duplication on or off (see ReferencePartnerOptions.dedupeTitles). */
+  setDedupeTitles(on: boolean): void;
   metaAudiences(): MetaAudience[];
   metaMembers(audienceId: string): string[];
   /** Trade-Desk-like segments, with the count of members whose TTL has not passed. */
@@ -214,7 +235,20 @@ export async function startReferencePartner(
   const authenticator = new Authenticator(options.credentials ?? {}, now);
   const secretHeaders = authenticator.secretHeaders;
   const faults = new FaultSwitches();
-  const seed = new SeedApi();
+  const seed = new SeedApi({ dedupeTitles: options.dedupeTitles ?? false });
+  const stateFile = options.stateFile;
+  if (stateFile && existsSync(stateFile)) {
+    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { seed?: SeedState };
+    if (saved.seed) seed.restore(saved.seed);
+  }
+  /** Writes the seed API's state (atomically: a crash leaves the previous file). */
+  function persist(): void {
+    if (!stateFile) return;
+    mkdirSync(dirname(stateFile), { recursive: true });
+    const temporary = `${stateFile}.tmp`;
+    writeFileSync(temporary, JSON.stringify({ seed: seed.snapshot() }));
+    renameSync(temporary, stateFile);
+  }
   const meta = new MetaApi(options.metaMaxRows);
   const ttd = new TtdApi(now, options.ttdMaxBodyBytes);
 
@@ -272,6 +306,8 @@ export async function startReferencePartner(
   function resetAll(): void {
     reset();
     seed.clear();
+    seed.options.dedupeTitles = options.dedupeTitles ?? false;
+    persist();
     meta.clear();
     ttd.clear();
     authenticator.clear();
@@ -396,8 +432,9 @@ export async function startReferencePartner(
       else if (route.access === 'api' && parseQuery(url.search) === undefined) {
         result = seedError(400, 'malformed query string');
       } else {
-        result = await route.handle(context);
+        result = await route.handle(fault ? { ...context, fault } : context);
         processed = true;
+        if (route.access === 'api' && method !== 'GET') persist();
       }
       if (fault?.malformed) result = FaultSwitches.malformedAnswer(fault, result);
       else if (fault?.status !== undefined)
@@ -500,6 +537,9 @@ export async function startReferencePartner(
     resetAll,
     segments: () => seed.segments(),
     members: (segmentId) => seed.members(segmentId),
+    setDedupeTitles: (on) => {
+      seed.options.dedupeTitles = on;
+    },
     metaAudiences: () => meta.audiences(),
     metaMembers: (audienceId) => meta.members(audienceId),
     ttdSegments: () => ttd.segments(),

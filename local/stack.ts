@@ -1,9 +1,16 @@
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import type { FauxqsServer } from 'fauxqs';
 import { CONFIG_ENV_VAR, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import { PlatformSecretSchema, platformSecretName } from '../src/config/secrets.ts';
+import {
+  EVENT_SOURCES,
+  type EventSourceDeclarations,
+  type EventSourceDefinition,
+  eventSourcesOf,
+} from '../src/infra/event-sources.ts';
 import {
   commonEnvironment,
   FUNCTIONS,
@@ -15,8 +22,20 @@ import {
   TABLES,
   type TableDefinition,
 } from '../src/infra/resources.ts';
-import { ensureTable, startDynalite, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
+import { ensureTable, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
+import {
+  type DynamoDbStreams,
+  markAsTtlSweeper,
+  startDynamoDbEndpoint,
+} from './event-sources/dynamodb-stream.ts';
+import {
+  type ProvisionedQueue,
+  provisionQueues,
+  queueEnvironment,
+  startEventSources,
+  streamedTables,
+} from './event-sources/runner.ts';
 
 export { LOCAL_CREDENTIALS, LOCAL_REGION };
 
@@ -33,8 +52,9 @@ import { loadLocalSecrets, startSecretsManager } from './secrets-manager.ts';
  * the CDK stack uses (src/infra/resources.ts). See docs/local-stack.md.
  */
 
-/** Where the platform sync templates in config/environments/local.json point the browser. */
-export const REFERENCE_PARTNER_ORIGIN = 'http://127.0.0.1:3001';
+import { rewritePartnerOrigin } from './partner-origin.ts';
+
+export { REFERENCE_PARTNER_ORIGIN, rewritePartnerOrigin } from './partner-origin.ts';
 
 export const DEFAULT_CONFIG_PATH = join(REPO_ROOT, 'config', 'environments', 'local.json');
 export const DEFAULT_SECRETS_PATH = join(REPO_ROOT, 'config', 'local-secrets.json');
@@ -52,6 +72,8 @@ export interface LocalStackOptions {
   readonly dataDir?: string;
   readonly configPath?: string;
   readonly secretsPath?: string;
+  /** What invokes the functions besides routes (default: EVENT_SOURCES, src/infra/event-sources.ts). */
+  readonly eventSources?: readonly EventSourceDeclarations[];
   /** No request or handler-error lines (tests). */
   readonly quiet?: boolean;
   /** Where log lines go when not quiet (default: console.log). */
@@ -60,6 +82,11 @@ export interface LocalStackOptions {
   readonly loadFunction?: FunctionLoader;
   /** How often expired items are deleted (dynalite has no TTL); 0 disables. Default 60 s. */
   readonly ttlSweepIntervalMs?: number;
+  /**
+   * Interval of every schedule (the file exporter per platform); 0 disables the schedules (tests
+   * invoke instead). Default: DMP_LOCAL_SCHEDULE_SECONDS when set, else each schedule's own.
+   */
+  readonly scheduleEveryMs?: number;
 }
 
 export interface LocalStack {
@@ -82,6 +109,15 @@ export interface LocalStack {
   readonly fauxqs: FauxqsServer;
   /** One human-readable line per resource and route, for `npm start`. */
   readonly summary: readonly string[];
+  /** Declared queue name -> queue URL. */
+  readonly queueUrls: Readonly<Record<string, string>>;
+  /**
+   * Resolves once every event source (queues, table streams, schedules) has nothing left to
+   * deliver and no invocation runs: what tests await instead of sleeping.
+   */
+  whenIdle(): Promise<void>;
+  /** Runs a declared schedule now; resolves with the function's result. */
+  runSchedule(name: string): Promise<unknown>;
   /** Deletes items whose TTL has passed, now (also runs on an interval). */
   sweepExpiredItems(): Promise<number>;
   stop(): Promise<void>;
@@ -114,6 +150,8 @@ export function endpointsOf(stack: LocalStack, pid: number = process.pid): Local
 export interface ProvisionContext {
   readonly dynamodb: DynamoDBClient;
   readonly fauxqs: FauxqsServer;
+  readonly sqs: SQSClient;
+  readonly eventSources: readonly EventSourceDefinition[];
   readonly region: string;
 }
 
@@ -122,6 +160,8 @@ export interface ProvisionedResource {
   readonly name: string;
   readonly created: boolean;
   readonly note?: string;
+  /** Queues: their URL and ARN. */
+  readonly queue?: ProvisionedQueue;
 }
 
 export interface ProvisionStep {
@@ -153,6 +193,19 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
       return results;
     },
   },
+  {
+    name: 'sqs queues',
+    async run({ sqs, eventSources }) {
+      const queues = await provisionQueues(sqs, eventSources);
+      return queues.map((queue) => ({
+        kind: 'queue',
+        name: queue.name,
+        created: queue.created,
+        note: queue.note,
+        queue,
+      }));
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -164,12 +217,20 @@ export interface RunnerContext {
   readonly functions: ReadonlyMap<FunctionKey, LocalFunction>;
   readonly fauxqs: FauxqsServer;
   readonly log: (line: string) => void;
+  readonly eventSources: readonly EventSourceDefinition[];
+  readonly queues: readonly ProvisionedQueue[];
+  readonly sqs: SQSClient;
+  readonly streams: DynamoDbStreams | undefined;
 }
 
 export interface RunningRunner {
   readonly name: string;
   readonly url?: string;
   readonly summary: readonly string[];
+  /** Event sources: resolves once nothing is left to deliver. */
+  whenIdle?(): Promise<void>;
+  /** Schedules: runs one now. */
+  runSchedule?(name: string): Promise<unknown>;
   stop(): Promise<void>;
 }
 
@@ -195,7 +256,28 @@ export const RUNNERS: readonly LocalRunner[] = [
       };
     },
   },
+  {
+    name: 'event-sources',
+    async start({ options, eventSources, queues, functions, sqs, streams, log }) {
+      const fromEnv = Number(process.env[LOCAL_SCHEDULE_ENV]);
+      const scheduleEveryMs =
+        options.scheduleEveryMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv * 1000 : undefined);
+      const running = startEventSources({
+        sources: eventSources,
+        queues,
+        functions,
+        sqs,
+        streams,
+        log,
+        ...(scheduleEveryMs !== undefined ? { scheduleEveryMs } : {}),
+      });
+      return { name: 'event-sources', ...running };
+    },
+  },
 ];
+
+/** Every schedule's period in seconds, instead of its own (demos and tests). */
+export const LOCAL_SCHEDULE_ENV = 'DMP_LOCAL_SCHEDULE_SECONDS';
 
 // ---------------------------------------------------------------------------------------------
 
@@ -215,43 +297,6 @@ function partnerPlatforms(config: EnvironmentConfig, secrets: Record<string, unk
       },
     ];
   });
-}
-
-/**
- * Points every URL of the platforms that names the reference partner's default origin (sync
- * templates, API base URLs, OAuth2 token URLs) at its actual origin.
- */
-export function rewritePartnerOrigin(config: EnvironmentConfig, partnerUrl: string): EnvironmentConfig {
-  if (partnerUrl === REFERENCE_PARTNER_ORIGIN) return config;
-  const rewrite = (url: string): string =>
-    url === REFERENCE_PARTNER_ORIGIN || url.startsWith(`${REFERENCE_PARTNER_ORIGIN}/`)
-      ? partnerUrl + url.slice(REFERENCE_PARTNER_ORIGIN.length)
-      : url;
-  return {
-    ...config,
-    platforms: config.platforms.map((platform) => {
-      const { sync, connector } = platform;
-      return {
-        ...platform,
-        ...(sync ? { sync: { ...sync, urlTemplate: rewrite(sync.urlTemplate) } } : {}),
-        ...(connector
-          ? {
-              connector: {
-                ...connector,
-                api: {
-                  ...connector.api,
-                  baseUrl: rewrite(connector.api.baseUrl),
-                  auth:
-                    connector.api.auth.type === 'oauth2ClientCredentials'
-                      ? { ...connector.api.auth, tokenUrl: rewrite(connector.api.auth.tokenUrl) }
-                      : connector.api.auth,
-                },
-              },
-            }
-          : {}),
-      };
-    }),
-  };
 }
 
 /** Variables the stack removes so nothing from the developer's shell reaches real AWS. */
@@ -323,10 +368,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       fileConfig.name,
     );
     const dataDir = options.dataDir ? resolve(options.dataDir) : undefined;
+    // Declarations may depend on the platforms, not on the partner's URL: the file's config will do.
+    const eventSources = eventSourcesOf(fileConfig, options.eventSources ?? EVENT_SOURCES);
 
-    const dynamo = await startDynalite({
+    const dynamo = await startDynamoDbEndpoint({
       ...(dataDir ? { path: join(dataDir, 'dynamodb') } : {}),
       port: options.dynamodbPort ?? 0,
+      region,
+      streamedTables: streamedTables(TABLES, eventSources),
     });
     cleanups.push(() => dynamo.stop());
     const fauxqs = await startLocalFauxqs({
@@ -346,16 +395,21 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       platforms: partnerPlatforms(fileConfig, secretValues),
       port: options.partnerPort ?? 0,
       log,
+      // The partner's segments live beside our segment table: a restart keeps both, --fresh wipes both.
+      ...(dataDir ? { stateFile: join(dataDir, 'reference-partner', 'state.json') } : {}),
     });
     cleanups.push(() => partner.stop());
     const config = rewritePartnerOrigin(fileConfig, partner.url);
 
     const dynamodb = new DynamoDBClient({ region, endpoint: dynamo.url, credentials: LOCAL_CREDENTIALS });
     cleanups.push(() => dynamodb.destroy());
+    const sqs = new SQSClient({ region, endpoint: fauxqs.url, credentials: LOCAL_CREDENTIALS });
+    cleanups.push(() => sqs.destroy());
     const provisioned: ProvisionedResource[] = [];
     for (const step of PROVISION_STEPS) {
-      provisioned.push(...(await step.run({ dynamodb, fauxqs: fauxqs.server, region })));
+      provisioned.push(...(await step.run({ dynamodb, fauxqs: fauxqs.server, sqs, eventSources, region })));
     }
+    const queues = provisioned.flatMap((resource) => (resource.queue ? [resource.queue] : []));
 
     // The environment Lambda gives the handlers (endpoints aside, which AWS needs no variable for).
     const tableEnv = Object.fromEntries(
@@ -374,6 +428,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_ENDPOINT_URL_S3: fauxqs.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
       ...tableEnv,
+      ...queueEnvironment(eventSources, queues),
       [CONFIG_ENV_VAR]: JSON.stringify(config),
     };
     envPatch.clear(CLEARED_ENV);
@@ -402,16 +457,30 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
     const runners: RunningRunner[] = [];
     for (const runner of RUNNERS) {
-      const started = await runner.start({ options, routes: ROUTES, functions, fauxqs: fauxqs.server, log });
+      const started = await runner.start({
+        options,
+        routes: ROUTES,
+        functions,
+        fauxqs: fauxqs.server,
+        log,
+        eventSources,
+        queues,
+        sqs,
+        streams: dynamo.streams,
+      });
       runners.push(started);
       cleanups.push(() => started.stop());
     }
     const apiUrl = runners.find((runner) => runner.name === 'http-api')?.url ?? '';
 
+    // A client of its own, so that stream records of its deletions carry TTL's identity.
+    const sweeper = new DynamoDBClient({ region, endpoint: dynamo.url, credentials: LOCAL_CREDENTIALS });
+    markAsTtlSweeper(sweeper);
+    cleanups.push(() => sweeper.destroy());
     const sweep = async () => {
       let deleted = 0;
       for (const table of TABLES as readonly TableDefinition[])
-        deleted += await sweepExpiredItems(dynamodb, table);
+        deleted += await sweepExpiredItems(sweeper, table);
       return deleted;
     };
     let sweeping: Promise<unknown> = Promise.resolve();
@@ -456,6 +525,16 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       partner,
       fauxqs: fauxqs.server,
       summary,
+      queueUrls: Object.fromEntries(queues.map((queue) => [queue.name, queue.url])),
+      async whenIdle() {
+        await Promise.all(runners.map((runner) => runner.whenIdle?.()));
+      },
+      runSchedule(name) {
+        const runner = runners.find((candidate) => candidate.runSchedule);
+        return runner?.runSchedule
+          ? runner.runSchedule(name)
+          : Promise.reject(new Error(`no schedule ${name}`));
+      },
       sweepExpiredItems: sweep,
       stop() {
         stopped ??= cleanup();

@@ -67,7 +67,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (args.fresh) {
-    for (const part of ['dynamodb', 'fauxqs']) rmSync(join(dataDir, part), { recursive: true, force: true });
+    for (const part of ['dynamodb', 'fauxqs', 'reference-partner'])
+      rmSync(join(dataDir, part), { recursive: true, force: true });
   }
 
   let stack: LocalStack;

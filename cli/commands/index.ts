@@ -1,7 +1,7 @@
 import type { Command } from '../framework.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
-import { segmentsCommand, segmentsEnsureCommand } from './segments.ts';
+import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 
 /**
  * Every `dmp` command. A new command is a module in this folder exporting a Command, added here
@@ -13,4 +13,5 @@ export const COMMANDS: readonly Command[] = [
   platformsValidateCommand,
   segmentsCommand,
   segmentsEnsureCommand,
+  segmentsResolveCommand,
 ];

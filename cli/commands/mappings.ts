@@ -1,5 +1,4 @@
-import { type AttributeValue, QueryCommand } from '@aws-sdk/client-dynamodb';
-import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { renderTable } from '../format.ts';
@@ -47,7 +46,7 @@ export const mappingsCommand: Command = {
   usage: '<dmpUserId> [--json] [--env <name>] [--endpoint <url>] [--table <name>] [--region <region>]',
   help: [
     'arguments:',
-    '  <dmpUserId>        the value of the dmp_uid cookie',
+    "  <dmpUserId>        the value of the dmp_uid cookie (one starting with '-': put -- before it)",
     '',
     'options:',
     '  --env <name>       local (default: the running `npm start` stack, via .local-data/endpoints.json)',
@@ -70,6 +69,10 @@ export const mappingsCommand: Command = {
     }
     const dmpUserId = given;
     const target = await resolveTable(targetFlags(values), MAPPING_TABLE, 'mappingTableName', io.env);
+    const [{ QueryCommand }, { unmarshall }] = await Promise.all([
+      import('@aws-sdk/client-dynamodb'),
+      import('@aws-sdk/util-dynamodb'),
+    ]);
     const items: Record<string, unknown>[] = [];
     try {
       let startKey: Record<string, AttributeValue> | undefined;

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { deploymentProblems } from '../../lib/deployment.ts';
 import {
   ConfigError,
   loadEnvironmentFile,
@@ -217,6 +218,9 @@ function validateEnvironment(path: string, document: unknown): Validation {
   let environment: EnvironmentConfig | undefined;
   collect(problems, () => {
     environment = loadEnvironmentFile(path);
+    // A deployed environment must also be deployable: what `cdk synth` would refuse, said here.
+    const deployment = environment.deploy ? deploymentProblems(environment) : [];
+    if (deployment.length > 0) throw new ConfigError(path, deployment);
   });
   return environment && problems.length === 0
     ? { valid: true, kind: 'environment', environment }

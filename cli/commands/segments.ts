@@ -3,11 +3,18 @@ import { PartnerCallError } from '../../src/connectors/http/client.ts';
 import {
   type Audience,
   AudienceSchema,
+  asSegmentId,
+  MAX_AUDIENCE_NAME_LENGTH,
   partnerSegmentName,
   type SegmentError,
   type SegmentRecord,
 } from '../../src/segments/segment.ts';
-import { SegmentNotReadyError, SegmentRefusedError } from '../../src/segments/segment-service.ts';
+import {
+  adoptPartnerSegment,
+  describe as describeSegmentError,
+  SegmentNotReadyError,
+  SegmentRefusedError,
+} from '../../src/segments/segment-service.ts';
 import { CliContext, ConfigProblemsError, findConnectedPlatform, parsePlatformId } from '../context.ts';
 import { renderTable } from '../format.ts';
 import { CliError, type Command, type OptionValues, UsageError } from '../framework.ts';
@@ -52,6 +59,12 @@ export interface SegmentView {
   /** While `creating`: when the holder's lease runs out (ISO), and whether it has. */
   readonly leaseExpiresAt: string | null;
   readonly leaseExpired: boolean;
+  /** While `retry`: no call to the partner before this time (ISO; its Retry-After), if it said. */
+  readonly retryAt: string | null;
+  /** Partner segments obtained for the audience that it does not use. */
+  readonly orphans: readonly { partnerSegmentId: string; reason: string; at: string }[];
+  /** The command that settles a flagged record (state unresolved, or possibleDuplicate), else null. */
+  readonly resolve: string | null;
   readonly lastError: SegmentErrorView | null;
   readonly renameError: SegmentErrorView | null;
   readonly createdAt: string;
@@ -59,6 +72,8 @@ export interface SegmentView {
 }
 
 export interface SegmentErrorView {
+  /** The step that failed: credentials, token (the OAuth2 token endpoint), lookup, create, rename, claim. */
+  readonly step: string | null;
   readonly status: number | null;
   readonly message: string;
   readonly at: string | null;
@@ -67,10 +82,20 @@ export interface SegmentErrorView {
 function errorView(error: SegmentError | undefined): SegmentErrorView | null {
   if (!error) return null;
   return {
+    step: typeof error.step === 'string' ? error.step : null,
     status: typeof error.status === 'number' ? error.status : null,
     message: String(error.message ?? ''),
     at: typeof error.at === 'string' ? error.at : null,
   };
+}
+
+/** `dmp segments resolve ...` for a record an operator must settle, else null. */
+function resolveCommand(record: SegmentRecord): string | null {
+  if (record.state !== 'unresolved' && !record.possibleDuplicate) return null;
+  const base = `dmp segments resolve --platform ${record.platformId} --audience ${record.audienceId}`;
+  return record.state === 'unresolved'
+    ? `${base} --adopt <partner segment id> (found at the partner), or --create (there is none)`
+    : `${base} --adopt <the partner segment id to keep>`;
 }
 
 function nameStatusOf(record: SegmentRecord, config: EnvironmentConfig | undefined): NameStatus | null {
@@ -113,6 +138,16 @@ export function segmentView(
     outcomeUnknown: record.outcomeUnknown,
     leaseExpiresAt: creating ? new Date(record.leaseExpiresAt as number).toISOString() : null,
     leaseExpired: creating && (record.leaseExpiresAt as number) <= nowMs,
+    retryAt:
+      record.state === 'retry' && record.retryAt !== undefined
+        ? new Date(record.retryAt).toISOString()
+        : null,
+    orphans: (record.orphans ?? []).map((orphan) => ({
+      partnerSegmentId: String(orphan.partnerSegmentId),
+      reason: String(orphan.reason),
+      at: String(orphan.at),
+    })),
+    resolve: resolveCommand(record),
     lastError: errorView(record.lastError),
     renameError: errorView(record.renameError),
     createdAt: record.createdAt,
@@ -122,7 +157,11 @@ export function segmentView(
 
 function describeError(error: SegmentErrorView | null): string {
   if (!error) return '-';
-  return error.status === null ? error.message : `HTTP ${error.status}: ${error.message}`;
+  return describeSegmentError({
+    message: error.message,
+    ...(error.status === null ? {} : { status: error.status }),
+    ...(error.step === null ? {} : { step: error.step as NonNullable<SegmentError['step']> }),
+  });
 }
 
 const NAME_NOTES: Record<NameStatus, string> = {
@@ -163,11 +202,13 @@ export const segmentsCommand: Command = {
     '  --json             {"segments": [...]}',
     '',
     'States: ready (the partner segment id is known), creating (a caller holds the creation lease),',
-    'retry (the last attempt failed transiently; the next caller tries again), failed (the partner',
-    "refused: fix the cause, then 'dmp segments ensure ... --retry-failed').",
-    'Flags: possibleDuplicate (created again after an unknown outcome, with no way to look up or',
-    'deduplicate: check the partner for a twin), outcomeUnknown (the partner may hold a segment we',
-    'have not recorded).',
+    'retry (the last attempt failed transiently; the next caller tries again, not before retryAt',
+    "when the partner said when), failed (the partner refused: fix the cause, then 'dmp segments",
+    "ensure ... --retry-failed'), unresolved (a create may have been carried out and nothing can",
+    "tell: see 'dmp segments resolve').",
+    'Flags: possibleDuplicate (the partner may hold a second segment of the audience: resolve it),',
+    'outcomeUnknown (the partner may hold a segment we have not recorded), orphans=<ids> (partner',
+    'segments obtained for the audience that it does not use), retryAt=<time>, leaseExpired.',
   ].join('\n'),
   options: { ...TARGET_OPTIONS, platform: { type: 'string' } },
   async run({ values, json, io }) {
@@ -229,6 +270,10 @@ export const segmentsCommand: Command = {
               ...(segment.possibleDuplicate ? ['possibleDuplicate'] : []),
               ...(segment.outcomeUnknown ? ['outcomeUnknown'] : []),
               ...(segment.leaseExpired ? ['leaseExpired'] : []),
+              ...(segment.orphans.length > 0
+                ? [`orphans=${segment.orphans.map((orphan) => orphan.partnerSegmentId).join('+')}`]
+                : []),
+              ...(segment.retryAt ? [`retryAt=${segment.retryAt}`] : []),
             ];
             return [
               String(segment.platformId),
@@ -249,6 +294,11 @@ export const segmentsCommand: Command = {
           }),
         ),
       );
+      const flagged = segments.filter((segment) => segment.resolve !== null);
+      if (flagged.length > 0) {
+        io.stdout(`\n${flagged.length} segment(s) need an operator (check the partner first):`);
+        for (const segment of flagged) io.stdout(`  ${segment.resolve}`);
+      }
       return 0;
     } finally {
       context.close();
@@ -267,7 +317,8 @@ export const segmentsEnsureCommand: Command = {
     'options:',
     '  --platform <id>    the platform (must have a connector)',
     '  --audience <id>    the DMP audience id (letters, digits and . _ : -)',
-    "  --name <name>      the audience's name in the DMP (the partner segment name comes from it)",
+    `  --name <name>      the audience's name in the DMP, 1 to ${MAX_AUDIENCE_NAME_LENGTH} characters (the partner`,
+    '                     segment name is rendered from it by the connector nameTemplate)',
     '  --kind <kind>      custom (default) or lookalike',
     '  --retry-failed     try again a segment the partner refused before (after fixing the cause)',
     ...TARGET_HELP,
@@ -355,10 +406,10 @@ export const segmentsEnsureCommand: Command = {
       io.stdout(
         `platform ${platform.id}, audience ${audience.id}: partner segment ${partnerSegmentId} (${how})` +
           (record.possibleDuplicate
-            ? '\nwarning: possible duplicate at the partner (see dmp segments)'
+            ? `\nwarning: possible duplicate at the partner (see dmp segments); once checked: ${resolveCommand(record)}`
             : '') +
           (record.renameError
-            ? `\nwarning: rename at the partner failed: ${describeError(errorView(record.renameError))}`
+            ? `\nwarning: rename at the partner failed: ${describeError(errorView({ ...record.renameError, step: record.renameError.step === 'rename' ? undefined : record.renameError.step }))}`
             : ''),
       );
       return 0;
@@ -374,22 +425,27 @@ const OBTAINED_NOW: Record<string, string> = {
   existing: 'obtained now: the partner already had a segment of that name',
   lookup: 'obtained now: found at the partner by name',
   implicit: 'recorded now: the name is the id',
+  adopted: 'adopted by an operator',
 };
 
 function ensureFailure(error: unknown, platformId: number, audience: Audience, where: string): Error {
   const subject = `platform ${platformId}, audience ${audience.id}`;
   if (error instanceof SegmentRefusedError) {
-    const answer = describeError(errorView(error.record?.lastError));
     return new CliError(
-      `${subject}: the partner refused segment creation: ${answer}\n` +
+      `${subject}: ${error.message}\n` +
         'Fix the cause (connector config, credentials, the audience name), then run again with --retry-failed.',
       { cause: error },
     );
   }
   if (error instanceof SegmentNotReadyError) {
+    if (error.reason === 'possibleDuplicate') {
+      return new CliError(`${subject}: needs an operator: ${error.message}`, { cause: error });
+    }
     const last = describeError(errorView(error.record?.lastError));
     const detail = error.record?.lastError && !error.message.includes(last) ? `; last error: ${last}` : '';
-    return new CliError(`${subject}: not ready yet, retry: ${error.message}${detail}`, { cause: error });
+    const when =
+      error.retryAt === undefined ? 'retry' : `retry after ${new Date(error.retryAt).toISOString()}`;
+    return new CliError(`${subject}: not ready yet, ${when}: ${error.message}${detail}`, { cause: error });
   }
   if (error instanceof CliError) return error;
   if (error instanceof PartnerCallError) {
@@ -401,3 +457,112 @@ function ensureFailure(error: unknown, platformId: number, audience: Audience, w
   }
   return error as Error;
 }
+
+// ---------------------------------------------------------------------------------------------
+
+export const segmentsResolveCommand: Command = {
+  name: 'segments resolve',
+  summary:
+    'Settle a segment flagged possibleDuplicate or unresolved: adopt the partner id, or confirm a new create',
+  usage: '--platform <id> --audience <id> (--adopt <partnerSegmentId> | --create) [--json] [--env <name>]',
+  help: [
+    'options:',
+    '  --platform <id>      the platform',
+    '  --audience <id>      the DMP audience',
+    "  --adopt <id>         this partner segment is the audience's (found at the partner): the record",
+    '                       becomes ready with it; an id it replaces is kept as an orphan',
+    '  --create             the partner holds no segment of the audience (checked): create it now',
+    ...TARGET_HELP,
+    '  --json               {"platformId", "audienceId", "partnerSegmentId", "state", "source"}',
+    '',
+    'A segment is unresolved when a create may have been carried out by the partner (a 5xx, a',
+    'timeout, a reset after it was sent) and the connector can neither look it up by name nor',
+    'repeat it safely. Look for the segment at the partner (by its name, see dmp segments), then',
+    'adopt its id, or confirm that there is none. Both refuse while a caller holds the lease.',
+  ].join('\n'),
+  options: {
+    ...TARGET_OPTIONS,
+    platform: { type: 'string' },
+    audience: { type: 'string' },
+    adopt: { type: 'string' },
+    create: { type: 'boolean', default: false },
+  },
+  async run({ values, json, io }) {
+    const platformOption = stringOption(values, 'platform');
+    const audienceId = stringOption(values, 'audience');
+    const adopt = stringOption(values, 'adopt');
+    const create = values['create'] === true;
+    if (platformOption === undefined) throw new UsageError('--platform is required');
+    if (audienceId === undefined) throw new UsageError('--audience is required');
+    if ((adopt === undefined) === !create)
+      throw new UsageError('give exactly one of --adopt <id> and --create');
+    if (adopt !== undefined && (asSegmentId(adopt) === undefined || !/^[\x21-\x7e]+$/.test(adopt))) {
+      throw new UsageError('--adopt: a partner segment id (printable ASCII, 1 to 256 characters)');
+    }
+    const platformId = parsePlatformId(platformOption);
+
+    const context = CliContext.open(targetFlags(values), io.env);
+    try {
+      const { store, table } = await context.segmentStore();
+      const record = await store.get(platformId, audienceId);
+      if (!record) {
+        throw new CliError(
+          `platform ${platformId}, audience ${audienceId}: no segment in ${table.description}`,
+        );
+      }
+      const subject = `platform ${platformId}, audience ${audienceId}`;
+      let result: SegmentRecord;
+      if (adopt !== undefined) {
+        const outcome = await adoptPartnerSegment(store, platformId, audienceId, adopt, Date.now());
+        if (!outcome.adopted) {
+          throw new CliError(
+            outcome.reason === 'claimed'
+              ? `${subject}: partner segment ${adopt} already belongs to audience ${outcome.holder}`
+              : `${subject}: a caller holds the creation lease; try again when it is settled`,
+          );
+        }
+        result = outcome.record;
+      } else {
+        if (record.state !== 'unresolved') {
+          throw new CliError(
+            `${subject}: nothing to confirm (state ${record.state}); 'dmp segments ensure' creates what is missing`,
+          );
+        }
+        const platform = findConnectedPlatform(context.runtimeConfig(), platformId);
+        const { service } = await context.segmentService();
+        const audience: Audience = { id: record.audienceId, name: record.audienceName, kind: record.kind };
+        try {
+          result = (await service.ensure(platform, audience, { confirmCreate: true })).record;
+        } catch (error) {
+          throw ensureFailure(error, platformId, audience, table.description);
+        }
+      }
+      if (json) {
+        io.stdout(
+          JSON.stringify(
+            {
+              platformId,
+              audienceId,
+              partnerSegmentId: result.partnerSegmentId ?? null,
+              state: result.state,
+              source: result.source ?? null,
+              possibleDuplicate: result.possibleDuplicate,
+            },
+            null,
+            2,
+          ),
+        );
+        return 0;
+      }
+      io.stdout(
+        `${subject}: partner segment ${result.partnerSegmentId} (${OBTAINED_NOW[result.source ?? ''] ?? result.source})` +
+          ((result.orphans ?? []).length > 0
+            ? `\nnote: orphan partner segments of this audience: ${(result.orphans ?? []).map((o) => o.partnerSegmentId).join(', ')} (delete them at the partner if unused)`
+            : ''),
+      );
+      return 0;
+    } finally {
+      context.close();
+    }
+  },
+};

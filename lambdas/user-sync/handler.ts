@@ -68,7 +68,8 @@ async function handleRequest(
       reason: response.reason,
       platformId: response.platformId,
     });
-    return toHttpResult(response, request.debug);
+    // `debug=1` explains every decision; deployed stacks have it off unless their file says so.
+    return toHttpResult(response, request.debug && config.debugTraces !== false);
   } catch (error) {
     // Only infrastructure failures land here (store, secrets); bad input is answered above.
     const failure = error instanceof DeadlineExceededError ? 'deadline' : 'error';

@@ -23,6 +23,7 @@ function attribute(key: { readonly name: string; readonly type: 'S' | 'N' }): dy
  *   use of it is visible in CloudTrail, needs no key policy to maintain, no kms:* grant on the
  *   function role and costs nothing per month. A customer-managed key becomes worth it for
  *   cross-account access or crypto-shredding, which this service does not need.
+ * - A stream when the definition asks for one (the local stack emulates it with the same records).
  * - retainData (prod): deletion protection and RETAIN, so neither a stack deletion nor a
  *   replacement can drop the mappings; otherwise (dev) the table goes with the stack.
  */
@@ -35,6 +36,7 @@ export function createDataTable(
     partitionKey: attribute(definition.partitionKey),
     ...(definition.sortKey ? { sortKey: attribute(definition.sortKey) } : {}),
     ...(definition.timeToLiveAttribute ? { timeToLiveAttribute: definition.timeToLiveAttribute } : {}),
+    ...(definition.stream ? { dynamoStream: dynamodb.StreamViewType[definition.stream] } : {}),
     billing: dynamodb.Billing.onDemand(),
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryptionV2.awsManagedKey(),

@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { runbookLine } from '../runbook.ts';
 
 export interface MonitoringProps {
   readonly config: EnvironmentConfig;
@@ -16,6 +17,9 @@ export interface MonitoringProps {
 }
 
 const PERIOD = Duration.minutes(5);
+
+/** The sync metrics that carry a platform: what each partner's graph shows. */
+const PARTNER_METRICS = SYNC_METRICS.names.filter((name) => name !== 'OptOut');
 
 /**
  * Alarms and one dashboard per environment. The handlers answer bad input with a 4xx or the neutral
@@ -27,22 +31,27 @@ const PERIOD = Duration.minutes(5);
 export class Monitoring extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
+  private readonly alarmAction: SnsAction | undefined;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const { config, api } = props;
+    const topicArn = config.monitoring.alarmTopicArn;
+    this.alarmAction = topicArn
+      ? new SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', topicArn))
+      : undefined;
 
     for (const [name, fn] of Object.entries(props.functions)) {
-      this.alarms.push(
+      this.addAlarms(
         fn.metricErrors({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Errors`, {
-          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input)`,
+          alarmDescription: `${config.name}: ${name} function errors (handlers must not throw on bad input). ${runbookLine('function-errors')}`,
           threshold: 5,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         }),
         fn.metricThrottles({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, `${name}Throttles`, {
-          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped)`,
+          alarmDescription: `${config.name}: ${name} function throttled (requests are being dropped). ${runbookLine('function-throttles')}`,
           threshold: 1,
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -50,24 +59,15 @@ export class Monitoring extends Construct {
         }),
       );
     }
-    this.alarms.push(
+    this.addAlarms(
       api.metricServerError({ period: PERIOD, statistic: 'Sum' }).createAlarm(this, 'Api5xx', {
-        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx)`,
+        alarmDescription: `${config.name}: HTTP API 5xx responses (bad input must never yield a 5xx). ${runbookLine('api-5xx')}`,
         threshold: 5,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
-
-    const topicArn = config.monitoring.alarmTopicArn;
-    if (topicArn) {
-      const action = new SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', topicArn));
-      for (const alarm of this.alarms) {
-        alarm.addAlarmAction(action);
-        alarm.addOkAction(action);
-      }
-    }
 
     const functions = Object.entries(props.functions);
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
@@ -91,6 +91,28 @@ export class Monitoring extends Construct {
         ),
       }),
     );
+    // One graph per partner, so that whether each one is healthy shows at a glance: its redirects,
+    // stored and unchanged mappings, and its refusals by reason.
+    const partners = config.platforms.filter((platform) => platform.sync);
+    if (partners.length > 0) {
+      this.dashboard.addWidgets(
+        ...partners.map(
+          (platform) =>
+            new cloudwatch.GraphWidget({
+              title: `Partner ${platform.id} (${platform.name}): sync`,
+              width: partners.length === 1 ? 24 : 12,
+              left: PARTNER_METRICS.map(
+                (metricName) =>
+                  new cloudwatch.SearchExpression({
+                    expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}" ${SYNC_METRICS.platformDimension}="${platform.id}"', 'Sum', 300)`,
+                    label: metricName,
+                    period: PERIOD,
+                  }),
+              ),
+            }),
+        ),
+      );
+    }
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'HTTP API requests and errors',
@@ -126,5 +148,19 @@ export class Monitoring extends Construct {
       ),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', width: 12, alarms: this.alarms }),
     );
+  }
+
+  /**
+   * Adds alarms defined elsewhere (queues, event sources) to the environment's: they notify its
+   * SNS topic like the others and appear in the dashboard's alarm status widget.
+   */
+  addAlarms(...alarms: cloudwatch.Alarm[]): void {
+    for (const alarm of alarms) {
+      this.alarms.push(alarm);
+      if (this.alarmAction) {
+        alarm.addAlarmAction(this.alarmAction);
+        alarm.addOkAction(this.alarmAction);
+      }
+    }
   }
 }

@@ -19,7 +19,12 @@ export interface ServiceFunctionProps {
   readonly config: EnvironmentConfig;
   /** Extra environment variables (table names, ...). */
   readonly environment?: Record<string, string>;
+  /** Reserved concurrency (the function behind the API: sized to its throttle). */
+  readonly reservedConcurrency?: number | undefined;
 }
+
+/** CloudFormation metadata key under which each function carries the configuration it bundles. */
+export const CONFIG_METADATA_KEY = 'DmpActivation::Config';
 
 /**
  * ESM output still meets CommonJS dependencies that call `require` (some AWS SDK and Powertools
@@ -83,6 +88,7 @@ export class ServiceFunction extends Construct {
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       tracing: lambda.Tracing.ACTIVE,
+      ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       environment: {
         ...commonEnvironment(definition, config.name),
         ...props.environment,
@@ -100,6 +106,9 @@ export class ServiceFunction extends Construct {
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
       },
     });
+    // The bundle's hash alone would make `cdk diff` say "code changed" for any config edit; the
+    // same config as resource metadata makes the diff show which setting changed, line by line.
+    (this.function.node.defaultChild as lambda.CfnFunction).addMetadata(CONFIG_METADATA_KEY, config);
     // Active tracing adds the X-Ray statement to the role's default policy.
     const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
     if (defaultPolicy) acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);

@@ -1,7 +1,9 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
+  ApiMapping,
   CorsHttpMethod,
+  type DomainName,
   HttpApi,
   HttpMethod,
   type HttpRoute,
@@ -24,21 +26,30 @@ export interface UserSyncApiProps {
   readonly routes: readonly RouteDefinition[];
   /** The function behind each function key the routes name. */
   readonly functions: Readonly<Partial<Record<FunctionKey, lambda.IFunction>>>;
+  /** The custom domain the `$default` stage is mapped to (lib/constructs/sync-domain.ts). */
+  readonly domainName?: DomainName | undefined;
 }
 
 /**
- * One access-log line per request, as JSON. Deliberately no `$context.path`/query string: the sync
- * URLs carry user ids (`userid`, `dmp_uid`) and tokens (`plsec`), which must not land in logs.
+ * One access-log line per request, as JSON, holding nothing that identifies a browser:
+ * - no `$context.path` or query string: the sync URLs carry user ids (`userid`, `dmp_uid`) and
+ *   tokens (`plsec`);
+ * - no client IP: API Gateway's access-log format can only copy `$context.identity.sourceIp`
+ *   whole, it cannot truncate it, and a full IP address is personal data;
+ * - no user agent or cookie header.
+ * The route, status, latency and request id are enough to see errors and throttling per route
+ * (throttled requests show as status 429).
  */
 export const ACCESS_LOG_FIELDS = {
   requestId: '$context.requestId',
-  ip: '$context.identity.sourceIp',
   requestTime: '$context.requestTime',
   httpMethod: '$context.httpMethod',
   routeKey: '$context.routeKey',
   status: '$context.status',
   protocol: '$context.protocol',
   responseLength: '$context.responseLength',
+  responseLatency: '$context.responseLatency',
+  domainName: '$context.domainName',
   integrationErrorMessage: '$context.integrationErrorMessage',
 } as const;
 
@@ -99,6 +110,16 @@ export class UserSyncApi extends Construct {
         format: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
       },
     });
+
+    if (props.domainName) {
+      // Mapped here rather than through the stage's `domainMapping`, whose logical id embeds an
+      // unresolved token name: this one reads as what it is in `cdk diff`.
+      new ApiMapping(this, 'DomainMapping', {
+        api: this.api,
+        domainName: props.domainName,
+        stage: this.stage,
+      });
+    }
 
     const integrations = new Map<FunctionKey, HttpLambdaIntegration>();
     for (const route of props.routes) {

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { parseJsonExact, stringifyJsonExact } from '../../src/connectors/json.ts';
 
 /** Shared request, answer and log shapes of the reference partner's modules. */
 
@@ -54,6 +55,8 @@ export interface PartnerRequest {
   readonly cookies: ReadonlyMap<string, string>;
   readonly body: Buffer;
   readonly record: RecordedRequest;
+  /** The fault switch applied to this request, for faults a route carries out itself (`bigId`). */
+  readonly fault?: { readonly bigId?: boolean | undefined };
 }
 
 export interface PartnerResponse {
@@ -77,8 +80,13 @@ export interface PartnerRoute {
   handle(request: PartnerRequest): PartnerResponse | Promise<PartnerResponse>;
 }
 
+/** A JSON answer; a bigint is written as a number of the same digits (ids beyond 2^53). */
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): PartnerResponse {
-  return { status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
+  return {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: stringifyJsonExact(body),
+  };
 }
 
 export function text(status: number, body: string): PartnerResponse {
@@ -123,7 +131,8 @@ export type JsonResult = { readonly ok: true; readonly value: unknown } | { read
 
 export function parseJson(body: Buffer): JsonResult {
   try {
-    return { ok: true, value: JSON.parse(body.toString('utf8')) as unknown };
+    // Integers beyond 2^53 (segment ids) are read exactly, as bigints.
+    return { ok: true, value: parseJsonExact(body.toString('utf8')) };
   } catch {
     return { ok: false };
   }

@@ -12,7 +12,9 @@ import { type AppliedFault, json, type PartnerResponse } from './common.ts';
  *   unless `process: true`;
  * - `malformed`: process the request, then answer 200 with the real body cut short (not JSON);
  * - `hold`: process the request, then keep the answer until `releaseHeld()`;
- * - `delayMs`: process the request, then answer after this long (or at `releaseHeld()`, if sooner).
+ * - `delayMs`: process the request, then answer after this long (or at `releaseHeld()`, if sooner);
+ * - `bigId`: a segment this request creates (seed API) gets an id above 2^53, sent as a JSON
+ *   number: a client that reads it into a double loses its last digits.
  *
  * `pathPrefix` and `method` narrow which requests a switch applies to. `/sync` and the control
  * routes never take faults; `/oauth/token` only from a switch whose `pathPrefix` starts with `/oauth`.
@@ -48,6 +50,7 @@ export const FaultSpecSchema = z
     malformed: z.boolean().optional(),
     delayMs: z.number().int().min(0).max(600_000).optional(),
     hold: z.boolean().optional(),
+    bigId: z.boolean().optional(),
     /** Whether the request still reaches its handler; default: no for `status`/`reset`, yes otherwise. */
     process: z.boolean().optional(),
   })
@@ -58,8 +61,9 @@ export const FaultSpecSchema = z
       spec.reset === true ||
       spec.malformed === true ||
       spec.delayMs !== undefined ||
-      spec.hold === true,
-    { message: 'a fault needs one of status, reset, malformed, delayMs, hold' },
+      spec.hold === true ||
+      spec.bigId === true,
+    { message: 'a fault needs one of status, reset, malformed, delayMs, hold, bigId' },
   )
   .refine((spec) => !(spec.reset && (spec.status !== undefined || spec.malformed)), {
     message: 'reset answers nothing: it cannot be combined with status or malformed',
@@ -143,6 +147,7 @@ export class FaultSwitches {
       ...(fault.malformed ? ['malformed'] : []),
       ...(fault.delayMs !== undefined ? ['delay'] : []),
       ...(fault.hold ? ['hold'] : []),
+      ...(fault.bigId ? ['bigId'] : []),
     ];
     return {
       id: fault.id,

@@ -12,9 +12,11 @@ import {
  * The seed's segment API ("Segment Creation", "Segment Population"):
  *
  * - `POST /v1/segment?title=My%20segment[&kind=..][&external_id=..]` creates, answering
- *   `{"status":"OK","created":true,"segment_id":12345}`; the same title again answers
- *   `created:false` with the existing id; an `Idempotency-Key` header replays the first answer;
- * - `GET /v1/segments[?title=..]` looks up by exact title (all segments without one);
+ *   `{"status":"OK","created":true,"segment_id":12345}`. Like most real platforms, the same title
+ *   again creates a second segment (unless `dedupeTitles` is set: then it answers `created:false`
+ *   with the existing id); an `Idempotency-Key` header replays the first answer. Ids are JSON
+ *   numbers; the `bigId` fault makes them exceed 2^53 (a client reading them as doubles loses digits);
+ * - `GET /v1/segments[?title=..]` looks up by exact title, oldest first (all segments without one);
  * - `PUT /v1/segment/{id}?title=..` renames;
  * - `POST /v1/segment?id=12345&userid=abcdef123` adds one user (no batch: 200, empty body);
  * - `POST /v1/segment` with `[{"segment":12345,"userid":"abcdef123"},...]` adds a micro batch;
@@ -22,12 +24,48 @@ import {
  */
 
 export const FIRST_SEGMENT_ID = 12345;
+/** Where ids given under the `bigId` fault start: above 2^53, as in issue reports of real partners. */
+export const FIRST_BIG_SEGMENT_ID = 90071992547412345n;
 
 export interface SeedSegment {
-  readonly segment_id: number;
+  /** A number, or a bigint when beyond 2^53 (written in JSON as a number of the same digits). */
+  readonly segment_id: number | bigint;
   readonly title: string;
   readonly kind: string | null;
   readonly external_id: string | null;
+}
+
+/** Everything the seed API knows, as JSON-safe data (ids as decimal text): see snapshot(). */
+export interface SeedState {
+  readonly nextId: number;
+  readonly nextBigId: string;
+  readonly segments: readonly {
+    readonly id: string;
+    readonly title: string;
+    readonly kind: string | null;
+    readonly external_id: string | null;
+    readonly members: readonly string[];
+  }[];
+  readonly idempotencyKeys: readonly { key: string; fingerprint: string; response: PartnerResponse }[];
+}
+
+/** An id as the JSON value the partner writes: a number while exact, else a bigint. */
+function idValue(id: string): number | bigint {
+  const big = BigInt(id);
+  return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+}
+
+/** The decimal text of an id sent to us (query text, JSON number or bigint); undefined if not an id. */
+function idKey(value: unknown): string | undefined {
+  if (typeof value === 'string') return /^\d{1,30}$/.test(value) ? BigInt(value).toString() : undefined;
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? String(value) : undefined;
+  if (typeof value === 'bigint') return value >= 0n ? value.toString() : undefined;
+  return undefined;
+}
+
+export interface SeedApiOptions {
+  /** Answer a repeated title with the existing segment (`created:false`); off by default. */
+  dedupeTitles?: boolean;
 }
 
 interface StoredAnswer {
@@ -41,10 +79,13 @@ function fingerprint({ request, body }: PartnerRequest): string {
 
 export class SeedApi {
   private nextId = FIRST_SEGMENT_ID;
-  private readonly byId = new Map<number, SeedSegment>();
-  private readonly byTitle = new Map<string, number>();
-  private readonly memberSets = new Map<number, Set<string>>();
+  private nextBigId = FIRST_BIG_SEGMENT_ID;
+  /** Keyed by the id's decimal text. */
+  private readonly byId = new Map<string, SeedSegment>();
+  private readonly memberSets = new Map<string, Set<string>>();
   private readonly idempotencyKeys = new Map<string, StoredAnswer>();
+
+  constructor(readonly options: SeedApiOptions = {}) {}
 
   readonly routes: readonly PartnerRoute[] = [
     { method: 'POST', path: '/v1/segment', access: 'api', handle: (request) => this.post(request) },
@@ -62,16 +103,52 @@ export class SeedApi {
     return [...this.byId.values()].map((segment) => ({ ...segment }));
   }
 
-  members(segmentId: number): string[] {
-    return [...(this.memberSets.get(segmentId) ?? [])];
+  members(segmentId: number | bigint | string): string[] {
+    return [...(this.memberSets.get(String(segmentId)) ?? [])];
   }
 
   clear(): void {
     this.nextId = FIRST_SEGMENT_ID;
+    this.nextBigId = FIRST_BIG_SEGMENT_ID;
     this.byId.clear();
-    this.byTitle.clear();
     this.memberSets.clear();
     this.idempotencyKeys.clear();
+  }
+
+  /** The whole state, for keeping it across restarts (local/stack.ts, `.local-data/`). */
+  snapshot(): SeedState {
+    return {
+      nextId: this.nextId,
+      nextBigId: this.nextBigId.toString(),
+      segments: [...this.byId.entries()].map(([id, segment]) => ({
+        id,
+        title: segment.title,
+        kind: segment.kind,
+        external_id: segment.external_id,
+        members: this.members(id),
+      })),
+      idempotencyKeys: [...this.idempotencyKeys.entries()].map(([key, stored]) => ({ key, ...stored })),
+    };
+  }
+
+  /** Replaces the state by a snapshot's. */
+  restore(state: SeedState): void {
+    this.clear();
+    this.nextId = state.nextId;
+    this.nextBigId = BigInt(state.nextBigId);
+    for (const segment of state.segments) {
+      const { id, members, ...fields } = segment;
+      this.byId.set(id, { segment_id: idValue(id), ...fields });
+      this.memberSets.set(id, new Set(members));
+    }
+    for (const { key, fingerprint, response } of state.idempotencyKeys) {
+      this.idempotencyKeys.set(key, { fingerprint, response });
+    }
+  }
+
+  /** Ids of the segments with this exact title, oldest first. */
+  private withTitle(title: string): string[] {
+    return [...this.byId.entries()].filter(([, segment]) => segment.title === title).map(([id]) => id);
   }
 
   private post(request: PartnerRequest): PartnerResponse {
@@ -104,20 +181,21 @@ export class SeedApi {
     return response;
   }
 
-  private createSegment({ query }: PartnerRequest): PartnerResponse {
+  private createSegment({ query, fault }: PartnerRequest): PartnerResponse {
     const title = query.get('title') ?? '';
     if (title.trim() === '') return seedError(400, 'missing title');
-    const existing = this.byTitle.get(title);
-    if (existing !== undefined) return json(200, { status: 'OK', created: false, segment_id: existing });
+    const existing = this.options.dedupeTitles ? this.withTitle(title)[0] : undefined;
+    if (existing !== undefined)
+      return json(200, { status: 'OK', created: false, segment_id: idValue(existing) });
+    const id = fault?.bigId ? (this.nextBigId++).toString() : String(this.nextId++);
     const segment: SeedSegment = {
-      segment_id: this.nextId++,
+      segment_id: idValue(id),
       title,
       kind: query.get('kind') || null,
       external_id: query.get('external_id') || null,
     };
-    this.byId.set(segment.segment_id, segment);
-    this.byTitle.set(title, segment.segment_id);
-    this.memberSets.set(segment.segment_id, new Set());
+    this.byId.set(id, segment);
+    this.memberSets.set(id, new Set());
     return json(200, { status: 'OK', created: true, segment_id: segment.segment_id });
   }
 
@@ -126,29 +204,27 @@ export class SeedApi {
     const segments =
       title === undefined
         ? this.segments()
-        : [this.byId.get(this.byTitle.get(title) ?? Number.NaN)].filter((segment) => segment !== undefined);
+        : this.withTitle(title).map((id) => ({ ...(this.byId.get(id) as SeedSegment) }));
     return json(200, { segments });
   }
 
   private rename({ params, query }: PartnerRequest): PartnerResponse {
-    const id = /^\d+$/.test(params['id'] ?? '') ? Number(params['id']) : Number.NaN;
-    const segment = this.byId.get(id);
-    if (!segment) return seedError(404, 'unknown segment');
+    const id = idKey(params['id']);
+    const segment = id === undefined ? undefined : this.byId.get(id);
+    if (id === undefined || !segment) return seedError(404, 'unknown segment');
     const title = query.get('title') ?? '';
     if (title.trim() === '') return seedError(400, 'missing title');
-    const holder = this.byTitle.get(title);
-    if (holder !== undefined && holder !== id) return seedError(409, 'title in use', { segment_id: holder });
-    this.byTitle.delete(segment.title);
-    this.byTitle.set(title, id);
+    const holder = this.withTitle(title).find((other) => other !== id);
+    if (holder !== undefined) return seedError(409, 'title in use', { segment_id: idValue(holder) });
     this.byId.set(id, { ...segment, title });
-    return json(200, { status: 'OK', segment_id: id, title });
+    return json(200, { status: 'OK', segment_id: segment.segment_id, title });
   }
 
   private single({ query }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
-    const rawId = query.get('id') ?? '';
+    const id = idKey(query.get('id') ?? '');
     const userId = query.get('userid') ?? '';
-    if (!/^\d+$/.test(rawId) || userId === '') return seedError(400, 'id and userid are required');
-    const members = this.memberSets.get(Number(rawId));
+    if (id === undefined || userId === '') return seedError(400, 'id and userid are required');
+    const members = this.memberSets.get(id);
     if (!members) return seedError(404, 'unknown segment');
     if (op === 'add') members.add(userId);
     else members.delete(userId);
@@ -163,11 +239,12 @@ export class SeedApi {
     parsed.value.forEach((item: unknown, index) => {
       const segment = isRecord(item) ? item['segment'] : undefined;
       const userId = isRecord(item) ? item['userid'] : undefined;
-      if (!Number.isSafeInteger(segment) || typeof userId !== 'string' || userId === '') {
+      const id = typeof segment === 'string' ? undefined : idKey(segment);
+      if (id === undefined || typeof userId !== 'string' || userId === '') {
         errors.push({ index, error: 'malformed item' });
         return;
       }
-      const members = this.memberSets.get(segment as number);
+      const members = this.memberSets.get(id);
       if (!members) {
         errors.push({ index, error: 'unknown segment' });
         return;

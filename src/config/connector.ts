@@ -150,6 +150,12 @@ export const SegmentsSchema = z
         lookupByName: RequestTemplateSchema.extend({ idPath: JsonPathSchema }).strict().optional(),
         /** Header carrying a stable idempotency key per (environment, platform, audience), where the partner honours one. */
         idempotencyKeyHeader: headerName.optional(),
+        /**
+         * The partner answers a repeated create (same name) with the segment it already made
+         * (the seed's `"created": false`), so repeating a create whose outcome is unknown is safe.
+         * Leave false unless the partner's documentation promises it: most platforms create twice.
+         */
+        createDeduplicates: z.boolean().default(false),
         /** Renames the partner segment when the DMP audience is renamed. */
         rename: RequestTemplateSchema.optional(),
       })

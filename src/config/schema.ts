@@ -191,14 +191,49 @@ export const ApiSettingsSchema = z
   .object({
     throttlingRateLimit: z.number().int().min(1).default(1000),
     throttlingBurstLimit: z.number().int().min(1).default(2000),
+    /**
+     * Reserved concurrency of the function behind the API. Default: sized to the throttle
+     * (lib/constructs/reserved-concurrency.ts); set it when the account's quota is smaller.
+     */
+    reservedConcurrency: z.number().int().min(1).max(10_000).optional(),
     /** Origins allowed to call the API from scripts; pixels and redirects need none. */
     corsAllowOrigins: z.array(z.string()).default([]),
+  })
+  .strict();
+
+const DOMAIN_NAME = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/**
+ * The custom domain of the sync API (the host browsers see, and so the host of its cookie). The
+ * certificate is an existing ACM certificate of the same region (`certificateArn`), or one this
+ * stack requests and validates by DNS in `hostedZone`; with `hostedZone` the stack also creates
+ * the alias records. Checked against the rest of the file at synth (lib/deployment.ts).
+ */
+export const CustomDomainSchema = z
+  .object({
+    name: z.string().regex(DOMAIN_NAME, 'must be a lower-case DNS name such as sync.publisher.example'),
+    certificateArn: z
+      .string()
+      .regex(
+        /^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[A-Za-z0-9-]+$/,
+        'must be an ACM certificate ARN',
+      )
+      .optional(),
+    hostedZone: z
+      .object({
+        id: z.string().regex(/^Z[A-Z0-9]{1,31}$/, 'must be a Route 53 hosted zone id (Z...)'),
+        name: z.string().regex(DOMAIN_NAME, 'must be the zone name, e.g. publisher.example'),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
 export const EnvironmentSchema = z
   .object({
     $schema: z.string().optional(),
+    /** Free text for the reader of the file (the example environments say they are examples). */
+    $comment: z.string().optional(),
     name: z
       .string()
       .regex(/^[a-z][a-z0-9-]{1,20}$/, 'lower-case letters, digits and dashes, starting with a letter'),
@@ -215,6 +250,25 @@ export const EnvironmentSchema = z
       .strict()
       .default({}),
     logRetentionDays: z.number().int().min(1).default(30),
+    /** Tags added to every resource of the stack, besides `project` and `environment`. */
+    tags: z
+      .record(
+        z.string().regex(/^[\w .:/=+@-]{1,128}$/, 'tag keys: 1-128 letters, digits, spaces and _.:/=+-@'),
+        z
+          .string()
+          .regex(/^[\w .:/=+@-]{0,256}$/, 'tag values: up to 256 letters, digits, spaces and _.:/=+-@'),
+      )
+      .refine((tags) => !Object.keys(tags).some((key) => key.startsWith('aws:')), {
+        message: 'the aws: prefix is reserved by AWS',
+      })
+      .default({}),
+    domain: CustomDomainSchema.optional(),
+    /**
+     * Whether `debug=1` returns the JSON trace of a sync decision. Absent: on where the service runs
+     * on this machine, off in a deployed stack (lib/deployment.ts writes `false` into the bundle),
+     * since the trace tells anyone who asks why a browser was or was not synced.
+     */
+    debugTraces: z.boolean().optional(),
     /** Keep data tables when the stack is deleted (prod). */
     retainData: z.boolean().default(true),
     api: ApiSettingsSchema.default({

@@ -1,4 +1,5 @@
 import type { RequestTemplate } from '../config/connector.ts';
+import { stringifyJsonExact } from './json.ts';
 
 /**
  * Rendering of a connector's declarative requests. Each placeholder is escaped for the place it
@@ -7,7 +8,7 @@ import type { RequestTemplate } from '../config/connector.ts';
  * - path and query: percent-encoded as one component (`/` and `&` included; space as `%20`);
  * - headers: inserted as is, refused if they would contain CR, LF or NUL;
  * - JSON bodies: a string that is exactly one placeholder takes the value itself (a number stays
- *   a number, an array an array); inside a longer string the value is inserted as text, and the
+ *   a number, a bigint a number of the same digits, an array an array); inside a longer string the value is inserted as text, and the
  *   JSON serializer escapes it;
  * - form bodies: fields rendered as text, then form-encoded.
  *
@@ -17,6 +18,7 @@ import type { RequestTemplate } from '../config/connector.ts';
 export type TemplateValue =
   | string
   | number
+  | bigint
   | boolean
   | null
   | readonly unknown[]
@@ -38,7 +40,8 @@ function lookup(values: TemplateValues, name: string): TemplateValue {
 
 function asText(value: TemplateValue, name: string): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return String(value);
   throw new TemplateError(`placeholder {${name}} is not text and cannot stand inside a string`);
 }
 
@@ -102,12 +105,12 @@ export function renderRequest(template: RequestTemplate, values: TemplateValues)
     }
     const form = new URLSearchParams();
     for (const [name, value] of Object.entries(rendered)) {
-      form.append(name, typeof value === 'string' ? value : JSON.stringify(value));
+      form.append(name, typeof value === 'string' ? value : stringifyJsonExact(value));
     }
     body = Buffer.from(form.toString(), 'utf8');
     headers['content-type'] ??= 'application/x-www-form-urlencoded';
   } else {
-    body = Buffer.from(JSON.stringify(rendered), 'utf8');
+    body = Buffer.from(stringifyJsonExact(rendered), 'utf8');
     headers['content-type'] ??= 'application/json';
   }
   return { method: template.method, pathAndQuery: renderPath(template.path, values), headers, body };

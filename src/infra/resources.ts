@@ -13,7 +13,15 @@ export interface TableDefinition {
   readonly timeToLiveAttribute?: string;
   /** Environment variable through which the handlers receive the table name. */
   readonly envVar: string;
+  /**
+   * A DynamoDB stream of the table's changes, with what each record carries. dynalite has none: the
+   * local stack emulates it (local/event-sources/dynamodb-stream.ts).
+   */
+  readonly stream?: StreamViewType;
 }
+
+/** What a DynamoDB stream record carries besides the keys (StreamSpecification.StreamViewType). */
+export type StreamViewType = 'NEW_AND_OLD_IMAGES' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'KEYS_ONLY';
 
 /**
  * One item per (DMP user, platform): pk `user#<dmpUserId>`, sk `platform#<id>`, and short-lived

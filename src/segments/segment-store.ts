@@ -1,6 +1,7 @@
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
+  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -9,7 +10,7 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import type { Audience, SegmentError, SegmentRecord } from './segment.ts';
+import type { Audience, OrphanSegment, SegmentError, SegmentRecord } from './segment.ts';
 
 /**
  * The segment table (src/infra/resources.ts SEGMENT_TABLE). Every state change is a conditional
@@ -20,6 +21,24 @@ const key = (platformId: number, audienceId: string) => ({
   pk: { S: `platform#${platformId}` },
   sk: { S: `audience#${audienceId}` },
 });
+
+/**
+ * Beside each platform's audiences, one claim item per partner segment id (`sk =
+ * partnerSegment#<id>`, holding the audience id): written by conditional put before an id is
+ * recorded, so that two audiences never share a partner segment (populating both would merge
+ * their users), whatever the partner answers.
+ */
+const claimKey = (platformId: number, partnerSegmentId: string) => ({
+  pk: { S: `platform#${platformId}` },
+  sk: { S: `partnerSegment#${partnerSegmentId}` },
+});
+
+export interface LeaseOptions {
+  /** Also take a `failed` segment (the operator asked for a retry). */
+  readonly retryFailed?: boolean;
+  /** Also take an `unresolved` segment (the operator confirmed a new create). */
+  readonly confirmCreate?: boolean;
+}
 
 export type LeaseResult =
   | { readonly acquired: true; readonly previous?: SegmentRecord }
@@ -53,16 +72,25 @@ export class DynamoSegmentStore {
     const records: SegmentRecord[] = [];
     let startKey: Record<string, AttributeValue> | undefined;
     do {
+      // Audience items only (not the partner segment claims beside them).
       const page =
         platformId === undefined
           ? await this.client.send(
-              new ScanCommand({ TableName: this.tableName, ExclusiveStartKey: startKey }),
+              new ScanCommand({
+                TableName: this.tableName,
+                FilterExpression: 'begins_with(sk, :audience)',
+                ExpressionAttributeValues: { ':audience': { S: 'audience#' } },
+                ExclusiveStartKey: startKey,
+              }),
             )
           : await this.client.send(
               new QueryCommand({
                 TableName: this.tableName,
-                KeyConditionExpression: 'pk = :pk',
-                ExpressionAttributeValues: { ':pk': { S: `platform#${platformId}` } },
+                KeyConditionExpression: 'pk = :pk AND begins_with(sk, :audience)',
+                ExpressionAttributeValues: {
+                  ':pk': { S: `platform#${platformId}` },
+                  ':audience': { S: 'audience#' },
+                },
                 ExclusiveStartKey: startKey,
               }),
             );
@@ -82,8 +110,10 @@ export class DynamoSegmentStore {
     owner: string,
     nowMs: number,
     leaseMs: number,
-    retryFailed: boolean,
+    options: boolean | LeaseOptions,
   ): Promise<LeaseResult> {
+    const { retryFailed = false, confirmCreate = false } =
+      typeof options === 'boolean' ? { retryFailed: options } : options;
     const now = new Date(nowMs).toISOString();
     try {
       const answer = await this.client.send(
@@ -92,16 +122,20 @@ export class DynamoSegmentStore {
           Key: key(platformId, audience.id),
           UpdateExpression:
             'SET #state = :creating, leaseOwner = :owner, leaseExpiresAt = :expires, audienceName = :name, kind = :kind, ' +
-            'platformId = :platformId, audienceId = :audienceId, attempts = if_not_exists(attempts, :zero) + :one, ' +
-            'createdAt = if_not_exists(createdAt, :now), updatedAt = :now',
+            'platformId = :platformId, audienceId = :audienceId, attempts = if_not_exists(attempts, :zero), ' +
+            'createdAt = if_not_exists(createdAt, :now), updatedAt = :now REMOVE retryAt',
+          // A retry waits for the time the partner asked for (Retry-After).
           ConditionExpression:
-            'attribute_not_exists(pk) OR #state = :retry OR (#state = :creating AND leaseExpiresAt < :nowMs)' +
-            (retryFailed ? ' OR #state = :failed' : ''),
+            'attribute_not_exists(pk) OR (#state = :retry AND (attribute_not_exists(retryAt) OR retryAt <= :nowMs)) ' +
+            'OR (#state = :creating AND leaseExpiresAt < :nowMs)' +
+            (retryFailed ? ' OR #state = :failed' : '') +
+            (confirmCreate ? ' OR #state = :unresolved' : ''),
           ExpressionAttributeNames: { '#state': 'state' },
           ExpressionAttributeValues: marshall({
             ':creating': 'creating',
             ':retry': 'retry',
             ...(retryFailed ? { ':failed': 'failed' } : {}),
+            ...(confirmCreate ? { ':unresolved': 'unresolved' } : {}),
             ':owner': owner,
             ':expires': nowMs + leaseMs,
             ':nowMs': nowMs,
@@ -110,7 +144,6 @@ export class DynamoSegmentStore {
             ':platformId': platformId,
             ':audienceId': audience.id,
             ':zero': 0,
-            ':one': 1,
             ':now': now,
           }),
           ReturnValues: 'ALL_OLD',
@@ -123,6 +156,252 @@ export class DynamoSegmentStore {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
       return { acquired: false, current: await this.get(platformId, audience.id) };
     }
+  }
+
+  /**
+   * Extends the holder's lease to `nowMs + leaseMs`, before each partner call; false when the
+   * lease is no longer this owner's (it expired and another caller took it, or the segment was
+   * settled meanwhile): then no call may be made.
+   */
+  async renewLease(
+    platformId: number,
+    audienceId: string,
+    owner: string,
+    nowMs: number,
+    leaseMs: number,
+    /** The renewal precedes a create call: count it in `attempts`. */
+    beforeCreate = false,
+  ): Promise<boolean> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: key(platformId, audienceId),
+          UpdateExpression: `SET leaseExpiresAt = :expires${beforeCreate ? ', attempts = attempts + :one' : ''}`,
+          ConditionExpression: 'leaseOwner = :owner AND #state = :creating',
+          ExpressionAttributeNames: { '#state': 'state' },
+          ExpressionAttributeValues: marshall({
+            ':expires': nowMs + leaseMs,
+            ':owner': owner,
+            ':creating': 'creating',
+            ...(beforeCreate ? { ':one': 1 } : {}),
+          }),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * Claims a partner segment id for an audience: undefined when it is this audience's (now or
+   * already), else the id of the audience that holds it.
+   */
+  async claimPartnerSegment(
+    platformId: number,
+    partnerSegmentId: string,
+    audienceId: string,
+    nowMs: number,
+  ): Promise<string | undefined> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            ...claimKey(platformId, partnerSegmentId),
+            ...marshall({ audienceId, claimedAt: new Date(nowMs).toISOString() }),
+          },
+          ConditionExpression: 'attribute_not_exists(pk) OR audienceId = :audienceId',
+          ExpressionAttributeValues: marshall({ ':audienceId': audienceId }),
+        }),
+      );
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const holder = await this.client.send(
+        new GetItemCommand({
+          TableName: this.tableName,
+          Key: claimKey(platformId, partnerSegmentId),
+          ConsistentRead: true,
+        }),
+      );
+      const audience = holder.Item ? unmarshall(holder.Item)['audienceId'] : undefined;
+      // Released in between: try once more.
+      if (audience === undefined)
+        return this.claimPartnerSegment(platformId, partnerSegmentId, audienceId, nowMs);
+      return String(audience);
+    }
+  }
+
+  /** Gives a claim up (only the audience that holds it can). */
+  async releasePartnerSegment(platformId: number, partnerSegmentId: string, audienceId: string) {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: claimKey(platformId, partnerSegmentId),
+          ConditionExpression: 'audienceId = :audienceId',
+          ExpressionAttributeValues: marshall({ ':audienceId': audienceId }),
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+  }
+
+  /**
+   * Stores an id obtained by a caller that lost its lease, unless the segment is ready by then:
+   * the id is kept rather than dropped, and a caller still holding the lease learns at its own
+   * settling that it lost. False when the segment was ready already (then see addOrphan).
+   */
+  async settleReadyWithoutLease(
+    platformId: number,
+    audienceId: string,
+    nowMs: number,
+    settlement: Settlement,
+  ): Promise<boolean> {
+    return this.update(
+      platformId,
+      audienceId,
+      'attribute_exists(pk) AND #state <> :ready',
+      { ':ready': 'ready' },
+      {
+        set: {
+          state: 'ready',
+          partnerSegmentId: settlement.partnerSegmentId,
+          nameAtPartner: settlement.nameAtPartner,
+          source: settlement.source,
+          possibleDuplicate: settlement.possibleDuplicate,
+          outcomeUnknown: false,
+          updatedAt: new Date(nowMs).toISOString(),
+        },
+        remove: ['leaseOwner', 'leaseExpiresAt', 'lastError', 'retryAt'],
+      },
+    );
+  }
+
+  /** Records a partner segment that serves no audience, and flags the audience for an operator. */
+  async addOrphan(
+    platformId: number,
+    audienceId: string,
+    nowMs: number,
+    orphan: OrphanSegment,
+  ): Promise<void> {
+    await this.client.send(
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: key(platformId, audienceId),
+        UpdateExpression:
+          'SET orphans = list_append(if_not_exists(orphans, :empty), :orphan), possibleDuplicate = :true, updatedAt = :now',
+        ExpressionAttributeValues: marshall({
+          ':empty': [],
+          ':orphan': [orphan],
+          ':true': true,
+          ':now': new Date(nowMs).toISOString(),
+        }),
+      }),
+    );
+  }
+
+  /**
+   * A create whose outcome is unknown and that nothing can check: no further create until an
+   * operator decides (`dmp segments resolve`).
+   */
+  async settleUnresolved(
+    platformId: number,
+    audienceId: string,
+    owner: string,
+    nowMs: number,
+    error: SegmentError,
+  ) {
+    return this.settle(platformId, audienceId, owner, {
+      set: {
+        state: 'unresolved',
+        lastError: error,
+        outcomeUnknown: true,
+        possibleDuplicate: true,
+        updatedAt: new Date(nowMs).toISOString(),
+      },
+      remove: ['leaseOwner', 'leaseExpiresAt'],
+    });
+  }
+
+  /**
+   * The operator's decision: this audience's partner segment is `partnerSegmentId` (found at the
+   * partner). Refused while a live lease is held. The id it replaces, if any, becomes an orphan.
+   */
+  async adopt(
+    platformId: number,
+    audienceId: string,
+    partnerSegmentId: string,
+    nameAtPartner: string | undefined,
+    nowMs: number,
+  ): Promise<boolean> {
+    const current = await this.get(platformId, audienceId);
+    if (!current) return false;
+    const replaced =
+      current.partnerSegmentId !== undefined && current.partnerSegmentId !== partnerSegmentId
+        ? [
+            {
+              partnerSegmentId: current.partnerSegmentId,
+              reason: `replaced by ${partnerSegmentId} (dmp segments resolve --adopt)`,
+              at: new Date(nowMs).toISOString(),
+            },
+          ]
+        : [];
+    const orphans = [...(current.orphans ?? []), ...replaced].filter(
+      (orphan) => orphan.partnerSegmentId !== partnerSegmentId,
+    );
+    return this.update(
+      platformId,
+      audienceId,
+      'attribute_exists(pk) AND (#state <> :creating OR leaseExpiresAt < :nowMs)',
+      { ':creating': 'creating', ':nowMs': nowMs },
+      {
+        set: {
+          state: 'ready',
+          partnerSegmentId,
+          nameAtPartner: nameAtPartner ?? current.nameAtPartner ?? current.audienceName,
+          source: 'adopted',
+          possibleDuplicate: false,
+          outcomeUnknown: false,
+          orphans,
+          updatedAt: new Date(nowMs).toISOString(),
+        },
+        remove: ['leaseOwner', 'leaseExpiresAt', 'lastError', 'retryAt'],
+      },
+    );
+  }
+
+  /**
+   * The partner no longer knows the stored id (a 404 on use): the segment goes back to `retry`,
+   * so the next caller obtains a new one, with the reason kept in `lastError`. Only if the
+   * stored id is still `partnerSegmentId`.
+   */
+  async markUnknownAtPartner(
+    platformId: number,
+    audienceId: string,
+    partnerSegmentId: string,
+    nowMs: number,
+    error: SegmentError,
+  ): Promise<boolean> {
+    return this.update(
+      platformId,
+      audienceId,
+      '#state = :ready AND partnerSegmentId = :id',
+      { ':ready': 'ready', ':id': partnerSegmentId },
+      {
+        set: {
+          state: 'retry',
+          lastError: error,
+          outcomeUnknown: false,
+          updatedAt: new Date(nowMs).toISOString(),
+        },
+        remove: ['partnerSegmentId', 'nameAtPartner', 'source', 'renameError'],
+      },
+    );
   }
 
   /** Records the partner's segment id; only the lease holder may (false when it lost the lease). */
@@ -143,7 +422,7 @@ export class DynamoSegmentStore {
         outcomeUnknown: false,
         updatedAt: new Date(nowMs).toISOString(),
       },
-      remove: ['leaseOwner', 'leaseExpiresAt', 'lastError'],
+      remove: ['leaseOwner', 'leaseExpiresAt', 'lastError', 'retryAt'],
     });
   }
 
@@ -154,12 +433,14 @@ export class DynamoSegmentStore {
     owner: string,
     nowMs: number,
     error: SegmentError,
+    /** A refusal after an earlier unknown outcome: the partner may still hold a segment. */
+    outcomeUnknown = false,
   ) {
     return this.settle(platformId, audienceId, owner, {
       set: {
         state: 'failed',
         lastError: error,
-        outcomeUnknown: false,
+        outcomeUnknown,
         updatedAt: new Date(nowMs).toISOString(),
       },
       remove: ['leaseOwner', 'leaseExpiresAt'],
@@ -174,10 +455,17 @@ export class DynamoSegmentStore {
     nowMs: number,
     error: SegmentError,
     outcomeUnknown: boolean,
+    retryAt?: number,
   ) {
     return this.settle(platformId, audienceId, owner, {
-      set: { state: 'retry', lastError: error, outcomeUnknown, updatedAt: new Date(nowMs).toISOString() },
-      remove: ['leaseOwner', 'leaseExpiresAt'],
+      set: {
+        state: 'retry',
+        lastError: error,
+        outcomeUnknown,
+        updatedAt: new Date(nowMs).toISOString(),
+        ...(retryAt === undefined ? {} : { retryAt }),
+      },
+      remove: ['leaseOwner', 'leaseExpiresAt', ...(retryAt === undefined ? ['retryAt'] : [])],
     });
   }
 
@@ -253,23 +541,36 @@ export class DynamoSegmentStore {
     }
   }
 
-  private async settle(
+  private settle(
     platformId: number,
     audienceId: string,
     owner: string,
     change: { set: Record<string, unknown>; remove: string[] },
   ): Promise<boolean> {
+    return this.update(platformId, audienceId, 'leaseOwner = :owner', { ':owner': owner }, change);
+  }
+
+  /** A conditional update of the audience's item: false when the condition does not hold. */
+  private async update(
+    platformId: number,
+    audienceId: string,
+    condition: string,
+    conditionValues: Record<string, unknown>,
+    change: { set: Record<string, unknown>; remove: string[] },
+  ): Promise<boolean> {
     const expression = updateExpression(change.set, change.remove);
+    const names = { ...expression.ExpressionAttributeNames };
+    if (condition.includes('#state')) names['#state'] = 'state';
     try {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: key(platformId, audienceId),
           UpdateExpression: expression.UpdateExpression,
-          ConditionExpression: 'leaseOwner = :owner',
-          ExpressionAttributeNames: expression.ExpressionAttributeNames,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: names,
           ExpressionAttributeValues: marshall(
-            { ...prefixed(change.set), ':owner': owner },
+            { ...prefixed(change.set), ...conditionValues },
             { removeUndefinedValues: true },
           ),
         }),
@@ -318,6 +619,8 @@ function toRecord(item: Record<string, AttributeValue>): SegmentRecord {
     outcomeUnknown: raw['outcomeUnknown'] === true,
     possibleDuplicate: raw['possibleDuplicate'] === true,
     source: raw['source'] as string | undefined,
+    retryAt: raw['retryAt'] === undefined ? undefined : Number(raw['retryAt']),
+    orphans: Array.isArray(raw['orphans']) ? (raw['orphans'] as OrphanSegment[]) : undefined,
     lastError: raw['lastError'] as SegmentError | undefined,
     renameError: raw['renameError'] as SegmentError | undefined,
     createdAt: String(raw['createdAt'] ?? ''),

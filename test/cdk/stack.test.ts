@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -8,7 +7,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../lib/app.ts';
 import { logRetention } from '../../lib/constructs/log-retention.ts';
 import { Monitoring } from '../../lib/constructs/monitoring.ts';
@@ -32,6 +31,7 @@ import {
   type TableDefinition,
 } from '../../src/infra/resources.ts';
 import { configErrorOf } from '../support/config.ts';
+import { useTempDirs } from '../support/temp-dirs.ts';
 
 interface Statement {
   Effect: string;
@@ -94,15 +94,7 @@ function acknowledgements(root: IConstruct): Map<string, string> {
   return found;
 }
 
-const tempDirs: string[] = [];
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.push(dir);
-  return dir;
-}
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 interface Built {
   readonly stack: DmpActivationStack;
@@ -183,6 +175,17 @@ describe('the CDK app', () => {
       expect(actual.sort()).toEqual(expected.sort());
     }
     for (const reason of found.values()) expect(reason.length).toBeGreaterThan(60);
+  });
+
+  it('has each kind of acknowledgement explained in docs/infrastructure.md', () => {
+    const doc = readFileSync(join(REPO_ROOT, 'docs', 'infrastructure.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## cdk-nag'), doc.indexOf('\n## ', doc.indexOf('## cdk-nag') + 1));
+    const bullets = section.split('\n').filter((line) => line.startsWith('- `AwsSolutions-'));
+    // One bullet per distinct reason (a reason is shared by the resources of one kind).
+    const reasons = new Set(acknowledgements(app).values());
+    expect(bullets).toHaveLength(reasons.size);
+    const rules = new Set([...acknowledgements(app).keys()].map((key) => key.split(' ')[1]!));
+    for (const rule of rules) expect(section).toContain(`\`${rule}\``);
   });
 
   it('inlines the validated config of its own environment into each bundle', () => {
@@ -335,18 +338,22 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     expect(Object.keys(format).sort()).toEqual(
       [
         'requestId',
-        'ip',
         'requestTime',
         'httpMethod',
         'routeKey',
         'status',
         'protocol',
         'responseLength',
+        'responseLatency',
+        'domainName',
         'integrationErrorMessage',
       ].sort(),
     );
     expect(format).toEqual(ACCESS_LOG_FIELDS);
-    expect(access.Format).not.toMatch(/querystring|\$context\.path|rawQueryString/i);
+    // Nothing that identifies a browser: no path or query (user ids, tokens), no IP, no agent.
+    expect(access.Format).not.toMatch(
+      /querystring|\$context\.path|rawQueryString|sourceIp|userAgent|cookie|authorizer/i,
+    );
   });
 
   it('gives the function least privilege: exact table actions on the table, GetSecretValue on its secrets', () => {
@@ -483,8 +490,11 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     template.hasOutput('MappingTableName', { Value: { Ref: tableId } });
     template.hasOutput('SegmentTableName', { Value: { Ref: tableLogicalId(template, SEGMENT_TABLE) } });
     template.hasOutput('ApiUrl', { Value: { 'Fn::GetAtt': [apiId, 'ApiEndpoint'] } });
+    const domain = env(name).config.domain;
     template.hasOutput('SyncPixelUrl', {
-      Value: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] }, '/sync']] },
+      Value: domain
+        ? `https://${domain.name}/sync`
+        : { 'Fn::Join': ['', [{ 'Fn::GetAtt': [apiId, 'ApiEndpoint'] }, '/sync']] },
     });
   });
 

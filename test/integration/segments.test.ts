@@ -11,6 +11,7 @@ import { PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import type { Audience } from '../../src/segments/segment.ts';
 import {
+  adoptPartnerSegment,
   SegmentNotReadyError,
   SegmentRefusedError,
   SegmentService,
@@ -56,6 +57,7 @@ beforeAll(async () => {
 afterEach(() => {
   partner.clearFaults();
   partner.releaseHeld();
+  partner.setDedupeTitles(false);
 });
 
 afterAll(async () => {
@@ -94,11 +96,10 @@ function service(credentials: Record<string, string> = CREDENTIALS.basic, delays
     new DynamoDBClient({ endpoint: dynamo.url, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS }),
     SEGMENT_TABLE.localName,
   );
-  const clients = new PartnerClients(async () => credentials, {
-    sleep: async (ms) => {
-      delays.push(ms);
-    },
-  });
+  const sleep = async (ms: number) => {
+    delays.push(ms);
+  };
+  const clients = new PartnerClients(async () => credentials, { sleep });
   return {
     store,
     service: new SegmentService({
@@ -108,6 +109,13 @@ function service(credentials: Record<string, string> = CREDENTIALS.basic, delays
     }),
   };
 }
+
+const lookups = (title: string) =>
+  partner.requests.filter(
+    (request) =>
+      request.method === 'GET' && request.path === '/v1/segments' && request.query['title'] === title,
+  );
+const segmentsTitled = (title: string) => partner.segments().filter((segment) => segment.title === title);
 
 const creates = (title?: string) =>
   partner.requests.filter(
@@ -155,6 +163,7 @@ describe('segment creation against the reference partner', () => {
   });
 
   it('treats the seed\'s "created":false answer with an id as success', async () => {
+    partner.setDedupeTitles(true);
     const name = `Existing ${Date.now()}`;
     const existing = await fetch(`${partner.url}/v1/segment?title=${encodeURIComponent(name)}`, {
       method: 'POST',
@@ -231,24 +240,28 @@ describe('segment creation against the reference partner', () => {
     expect(partner.segments().filter((segment) => segment.title === 'Concurrent audience')).toHaveLength(1);
   });
 
-  it('a partner 500 then 200 yields one segment, after a backoff', async () => {
-    const delays: number[] = [];
-    const { service: segments } = service(CREDENTIALS.basic, delays);
-    partner.addFault({ status: 500, count: 1, pathPrefix: '/v1/segment' });
+  it('a 500 on the create: looked up by name before the create is repeated, one segment', async () => {
+    const { service: segments } = service();
+    partner.addFault({ status: 500, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
     const target = audience('After a 500');
     const result = await segments.ensure(seedPlatform, target);
-    expect(result.obtainedNow).toBe(true);
+    expect(result).toMatchObject({
+      obtainedNow: true,
+      record: { source: 'created', possibleDuplicate: false, attempts: 2 },
+    });
     expect(creates('After a 500')).toHaveLength(2);
-    expect(partner.segments().filter((segment) => segment.title === 'After a 500')).toHaveLength(1);
-    expect(delays).toHaveLength(1);
+    expect(lookups('After a 500')).toHaveLength(1);
+    expect(segmentsTitled('After a 500')).toHaveLength(1);
   });
 
-  it('a 500 after the partner did create it still yields one segment (created:false on the retry)', async () => {
+  it('a 500 after the partner did create it: found by name, never created twice', async () => {
     const { service: segments } = service();
-    partner.addFault({ status: 500, process: true, count: 1, pathPrefix: '/v1/segment' });
+    partner.addFault({ status: 500, process: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
     const result = await segments.ensure(seedPlatform, audience('Processed then 500'));
-    expect(partner.segments().filter((segment) => segment.title === 'Processed then 500')).toHaveLength(1);
-    expect(result.record.source).toBe('existing');
+    expect(segmentsTitled('Processed then 500')).toHaveLength(1);
+    expect(creates('Processed then 500')).toHaveLength(1);
+    expect(result.record).toMatchObject({ source: 'lookup', possibleDuplicate: false });
+    expect(result.partnerSegmentId).toBe(String(segmentsTitled('Processed then 500')[0]!.segment_id));
   });
 
   it('honours Retry-After on a 429', async () => {
@@ -284,27 +297,32 @@ describe('segment creation against the reference partner', () => {
   it('retries exhausted leave the segment for the next caller, who creates it once', async () => {
     const { service: segments, store } = service();
     const target = audience('Partner down');
-    partner.addFault({ status: 503, count: 4, pathPrefix: '/v1/segment' });
-    await expect(segments.ensure(seedPlatform, target)).rejects.toBeInstanceOf(SegmentNotReadyError);
+    partner.addFault({ status: 503, count: 4, method: 'POST', pathPrefix: '/v1/segment' });
+    await expect(segments.ensure(seedPlatform, target)).rejects.toMatchObject({
+      name: 'SegmentNotReadyError',
+      reason: 'transient',
+    });
     expect(await store.get(99999, target.id)).toMatchObject({
       state: 'retry',
       outcomeUnknown: true,
       lastError: { status: 503 },
     });
+    // Four creates, each after a lookup found nothing: the partner was never left with a twin.
+    expect(creates('Partner down')).toHaveLength(4);
+    expect((await store.get(99999, target.id))?.attempts).toBe(4);
     const later = await segments.ensure(seedPlatform, target);
     expect(later.obtainedNow).toBe(true);
     expect(partner.segments().filter((segment) => segment.title === 'Partner down')).toHaveLength(1);
   });
 
-  it('a malformed 200 is an unknown outcome; the next caller finds the segment by name instead of creating it again', async () => {
-    const { service: segments, store } = service();
+  it('a malformed 200 is an unknown outcome: the segment is found by name instead of created again', async () => {
+    const { service: segments } = service();
     const target = audience('Garbled answer');
-    partner.addFault({ malformed: true, count: 1, pathPrefix: '/v1/segment' });
-    await expect(segments.ensure(seedPlatform, target)).rejects.toBeInstanceOf(SegmentNotReadyError);
-    expect(await store.get(99999, target.id)).toMatchObject({ state: 'retry', outcomeUnknown: true });
+    partner.addFault({ malformed: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
     const recovered = await segments.ensure(seedPlatform, target);
     expect(recovered.record.source).toBe('lookup');
     expect(creates('Garbled answer')).toHaveLength(1);
+    expect(segmentsTitled('Garbled answer')).toHaveLength(1);
   });
 
   it('missing credentials free the lease at once, with nothing sent to the partner', async () => {
@@ -372,16 +390,52 @@ describe('segment creation against the reference partner', () => {
       expect(partner.segments().filter((segment) => segment.title === target.name)).toHaveLength(1);
     });
 
-    it('is reported as a possible duplicate where neither is available', async () => {
+    it('is left unresolved, flagged possibleDuplicate, where neither is available: no second create', async () => {
       const platform = withApi(seedPlatform, {}, { lookupByName: undefined });
       const target = audience('Crash without recovery');
       await crashAfterCreate(platform, target);
       const { service: segments, store } = service();
-      await segments.ensure(platform, target);
+      const error = await segments.ensure(platform, target).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(SegmentNotReadyError);
+      expect(error).toMatchObject({ reason: 'possibleDuplicate' });
+      expect((error as Error).message).toContain(
+        `dmp segments resolve --platform 99999 --audience ${target.id} --adopt <partner segment id>`,
+      );
       expect(await store.get(platform.id, target.id)).toMatchObject({
-        state: 'ready',
+        state: 'unresolved',
         possibleDuplicate: true,
+        outcomeUnknown: true,
       });
+      // Asking again does not call the partner.
+      const before = partner.requests.length;
+      await expect(segments.ensure(platform, target)).rejects.toMatchObject({ reason: 'possibleDuplicate' });
+      expect(partner.requests.length).toBe(before);
+      expect(segmentsTitled(target.name)).toHaveLength(1);
+
+      // The operator found it at the partner and adopts it.
+      const id = String(segmentsTitled(target.name)[0]!.segment_id);
+      expect(await adoptPartnerSegment(store, platform.id, target.id, id, Date.now())).toMatchObject({
+        adopted: true,
+      });
+      const adopted = await segments.ensure(platform, target);
+      expect(adopted).toMatchObject({
+        partnerSegmentId: id,
+        record: { source: 'adopted', possibleDuplicate: false },
+      });
+      expect(segmentsTitled(target.name)).toHaveLength(1);
+    });
+
+    it('an unresolved segment is created on the operator confirmation, once', async () => {
+      const platform = withApi(seedPlatform, {}, { lookupByName: undefined });
+      const target = audience('Confirmed create');
+      const { service: segments } = service();
+      partner.addFault({ status: 502, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+      await expect(segments.ensure(platform, target)).rejects.toMatchObject({ reason: 'possibleDuplicate' });
+      // The 502 did not create anything (the operator checks the partner and confirms).
+      expect(segmentsTitled(target.name)).toHaveLength(0);
+      const created = await segments.ensure(platform, target, { confirmCreate: true });
+      expect(created.record).toMatchObject({ state: 'ready', source: 'created', possibleDuplicate: false });
+      expect(segmentsTitled(target.name)).toHaveLength(1);
     });
   });
 
@@ -442,6 +496,307 @@ describe('segment creation against the reference partner', () => {
         nameAtPartner: 'Before',
       });
     });
+  });
+});
+
+describe('exactly once against a partner that creates twice, under faults and parallel callers', () => {
+  /** Ways a create fails after the partner carried it out. */
+  const FAULTS = {
+    '500 after creating': { status: 500, process: true },
+    'reset after the request was read': { reset: true, process: true },
+    'answer after the timeout': { hold: true },
+    'a 200 whose body is cut short': { malformed: true },
+  } as const;
+  /** What the connector can do about an unknown outcome. */
+  const CONNECTORS = {
+    'lookup by name': { segments: {}, dedupe: false, resolvable: true },
+    'an idempotency key': {
+      segments: { lookupByName: undefined, idempotencyKeyHeader: 'Idempotency-Key' },
+      dedupe: false,
+      resolvable: true,
+    },
+    'a partner that de-duplicates (createDeduplicates)': {
+      segments: { lookupByName: undefined, createDeduplicates: true },
+      dedupe: true,
+      resolvable: true,
+    },
+    'no way to check': { segments: { lookupByName: undefined }, dedupe: false, resolvable: false },
+  } as const;
+
+  const cases = Object.entries(CONNECTORS).flatMap(([connector, setup]) =>
+    Object.entries(FAULTS).map(([fault, spec]) => [connector, fault, setup, spec] as const),
+  );
+
+  it.each(cases)(
+    'with %s, on %s: one segment per audience, or a flagged record',
+    async (_, __, setup, spec) => {
+      partner.setDedupeTitles(setup.dedupe);
+      const platform = withApi(seedPlatform, { timeoutMs: 200 }, setup.segments);
+      const audiences = Array.from({ length: 4 }, (_, i) => audience(`Faulty ${counter} #${i}`));
+      partner.addFault({ ...spec, count: audiences.length, method: 'POST', pathPrefix: '/v1/segment' });
+      // Three Lambdas per audience, all at once.
+      const first = await Promise.allSettled(
+        audiences.flatMap((target) =>
+          [1, 2, 3].map(() => service().service.ensure(platform, target, { waitMs: 30_000 })),
+        ),
+      );
+      // Every refusal is an explicit "not ready", never a silent success with a twin.
+      for (const outcome of first) {
+        if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(SegmentNotReadyError);
+      }
+      // The next use of each audience (faults gone).
+      partner.releaseHeld();
+      const { service: later, store } = service();
+      for (const target of audiences) await later.ensure(platform, target).catch(() => undefined);
+
+      for (const target of audiences) {
+        const record = await store.get(platform.id, target.id);
+        const atPartner = segmentsTitled(target.name);
+        if (setup.resolvable) {
+          expect(record).toMatchObject({ state: 'ready', possibleDuplicate: false });
+          expect(atPartner).toHaveLength(1);
+          expect(record?.partnerSegmentId).toBe(String(atPartner[0]!.segment_id));
+        } else {
+          // Nothing can tell whether the partner made it: an operator decides, and nothing was made twice.
+          expect(record).toMatchObject({ state: 'unresolved', possibleDuplicate: true });
+          expect(atPartner).toHaveLength(1);
+        }
+      }
+    },
+  );
+
+  it('stores a 17-digit id exactly, and uses it for renames', async () => {
+    partner.addFault({ bigId: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+    const { service: segments, store } = service();
+    const target = audience('Huge id');
+    const result = await segments.ensure(seedPlatform, target);
+    const [segment] = segmentsTitled('Huge id');
+    expect(typeof segment?.segment_id).toBe('bigint');
+    expect(result.partnerSegmentId).toBe(String(segment!.segment_id));
+    expect(result.partnerSegmentId).toMatch(/^\d{17}$/);
+    expect((await store.get(99999, target.id))?.partnerSegmentId).toBe(result.partnerSegmentId);
+    await segments.ensure(seedPlatform, { ...target, name: 'Huge id renamed' });
+    expect(partner.requests.at(-1)?.path).toBe(`/v1/segment/${result.partnerSegmentId}`);
+    expect(segmentsTitled('Huge id renamed')).toHaveLength(1);
+    expect(creates('Huge id')).toHaveLength(1);
+  });
+
+  it('never puts two audiences on one partner segment: a collision is refused with a clear error', async () => {
+    partner.setDedupeTitles(true);
+    const { service: segments, store } = service();
+    const first = audience('Shared name');
+    const second = audience('Shared name');
+    const owner = await segments.ensure(seedPlatform, first);
+    const error = await segments.ensure(seedPlatform, second).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(SegmentRefusedError);
+    expect((error as Error).message).toContain(
+      `partner segment ${owner.partnerSegmentId} already belongs to audience ${first.id}`,
+    );
+    expect((error as Error).message).toContain('{audienceId}');
+    expect(await store.get(99999, second.id)).toMatchObject({
+      state: 'failed',
+      lastError: { step: 'claim' },
+    });
+    expect((await store.get(99999, second.id))?.partnerSegmentId).toBeUndefined();
+  });
+
+  it('a 429 with a long Retry-After records when to come back; callers before then are told so without a call', async () => {
+    let now = Date.now();
+    const store = new DynamoSegmentStore(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => CREDENTIALS.basic, { now: () => now });
+    const segments = new SegmentService({
+      environment: 'test',
+      store,
+      partnerFor: (platform) => clients.for(platform),
+      now: () => now,
+    });
+    const target = audience('Throttled');
+    partner.addFault({ status: 429, retryAfter: 3600, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+    const first = await segments.ensure(seedPlatform, target).catch((caught: unknown) => caught);
+    expect(first).toMatchObject({
+      name: 'SegmentNotReadyError',
+      reason: 'throttled',
+      retryAt: now + 3_600_000,
+    });
+    expect(await store.get(99999, target.id)).toMatchObject({
+      state: 'retry',
+      retryAt: now + 3_600_000,
+      outcomeUnknown: false,
+    });
+    const calls = partner.requests.length;
+    now += 60_000;
+    await expect(segments.ensure(seedPlatform, target)).rejects.toMatchObject({ reason: 'throttled' });
+    expect(partner.requests.length).toBe(calls);
+    now += 3_600_000;
+    const ready = await segments.ensure(seedPlatform, target);
+    expect(ready.record).toMatchObject({ state: 'ready', source: 'created' });
+    expect(ready.record.retryAt).toBeUndefined();
+  });
+
+  it('an id obtained after the lease was lost is kept, as an orphan that flags the record', async () => {
+    const target = audience('Lost lease');
+    partner.addFault({ hold: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+    const slow = service().service.ensure(seedPlatform, target);
+    await partner.waitForHeld(1);
+    // An hour later (for this Lambda's clock), the lease has run out: another caller takes over.
+    // It is configured as if the partner de-duplicated, so it creates a second segment.
+    const store = new DynamoSegmentStore(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => CREDENTIALS.basic);
+    const takeover = new SegmentService({
+      environment: 'test',
+      store,
+      partnerFor: (platform) => clients.for(platform),
+      now: () => Date.now() + 3_600_000,
+    });
+    const misconfigured = withApi(seedPlatform, {}, { lookupByName: undefined, createDeduplicates: true });
+    const second = await takeover.ensure(misconfigured, target);
+    partner.releaseHeld();
+    const late = await slow;
+    const [firstSegment, secondSegment] = segmentsTitled('Lost lease');
+    expect(second.partnerSegmentId).toBe(String(secondSegment!.segment_id));
+    expect(late.partnerSegmentId).toBe(second.partnerSegmentId);
+    expect(await store.get(99999, target.id)).toMatchObject({
+      state: 'ready',
+      partnerSegmentId: second.partnerSegmentId,
+      possibleDuplicate: true,
+      orphans: [{ partnerSegmentId: String(firstSegment!.segment_id) }],
+    });
+  });
+
+  it('a holder that lost its lease makes no further partner call', async () => {
+    // This Lambda's lease is taken over between its create (answered 500) and its lookup.
+    class TakenOver extends DynamoSegmentStore {
+      renewals = 0;
+      override async renewLease(...args: Parameters<DynamoSegmentStore['renewLease']>) {
+        this.renewals += 1;
+        return this.renewals === 1 ? super.renewLease(...args) : false;
+      }
+    }
+    const store = new TakenOver(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => CREDENTIALS.basic);
+    const segments = new SegmentService({ environment: 'test', store, partnerFor: (p) => clients.for(p) });
+    const target = audience('Taken over');
+    partner.addFault({ status: 500, process: true, count: 1, method: 'POST', pathPrefix: '/v1/segment' });
+    await expect(segments.ensure(seedPlatform, target)).rejects.toMatchObject({
+      name: 'SegmentNotReadyError',
+      reason: 'leaseLost',
+    });
+    expect(creates('Taken over')).toHaveLength(1);
+    expect(lookups('Taken over')).toHaveLength(0);
+    // The next caller, once the lease has run out, recovers it by name without a second create.
+    const later = new SegmentService({
+      environment: 'test',
+      store: new DynamoSegmentStore(client, SEGMENT_TABLE.localName),
+      partnerFor: (p) => clients.for(p),
+      now: () => Date.now() + 3_600_000,
+    });
+    expect((await later.ensure(seedPlatform, target)).record.source).toBe('lookup');
+    expect(segmentsTitled('Taken over')).toHaveLength(1);
+  });
+
+  it('an OAuth2 token endpoint failure names the token endpoint, not segment creation', async () => {
+    const platform = withApi(seedPlatform, {
+      auth: { type: 'oauth2ClientCredentials', tokenUrl: '/oauth/token' },
+    });
+    const { service: segments, store } = service({
+      clientId: 'reference-client',
+      clientSecret: 'fresh-client-secret',
+    });
+    partner.addFault({ status: 200, body: '{"token_type":"mac"}', count: 1, pathPrefix: '/oauth' });
+    const target = audience('Token trouble');
+    const error = await segments.ensure(platform, target).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(SegmentRefusedError);
+    expect((error as Error).message).toContain("the partner's OAuth2 token endpoint refused: HTTP 200");
+    expect((error as Error).message).not.toContain('refused segment creation');
+    expect(await store.get(platform.id, target.id)).toMatchObject({
+      lastError: { step: 'token', status: 200 },
+    });
+    expect(creates('Token trouble')).toHaveLength(0);
+  });
+
+  it.each([
+    [
+      'a bearer token with / escaped as \\/',
+      { token: 'tok/en+with/slashes' },
+      { type: 'bearer' },
+      '"authorization":"Bearer tok\\/en+with\\/slashes"',
+    ],
+    [
+      'a non-ASCII basic password escaped as \\uXXXX',
+      { username: 'foo', password: 'pässwörd/秘' },
+      { type: 'basic' },
+      '"password":"p\\u00e4ssw\\u00f6rd\\/\\u79d8"',
+    ],
+  ])('keeps %s out of the stored error and the message', async (_, credentials, auth, echo) => {
+    const platform = withApi(seedPlatform, { auth });
+    const { service: segments, store } = service(credentials);
+    partner.addFault({
+      status: 400,
+      body: `{"error":"bad request",${echo}}`,
+      count: 1,
+      method: 'POST',
+      pathPrefix: '/v1/segment',
+    });
+    const target = audience(`Echo ${counter}`);
+    const error = await segments.ensure(platform, target).catch((caught: unknown) => caught);
+    const stored = await store.get(platform.id, target.id);
+    const texts = [JSON.stringify(stored), (error as Error).message];
+    for (const text of texts) {
+      expect(text).toContain('bad request');
+      expect(text).toContain('***');
+      for (const secret of Object.values(credentials).filter((value) => value !== 'foo')) {
+        expect(text).not.toContain(secret);
+        expect(text).not.toContain(JSON.stringify(secret).slice(1, -1).replaceAll('/', '\\/'));
+        expect(text).not.toContain('tok\\/en');
+        expect(text).not.toContain('p\\u00e4ss');
+      }
+    }
+  });
+
+  it('a stored id the partner no longer knows (404 on use) is replaced, not delivered into', async () => {
+    const { service: segments, store } = service();
+    const target = audience('Forgotten');
+    const old = await segments.ensure(seedPlatform, target);
+    partner.addFault({ status: 404, count: 1, method: 'PUT' });
+    const renewed = await segments.ensure(seedPlatform, { ...target, name: 'Forgotten 2' });
+    expect(renewed.partnerSegmentId).not.toBe(old.partnerSegmentId);
+    expect(renewed.record).toMatchObject({ state: 'ready', nameAtPartner: 'Forgotten 2' });
+    expect(segmentsTitled('Forgotten 2')).toHaveLength(1);
+
+    // The population step reports a 404 the same way.
+    expect(
+      await segments.reportUnknownAtPartner(99999, target.id, renewed.partnerSegmentId, {
+        status: 404,
+        message: 'unknown segment',
+      }),
+    ).toBe(true);
+    expect(await store.get(99999, target.id)).toMatchObject({
+      state: 'retry',
+      lastError: { message: expect.stringContaining(`no longer knows segment ${renewed.partnerSegmentId}`) },
+    });
+  });
+
+  it("an error after creation that is not the partner's (the store) propagates, not recorded as a rename error", async () => {
+    const { service: segments } = service();
+    const target = audience('Store trouble');
+    await segments.ensure(seedPlatform, target);
+    class FailingStore extends DynamoSegmentStore {
+      override async recordName(): Promise<void> {
+        throw new Error('the table is unreachable');
+      }
+    }
+    const failing = new FailingStore(client, SEGMENT_TABLE.localName);
+    const clients = new PartnerClients(async () => CREDENTIALS.basic);
+    const broken = new SegmentService({
+      environment: 'test',
+      store: failing,
+      partnerFor: (p) => clients.for(p),
+    });
+    await expect(broken.ensure(seedPlatform, { ...target, name: 'Store trouble 2' })).rejects.toThrow(
+      'the table is unreachable',
+    );
+    const record = await new DynamoSegmentStore(client, SEGMENT_TABLE.localName).get(99999, target.id);
+    expect(record?.renameError).toBeUndefined();
   });
 });
 

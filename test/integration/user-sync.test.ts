@@ -83,14 +83,16 @@ describe('the seed callback /uid?userid=abcdef123&pl=99999&plsec=verysecure', ()
     const stored = await harness.table.get(dmpUid, STATIC_PLATFORM);
     expect(stored).toBeDefined();
 
+    // `--` before the id: a dmp_uid is base64url and may start with '-'.
     const result = await runDmp([
       'mappings',
-      dmpUid,
       '--json',
       '--endpoint',
       harness.stack.dynamodbEndpoint,
       '--table',
       harness.table.tableName,
+      '--',
+      dmpUid,
     ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);

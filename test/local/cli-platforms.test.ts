@@ -224,7 +224,22 @@ describe('dmp platforms', () => {
       mkdirSync(join(root, 'environments'), { recursive: true });
       mkdirSync(join(root, 'platforms', 'qa'), { recursive: true });
       const environment = join(root, 'environments', 'qa.json');
+      const deployable = {
+        name: 'qa',
+        aws: { account: '111122223333', region: 'eu-west-1' },
+        monitoring: { alarmTopicArn: 'arn:aws:sns:eu-west-1:111122223333:qa-alarms' },
+        platforms: [],
+      };
+      // What `cdk synth` would refuse, validate says first.
       writeFileSync(environment, JSON.stringify({ name: 'qa', platforms: [] }));
+      const undeployable = await runDmpInProcess(['platforms', 'validate', environment]);
+      expect(undeployable.code).toBe(1);
+      expect(undeployable.stderr).toContain(
+        `${environment}: aws.account: a deployed environment names its AWS account`,
+      );
+      expect(undeployable.stderr).toContain(`${environment}: monitoring.alarmTopicArn: `);
+
+      writeFileSync(environment, JSON.stringify(deployable));
       const good = join(root, 'platforms', 'qa', '01-good.json');
       writeFileSync(good, readFileSync(REFERENCE_PLATFORM));
 
@@ -252,7 +267,7 @@ describe('dmp platforms', () => {
 
       // Outside config/: recognized by its content.
       const loose = join(workDir, 'loose-environment.json');
-      writeFileSync(loose, JSON.stringify({ name: 'loose', platforms: [] }));
+      writeFileSync(loose, JSON.stringify({ name: 'loose', deploy: false, platforms: [] }));
       const looseResult = await runDmpInProcess(['platforms', 'validate', loose]);
       expect(looseResult.stdout).toBe(`ok: ${loose} (environment loose: no platforms)`);
     });

@@ -213,7 +213,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     });
   });
 
-  it('says "not ready yet" when the partner asks to come back later, and retries without a flag', async () => {
+  it('says "not ready yet" with the time the partner asked for, and does not call it before then', async () => {
     // A Retry-After beyond the connector's maxDelayMs: the client gives up at once (no backoff).
     await partnerControl('POST', '/__faults', {
       status: 429,
@@ -224,19 +224,121 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     });
     const later = await ensure('aud-45', 'Throttled');
     expect(later.code).toBe(1);
-    expect(later.stderr).toContain('platform 99999, audience aud-45: not ready yet, retry');
+    expect(later.stderr).toMatch(
+      /platform 99999, audience aud-45: not ready yet, retry after \d{4}-\d\d-\d\dT/,
+    );
     expect(later.stderr).toContain('HTTP 429');
-    expect((await listSegments()).find((s) => s.audienceId === 'aud-45')).toMatchObject({
+    const listed = (await listSegments()).find((s) => s.audienceId === 'aud-45');
+    expect(listed).toMatchObject({
       state: 'retry',
       partnerSegmentId: null,
       outcomeUnknown: false,
-      lastError: { status: 429 },
+      lastError: { status: 429, step: 'create' },
+    });
+    expect(Date.parse(listed!.retryAt!)).toBeGreaterThan(Date.now() + 3_000_000);
+
+    const calls = stack.partner.requests.length;
+    const again = await ensure('aud-45', 'Throttled');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`retry after ${listed!.retryAt}`);
+    expect(stack.partner.requests.length).toBe(calls);
+    const table = await run(['segments', '--platform', '99999'], localEnv);
+    expect(table.stdout).toContain(`retryAt=${listed!.retryAt}`);
+  });
+
+  it('shows a create it cannot settle, and resolves it in one command: adopt an id, or confirm a create', async () => {
+    const first = JSON.parse((await ensure('aud-50', 'Twin name', '--json')).stdout) as EnsureJson;
+    // Another audience of the same name; the partner creates its segment, then answers 500. The
+    // lookup by name finds aud-50's segment: whether aud-51 has one is unknown.
+    await partnerControl('POST', '/__faults', {
+      status: 500,
+      process: true,
+      method: 'POST',
+      pathPrefix: '/v1/segment',
+      count: 1,
+    });
+    const unsure = await ensure('aud-51', 'Twin name');
+    expect(unsure.code).toBe(1);
+    expect(unsure.stderr).toContain('platform 99999, audience aud-51: needs an operator: possible duplicate');
+    expect(unsure.stderr).toContain('dmp segments resolve --platform 99999 --audience aud-51 --adopt');
+    const twins = stack.partner.segments().filter((s) => s.title === 'Twin name');
+    expect(twins).toHaveLength(2);
+
+    const listed = (await listSegments()).find((s) => s.audienceId === 'aud-51');
+    expect(listed).toMatchObject({ state: 'unresolved', possibleDuplicate: true, partnerSegmentId: null });
+    expect(listed?.resolve).toContain('dmp segments resolve --platform 99999 --audience aud-51');
+    const table = await run(['segments', '--platform', '99999'], localEnv);
+    expect(table.stdout).toMatch(
+      /^99999\s+aud-51\s+Twin name\s+custom\s+-\s+unresolved\s.*possibleDuplicate/m,
+    );
+    expect(table.stdout).toContain('need an operator');
+    expect(table.stdout).toContain('  dmp segments resolve --platform 99999 --audience aud-51 --adopt');
+
+    // The operator cannot give it aud-50's segment...
+    const wrong = await run(
+      [
+        'segments',
+        'resolve',
+        '--platform',
+        '99999',
+        '--audience',
+        'aud-51',
+        '--adopt',
+        first.partnerSegmentId,
+      ],
+      localEnv,
+    );
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(
+      `partner segment ${first.partnerSegmentId} already belongs to audience aud-50`,
+    );
+    // ...and adopts the one the partner made for it.
+    const own = String(twins[1]!.segment_id);
+    const adopted = await run(
+      ['segments', 'resolve', '--platform', '99999', '--audience', 'aud-51', '--adopt', own],
+      localEnv,
+    );
+    expect(adopted.stderr).toBe('');
+    expect(adopted.code).toBe(0);
+    expect(adopted.stdout).toContain(`partner segment ${own} (adopted by an operator)`);
+    expect((await listSegments()).find((s) => s.audienceId === 'aud-51')).toMatchObject({
+      state: 'ready',
+      partnerSegmentId: own,
+      source: 'adopted',
+      possibleDuplicate: false,
+      resolve: null,
     });
 
-    const ready = await ensure('aud-45', 'Throttled');
-    expect(ready.stderr).toBe('');
-    expect(ready.code).toBe(0);
-    expect(ready.stdout).toMatch(/^platform 99999, audience aud-45: partner segment \d+ \(created now\)$/m);
+    // The same, where the partner did not create it: the operator confirms a create.
+    await partnerControl('POST', '/__faults', {
+      status: 500,
+      method: 'POST',
+      pathPrefix: '/v1/segment',
+      count: 1,
+    });
+    expect((await ensure('aud-52', 'Twin name')).code).toBe(1);
+    expect(stack.partner.segments().filter((s) => s.title === 'Twin name')).toHaveLength(2);
+    const created = await dmp(
+      ['segments', 'resolve', '--platform', '99999', '--audience', 'aud-52', '--create', '--json'],
+      localEnv,
+    );
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const third = stack.partner.segments().filter((s) => s.title === 'Twin name');
+    expect(third).toHaveLength(3);
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      audienceId: 'aud-52',
+      partnerSegmentId: String(third[2]!.segment_id),
+      state: 'ready',
+      source: 'created',
+      possibleDuplicate: false,
+    });
+    const nothing = await run(
+      ['segments', 'resolve', '--platform', '99999', '--audience', 'aud-52', '--create'],
+      localEnv,
+    );
+    expect(nothing.code).toBe(1);
+    expect(nothing.stderr).toContain('nothing to confirm (state ready)');
   });
 
   it('passes a rename on, and shows a failed one', async () => {
@@ -278,7 +380,9 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     const ensure = ['segments', 'ensure', '--platform', '99999'];
     for (const [argv, message] of [
       [[...ensure, '--audience', 'bad id!', '--name', 'x'], '--audience: letters, digits and . _ : -'],
-      [[...ensure, '--audience', 'aud-1', '--name', ''], '--name: '],
+      [[...ensure, '--audience', 'aud-1', '--name', ''], '--name: must not be empty'],
+      [[...ensure, '--audience', 'aud-1', '--name', 'x'.repeat(257)], '--name: at most 256 characters'],
+      [['segments', 'resolve', '--platform', '99999', '--audience', 'aud-1'], 'give exactly one of --adopt'],
       [[...ensure, '--audience', 'aud-1', '--name', 'x', '--kind', 'similar'], '--kind: '],
       [[...ensure, '--audience', 'aud-1'], '--name is required'],
       [['segments', 'ensure', '--audience', 'aud-1', '--name', 'x'], '--platform is required'],

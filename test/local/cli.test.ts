@@ -150,11 +150,23 @@ describe('dmp CLI', () => {
     ]);
     expect(cloudFormation.calls.at(-1)?.get('StackName')).toBe('DmpActivation-dev');
 
-    const missing = await runDmp(['mappings', USER, '--env', 'staging'], { env });
+    const missing = await runDmp(['mappings', USER, '--env', 'prod'], { env });
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain('stack DmpActivation-staging not found');
+    expect(missing.stderr).toContain(
+      "stack DmpActivation-prod not found in eu-west-1, account 444455556666: is 'prod' deployed there, " +
+        'and are these credentials for account 444455556666?',
+    );
     expect(missing.stderr).not.toContain('    at ');
     expect(missing.stderr).not.toContain('do-not-print-this-secret-value');
+
+    // A name without a file is a typo, said before any AWS call.
+    const calls = cloudFormation.calls.length;
+    const unknown = await runDmp(['mappings', USER, '--env', 'staging'], { env });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain(
+      "unknown environment 'staging': no config/environments/staging.json; known: dev, local, prod",
+    );
+    expect(cloudFormation.calls.length).toBe(calls);
   });
 
   it('exits 2 with a clear message on an invalid user id', async () => {

@@ -71,6 +71,23 @@ describe('local stack persistence (dataDir)', () => {
     }
   });
 
+  it("keeps the reference partner's segments beside the segment table, so ids are never given twice", async () => {
+    await stack?.stop();
+    const create = async (running: LocalStack, title: string) => {
+      const answer = await fetch(`${running.partnerUrl}/v1/segment?title=${encodeURIComponent(title)}`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from('foo:bar').toString('base64')}` },
+      });
+      return ((await answer.json()) as { segment_id: number }).segment_id;
+    };
+    stack = await start();
+    const before = await create(stack, 'Before the restart');
+    await stack.stop();
+    stack = await start();
+    expect(stack.partner.segments().map((segment) => segment.title)).toContain('Before the restart');
+    expect(await create(stack, 'After the restart')).toBe(before + 1);
+  });
+
   it('keeps nothing without a dataDir', async () => {
     await stack?.stop();
     stack = await startEchoStack();

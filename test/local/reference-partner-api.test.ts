@@ -1,5 +1,8 @@
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type PartnerCredentials,
@@ -447,13 +450,29 @@ describe("reference partner API: the seed's segment API", () => {
     ]);
   });
 
-  it('answers created:false with the existing id for a title it has, and counts ids up', async () => {
+  it('creates a second segment for a repeated title, as most platforms do, and counts ids up', async () => {
+    expect(await createSegment(partner, 'My segment')).toBe(12345);
+    const again = await call(partner, '/v1/segment?title=My%20segment', { method: 'POST' });
+    expect(await again.json()).toEqual({ status: 'OK', created: true, segment_id: 12346 });
+    expect(await createSegment(partner, 'Other')).toBe(12347);
+    expect(partner.segments().map((segment) => segment.segment_id)).toEqual([12345, 12346, 12347]);
+    // A lookup by title finds both, oldest first.
+    const found = await call(partner, '/v1/segments?title=My%20segment');
+    expect(
+      ((await found.json()) as { segments: { segment_id: number }[] }).segments.map((s) => s.segment_id),
+    ).toEqual([12345, 12346]);
+  });
+
+  it('answers created:false with the existing id when title de-duplication is on', async () => {
+    partner.setDedupeTitles(true);
     expect(await createSegment(partner, 'My segment')).toBe(12345);
     const again = await call(partner, '/v1/segment?title=My%20segment', { method: 'POST' });
     expect(await again.json()).toEqual({ status: 'OK', created: false, segment_id: 12345 });
-    expect(await createSegment(partner, 'Other')).toBe(12346);
-    expect(partner.segments().map((segment) => segment.segment_id)).toEqual([12345, 12346]);
-
+    expect(partner.segments()).toHaveLength(1);
+    // resetAll() goes back to the default: no de-duplication.
+    partner.resetAll();
+    await createSegment(partner, 'My segment');
+    expect(await createSegment(partner, 'My segment')).toBe(12346);
     const missing = await call(partner, '/v1/segment?title=', { method: 'POST' });
     expect(missing.status).toBe(400);
     expect(await missing.json()).toEqual({ status: 'ERROR', error: 'missing title' });
@@ -475,16 +494,16 @@ describe("reference partner API: the seed's segment API", () => {
     expect(await replay.json()).toEqual({ status: 'OK', created: true, segment_id: 12345 });
     expect(partner.segments()).toHaveLength(1);
 
-    // Another key for the same title: the title rule answers.
+    // Another key for the same title: another segment (titles are not de-duplicated).
     expect(await (await create('Buyers', 'key-2')).json()).toEqual({
       status: 'OK',
-      created: false,
-      segment_id: 12345,
+      created: true,
+      segment_id: 12346,
     });
     // The same key for another request is a client bug.
     const misuse = await create('Sellers', 'key-1');
     expect(misuse.status).toBe(422);
-    expect(partner.segments()).toHaveLength(1);
+    expect(partner.segments()).toHaveLength(2);
   });
 
   it('looks segments up by title, with kind and external id as created', async () => {
@@ -951,9 +970,10 @@ describe('reference partner API: fault switches', () => {
     expect(partner.segments().map((segment) => segment.title)).toEqual(['Done']);
     expect(lastRequest(partner).fault).toMatchObject({ kinds: ['reset'], processed: true });
 
+    // A blind retry of that create makes a second segment: what segment creation must never do.
     expect(await rawRequest(partner, '/v1/segment?title=Done')).toEqual({
       status: 200,
-      body: '{"status":"OK","created":false,"segment_id":12345}',
+      body: '{"status":"OK","created":true,"segment_id":12346}',
     });
   });
 
@@ -994,7 +1014,7 @@ describe('reference partner API: fault switches', () => {
     expect(partner.requests[0]).toMatchObject({ status: 200, fault: { kinds: ['hold'], processed: true } });
   });
 
-  it('lets a client give up on a held answer and retry: the retry finds the segment', async () => {
+  it('lets a client give up on a held answer (its timeout) after the segment was made: a retry makes a second', async () => {
     partner.addFault({ hold: true, count: 1 });
     const timeout = new AbortController();
     const pending = call(partner, '/v1/segment?title=Timed%20out', {
@@ -1006,8 +1026,34 @@ describe('reference partner API: fault switches', () => {
     await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
 
     const retry = await call(partner, '/v1/segment?title=Timed%20out', { method: 'POST' });
-    expect(await retry.json()).toEqual({ status: 'OK', created: false, segment_id: 12345 });
+    expect(await retry.json()).toEqual({ status: 'OK', created: true, segment_id: 12346 });
+    expect(partner.segments().filter((segment) => segment.title === 'Timed out')).toHaveLength(2);
     expect(partner.releaseHeld()).toBe(1);
+  });
+
+  it('gives ids above 2^53 under the bigId fault, as JSON numbers of exact digits, usable afterwards', async () => {
+    partner.addFault({ bigId: true, count: 1, pathPrefix: '/v1/segment', method: 'POST' });
+    const created = await call(partner, '/v1/segment?title=Huge', { method: 'POST' });
+    expect(await created.text()).toBe('{"status":"OK","created":true,"segment_id":90071992547412345}');
+    expect(lastRequest(partner).fault).toMatchObject({ kinds: ['bigId'], processed: true });
+    expect(partner.segments()[0]?.segment_id).toBe(90071992547412345n);
+    // The id works in every later call, sent as text or as a JSON number.
+    expect(
+      (await call(partner, '/v1/segment?id=90071992547412345&userid=u1', { method: 'POST' })).status,
+    ).toBe(200);
+    const batch = await call(partner, '/v1/segment', {
+      method: 'POST',
+      body: '[{"segment":90071992547412345,"userid":"u2"}]',
+    });
+    expect(await batch.json()).toEqual({ status: 'OK', processed: 1 });
+    expect(partner.members('90071992547412345')).toEqual(['u1', 'u2']);
+    // A neighbour that a double would round to is another segment.
+    expect(
+      (await call(partner, '/v1/segment?id=90071992547412344&userid=u3', { method: 'POST' })).status,
+    ).toBe(404);
+    const lookup = await call(partner, '/v1/segments?title=Huge');
+    expect(await lookup.text()).toContain('"segment_id":90071992547412345');
+    expect(await createSegment(partner, 'Small again')).toBe(12345);
   });
 
   it('holds a delayMs answer, which the test may release before the delay', async () => {
@@ -1143,5 +1189,33 @@ describe('reference partner API: request log and state', () => {
     expect(partner.activeFaults()).toEqual([]);
     expect(partner.requests).toEqual([]);
     expect(await createSegment(partner, 'Fresh')).toBe(12345);
+  });
+
+  it('keeps its segments, members and id counter in its state file across a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'partner-state-'));
+    const stateFile = join(dir, 'reference-partner', 'state.json');
+    try {
+      const first = await startReferencePartner({ now, stateFile });
+      const id = await createSegment(first, 'Kept');
+      await call(first, `/v1/segment?id=${id}&userid=u1`, { method: 'POST' });
+      first.addFault({ bigId: true, count: 1 });
+      await createSegment(first, 'Kept big');
+      await first.stop();
+
+      const second = await startReferencePartner({ now, stateFile });
+      try {
+        expect(second.segments().map((segment) => [segment.segment_id, segment.title])).toEqual([
+          [12345, 'Kept'],
+          [90071992547412345n, 'Kept big'],
+        ]);
+        expect(second.members(12345)).toEqual(['u1']);
+        // Numbering goes on where it stopped: no id is given twice.
+        expect(await createSegment(second, 'Next')).toBe(12346);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

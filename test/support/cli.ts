@@ -16,21 +16,27 @@ export interface RunDmpOptions {
   readonly env?: Record<string, string>;
   /** Default: the repository root. */
   readonly cwd?: string;
+  /** Extra Node.js options before the script (e.g. another `--import`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** Runs `dmp` (node --import tsx cli/dmp.ts) in its own process, with only the given environment. */
 export function runDmp(args: readonly string[], options: RunDmpOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/dmp.ts', ...args], {
-      cwd: options.cwd ?? REPO_ROOT,
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        HOME: process.env['HOME'] ?? '/tmp',
-        NO_COLOR: '1',
-        ...options.env,
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', ...(options.nodeArgs ?? []), 'cli/dmp.ts', ...args],
+      {
+        cwd: options.cwd ?? REPO_ROOT,
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          HOME: process.env['HOME'] ?? '/tmp',
+          NO_COLOR: '1',
+          ...options.env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {

@@ -6,6 +6,7 @@ import {
   createAuthenticator,
   TokenEndpointError,
 } from '../auth/index.ts';
+import { parseJsonExact } from '../json.ts';
 import { classifyStatus, nextDelayMs, parseRetryAfter } from '../retry.ts';
 import { classifyTransportError } from './errors.ts';
 import { redact } from './redact.ts';
@@ -26,19 +27,38 @@ export interface PartnerRequest {
   readonly headers?: Readonly<Record<string, string>>;
   /** Sent, and signed, byte for byte. */
   readonly body?: Buffer;
+  /**
+   * Whether sending it twice has the effect of sending it once (RFC 9110 9.2.2). Defaults by
+   * method: GET, HEAD, OPTIONS, PUT and DELETE are, POST and PATCH are not. A request that is not
+   * is never repeated after a try whose outcome is unknown (a 5xx, a timeout or a reset once the
+   * request may have been sent): the call ends with kind `unknown_outcome` and the caller looks
+   * before it repeats. Set it for a POST whose repetition is harmless (adding users to a
+   * segment, a create carrying an idempotency key the partner honours).
+   */
+  readonly idempotent?: boolean;
+}
+
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+/** Whether the request may be repeated after an unknown outcome (see PartnerRequest.idempotent). */
+export function isIdempotent(request: Pick<PartnerRequest, 'method' | 'idempotent'>): boolean {
+  return request.idempotent ?? IDEMPOTENT_METHODS.has(request.method.toUpperCase());
 }
 
 export interface PartnerAnswer {
   readonly status: number;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   readonly body: Buffer;
-  /** The body parsed as JSON, or undefined when empty or not JSON. */
+  /**
+   * The body parsed as JSON, or undefined when empty or not JSON. Integers beyond 2^53 are
+   * bigints (exact), never rounded numbers: see parseJsonExact.
+   */
   json(): unknown | undefined;
   /** Tries made, this one included (a token request that failed counts as a try). */
   readonly attempts: number;
 }
 
-export type PartnerCallErrorKind = 'permanent' | 'retries_exhausted' | 'network';
+export type PartnerCallErrorKind = 'permanent' | 'retries_exhausted' | 'unknown_outcome' | 'network';
 
 /**
  * - `permanent`: the partner (or its token endpoint) refused the request in a way retrying cannot
@@ -46,6 +66,9 @@ export type PartnerCallErrorKind = 'permanent' | 'retries_exhausted' | 'network'
  * - `retries_exhausted`: every try failed retryably (429, 5xx, retryable 4xx, timeout, reset,
  *   refused connection), or the partner's Retry-After is beyond `api.retry.maxDelayMs` (then
  *   `retryAfterMs` says when to come back). Retry later, through the queue.
+ * - `unknown_outcome`: a request that is not idempotent failed in a way that may have been
+ *   processed (a 5xx, a timeout or a reset after it may have been sent) and was not repeated.
+ *   Find out (look the result up) before sending it again.
  * - `network`: a failure without an answer that this client does not retry (the caller aborted,
  *   the answer was too large, an unexpected error). Not a verdict on the request: retry later.
  *
@@ -180,6 +203,7 @@ export class PartnerClient {
       body: request.body,
     };
 
+    const repeatable = isIdempotent(request);
     let attempts = 0;
     /** Tries counted against `maxAttempts` (the retry after a token refresh is not). */
     let counted = 0;
@@ -210,6 +234,9 @@ export class PartnerClient {
       if (!failure.retryable) {
         const kind = failure.status === undefined ? 'network' : 'permanent';
         throw this.error(kind, label, failure, attempts, anyUnknown);
+      }
+      if (failure.outcomeUnknown && !repeatable) {
+        throw this.error('unknown_outcome', label, failure, attempts, anyUnknown);
       }
       const decision = nextDelayMs({
         attempt: counted,
@@ -309,7 +336,9 @@ export class PartnerClient {
     const why =
       reason === 'retry_after_exceeds_max_delay'
         ? `; Retry-After ${failure.retryAfterMs} ms exceeds maxDelayMs ${this.options.api.retry.maxDelayMs}`
-        : '';
+        : kind === 'unknown_outcome'
+          ? '; not repeated: the request is not idempotent and the partner may have carried it out'
+          : '';
     const message = `${label} ${failure.describe} (${kind}) after ${plural(attempts)}${why}`;
     return new PartnerCallError(this.redact(message), {
       kind,
@@ -353,7 +382,7 @@ function answer(response: HttpResponse, attempts: number): PartnerAnswer {
       if (!parsed) {
         let value: unknown;
         try {
-          value = response.body.length > 0 ? JSON.parse(response.body.toString('utf8')) : undefined;
+          value = response.body.length > 0 ? parseJsonExact(response.body.toString('utf8')) : undefined;
         } catch {
           value = undefined;
         }

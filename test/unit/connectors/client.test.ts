@@ -1,6 +1,6 @@
 import { errors } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PartnerCallError, PartnerClient } from '../../../src/connectors/http/client.ts';
+import { isIdempotent, PartnerCallError, PartnerClient } from '../../../src/connectors/http/client.ts';
 import type { HttpSend } from '../../../src/connectors/http/send.ts';
 import {
   api,
@@ -65,11 +65,15 @@ function client(options: {
   return Object.assign(instance, { delays: recorder.delays });
 }
 
+/** Adding users to a segment: a POST whose repetition is harmless, so it declares itself idempotent. */
 const CALL = {
   method: 'POST',
   pathAndQuery: '/v1/segment',
   body: Buffer.from('[{"segment":1,"userid":"u"}]'),
+  idempotent: true,
 };
+/** Creating a segment: a POST that must not be repeated blindly. */
+const CREATE = { method: 'POST', pathAndQuery: '/v1/segment?title=x' };
 
 async function failure(promise: Promise<unknown>): Promise<PartnerCallError> {
   const error = await promise.then(
@@ -246,6 +250,66 @@ describe('PartnerClient retries', () => {
       outcomeUnknown: false,
       code: 'ECONNREFUSED',
     });
+  });
+
+  describe('a request that is not idempotent (a POST that creates)', () => {
+    it.each([
+      ['a 500', () => script(status(500), status(200, { segment_id: 1 })), { status: 500 }],
+      [
+        'a reset after it was sent',
+        () => script(reset, status(200, { segment_id: 1 })),
+        { code: 'UND_ERR_SOCKET' },
+      ],
+    ])('is not repeated after %s: unknown_outcome, one try', async (_, arrange, detail) => {
+      arrange();
+      const before = server.received.length;
+      const c = client({});
+      const error = await failure(c.call(CREATE));
+      expect(error).toMatchObject({ kind: 'unknown_outcome', attempts: 1, outcomeUnknown: true, ...detail });
+      expect(error.message).toContain('not repeated: the request is not idempotent');
+      expect(server.received.length - before).toBe(1);
+      expect(c.delays).toEqual([]);
+    });
+
+    it('is not repeated after a timeout', async () => {
+      let calls = 0;
+      const timingOut: HttpSend = async () => {
+        calls++;
+        throw new errors.HeadersTimeoutError();
+      };
+      const error = await failure(client({ send: timingOut }).call(CREATE));
+      expect(error).toMatchObject({ kind: 'unknown_outcome', code: 'UND_ERR_HEADERS_TIMEOUT' });
+      expect(calls).toBe(1);
+    });
+
+    it('is repeated where the partner cannot have processed it: 429, connection refused', async () => {
+      script(status(429, {}, { 'retry-after': '1' }), status(200, { segment_id: 7 }));
+      const answer = await client({}).call(CREATE);
+      expect(answer).toMatchObject({ status: 200, attempts: 2 });
+    });
+
+    it('is repeated after a 500 when the caller declares it idempotent (an idempotency key)', async () => {
+      script(status(500), status(200, { segment_id: 7 }));
+      const answer = await client({}).call({ ...CREATE, idempotent: true });
+      expect(answer.attempts).toBe(2);
+    });
+
+    it('GET, PUT and DELETE are idempotent by default; POST and PATCH are not', () => {
+      expect(
+        ['GET', 'put', 'DELETE', 'HEAD', 'POST', 'patch'].map((method) => isIdempotent({ method })),
+      ).toEqual([true, true, true, true, false, false]);
+    });
+  });
+
+  it('keeps an id beyond 2^53 exact: a bigint with the digits sent', async () => {
+    server.handle((_, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"status":"OK","segment_id":90071992547412345,"n":12}');
+    });
+    const body = (await client({}).call(CREATE)).json() as Record<string, unknown>;
+    expect(body['segment_id']).toBe(90071992547412345n);
+    expect(String(body['segment_id'])).toBe('90071992547412345');
+    expect(body['n']).toBe(12);
   });
 
   it('an unknown outcome earlier in the call is not forgotten by a later, known one', async () => {

@@ -1,0 +1,372 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../fixtures.ts';
+import type { BenchModule, Figure } from '../registry.ts';
+import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
+import {
+  MEMBERSHIP_BYTES,
+  MEMBERSHIP_DESIGN,
+  MEMBERSHIP_DESIGN_SOURCE,
+  REFERENCE_LOAD,
+  SYNC_MIX,
+  syncAssumptions,
+} from './inputs.ts';
+import {
+  COST_LINES,
+  type Cost,
+  costOf,
+  membershipFloorWork,
+  membershipWork,
+  mixWork,
+  perMillion,
+  type SyncAssumptions,
+  syncCallbackWork,
+  syncFloorWork,
+  type Work,
+} from './model.ts';
+import { loadPrices, type Prices } from './prices.ts';
+import {
+  demands,
+  firstBreak,
+  LIMITS,
+  type MeasuredSyncMix,
+  renderScalingBlock,
+  replaceScalingBlock,
+  SCALES,
+  scalingInputs,
+} from './scaling.ts';
+
+/**
+ * Section "cost" of `npm run bench`: dollars per million syncs from the work measured in this run
+ * (bench/sync-work.ts) and per million memberships from the population design, each beside its
+ * floor, and what three design choices cost or save. Prices: bench/cost/prices.json.
+ */
+
+/** Targets of the issue. */
+export const SYNC_TARGET_RATIO = 1.1;
+export const MEMBERSHIP_TARGET_DOLLARS_PER_MILLION = 1;
+
+const money = (dollars: number) => `$${dollars.toFixed(4)}`;
+
+/** "api $1.0000, lambda req $0.2000, ..." for the lines that cost something. */
+export function breakdown(cost: Cost): string {
+  return COST_LINES.filter((line) => cost.lines[line] > 0)
+    .map((line) => `${line} ${money(cost.lines[line] * 1e6)}`)
+    .join(', ');
+}
+
+/** A change to the deployed design, priced on the same measured work. */
+export interface SyncLever {
+  readonly name: string;
+  /** Part of the combined figure (the blind write and dropping the log line are alternatives). */
+  readonly combine: boolean;
+  readonly assumptions?: Partial<SyncAssumptions>;
+  readonly request?: (request: RequestWork) => RequestWork;
+}
+
+const getItemUnits = (request: RequestWork) => request.unitsByCommand['GetItemCommand'] ?? 0;
+
+/** What each choice of the deployed design costs or saves, on the steady-state mix. */
+export const SYNC_LEVERS: readonly SyncLever[] = [
+  {
+    // Without the read-then-decide: every callback is one unconditional write and no GetItem.
+    name: 'every callback writes blind (no GetItem, no skip of unchanged)',
+    combine: false,
+    request: (request) => ({
+      ...request,
+      dynamoCalls: request.writeUnits > 0 ? request.dynamoCalls - 1 : request.dynamoCalls,
+      readUnits: request.readUnits - getItemUnits(request),
+      writeUnits: Math.max(1, request.writeUnits),
+    }),
+  },
+  {
+    name: 'GetItem eventually consistent (conditional writes still guard races)',
+    combine: true,
+    request: (request) => ({ ...request, readUnits: request.readUnits - getItemUnits(request) / 2 }),
+  },
+  { name: 'no X-Ray active tracing', combine: true, assumptions: { xraySampledFraction: 0 } },
+  {
+    name: 'no Lambda platform log lines (systemLogLevel WARN)',
+    combine: true,
+    assumptions: { platformLogBytesPerInvocation: 0 },
+  },
+  {
+    name: 'no per-request INFO line (applicationLogLevel WARN)',
+    combine: false,
+    request: (request) => ({ ...request, logBytes: request.emfBytes }),
+  },
+  {
+    name: 'metrics from a log metric filter on the INFO line instead of EMF records',
+    combine: true,
+    request: (request) => ({ ...request, logBytes: request.logBytes - request.emfBytes }),
+  },
+];
+
+export interface SyncCosts {
+  readonly perKind: readonly { kind: SyncKind; work: Work; cost: Cost; floor: Cost }[];
+  readonly mix: { work: Work; cost: Cost; floor: Cost };
+  /** The mix priced with each lever pulled alone, then with the combinable ones together. */
+  readonly levers: readonly { name: string; cost: Cost }[];
+  readonly allCheapLevers: Cost;
+}
+
+function mixOf(measured: readonly RequestWork[], toWork: (request: RequestWork) => Work): Work {
+  const byKind = new Map(measured.map((request) => [request.kind, request]));
+  return mixWork(
+    (Object.entries(SYNC_MIX) as [SyncKind, number][]).map(([kind, weight]) => {
+      const request = byKind.get(kind);
+      if (!request) throw new Error(`cost model: no measured work for ${kind}`);
+      return { weight, work: toWork(request) };
+    }),
+  );
+}
+
+export function syncCosts(measured: readonly RequestWork[], prices: Prices): SyncCosts {
+  const assumptions = syncAssumptions();
+  const priced = (levers: readonly SyncLever[]) => {
+    const adjusted: SyncAssumptions = Object.assign(
+      {},
+      assumptions,
+      ...levers.map((lever) => lever.assumptions),
+    );
+    const work = mixOf(measured, (request) =>
+      syncCallbackWork(
+        levers.reduce((current, lever) => lever.request?.(current) ?? current, request),
+        adjusted,
+        prices,
+      ),
+    );
+    return costOf(work, prices);
+  };
+  const perKind = measured
+    .filter((request) => request.kind !== 'pixel')
+    .map((request) => {
+      const work = syncCallbackWork(request, assumptions, prices);
+      return {
+        kind: request.kind,
+        work,
+        cost: costOf(work, prices),
+        floor: costOf(syncFloorWork(request.responseBytes, assumptions, prices), prices),
+      };
+    });
+  const work = mixOf(measured, (request) => syncCallbackWork(request, assumptions, prices));
+  const floorWork = mixOf(measured, (request) => syncFloorWork(request.responseBytes, assumptions, prices));
+  return {
+    perKind,
+    mix: { work, cost: costOf(work, prices), floor: costOf(floorWork, prices) },
+    levers: SYNC_LEVERS.map((lever) => ({ name: lever.name, cost: priced([lever]) })),
+    allCheapLevers: priced(SYNC_LEVERS.filter((lever) => lever.combine)),
+  };
+}
+
+export interface MembershipCosts {
+  readonly design: Cost;
+  readonly floor: Cost;
+  readonly onePerMessage: Cost;
+  readonly onePerCall: Cost;
+  readonly withoutState: Cost;
+}
+
+export function membershipCosts(prices: Prices): MembershipCosts {
+  const design = MEMBERSHIP_DESIGN;
+  return {
+    design: costOf(membershipWork(design, prices), prices),
+    floor: costOf(membershipFloorWork(design, prices), prices),
+    onePerMessage: costOf(
+      membershipWork(
+        {
+          ...design,
+          usersPerMessage: 1,
+          messageBytes: MEMBERSHIP_BYTES.perUserInMessage + MEMBERSHIP_BYTES.messageEnvelope,
+        },
+        prices,
+      ),
+      prices,
+    ),
+    // A no-batch platform: the same packed delivery message, one partner call per user (50 at a
+    // time, ~200 ms each) in one invocation.
+    onePerCall: costOf(
+      membershipWork(
+        {
+          ...design,
+          usersPerPartnerCall: 1,
+          partnerCallsPerDeliverInvocation: design.usersPerDeliveryMessage,
+          partnerRequestBytes: MEMBERSHIP_BYTES.perPartnerItem + MEMBERSHIP_BYTES.partnerEnvelope,
+          deliverMsPerInvocation: (design.usersPerDeliveryMessage / 50) * 200,
+        },
+        prices,
+      ),
+      prices,
+    ),
+    withoutState: costOf(
+      membershipWork({ ...design, stateReadUnitsPerMembership: 0, stateWriteUnitsPerMembership: 0 }, prices),
+      prices,
+    ),
+  };
+}
+
+function versusFloor(name: string, cost: Cost, floor: Cost, unit: string, target?: Figure['target']): Figure {
+  return {
+    name,
+    value: perMillion(cost),
+    unit,
+    baseline: perMillion(floor),
+    ratio: cost.total / floor.total,
+    ...(target ? { target } : {}),
+  };
+}
+
+export const costBench: BenchModule = {
+  id: 'cost',
+  describe: 'cost model: $ per million syncs (measured work) and memberships (design), against the floor',
+  async run() {
+    const prices = loadPrices();
+    const measured = await syncWorkOfThisRun();
+    const sync = syncCosts(measured, prices);
+    const members = membershipCosts(prices);
+    const syncTarget = { on: 'ratio', atMost: SYNC_TARGET_RATIO } as const;
+    const unitSync = '$/M syncs';
+    const unitMember = '$/M memberships';
+    const pixel = measured.find((request) => request.kind === 'pixel');
+    const pixelCost = pixel ? costOf(syncCallbackWork(pixel, syncAssumptions(), prices), prices) : undefined;
+
+    const figures: Figure[] = [
+      ...sync.perKind.map(({ kind, cost, floor }) =>
+        versusFloor(`6  /uid ${kind}, per million`, cost, floor, unitSync, syncTarget),
+      ),
+      versusFloor(
+        '6  /uid, steady-state mix (assumed shares)',
+        sync.mix.cost,
+        sync.mix.floor,
+        unitSync,
+        syncTarget,
+      ),
+      ...sync.levers.map(({ name, cost }) => ({
+        name: `6  mix, ${name}`,
+        value: perMillion(cost),
+        unit: unitSync,
+        baseline: perMillion(sync.mix.cost),
+        ratio: cost.total / sync.mix.cost.total,
+      })),
+      versusFloor(
+        `6  mix, ${SYNC_LEVERS.filter((lever) => lever.combine).length} levers together (not the blind write, keeping the INFO line)`,
+        sync.allCheapLevers,
+        sync.mix.floor,
+        unitSync,
+        syncTarget,
+      ),
+      ...(pixelCost
+        ? [{ name: '6  /sync pixel entry (once per chain)', value: perMillion(pixelCost), unit: '$/M' }]
+        : []),
+      versusFloor('6  membership (DESIGN figures, not measured)', members.design, members.floor, unitMember, {
+        on: 'value',
+        atMost: MEMBERSHIP_TARGET_DOLLARS_PER_MILLION,
+      }),
+      {
+        name: '6  membership without per-membership state',
+        value: perMillion(members.withoutState),
+        unit: unitMember,
+        baseline: perMillion(members.design),
+        ratio: members.withoutState.total / members.design.total,
+      },
+      {
+        name: '6  membership, 1 user per SQS message',
+        value: perMillion(members.onePerMessage),
+        unit: unitMember,
+        baseline: perMillion(members.design),
+        ratio: members.onePerMessage.total / members.design.total,
+      },
+      {
+        name: '6  membership, 1 user per partner call',
+        value: perMillion(members.onePerCall),
+        unit: unitMember,
+        baseline: perMillion(members.design),
+        ratio: members.onePerCall.total / members.design.total,
+      },
+    ];
+    const assumptions = syncAssumptions();
+    const newKind = sync.perKind.find((entry) => entry.kind === 'new');
+    const notes = [
+      `prices: ${prices.region} list prices recorded ${prices.recorded} (bench/cost/prices.json); baseline column = the floor, or for variants the design/mix they change`,
+      `sync floor: 1 API request, 1 Lambda request of ${assumptions.dynamoRoundTripMs} ms at ${assumptions.memoryMb} MB arm64, 1 WRU, the same answer bytes; nothing else`,
+      `sync assumptions (not measurable locally): DynamoDB round trip ${assumptions.dynamoRoundTripMs} ms, CPU ${assumptions.cpuMsPerRequest} ms/request, Lambda platform log lines ${assumptions.platformLogBytesPerInvocation} B/invocation, X-Ray sampled share ${(assumptions.xraySampledFraction * 100).toFixed(2)} % at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month, ${assumptions.secretCallsPerRequest.toFixed(5)} Secrets Manager calls/request; mix ${Object.entries(
+        SYNC_MIX,
+      )
+        .map(([kind, share]) => `${kind} ${share}`)
+        .join(', ')}`,
+      ...(newKind
+        ? [
+            `/uid new, per million: ${breakdown(newKind.cost)}`,
+            `its floor, per million: ${breakdown(newKind.floor)}`,
+          ]
+        : []),
+      `mix, per million: ${breakdown(sync.mix.cost)}`,
+      `read-then-skip vs blind write: a strongly consistent GetItem (1 RRU, ${money(prices.dynamodbOnDemand.readUnitsPerMillion)}/M) saves a write (${money(prices.dynamodbOnDemand.writeUnitsPerMillion)}/M) on every unchanged callback: it pays off above ${((prices.dynamodbOnDemand.readUnitsPerMillion / prices.dynamodbOnDemand.writeUnitsPerMillion) * 100).toFixed(0)} % unchanged callbacks`,
+      `membership: DESIGN figures from ${MEMBERSHIP_DESIGN_SOURCE} (bench/cost/inputs.ts) until the population benchmark measures them: ${MEMBERSHIP_DESIGN.usersPerMessage} users/message, ${MEMBERSHIP_DESIGN.usersPerPartnerCall} users/partner call, ${MEMBERSHIP_DESIGN.mappingReadUnits} RRU mapping read, state ${MEMBERSHIP_DESIGN.stateReadUnitsPerMembership} RRU + ${MEMBERSHIP_DESIGN.stateWriteUnitsPerMembership} WRU per membership`,
+      `membership, per million: ${breakdown(members.design)}`,
+      `membership floor, per million: ${breakdown(members.floor)}`,
+    ];
+    return {
+      id: 'cost',
+      title: `6. cost model, us-east-1 list prices of ${prices.recorded} (baseline: the zero-overhead floor)`,
+      figures,
+      notes,
+    };
+  },
+};
+
+export const SCALING_DOC = join(REPO_ROOT, 'docs', 'scaling.md');
+
+/** The exact counts of the kinds the steady-state mix is made of, as the scaling block records them. */
+export function measuredMix(measured: readonly RequestWork[]): MeasuredSyncMix {
+  const pick = (kind: SyncKind) => {
+    const request = measured.find((entry) => entry.kind === kind);
+    if (!request) throw new Error(`scaling: no measured work for ${kind}`);
+    const { dynamoCalls, readUnits, writeUnits, logBytes, responseBytes } = request;
+    return { dynamoCalls, readUnits, writeUnits, logBytes, responseBytes };
+  };
+  return {
+    new: pick('new'),
+    refreshed: pick('refreshed'),
+    changed: pick('changed'),
+    unchanged: pick('unchanged'),
+  };
+}
+
+/** Section "scaling": each limit against the peak demand at 10x; rewrites docs/scaling.md's block. */
+export const scalingBench: BenchModule = {
+  id: 'scaling',
+  describe: "limits at 1x, 10x and 1000x a large DMP (docs/scaling.md), from the cost model's work",
+  async run({ writeDocs }) {
+    const prices = loadPrices();
+    const mix = measuredMix(await syncWorkOfThisRun());
+    const tenfold = SCALES.indexOf(10);
+    const figures: Figure[] = demands(scalingInputs(mix, prices)).map((demand) => {
+      const limit = LIMITS[demand.limit].value;
+      const atTen = demand.atScale[tenfold] ?? Number.NaN;
+      return {
+        name: `7  ${demand.what}, peak at 10x`,
+        value: atTen,
+        unit: demand.unit,
+        baseline: limit,
+        ratio: atTen / limit,
+        ...(demand.whatIf ? {} : { target: { on: 'ratio', atMost: 1 } as const }),
+      };
+    });
+    const notes = demands(scalingInputs(mix, prices)).map((demand) => {
+      const breaks = firstBreak(demand);
+      return `${demand.what} vs ${LIMITS[demand.limit].what}: ${breaks === undefined ? 'fits at 1000x' : `exceeds it from ${breaks}x`}`;
+    });
+    if (writeDocs) {
+      const document = await readFile(SCALING_DOC, 'utf8');
+      await writeFile(SCALING_DOC, replaceScalingBlock(document, renderScalingBlock(mix, prices)));
+      notes.push('docs/scaling.md: generated block rewritten');
+    }
+    return {
+      id: 'scaling',
+      title: '7. scaling: peak demand at 10x a large DMP against the default limit (docs/scaling.md)',
+      figures,
+      notes,
+    };
+  },
+};

@@ -1,0 +1,107 @@
+import { FUNCTIONS } from '../../src/infra/resources.ts';
+import {
+  type MembershipPipeline,
+  type SyncAssumptions,
+  secretCallsPerRequest,
+  xraySampledFraction,
+} from './model.ts';
+
+/**
+ * What the cost model needs and the local run cannot measure, in one place, each with its reason.
+ * bench/cost/bench.ts prints them under the figures; docs/cost-model.md explains them.
+ */
+
+/** The load the issue sizes for: a large DMP's month (docs/scaling.md takes 10x and 1000x of it). */
+export const REFERENCE_LOAD = {
+  syncsPerMonth: 1e9,
+  membershipChangesPerMonth: 10e9,
+} as const;
+
+export const SECONDS_PER_MONTH = 30 * 86_400;
+
+/** Average requests per second of a monthly volume. */
+export const perSecond = (perMonth: number) => perMonth / SECONDS_PER_MONTH;
+
+/** Secrets the user-sync function reads (the platform's, the token key) and how long it caches them. */
+export const SYNC_SECRETS_PER_CONTAINER = 2;
+export const SECRET_CACHE_SECONDS = 300;
+
+/** Sync assumptions at the reference load (X-Ray's sampled share depends on the rate). */
+export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerMonth): SyncAssumptions {
+  return {
+    memoryMb: FUNCTIONS.userSync.memorySizeMb,
+    // In-region DynamoDB single-item calls answer in single-digit milliseconds; 5 ms is a
+    // deliberately unflattering average including the SDK's own work.
+    dynamoRoundTripMs: 5,
+    // Parsing, consent, tokens and the SDK's serialisation at 512 MB (0.29 of a vCPU): the domain
+    // benchmark's callback is ~20-50 us on a full core, the SDK's pipeline a few hundred us per call.
+    cpuMsPerRequest: 3,
+    // Lambda's JSON platform lines per invocation (platform.start, platform.report with X-Ray ids).
+    platformLogBytesPerInvocation: 550,
+    xraySampledFraction: xraySampledFraction(perSecond(syncsPerMonth)),
+    // Each container caches each secret 5 minutes (src/aws/secrets.ts): the platform's secret and
+    // the token key, read by a container serving ~10 requests per second.
+    secretCallsPerRequest: secretCallsPerRequest(SYNC_SECRETS_PER_CONTAINER, SECRET_CACHE_SECONDS, 10),
+  };
+}
+
+/**
+ * Share of `/uid` callbacks by kind of mapping write in a steady state: most callbacks come when
+ * the schedule says a platform is due again (refreshed), first syncs of new browsers (new), a few
+ * partners re-issuing ids (changed) and repeats inside the refresh interval (unchanged). Assumed,
+ * not measured: the split depends on the DMP's traffic; per-kind figures are printed too.
+ */
+export const SYNC_MIX = { new: 0.3, refreshed: 0.5, changed: 0.05, unchanged: 0.15 } as const;
+
+/** Git commit of the `pop` branch the membership design figures were read from. */
+export const MEMBERSHIP_DESIGN_SOURCE = 'pop branch 5cc3a11 (src/population/dynamo-store.ts, membership.ts)';
+
+/** Bytes per user in each message or request, and each one's fixed part (JSON envelopes). */
+export const MEMBERSHIP_BYTES = {
+  // A DMP user id of ~22 characters as a JSON string in the audience message's `users`.
+  perUserInMessage: 25,
+  messageEnvelope: 250,
+  // A delivery item [segment, audience, dmpUser, partnerUser, op, ts].
+  perDeliveryItem: 90,
+  deliveryEnvelope: 50,
+  // A micro-batch entry like {"segment":12345,"userid":"<22 chars>"}.
+  perPartnerItem: 48,
+  partnerEnvelope: 500,
+} as const;
+
+/**
+ * Membership work from the population design until the population benchmark measures it. Labelled
+ * "design figures" wherever printed.
+ */
+export const MEMBERSHIP_DESIGN: MembershipPipeline = {
+  // The DMP packs one audience's users in one message (shared/design/architecture.md, section 4).
+  usersPerMessage: 1000,
+  // One 64 KB chunk.
+  messageBytes: 1000 * MEMBERSHIP_BYTES.perUserInMessage + MEMBERSHIP_BYTES.messageEnvelope,
+  messagesPerRouteInvocation: 10,
+  // Parsing and the segment lookup, then 100 BatchGetItem calls of 100 keys per 10,000 users,
+  // partly in parallel: 250 ms for a batch of ten 1000-user messages.
+  routeFixedMs: 20,
+  routeMsPer1000Users: 23,
+  routeMemoryMb: 512,
+  // Eventually consistent mapping lookups, items well under 4 KB.
+  mappingReadUnits: 0.5,
+  // The design keeps the last applied event per membership: a strongly consistent read before
+  // the call (1 RRU) and a conditional write after the acknowledgement (1 WRU).
+  stateReadUnitsPerMembership: 1,
+  stateWriteUnitsPerMembership: 1,
+  usersPerPartnerCall: 1000,
+  usersPerDeliveryMessage: 1000,
+  // Two 64 KB chunks.
+  deliveryMessageBytes: 1000 * MEMBERSHIP_BYTES.perDeliveryItem + MEMBERSHIP_BYTES.deliveryEnvelope,
+  partnerCallsPerDeliverInvocation: 1,
+  // The partner's answer (~200 ms) plus the state reads and 1000 conditional writes.
+  deliverMsPerInvocation: 500,
+  deliverMemoryMb: 512,
+  partnerRequestBytes: 1000 * MEMBERSHIP_BYTES.perPartnerItem + MEMBERSHIP_BYTES.partnerEnvelope,
+  logBytesPerInvocation: 2000,
+  platformLogBytesPerInvocation: 550,
+  tracing: true,
+  membershipsPerSecond: perSecond(REFERENCE_LOAD.membershipChangesPerMonth),
+  messagesPerReceive: 10,
+};

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { measureSyncWorkInChild, SYNC_KINDS } from '../../bench/sync-work.ts';
+
+/**
+ * The cost model prices what bench/sync-work.ts counts: this checks the counting against the
+ * storage design of docs/user-sync.md ("Storage and write cost") on the real local stack.
+ */
+describe('bench: work per sync request', () => {
+  it('counts the calls, capacity and bytes of each kind of request as the storage design says', async () => {
+    const work = await measureSyncWorkInChild();
+    expect(work.map((request) => request.kind)).toEqual([...SYNC_KINDS]);
+    const of = (kind: (typeof SYNC_KINDS)[number]) => work.find((request) => request.kind === kind)!;
+
+    // A callback reads the item (strongly consistent) and writes only when something changes.
+    for (const kind of ['new', 'changed', 'refreshed'] as const) {
+      expect(of(kind).calls['GetItemCommand'], kind).toBe(1);
+      expect(of(kind).writeUnits, kind).toBe(1);
+    }
+    expect(of('new').calls['PutItemCommand']).toBe(1);
+    expect(of('changed').calls['UpdateItemCommand']).toBe(1);
+    expect(of('refreshed').calls['UpdateItemCommand']).toBe(1);
+    expect(of('unchanged').writeUnits).toBe(0);
+    expect(of('unchanged').unitsByCommand['GetItemCommand']).toBe(1);
+    // A signed callback also claims its replay guard: one more conditional write.
+    expect(of('signed-new').writeUnits).toBe(2);
+    // The pixel reads the browser's mappings (one eventually consistent Query) and writes nothing.
+    expect(of('pixel')).toMatchObject({ calls: { QueryCommand: 1 }, readUnits: 0.5, writeUnits: 0 });
+
+    for (const request of work) {
+      expect(request.dynamoCalls, request.kind).toBe(
+        Object.values(request.calls).reduce((sum, count) => sum + count, 0),
+      );
+      expect(request.logBytes, request.kind).toBeGreaterThan(0);
+      expect(request.emfBytes, request.kind).toBeLessThanOrEqual(request.logBytes);
+      expect(request.responseBytes, request.kind).toBeGreaterThan(0);
+    }
+  });
+});
