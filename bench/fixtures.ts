@@ -9,12 +9,7 @@ import {
   type SyncTokenKey,
   SyncTokenKeySchema,
 } from '../src/config/secrets.ts';
-import {
-  decideMappingWrite,
-  type MappingRecord,
-  OUTCOME_OF_WRITE,
-  type SightingOutcome,
-} from '../src/sync/mapping.ts';
+import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE } from '../src/sync/mapping.ts';
 import type { MappingStore, SightingInput, SightingResult } from '../src/sync/mapping-store.ts';
 import type { SyncMetrics, SyncSecrets } from '../src/sync/service.ts';
 

@@ -84,7 +84,18 @@ function countDynamoWork(client: DynamoDBClient) {
         (args.input as { ReturnConsumedCapacity?: string }).ReturnConsumedCapacity = 'TOTAL';
       }
       calls[command] = (calls[command] ?? 0) + 1;
-      const result = await next(args);
+      let result: Awaited<ReturnType<typeof next>>;
+      try {
+        result = await next(args);
+      } catch (error) {
+        // DynamoDB bills a write whose condition failed (1 write unit for an item under 1 KB);
+        // dynalite reports nothing for it. Count it as AWS charges it.
+        if ((error as Error).name === 'ConditionalCheckFailedException' && WRITE_COMMANDS.has(command)) {
+          unitsByCommand[command] = (unitsByCommand[command] ?? 0) + 1;
+          writeUnits += 1;
+        }
+        throw error;
+      }
       const reported = (result.output as { ConsumedCapacity?: Capacity | Capacity[] }).ConsumedCapacity;
       const units = (Array.isArray(reported) ? reported : reported ? [reported] : []).reduce(
         (sum, capacity) => sum + (capacity.CapacityUnits ?? 0),

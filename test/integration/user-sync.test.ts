@@ -142,6 +142,28 @@ describe('the seed callback /uid?userid=abcdef123&pl=99999&plsec=verysecure', ()
     expect(text).not.toContain(dmpUid);
   });
 
+  it('the pixel mints dmp_uid (Secure; HttpOnly; SameSite=None; Max-Age) and the callback stores under it', async () => {
+    const browser = harness.browser();
+    const started = await browser.get(harness.url('/sync?pl=99999'));
+    expect(started.status).toBe(302);
+    const minted = started.setCookies.find((line) => line.startsWith('dmp_uid='));
+    expect(minted).toBeDefined();
+    const attributes = minted!.split(';').map((part) => part.trim());
+    const value = attributes[0]!.slice('dmp_uid='.length);
+    expect(value).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(Buffer.from(value, 'base64url')).toHaveLength(16);
+    expect(attributes).toEqual(expect.arrayContaining(['Secure', 'HttpOnly', 'SameSite=None', 'Path=/']));
+    const maxAge = attributes.find((part) => part.startsWith('Max-Age='));
+    expect(Number(maxAge?.slice('Max-Age='.length))).toBe(COOKIE_MAX_AGE);
+
+    // The seed's literal callback from that browser stores the id under its DMP user.
+    const stored = await browser.get(harness.url('/uid?userid=abcdef123&pl=99999&plsec=verysecure'));
+    expect([200, 302]).toContain(stored.status);
+    expect(await harness.table.list(value)).toEqual([
+      expect.objectContaining({ platformId: 99999, partnerUserId: 'abcdef123', version: 1 }),
+    ]);
+  });
+
   it('without a dmp_uid cookie: 403 dmp_user_missing, no DMP user minted, nothing stored', async () => {
     // A browser that blocks third-party cookies would otherwise leave an orphan user per callback.
     const browser = harness.browser();
