@@ -316,16 +316,19 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
         const base = await lambdaBuildOptions(
           join(dir, key, variant, source ? 'baseline.mjs' : 'handler.mjs'),
         );
-        return bundle(
-          adjust(
-            source
-              ? {
-                  ...base,
-                  stdin: { contents: source, resolveDir: REPO_ROOT, sourcefile: 'baseline.ts', loader: 'ts' },
-                }
-              : { ...base, entryPoints: [join(REPO_ROOT, definition.entry)] },
-          ),
+        const adjusted = adjust(
+          source
+            ? {
+                ...base,
+                stdin: { contents: source, resolveDir: REPO_ROOT, sourcefile: 'baseline.ts', loader: 'ts' },
+              }
+            : { ...base, entryPoints: [join(REPO_ROOT, definition.entry)] },
         );
+        // The function's own externals, as the CDK bundles it (ssh2's optional native parts).
+        return bundle({
+          ...adjusted,
+          external: [...(adjusted.external ?? []), ...(definition.bundleExternal ?? [])],
+        });
       };
       const handler = await build('deployed', same);
       const sdkClients = sdkClientsIn(handler);

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { coldStartBench } from './cold-start.ts';
 import { costBench, scalingBench } from './cost/bench.ts';
 import { domainBench } from './domain.ts';
+import { filesBench } from './files.ts';
 import { REPO_ROOT } from './fixtures.ts';
 import { httpBench } from './http.ts';
 import { type BenchModule, renderMarkdown, renderText, type Section } from './registry.ts';
@@ -27,6 +28,7 @@ export const MODULES: readonly BenchModule[] = [
   coldStartBench,
   costBench,
   scalingBench,
+  filesBench,
 ];
 
 export const BENCHMARKS_DOC = join(REPO_ROOT, 'docs', 'benchmarks.md');

@@ -13,7 +13,7 @@ import type { Connector } from '../src/config/connector.ts';
 import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../src/config/schema.ts';
 import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../src/config/secrets.ts';
-import { type CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
+import type { CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE } from '../src/infra/resources.ts';
 import type { SegmentService } from '../src/segments/segment-service.ts';
 import type { DynamoSegmentStore } from '../src/segments/segment-store.ts';
@@ -176,7 +176,7 @@ export class CliContext {
   private fileConfigCache: EnvironmentConfig | undefined;
   private localCache: LocalEndpoints | undefined;
   private credentialsCache: CredentialsSource | undefined;
-  private clientsCache: PartnerClients | undefined;
+  private clientsCache: Promise<PartnerClients> | undefined;
   private segmentTableCache: Promise<TableTarget> | undefined;
 
   private constructor(
@@ -276,10 +276,17 @@ export class CliContext {
     return this.credentialsCache;
   }
 
-  /** One PartnerClient per platform, with its credentials (src/connectors/partner-clients.ts). */
-  partnerClients(): PartnerClients {
-    this.clientsCache ??= new PartnerClients(this.credentialsSource());
-    return this.clientsCache;
+  /**
+   * One PartnerClient per platform, with its credentials (src/connectors/partner-clients.ts),
+   * loaded on first use: it brings the connectors' HTTP client (undici).
+   */
+  partnerClients(): Pick<PartnerClients, 'for'> {
+    const credentials = this.credentialsSource();
+    this.clientsCache ??= import('../src/connectors/partner-clients.ts').then(
+      ({ PartnerClients }) => new PartnerClients(credentials),
+    );
+    const clients = this.clientsCache;
+    return { for: async (platform) => (await clients).for(platform) };
   }
 
   /** The segment table of the environment (its endpoint, name and a client). */

@@ -97,27 +97,9 @@ export async function resolveTable(
   const region = flags.region ?? config.aws.region;
   const regionConfig = region ? { region } : {};
   const stack = stackName(environment);
-  let tableName = flags.table;
-  if (!tableName) {
-    // Loaded only for deployed environments: it would add a second to every local command's start.
-    const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
-    const cloudFormation = new CloudFormationClient(regionConfig);
-    try {
-      const { Stacks } = await cloudFormation.send(new DescribeStacksCommand({ StackName: stack }));
-      const output = Stacks?.[0]?.Outputs?.find(
-        (candidate) => candidate.OutputKey === STACK_OUTPUTS[outputName],
-      );
-      if (!output?.OutputValue) {
-        throw new CliError(`stack ${stack} has no output ${STACK_OUTPUTS[outputName]}; pass --table <name>`);
-      }
-      tableName = output.OutputValue;
-    } catch (error) {
-      if (error instanceof CliError) throw error;
-      throw awsError(error, { environment, stack, region, account: config.aws.account });
-    } finally {
-      cloudFormation.destroy();
-    }
-  }
+  const tableName =
+    flags.table ??
+    (await readStackOutput(flags, outputName, { hint: 'pass --table <name>', environment, config }));
   const client = new DynamoDBClient({
     ...regionConfig,
     ...(flags.endpoint ? { endpoint: checkEndpoint(flags.endpoint) } : {}),
@@ -127,6 +109,39 @@ export async function resolveTable(
     tableName,
     description: `${environment} (stack ${stack}${region ? `, ${region}` : ''}, table ${tableName})`,
   };
+}
+
+/**
+ * One output of the deployed stack `DmpActivation-<env>` (DescribeStacks, default credential
+ * chain); CliError saying what to do when it cannot be read. `hint` says how to do without it.
+ */
+export async function readStackOutput(
+  flags: TargetFlags,
+  outputName: keyof typeof STACK_OUTPUTS,
+  options: { readonly hint: string; readonly environment?: string; readonly config?: EnvironmentConfig },
+): Promise<string> {
+  const environment = options.environment ?? flags.env ?? 'local';
+  const config = options.config ?? deployedEnvironment(environment);
+  const region = flags.region ?? config.aws.region;
+  const stack = stackName(environment);
+  // Loaded only for deployed environments: it would add a second to every local command's start.
+  const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
+  const cloudFormation = new CloudFormationClient(region ? { region } : {});
+  try {
+    const { Stacks } = await cloudFormation.send(new DescribeStacksCommand({ StackName: stack }));
+    const output = Stacks?.[0]?.Outputs?.find(
+      (candidate) => candidate.OutputKey === STACK_OUTPUTS[outputName],
+    );
+    if (!output?.OutputValue) {
+      throw new CliError(`stack ${stack} has no output ${STACK_OUTPUTS[outputName]}; ${options.hint}`);
+    }
+    return output.OutputValue;
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    throw awsError(error, { environment, stack, region, account: config.aws.account });
+  } finally {
+    cloudFormation.destroy();
+  }
 }
 
 export const ENVIRONMENTS_DIR = join(REPO_ROOT, 'config', 'environments');

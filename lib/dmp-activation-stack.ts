@@ -4,6 +4,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import {
+  FILE_OUTBOX_BUCKET,
+  FILE_STAGING_TABLE,
   FUNCTIONS,
   type FunctionDefinition,
   type FunctionKey,
@@ -18,7 +20,9 @@ import {
 
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
+import { filePlatforms } from '../src/files/platforms.ts';
 import { createDataTable } from './constructs/data-table.ts';
+import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { ServiceFunction } from './constructs/service-function.ts';
 import { ServiceSecrets } from './constructs/service-secrets.ts';
@@ -58,6 +62,8 @@ export class DmpActivationStack extends Stack {
   readonly api: UserSyncApi;
   readonly domain: SyncDomain | undefined;
   readonly monitoring: Monitoring;
+  /** Present when the environment has file-mode platforms. */
+  readonly files?: FileDelivery;
 
   static idFor(config: EnvironmentConfig): string {
     return stackName(config.name);
@@ -83,10 +89,18 @@ export class DmpActivationStack extends Stack {
     this.mappingTable = tables.get(MAPPING_TABLE)!;
     this.secrets = new ServiceSecrets(this, 'Secrets', { config });
 
-    const functions = {} as Record<FunctionKey, ServiceFunction>;
+    // File delivery exists only where a platform delivers files.
+    if (filePlatforms(config).length > 0) this.files = new FileDelivery(this, 'FileDelivery', { config });
+
+    const functions = {} as Partial<Record<FunctionKey, ServiceFunction>>;
     for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
+      if (definition.schedule?.perPlatformMode === 'file' && !this.files) continue;
       const environment: Record<string, string> = {};
       for (const { table } of definition.tables) environment[table.envVar] = tables.get(table)!.tableName;
+      for (const bucket of definition.buckets ?? []) {
+        if (bucket === FILE_OUTBOX_BUCKET && this.files)
+          environment[bucket.envVar] = this.files.outbox.bucketName;
+      }
       // The function behind the public API gets reserved concurrency sized to the API throttle: it
       // can neither starve other functions of the account nor be starved by them.
       const servesApi = ROUTES.some((route) => route.function === key);
@@ -107,7 +121,7 @@ export class DmpActivationStack extends Stack {
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
       functions[key] = fn;
     }
-    this.userSync = functions.userSync;
+    this.userSync = functions.userSync!;
 
     this.domain = config.domain ? new SyncDomain(this, 'SyncDomain', { domain: config.domain }) : undefined;
     this.api = new UserSyncApi(this, 'UserSyncApi', {
@@ -122,6 +136,8 @@ export class DmpActivationStack extends Stack {
       api: this.api.api,
       functions: Object.fromEntries(Object.values(functions).map((fn) => [fn.node.id, fn.function])),
     });
+    if (this.files && functions.exportFiles)
+      this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);
 
     new CfnOutput(this, STACK_OUTPUTS.apiUrl, {
       value: this.api.url,
@@ -135,6 +151,16 @@ export class DmpActivationStack extends Stack {
       value: tables.get(SEGMENT_TABLE)!.tableName,
       description: 'DynamoDB table of the (platform, audience) -> partner segment ids',
     });
+    new CfnOutput(this, STACK_OUTPUTS.fileStagingTableName, {
+      value: tables.get(FILE_STAGING_TABLE)!.tableName,
+      description: 'DynamoDB table of staged file memberships and published file records',
+    });
+    if (this.files) {
+      new CfnOutput(this, STACK_OUTPUTS.fileOutboxBucketName, {
+        value: this.files.outbox.bucketName,
+        description: 'S3 outbox of file-mode platforms without a bucket of their own',
+      });
+    }
     const publicUrl = config.domain ? `https://${config.domain.name}` : this.api.url;
     new CfnOutput(this, STACK_OUTPUTS.syncPixelUrl, {
       value: `${publicUrl}/sync`,

@@ -74,12 +74,15 @@ export async function ensureTable(
     { AttributeName: definition.partitionKey.name, KeyType: 'HASH' as const },
     ...(definition.sortKey ? [{ AttributeName: definition.sortKey.name, KeyType: 'RANGE' as const }] : []),
   ];
-  const attributeDefinitions = [
-    { AttributeName: definition.partitionKey.name, AttributeType: definition.partitionKey.type },
-    ...(definition.sortKey
-      ? [{ AttributeName: definition.sortKey.name, AttributeType: definition.sortKey.type }]
-      : []),
+  const indexes = definition.globalIndexes ?? [];
+  const keyAttributes = [
+    definition.partitionKey,
+    ...(definition.sortKey ? [definition.sortKey] : []),
+    ...indexes.flatMap((index) => [index.partitionKey, ...(index.sortKey ? [index.sortKey] : [])]),
   ];
+  const attributeDefinitions = keyAttributes
+    .filter((key, position) => keyAttributes.findIndex((other) => other.name === key.name) === position)
+    .map((key) => ({ AttributeName: key.name, AttributeType: key.type }));
   let created = false;
   const existing = await describe(client, definition.localName);
   if (existing) {
@@ -112,6 +115,20 @@ export async function ensureTable(
         KeySchema: keySchema,
         AttributeDefinitions: attributeDefinitions,
         BillingMode: 'PAY_PER_REQUEST',
+        ...(indexes.length > 0
+          ? {
+              GlobalSecondaryIndexes: indexes.map((index) => ({
+                IndexName: index.name,
+                KeySchema: [
+                  { AttributeName: index.partitionKey.name, KeyType: 'HASH' as const },
+                  ...(index.sortKey
+                    ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' as const }]
+                    : []),
+                ],
+                Projection: { ProjectionType: 'ALL' as const },
+              })),
+            }
+          : {}),
       }),
     );
     created = true;

@@ -12,7 +12,9 @@ import {
   eventSourcesOf,
 } from '../src/infra/event-sources.ts';
 import {
+  BUCKETS,
   commonEnvironment,
+  FILE_EXPORT_GRACE_ENV,
   FUNCTIONS,
   type FunctionDefinition,
   type FunctionKey,
@@ -22,6 +24,7 @@ import {
   TABLES,
   type TableDefinition,
 } from '../src/infra/resources.ts';
+import { provisionBuckets } from './buckets.ts';
 import { ensureTable, sweepExpiredItems, type TtlMode } from './dynamodb.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalEndpoints, REPO_ROOT } from './endpoints.ts';
 import {
@@ -71,6 +74,8 @@ export interface LocalStackOptions {
   /** Keep DynamoDB (LevelDB) and SQS/S3 (SQLite) data here; in memory when absent. */
   readonly dataDir?: string;
   readonly configPath?: string;
+  /** Only these platforms of the environment (tests written for a given set of partners). */
+  readonly platformIds?: readonly number[];
   readonly secretsPath?: string;
   /** What invokes the functions besides routes (default: EVENT_SOURCES, src/infra/event-sources.ts). */
   readonly eventSources?: readonly EventSourceDeclarations[];
@@ -191,6 +196,12 @@ export const PROVISION_STEPS: readonly ProvisionStep[] = [
         });
       }
       return results;
+    },
+  },
+  {
+    name: 's3 buckets',
+    async run({ fauxqs }) {
+      return (await provisionBuckets(fauxqs)).map((bucket) => ({ kind: 'bucket', ...bucket }));
     },
   },
   {
@@ -362,7 +373,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   try {
     const region = LOCAL_REGION;
-    const fileConfig = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const loaded = loadEnvironmentFile(resolve(options.configPath ?? DEFAULT_CONFIG_PATH));
+    const only = options.platformIds;
+    const fileConfig = only
+      ? { ...loaded, platforms: loaded.platforms.filter((platform) => only.includes(platform.id)) }
+      : loaded;
     const secretValues = loadLocalSecrets(
       resolve(options.secretsPath ?? DEFAULT_SECRETS_PATH),
       fileConfig.name,
@@ -428,6 +443,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       AWS_ENDPOINT_URL_S3: fauxqs.url,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.url,
       ...tableEnv,
+      ...Object.fromEntries(BUCKETS.map((bucket) => [bucket.envVar, bucket.localName])),
+      // Windows close quickly locally: see docs/files.md.
+      [FILE_EXPORT_GRACE_ENV]: process.env[FILE_EXPORT_GRACE_ENV] ?? '5',
       ...queueEnvironment(eventSources, queues),
       [CONFIG_ENV_VAR]: JSON.stringify(config),
     };

@@ -3,7 +3,7 @@ import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { renderTable } from '../format.ts';
 import { CliError, type Command, UsageError } from '../framework.ts';
-import { resolveTable, TARGET_OPTIONS, targetFlags } from '../target.ts';
+import { resolveTable, TARGET_OPTIONS, type TableTarget, targetFlags } from '../target.ts';
 
 /** `dmp mappings <dmpUserId>`: the partner ids stored for one DMP user, one per platform. */
 
@@ -40,6 +40,49 @@ function toView(item: Record<string, unknown>, nowSeconds: number): MappingView 
   };
 }
 
+/**
+ * The mappings of one DMP user in the table, by platform (what `dmp mappings` prints, and what
+ * `dmp platforms test-sync` reads after its sync); CliError when the table cannot be read.
+ */
+export async function readMappings(
+  target: TableTarget,
+  dmpUserId: string,
+  options: { readonly destroy?: boolean } = {},
+): Promise<MappingView[]> {
+  const [{ QueryCommand }, { unmarshall }] = await Promise.all([
+    import('@aws-sdk/client-dynamodb'),
+    import('@aws-sdk/util-dynamodb'),
+  ]);
+  const items: Record<string, unknown>[] = [];
+  try {
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await target.client.send(
+        new QueryCommand({
+          TableName: target.tableName,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :platform)',
+          ExpressionAttributeValues: {
+            ':pk': { S: `user#${dmpUserId}` },
+            ':platform': { S: PLATFORM_SK_PREFIX },
+          },
+          ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+        }),
+      );
+      items.push(...(page.Items ?? []).map((item) => unmarshall(item)));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+  } catch (error) {
+    throw new CliError(
+      `cannot read ${target.description}: ${(error as Error).name}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  } finally {
+    if (options.destroy) target.client.destroy();
+  }
+  const now = Math.floor(Date.now() / 1000);
+  return items.map((item) => toView(item, now)).sort((a, b) => a.platformId - b.platformId);
+}
+
 export const mappingsCommand: Command = {
   name: 'mappings',
   summary: "List a DMP user's stored partner user ids, one per platform",
@@ -69,38 +112,7 @@ export const mappingsCommand: Command = {
     }
     const dmpUserId = given;
     const target = await resolveTable(targetFlags(values), MAPPING_TABLE, 'mappingTableName', io.env);
-    const [{ QueryCommand }, { unmarshall }] = await Promise.all([
-      import('@aws-sdk/client-dynamodb'),
-      import('@aws-sdk/util-dynamodb'),
-    ]);
-    const items: Record<string, unknown>[] = [];
-    try {
-      let startKey: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await target.client.send(
-          new QueryCommand({
-            TableName: target.tableName,
-            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :platform)',
-            ExpressionAttributeValues: {
-              ':pk': { S: `user#${dmpUserId}` },
-              ':platform': { S: PLATFORM_SK_PREFIX },
-            },
-            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
-          }),
-        );
-        items.push(...(page.Items ?? []).map((item) => unmarshall(item)));
-        startKey = page.LastEvaluatedKey;
-      } while (startKey);
-    } catch (error) {
-      throw new CliError(
-        `cannot read ${target.description}: ${(error as Error).name}: ${(error as Error).message}`,
-        { cause: error },
-      );
-    } finally {
-      target.client.destroy();
-    }
-    const now = Math.floor(Date.now() / 1000);
-    const mappings = items.map((item) => toView(item, now)).sort((a, b) => a.platformId - b.platformId);
+    const mappings = await readMappings(target, dmpUserId, { destroy: true });
 
     if (json) {
       io.stdout(JSON.stringify({ dmpUserId, mappings }, null, 2));

@@ -1,5 +1,4 @@
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
-import { PartnerCallError } from '../../src/connectors/http/client.ts';
 import {
   type Audience,
   AudienceSchema,
@@ -9,12 +8,7 @@ import {
   type SegmentError,
   type SegmentRecord,
 } from '../../src/segments/segment.ts';
-import {
-  adoptPartnerSegment,
-  describe as describeSegmentError,
-  SegmentNotReadyError,
-  SegmentRefusedError,
-} from '../../src/segments/segment-service.ts';
+import type * as SegmentServiceModule from '../../src/segments/segment-service.ts';
 import { CliContext, ConfigProblemsError, findConnectedPlatform, parsePlatformId } from '../context.ts';
 import { renderTable } from '../format.ts';
 import { CliError, type Command, type OptionValues, UsageError } from '../framework.ts';
@@ -25,6 +19,19 @@ import { TARGET_OPTIONS, targetFlags } from '../target.ts';
  * and DMP audience, from the segment table; `dmp segments ensure`: obtains one now, through the
  * same SegmentService the population step uses.
  */
+
+/**
+ * The segment service, and the connectors' HTTP client (undici) it brings, are loaded when a
+ * segments command runs, not when `dmp` starts: `dmp --help` and the other commands skip them.
+ */
+async function loadConnectorModules() {
+  const [service, client] = await Promise.all([
+    import('../../src/segments/segment-service.ts'),
+    import('../../src/connectors/http/client.ts'),
+  ]);
+  return { service, PartnerCallError: client.PartnerCallError };
+}
+type ConnectorModules = Awaited<ReturnType<typeof loadConnectorModules>>;
 
 /** How the name at the partner relates to the DMP audience's current name. */
 export type NameStatus =
@@ -155,7 +162,10 @@ export function segmentView(
   };
 }
 
-function describeError(error: SegmentErrorView | null): string {
+function describeError(
+  error: SegmentErrorView | null,
+  describeSegmentError: typeof SegmentServiceModule.describe,
+): string {
   if (!error) return '-';
   return describeSegmentError({
     message: error.message,
@@ -228,6 +238,7 @@ export const segmentsCommand: Command = {
         }
       }
       const { store, table } = await context.segmentStore();
+      const { service } = await loadConnectorModules();
       let records: SegmentRecord[];
       try {
         records = await store.list(platformId);
@@ -288,8 +299,8 @@ export const segmentsCommand: Command = {
               String(segment.attempts),
               segment.source ?? '-',
               flags.length > 0 ? flags.join(',') : '-',
-              short(describeError(segment.lastError)),
-              short(describeError(segment.renameError)),
+              short(describeError(segment.lastError, service.describe)),
+              short(describeError(segment.renameError, service.describe)),
             ];
           }),
         ),
@@ -358,6 +369,7 @@ export const segmentsEnsureCommand: Command = {
     const audience = parsed.data;
     const retryFailed = values['retry-failed'] === true;
 
+    const modules = await loadConnectorModules();
     const context = CliContext.open(targetFlags(values), io.env);
     try {
       const config = context.runtimeConfig();
@@ -380,7 +392,7 @@ export const segmentsEnsureCommand: Command = {
       try {
         result = await service.ensure(platform, audience, { retryFailed });
       } catch (error) {
-        throw ensureFailure(error, platform.id, audience, table.description);
+        throw ensureFailure(modules, error, platform.id, audience, table.description);
       }
       const { partnerSegmentId, obtainedNow, record } = result;
       if (json) {
@@ -409,7 +421,7 @@ export const segmentsEnsureCommand: Command = {
             ? `\nwarning: possible duplicate at the partner (see dmp segments); once checked: ${resolveCommand(record)}`
             : '') +
           (record.renameError
-            ? `\nwarning: rename at the partner failed: ${describeError(errorView({ ...record.renameError, step: record.renameError.step === 'rename' ? undefined : record.renameError.step }))}`
+            ? `\nwarning: rename at the partner failed: ${describeError(errorView({ ...record.renameError, step: record.renameError.step === 'rename' ? undefined : record.renameError.step }), modules.service.describe)}`
             : ''),
       );
       return 0;
@@ -428,7 +440,14 @@ const OBTAINED_NOW: Record<string, string> = {
   adopted: 'adopted by an operator',
 };
 
-function ensureFailure(error: unknown, platformId: number, audience: Audience, where: string): Error {
+function ensureFailure(
+  modules: ConnectorModules,
+  error: unknown,
+  platformId: number,
+  audience: Audience,
+  where: string,
+): Error {
+  const { SegmentRefusedError, SegmentNotReadyError, describe } = modules.service;
   const subject = `platform ${platformId}, audience ${audience.id}`;
   if (error instanceof SegmentRefusedError) {
     return new CliError(
@@ -441,14 +460,14 @@ function ensureFailure(error: unknown, platformId: number, audience: Audience, w
     if (error.reason === 'possibleDuplicate') {
       return new CliError(`${subject}: needs an operator: ${error.message}`, { cause: error });
     }
-    const last = describeError(errorView(error.record?.lastError));
+    const last = describeError(errorView(error.record?.lastError), describe);
     const detail = error.record?.lastError && !error.message.includes(last) ? `; last error: ${last}` : '';
     const when =
       error.retryAt === undefined ? 'retry' : `retry after ${new Date(error.retryAt).toISOString()}`;
     return new CliError(`${subject}: not ready yet, ${when}: ${error.message}${detail}`, { cause: error });
   }
   if (error instanceof CliError) return error;
-  if (error instanceof PartnerCallError) {
+  if (error instanceof modules.PartnerCallError) {
     return new CliError(`${subject}: ${error.message}`, { cause: error });
   }
   const name = (error as Error).name ?? 'Error';
@@ -501,6 +520,7 @@ export const segmentsResolveCommand: Command = {
     }
     const platformId = parsePlatformId(platformOption);
 
+    const modules = await loadConnectorModules();
     const context = CliContext.open(targetFlags(values), io.env);
     try {
       const { store, table } = await context.segmentStore();
@@ -513,7 +533,13 @@ export const segmentsResolveCommand: Command = {
       const subject = `platform ${platformId}, audience ${audienceId}`;
       let result: SegmentRecord;
       if (adopt !== undefined) {
-        const outcome = await adoptPartnerSegment(store, platformId, audienceId, adopt, Date.now());
+        const outcome = await modules.service.adoptPartnerSegment(
+          store,
+          platformId,
+          audienceId,
+          adopt,
+          Date.now(),
+        );
         if (!outcome.adopted) {
           throw new CliError(
             outcome.reason === 'claimed'
@@ -534,7 +560,7 @@ export const segmentsResolveCommand: Command = {
         try {
           result = (await service.ensure(platform, audience, { confirmCreate: true })).record;
         } catch (error) {
-          throw ensureFailure(error, platformId, audience, table.description);
+          throw ensureFailure(modules, error, platformId, audience, table.description);
         }
       }
       if (json) {

@@ -37,6 +37,12 @@ export function createDataTable(
     ...(definition.sortKey ? { sortKey: attribute(definition.sortKey) } : {}),
     ...(definition.timeToLiveAttribute ? { timeToLiveAttribute: definition.timeToLiveAttribute } : {}),
     ...(definition.stream ? { dynamoStream: dynamodb.StreamViewType[definition.stream] } : {}),
+    globalSecondaryIndexes: (definition.globalIndexes ?? []).map((index) => ({
+      indexName: index.name,
+      partitionKey: attribute(index.partitionKey),
+      ...(index.sortKey ? { sortKey: attribute(index.sortKey) } : {}),
+      projectionType: dynamodb.ProjectionType.ALL,
+    })),
     billing: dynamodb.Billing.onDemand(),
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     encryption: dynamodb.TableEncryptionV2.awsManagedKey(),

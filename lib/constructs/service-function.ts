@@ -28,10 +28,11 @@ export const CONFIG_METADATA_KEY = 'DmpActivation::Config';
 
 /**
  * ESM output still meets CommonJS dependencies that call `require` (some AWS SDK and Powertools
- * internals): give the module scope a real `require`.
+ * internals) or read `__dirname` / `__filename` when they load (ssh2's WebAssembly poly1305):
+ * give the module scope a real `require` and both names.
  */
 const ESM_REQUIRE_BANNER =
-  "import { createRequire as __dmpCreateRequire } from 'node:module'; const require = __dmpCreateRequire(import.meta.url);";
+  "import { createRequire as __dmpCreateRequire } from 'node:module'; import { fileURLToPath as __dmpFileURLToPath } from 'node:url'; import { dirname as __dmpDirname } from 'node:path'; const require = __dmpCreateRequire(import.meta.url); const __filename = __dmpFileURLToPath(import.meta.url); const __dirname = __dmpDirname(__filename);";
 
 const XRAY_REASON =
   'xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) do not support ' +
@@ -103,6 +104,7 @@ export class ServiceFunction extends Construct {
         sourceMap: false,
         bundleAwsSDK: true,
         esbuildArgs: { '--tree-shaking': 'true' },
+        externalModules: [...(definition.bundleExternal ?? [])],
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
       },
     });

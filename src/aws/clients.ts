@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
 
 /**
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
@@ -17,8 +18,14 @@ export const SDK_CLIENT_SETTINGS = {
 } as const;
 
 let dynamoDb: DynamoDBClient | undefined;
+let s3: S3Client | undefined;
 
 export function dynamoDbClient(): DynamoDBClient {
   dynamoDb ??= new DynamoDBClient({ ...SDK_CLIENT_SETTINGS });
   return dynamoDb;
+}
+
+export function s3Client(): S3Client {
+  s3 ??= new S3Client({ maxAttempts: 3 });
+  return s3;
 }

@@ -225,34 +225,153 @@ export const PopulationSchema = z
   })
   .strict();
 
+/** Placeholders of a file name template (see src/files/naming.ts). */
+export const FILE_NAME_PLACEHOLDERS = [
+  '{segmentId}',
+  '{platformId}',
+  '{yyyy}',
+  '{MM}',
+  '{dd}',
+  '{HH}',
+  '{mm}',
+  '{part}',
+] as const;
+
+const fileNameTemplate = z
+  .string()
+  .min(1)
+  .max(256)
+  .superRefine((template, ctx) => {
+    for (const placeholder of template.match(/\{[^}]*\}/g) ?? []) {
+      if (!(FILE_NAME_PLACEHOLDERS as readonly string[]).includes(placeholder))
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown placeholder ${placeholder} (known: ${FILE_NAME_PLACEHOLDERS.join(' ')})`,
+        });
+    }
+    if (!template.includes('{segmentId}'))
+      ctx.addIssue({ code: 'custom', message: 'must contain {segmentId}: one file per segment' });
+    // Without the window start in the name, two windows would publish under one name.
+    for (const field of ['{yyyy}', '{MM}', '{dd}', '{HH}', '{mm}'])
+      if (!template.includes(field)) ctx.addIssue({ code: 'custom', message: `must contain ${field}` });
+    if (/[/\\\0]/.test(template.replaceAll(/\{[^}]*\}/g, '')) || template.startsWith('.'))
+      ctx.addIssue({ code: 'custom', message: 'must be a plain file name (no /, \\, NUL, no leading dot)' });
+  });
+
+/** OpenSSH's host key fingerprint format: `SHA256:` and 43 characters of unpadded base64. */
+export const HOST_KEY_SHA256 = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
 export const FilesSchema = z
   .object({
     destination: z.discriminatedUnion('type', [
       z
         .object({
           type: z.literal('s3'),
-          bucket: z.string().min(3).max(63),
-          prefix: z.string().max(512).default(''),
+          /**
+           * The partner's bucket; absent: our own outbox bucket (the stack's FileOutboxBucket),
+           * where the partner reads through a bucket policy or a role we grant it.
+           */
+          bucket: z
+            .string()
+            .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')
+            .optional(),
+          /** Key prefix, `partner-x/incoming/` (a trailing slash is not added for you). */
+          prefix: z
+            .string()
+            .max(512)
+            .refine((value) => !value.startsWith('/'), { message: 'must not start with /' })
+            .default(''),
+          /**
+           * A role in the partner's account that may write to its bucket, which our exporter assumes
+           * (the partner's trust policy names our exporter role and this external id). Absent: the
+           * partner's bucket policy grants our exporter role s3:PutObject directly.
+           */
+          roleArn: z
+            .string()
+            .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN')
+            .optional(),
+          externalId: z.string().min(2).max(1224).optional(),
+          /** The partner's bucket demands SSE-KMS with its key: objects are encrypted with it. */
+          kmsKeyArn: z
+            .string()
+            .regex(/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]{1,128}$/, 'must be a KMS key ARN')
+            .optional(),
+          /**
+           * Our outbox only: AWS principals of the partner (`arn:aws:iam::<account>:root` or a role)
+           * that may list and read this platform's prefix, and nothing else of the bucket.
+           */
+          partnerReaders: z
+            .array(
+              z
+                .string()
+                .regex(
+                  /^arn:aws[a-z-]*:iam::\d{12}:(root|role\/[\w+=,.@/-]{1,512})$/,
+                  'must be an IAM account root or role ARN',
+                ),
+            )
+            .max(10)
+            .default([]),
         })
-        .strict(),
+        .strict()
+        .superRefine((destination, ctx) => {
+          if (destination.partnerReaders.length === 0) return;
+          if (destination.bucket)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['partnerReaders'],
+              message: 'is for our outbox only (no bucket)',
+            });
+          if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(destination.prefix))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['prefix'],
+              message: 'must be a folder of its own (like partner-x/) when partnerReaders may read it',
+            });
+        }),
       z
         .object({
           type: z.literal('sftp'),
           host: z.string().min(1).max(253),
           port: z.number().int().min(1).max(65_535).default(22),
-          /** Secret fields: `sftp.username`, `sftp.privateKey` or `sftp.password`, `sftp.hostKeySha256`. */
+          /** Remote directory the files go to. */
           directory: z.string().min(1).max(512).default('/'),
+          /**
+           * The partner's host key fingerprints (`ssh-keygen -lf <key>` prints them: `SHA256:...`);
+           * a server presenting any other key is refused. Several during a key rotation.
+           */
+          hostKeySha256: z
+            .array(z.string().regex(HOST_KEY_SHA256, 'must look like SHA256:<43 base64 chars>'))
+            .min(1)
+            .max(4),
+          /** Credentials in the platform's `…/api` secret: `sftpUsername` and `sftpPrivateKey` (optionally `sftpPassphrase`) or `sftpPassword`. */
+          auth: z.enum(['key', 'password']).default('key'),
+          /** Connect and idle timeout. */
+          timeoutMs: z.number().int().min(1000).max(120_000).default(20_000),
         })
         .strict(),
     ]),
+    /** Length of a window: one file per segment with changes every this many minutes (UTC-aligned). */
     everyMinutes: z.number().int().min(1).max(1440).default(5),
-    nameTemplate: z
-      .string()
-      .min(1)
-      .max(256)
-      .default('Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.tsv.gz'),
-    /** Adds a second column `add`/`remove`. */
+    nameTemplate: fileNameTemplate.default('Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.tsv.gz'),
+    /** Adds a second column `add`/`remove`; without it a file lists additions only. */
     opColumn: z.boolean().default(false),
+    /** A window whose rows exceed this is split into parts (`_part2`, ... before `.tsv.gz`, or `{part}`). */
+    maxRowsPerFile: z.number().int().min(1).max(100_000_000).default(10_000_000),
+    /** A JSON manifest (rows, bytes, SHA-256 and names of the window's files), written after them. */
+    manifest: z
+      .object({
+        nameTemplate: fileNameTemplate.default(
+          'Mapp_dmp_{segmentId}_{yyyy}_{MM}_{dd}_{HH}_{mm}.manifest.json',
+        ),
+      })
+      .strict()
+      .optional(),
+    /** Publish a header-less empty file for a window without changes (segments known to the platform). */
+    emptyFiles: z.boolean().default(false),
+    /** Staging partitions per window: each takes about 1000 stagings per second. */
+    stagingShards: z.number().int().min(1).max(256).default(16),
+    /** Publication attempts of one window that fail before the FilePublicationFailing alarm. */
+    alarmAfterFailures: z.number().int().min(1).max(100).default(3),
   })
   .strict();
 
@@ -292,6 +411,13 @@ export const ConnectorSchema = z
     if (connector.population.mode === 'file' && !connector.files) {
       ctx.addIssue({ code: 'custom', path: ['files'], message: 'is required when population.mode is file' });
     }
+    if (connector.population.removal.via === 'opColumn' && connector.files && !connector.files.opColumn) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['files', 'opColumn'],
+        message: 'must be true when population.removal.via is opColumn',
+      });
+    }
     if (connector.population.mode !== 'file' && !connector.population.add) {
       ctx.addIssue({
         code: 'custom',
@@ -306,3 +432,5 @@ export type ApiSettings = z.output<typeof ApiSchema>;
 export type AuthSettings = z.output<typeof AuthSchema>;
 export type RequestTemplate = z.output<typeof RequestTemplateSchema>;
 export type SegmentsSettings = z.output<typeof SegmentsSchema>;
+export type FilesSettings = z.output<typeof FilesSchema>;
+export type FileDestination = FilesSettings['destination'];

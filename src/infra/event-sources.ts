@@ -1,4 +1,5 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
+import { exportFilesInput, exportFilesScheduleName, filePlatforms } from '../files/platforms.ts';
 import { type QueueConsumerSettings, validateQueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, type FunctionKey, type TableDefinition } from './resources.ts';
 import { type StreamConsumerSettings, validateStreamConsumerSettings } from './streams.ts';
@@ -72,7 +73,17 @@ export type EventSourceDeclarations = (config: EnvironmentConfig) => readonly Ev
  * Every feature's declarations. Population and file delivery add theirs here, e.g.
  * `(config) => [{ kind: 'queue', function: 'route', queue: AUDIENCE_EVENTS_QUEUE, settings: ... }]`.
  */
-export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [];
+export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [
+  // Legacy file delivery: the exporter every `files.everyMinutes` per file-mode platform.
+  (config) =>
+    filePlatforms(config).map((platform) => ({
+      kind: 'schedule',
+      function: 'exportFiles',
+      name: exportFilesScheduleName(platform.platformId),
+      everyMinutes: platform.files.everyMinutes,
+      input: exportFilesInput(platform.platformId),
+    })),
+];
 
 /** The event sources of an environment, checked against the functions they invoke. */
 export function eventSourcesOf(

@@ -13,6 +13,12 @@ export interface TableDefinition {
   readonly timeToLiveAttribute?: string;
   /** Environment variable through which the handlers receive the table name. */
   readonly envVar: string;
+  /** Global secondary indexes (projection ALL, on-demand like the table). */
+  readonly globalIndexes?: readonly {
+    readonly name: string;
+    readonly partitionKey: { readonly name: string; readonly type: 'S' | 'N' };
+    readonly sortKey?: { readonly name: string; readonly type: 'S' | 'N' };
+  }[];
   /**
    * A DynamoDB stream of the table's changes, with what each record carries. dynalite has none: the
    * local stack emulates it (local/event-sources/dynamodb-stream.ts).
@@ -57,7 +63,43 @@ export const SEGMENT_TABLE: TableDefinition = {
   envVar: 'SEGMENT_TABLE_NAME',
 };
 
-export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE] as const;
+/**
+ * Legacy file delivery (src/files/dynamo-store.ts documents the layout): staged memberships of
+ * file-mode platforms, one item per (platform, segment, DMP user, op, event time), found per
+ * window through the `byWindow` index; the pending windows; the publication records; the export
+ * lease per platform. Staged items expire (`expiresAt`) after the redelivery horizon.
+ */
+export const FILE_STAGING_TABLE: TableDefinition = {
+  id: 'FileStagingTable',
+  localName: 'dmp-local-file-staging',
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  timeToLiveAttribute: 'expiresAt',
+  envVar: 'FILE_STAGING_TABLE_NAME',
+  globalIndexes: [
+    { name: 'byWindow', partitionKey: { name: 'wpk', type: 'S' }, sortKey: { name: 'wsk', type: 'S' } },
+  ],
+};
+
+export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE, FILE_STAGING_TABLE] as const;
+
+export interface BucketDefinition {
+  /** Construct id in the CDK stack. */
+  readonly id: string;
+  /** Bucket name in the local stack (fauxqs' embedded S3). */
+  readonly localName: string;
+  /** Environment variable through which the handlers receive the bucket name. */
+  readonly envVar: string;
+}
+
+/** Our outbox for file-mode platforms whose destination is S3 without a bucket of their own. */
+export const FILE_OUTBOX_BUCKET: BucketDefinition = {
+  id: 'FileOutboxBucket',
+  localName: 'dmp-local-file-outbox',
+  envVar: 'FILE_OUTBOX_BUCKET',
+};
+
+export const BUCKETS = [FILE_OUTBOX_BUCKET] as const;
 
 export interface RouteDefinition {
   readonly method: 'GET' | 'POST';
@@ -66,7 +108,7 @@ export interface RouteDefinition {
   readonly function: FunctionKey;
 }
 
-export type FunctionKey = 'userSync';
+export type FunctionKey = 'userSync' | 'exportFiles';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -77,7 +119,20 @@ export interface FunctionDefinition {
   readonly timeoutSeconds: number;
   readonly tables: readonly { readonly table: TableDefinition; readonly access: 'read' | 'readWrite' }[];
   /** Secrets the function reads (names produced by src/config/secrets.ts). */
-  readonly secrets: 'platforms+syncTokenKey' | 'none';
+  readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
+  /**
+   * Modules left out of the bundle (esbuild externals). ssh2's optional native parts: its crypto
+   * binding (`*.node`) and `cpu-features`; ssh2 loads both in a try/catch and falls back to pure
+   * JavaScript, which is what runs on arm64 Lambda.
+   */
+  readonly bundleExternal?: readonly string[];
+  /** Buckets the function writes objects to. */
+  readonly buckets?: readonly BucketDefinition[];
+  /**
+   * Invoked on a schedule, once per platform of the given population mode, every
+   * `connector.files.everyMinutes` minutes, with the event `{ "platformId": <id> }`.
+   */
+  readonly schedule?: { readonly perPlatformMode: 'file' };
 }
 
 export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
@@ -88,6 +143,21 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 5,
     tables: [{ table: MAPPING_TABLE, access: 'readWrite' }],
     secrets: 'platforms+syncTokenKey',
+  },
+  exportFiles: {
+    id: 'ExportFilesFunction',
+    entry: 'lambdas/export-files/handler.ts',
+    // gzip is CPU-bound: 1769 MB is one full vCPU.
+    memorySizeMb: 1769,
+    timeoutSeconds: 900,
+    tables: [
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
+    ],
+    secrets: 'platformApi',
+    buckets: [FILE_OUTBOX_BUCKET],
+    schedule: { perPlatformMode: 'file' },
+    bundleExternal: ['cpu-features', '*.node'],
   },
 };
 
@@ -147,4 +217,26 @@ export const STACK_OUTPUTS = {
   mappingTableName: 'MappingTableName',
   segmentTableName: 'SegmentTableName',
   syncPixelUrl: 'SyncPixelUrl',
+  fileStagingTableName: 'FileStagingTableName',
+  fileOutboxBucketName: 'FileOutboxBucketName',
+} as const;
+
+/**
+ * Seconds a file window waits after its end before it is exported (staging stops writing into a
+ * window half-way through it). Default 120; the local stack shortens it for demos.
+ */
+export const FILE_EXPORT_GRACE_ENV = 'FILE_EXPORT_GRACE_SECONDS';
+
+export function fileExportGraceMs(env: NodeJS.ProcessEnv = process.env): number {
+  const seconds = Number(env[FILE_EXPORT_GRACE_ENV] ?? '120');
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 120_000;
+}
+
+/** Metrics of file delivery (namespace METRICS_NAMESPACE, dimension `platform`). */
+export const FILE_METRICS = {
+  published: 'FilesPublished',
+  rows: 'FileRowsPublished',
+  failed: 'FilePublicationFailed',
+  /** A window has failed `alarmAfterFailures` times or more: the alarm's metric. */
+  failing: 'FilePublicationFailing',
 } as const;

@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { COMMON_ENV, METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
+import type { ExportMetrics } from '../files/exporter.ts';
+import { COMMON_ENV, FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../infra/resources.ts';
 import type { SyncMetricName, SyncMetrics } from '../sync/service.ts';
 
 /**
@@ -42,5 +43,37 @@ export class PowertoolsSyncMetrics implements SyncMetrics {
     // One EMF record per count keeps each record's dimensions its own (platform, reason).
     metrics.addMetric(name, MetricUnit.Count, 1);
     metrics.publishStoredMetrics();
+  }
+}
+
+/** File delivery counts per platform; `FilePublicationFailing` feeds the alarm. */
+export class PowertoolsFileMetrics implements ExportMetrics {
+  private readonly metrics: Metrics;
+
+  constructor(serviceName: string) {
+    this.metrics = new Metrics({
+      namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
+      serviceName,
+      defaultDimensions: {
+        [SYNC_METRICS.environmentDimension]: process.env[COMMON_ENV.environmentName] ?? 'unknown',
+      },
+    });
+  }
+
+  published(platformId: number, files: number, rows: number): void {
+    this.count(platformId, FILE_METRICS.published, files);
+    this.count(platformId, FILE_METRICS.rows, rows);
+  }
+
+  failed(platformId: number, alarming: boolean): void {
+    this.count(platformId, FILE_METRICS.failed, 1);
+    if (alarming) this.count(platformId, FILE_METRICS.failing, 1);
+  }
+
+  /** A single metric is emitted at once, with its own dimensions: one per record. */
+  private count(platformId: number, name: string, value: number): void {
+    const single = this.metrics.singleMetric();
+    single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
+    single.addMetric(name, MetricUnit.Count, value);
   }
 }

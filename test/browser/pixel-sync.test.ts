@@ -60,7 +60,8 @@ describe(`the DMP pixel in headless Chromium (${chooseChromium().label})`, () =>
 
   beforeAll(async () => {
     restoreEnv.push(quietLambdaOutput());
-    stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0 });
+    // The chain of the two sync partners; the file-mode 99998 is left out (test/integration/files-s3).
+    stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0, platformIds: [99999, 88888] });
     tableName = stack.tableNames['MappingTable'] ?? MAPPING_TABLE.localName;
     dynamodb = new DynamoDBClient({
       region: LOCAL_REGION,

@@ -22,6 +22,7 @@ import {
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
 import {
+  FILE_STAGING_TABLE,
   FUNCTIONS,
   MAPPING_TABLE,
   ROUTES,
@@ -477,7 +478,7 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
-  it('exports ApiUrl, MappingTableName, SegmentTableName and SyncPixelUrl', () => {
+  it('exports ApiUrl, MappingTableName, SegmentTableName, SyncPixelUrl and FileStagingTableName', () => {
     const { template } = env(name);
     const tableId = tableLogicalId(template, MAPPING_TABLE);
     const apiId = onlyLogicalId(template, 'AWS::ApiGatewayV2::Api');
@@ -486,8 +487,15 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
       mappingTableName: 'MappingTableName',
       segmentTableName: 'SegmentTableName',
       syncPixelUrl: 'SyncPixelUrl',
+      fileStagingTableName: 'FileStagingTableName',
+      fileOutboxBucketName: 'FileOutboxBucketName',
     });
     template.hasOutput('MappingTableName', { Value: { Ref: tableId } });
+    template.hasOutput('FileStagingTableName', {
+      Value: { Ref: tableLogicalId(template, FILE_STAGING_TABLE) },
+    });
+    // No file-mode platform in this environment: no outbox.
+    expect(Object.keys(template.toJSON()['Outputs'])).not.toContain('FileOutboxBucketName');
     template.hasOutput('SegmentTableName', { Value: { Ref: tableLogicalId(template, SEGMENT_TABLE) } });
     template.hasOutput('ApiUrl', { Value: { 'Fn::GetAtt': [apiId, 'ApiEndpoint'] } });
     const domain = env(name).config.domain;

@@ -444,7 +444,13 @@ export function useStack(): Harness {
 
   beforeAll(async () => {
     output = captureOutput();
-    stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0 });
+    // These suites are about the two sync partners (99999 static token, 88888 signed callbacks)
+    // and where their chains end; the file-mode 99998 syncs like 99999 (test/integration/files-s3).
+    stack = await startLocalStack({
+      quiet: true,
+      ttlSweepIntervalMs: 0,
+      platformIds: [STATIC_PLATFORM, SIGNED_PLATFORM],
+    });
     table = new MappingTable(
       stack.dynamodbEndpoint,
       stack.tableNames['MappingTable'] ?? MAPPING_TABLE.localName,

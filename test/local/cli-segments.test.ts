@@ -404,7 +404,9 @@ describe('dmp segments', { timeout: 120_000 }, () => {
       localEnv,
     );
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain('unknown platform 12345 in environment local (platforms: 99999, 88888)');
+    expect(unknown.stderr).toContain(
+      'unknown platform 12345 in environment local (platforms: 99999, 88888, 99998)',
+    );
     const syncOnly = await run(
       ['segments', 'ensure', '--platform', '88888', '--audience', 'a', '--name', 'x'],
       localEnv,
