@@ -162,7 +162,9 @@ export class UserSyncService {
         synced.set(record.platformId, Date.parse(record.lastSeen) / 1000);
       }
     }
-    cookies.push(this.syncedCookie(formatSyncTimes(synced)));
+    // Written whenever it says something, or has something stale to forget.
+    if (synced.size > 0 || request.cookies.has(COOKIE_SYNCED))
+      cookies.push(this.syncedCookie(formatSyncTimes(synced)));
     const next = await this.nextRedirect(request, dmpUserId, synced, candidates, 1, trace, onlyPlatform);
     cookies.push(...next.setCookies);
     if (!next.location)
