@@ -35,10 +35,12 @@ export interface SightingInput {
   /** What a static-token callback may change; verified callbacks by default. */
   readonly limits?: ChangeLimits;
   /**
-   * The browser's cookie says it has a mapping for this platform: try the refresh first rather
-   * than the creation. A guess only: a wrong one costs a failed condition and a read.
+   * What the browser's cookie (`dmp_ss`) says this sighting will be: a new mapping (the default:
+   * try the creation), a refresh (try the refresh first), or a repeat inside the resync interval
+   * (read first: an unchanged id then costs one read, no write). A guess only: a wrong one costs
+   * a failed condition or a read more.
    */
-  readonly expectExisting?: boolean;
+  readonly expected?: 'new' | 'refresh' | 'unchanged';
 }
 
 export type SightingResult = SightingOutcome | StaticTokenRefusal;
@@ -104,10 +106,10 @@ export class DynamoMappingStore implements MappingStore {
   }
 
   /**
-   * One conditional write in the common cases, chosen by what the browser's cookie says
-   * (`expectExisting`): a new mapping is a PutItem if the item is absent or expired; a known one
-   * seen again after the resync interval is an UpdateItem of last-seen and expiry if the item
-   * holds the same id, last seen before the cutoff. Either returns what it replaced (ALL_OLD).
+   * One call in the common cases, chosen by what the browser's cookie says (`expected`): a new
+   * mapping is a conditional PutItem if the item is absent or expired; a known one seen again after
+   * the resync interval is an UpdateItem of last-seen and expiry if the item holds the same id,
+   * last seen before the cutoff; a repeat inside the interval is a consistent GetItem (no write).
    * When the condition fails (a wrong guess, an id change, the same id seen recently) the item
    * comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure); where it does not
    * (dynalite), a consistent GetItem reads it. Then the pure decision of mapping.ts says what, if
@@ -124,7 +126,9 @@ export class DynamoMappingStore implements MappingStore {
 
     let current: MappingRecord | undefined;
     try {
-      if (input.expectExisting) {
+      if (input.expected === 'unchanged') {
+        // Straight to the read-then-decide below.
+      } else if (input.expected === 'refresh') {
         await this.client.send(
           new UpdateItemCommand({
             TableName: this.tableName,
@@ -146,18 +150,19 @@ export class DynamoMappingStore implements MappingStore {
           }),
         );
         return 'refreshed';
+      } else {
+        // A fresh item: an expired one TTL has not removed yet is replaced whole (its history is not ours).
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: newItem(key, input, now, expiresAt, 1, verified),
+            ConditionExpression: 'attribute_not_exists(pk) OR expiresAt <= :nowSeconds',
+            ExpressionAttributeValues: { ':nowSeconds': nowSeconds },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return 'stored';
       }
-      // A fresh item: an expired one TTL has not removed yet is replaced whole (its history is not ours).
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: newItem(key, input, now, expiresAt, 1, verified),
-          ConditionExpression: 'attribute_not_exists(pk) OR expiresAt <= :nowSeconds',
-          ExpressionAttributeValues: { ':nowSeconds': nowSeconds },
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
-      return 'stored';
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
       current = error.Item ? toRecord(error.Item) : undefined;

@@ -291,14 +291,21 @@ export class UserSyncService {
     }
 
     const synced = parseSyncAttempts(request.cookies.get(COOKIE_SYNCED));
+    const refreshAfterSeconds = settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter);
+    const seenAt = synced.get(platform.id);
     const outcome = await this.deps.store.recordSighting({
-      expectExisting: synced.has(platform.id),
+      expected:
+        seenAt === undefined
+          ? 'new'
+          : nowSeconds - seenAt < refreshAfterSeconds && seenAt <= nowSeconds
+            ? 'unchanged'
+            : 'refresh',
       dmpUserId,
       platformId: platform.id,
       partnerUserId: partnerId.value,
       nowSeconds,
       ttlSeconds: settings.mappingTtlDays * 86_400,
-      refreshAfterSeconds: settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter),
+      refreshAfterSeconds,
       limits,
     });
     if (outcome === 'static_token_cannot_replace' || outcome === 'static_token_rate_limited')
@@ -311,8 +318,10 @@ export class UserSyncService {
     trace.add('mapping', describeOutcome(outcome), platform.id);
     cookies.push(this.userCookie(dmpUserId));
     // What the chain needs next comes from the cookie, with this sighting added: no store query.
-    cookies.push(this.syncedCookie(recordSyncAttempt(synced, platform.id, nowSeconds)));
-    synced.set(platform.id, nowSeconds);
+    // An unchanged sighting wrote nothing: the cookie keeps the time the store has.
+    const storedAt = outcome === 'unchanged' && seenAt !== undefined ? seenAt : nowSeconds;
+    cookies.push(this.syncedCookie(recordSyncAttempt(synced, platform.id, storedAt)));
+    synced.set(platform.id, storedAt);
 
     const hop = Number(query['hop'] ?? '1');
     let next: Awaited<ReturnType<UserSyncService['nextRedirect']>> = { setCookies: [] };
