@@ -8,6 +8,7 @@ import { domainBench } from './domain.ts';
 import { filesBench } from './files.ts';
 import { REPO_ROOT } from './fixtures.ts';
 import { httpBench } from './http.ts';
+import { populationBench } from './population.ts';
 import { type BenchModule, renderMarkdown, renderText, type Section } from './registry.ts';
 import { sinkValue } from './runner.ts';
 import { syncWorkBench } from './sync-work.ts';
@@ -29,6 +30,7 @@ export const MODULES: readonly BenchModule[] = [
   costBench,
   scalingBench,
   filesBench,
+  populationBench,
 ];
 
 export const BENCHMARKS_DOC = join(REPO_ROOT, 'docs', 'benchmarks.md');

@@ -14,7 +14,7 @@ import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../src/config/schema.ts';
 import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../src/config/secrets.ts';
 import type { CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
-import { SEGMENT_TABLE } from '../src/infra/resources.ts';
+import { SEGMENT_TABLE, type STACK_OUTPUTS, type TableDefinition } from '../src/infra/resources.ts';
 import type { SegmentService } from '../src/segments/segment-service.ts';
 import type { DynamoSegmentStore } from '../src/segments/segment-store.ts';
 import { CliError, UsageError } from './framework.ts';
@@ -317,6 +317,28 @@ export class CliContext {
       partnerFor: (platform) => clients.for(platform),
     });
     return { service, table };
+  }
+
+  /** A table of the environment (its endpoint, name and a client), closed with the context. */
+  async table(table: TableDefinition, output: keyof typeof STACK_OUTPUTS): Promise<TableTarget> {
+    const target = await resolveTable(this.flags, table, output, this.env);
+    this.closers.push(() => target.client.destroy());
+    return target;
+  }
+
+  /** An SQS client for the environment: the local stack's fauxqs, or SQS in the deployed region. */
+  async sqsClient(): Promise<import('@aws-sdk/client-sqs').SQSClient> {
+    // Loaded on use: most commands never touch SQS.
+    const { SQSClient } = await import('@aws-sdk/client-sqs');
+    const client = this.isLocal
+      ? new SQSClient({
+          region: this.localEndpoints().region,
+          endpoint: this.localEndpoints().sqsEndpoint,
+          credentials: LOCAL_CREDENTIALS,
+        })
+      : new SQSClient({ ...(this.deployedRegion() ? { region: this.deployedRegion() } : {}) });
+    this.closers.push(() => client.destroy());
+    return client;
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 import { CfnOutput, Stack, type StackProps, Tags } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import {
@@ -10,6 +11,7 @@ import {
   type FunctionDefinition,
   type FunctionKey,
   MAPPING_TABLE,
+  POPULATION_TABLE,
   ROUTES,
   SEGMENT_TABLE,
   STACK_OUTPUTS,
@@ -21,9 +23,11 @@ import {
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
 import { filePlatforms } from '../src/files/platforms.ts';
+import { deliveryPlatforms } from '../src/infra/population.ts';
 import { createDataTable } from './constructs/data-table.ts';
 import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
+import { Population } from './constructs/population.ts';
 import { ServiceFunction } from './constructs/service-function.ts';
 import { ServiceSecrets } from './constructs/service-secrets.ts';
 import { SyncDomain } from './constructs/sync-domain.ts';
@@ -44,6 +48,7 @@ export const TABLE_ACTIONS: Record<TableAccess, readonly string[]> = {
   read: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'],
   readWrite: [
     'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
     'dynamodb:DeleteItem',
@@ -62,6 +67,7 @@ export class DmpActivationStack extends Stack {
   readonly api: UserSyncApi;
   readonly domain: SyncDomain | undefined;
   readonly monitoring: Monitoring;
+  readonly population: Population;
   /** Present when the environment has file-mode platforms. */
   readonly files?: FileDelivery;
 
@@ -119,6 +125,14 @@ export class DmpActivationStack extends Stack {
         );
       }
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
+      // The population functions read the API credentials of the platforms they call, never those
+      // of file platforms (SFTP keys: the exporter's own grant, FileDelivery.attachExporter).
+      if (definition.secrets === 'platformApi' && !definition.schedule) {
+        this.secrets.grantApiSecrets(
+          fn.role,
+          deliveryPlatforms(config.platforms).map((platform) => platform.id),
+        );
+      }
       functions[key] = fn;
     }
     this.userSync = functions.userSync!;
@@ -138,6 +152,23 @@ export class DmpActivationStack extends Stack {
     });
     if (this.files && functions.exportFiles)
       this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);
+
+    this.population = new Population(this, 'Population', {
+      config,
+      functions: Object.fromEntries(
+        Object.entries(functions).map(([key, fn]) => [key, fn.function]),
+      ) as Record<FunctionKey, lambda.Function>,
+      tables,
+      monitoring: this.monitoring,
+    });
+    new CfnOutput(this, STACK_OUTPUTS.audienceQueueUrl, {
+      value: this.population.audienceEvents.queue.queueUrl,
+      description: 'SQS queue the DMP producers send audience events to (docs/population.md)',
+    });
+    new CfnOutput(this, STACK_OUTPUTS.populationTableName, {
+      value: tables.get(POPULATION_TABLE)!.tableName,
+      description: 'DynamoDB table of population state, pending users, counts and rejections',
+    });
 
     new CfnOutput(this, STACK_OUTPUTS.apiUrl, {
       value: this.api.url,

@@ -25,6 +25,7 @@ import {
   FaultSwitches,
 } from './reference-partner/faults.ts';
 import { MetaApi, type MetaAudience } from './reference-partner/meta.ts';
+import type { SeedPopulation } from './reference-partner/population.ts';
 import { SeedApi, type SeedSegment, type SeedState } from './reference-partner/seed-api.ts';
 import { TtdApi, type TtdSegment } from './reference-partner/ttd.ts';
 
@@ -36,6 +37,11 @@ export {
 export type { AppliedFault, AuthMethod, RecordedRequest } from './reference-partner/common.ts';
 export { type ActiveFault, type FaultSpec, FaultSpecError } from './reference-partner/faults.ts';
 export { META_FIRST_AUDIENCE_ID, META_MAX_ROWS, type MetaAudience } from './reference-partner/meta.ts';
+export {
+  type PopulationSettings,
+  SeedPopulation,
+  type SegmentPopulation,
+} from './reference-partner/population.ts';
 export {
   FIRST_BIG_SEGMENT_ID,
   FIRST_SEGMENT_ID,
@@ -127,6 +133,8 @@ export interface ReferencePartner {
   members(segmentId: number | bigint | string): string[];
   /** Turns the seed API's title de-duplication on or off (see ReferencePartnerOptions.dedupeTitles). */
   setDedupeTitles(on: boolean): void;
+  /** The seed API's population: what it holds per segment (adds, duplicates), its answer settings. */
+  readonly population: SeedPopulation;
   metaAudiences(): MetaAudience[];
   metaMembers(audienceId: string): string[];
   /** Trade-Desk-like segments, with the count of members whose TTL has not passed. */
@@ -537,6 +545,7 @@ export async function startReferencePartner(
     resetAll,
     segments: () => seed.segments(),
     members: (segmentId) => seed.members(segmentId),
+    population: seed.population,
     setDedupeTitles: (on) => {
       seed.options.dedupeTitles = on;
     },

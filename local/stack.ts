@@ -11,6 +11,7 @@ import {
   type EventSourceDefinition,
   eventSourcesOf,
 } from '../src/infra/event-sources.ts';
+import { audienceQueueName, deliveryQueuePrefix, POPULATION_ENV } from '../src/infra/population.ts';
 import {
   BUCKETS,
   commonEnvironment,
@@ -92,6 +93,8 @@ export interface LocalStackOptions {
    * invoke instead). Default: DMP_LOCAL_SCHEDULE_SECONDS when set, else each schedule's own.
    */
   readonly scheduleEveryMs?: number;
+  /** First retry delay of a failed population record, doubling per receive (default 1 s locally). */
+  readonly populationRetryBaseSeconds?: number;
 }
 
 export interface LocalStack {
@@ -448,6 +451,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       [FILE_EXPORT_GRACE_ENV]: process.env[FILE_EXPORT_GRACE_ENV] ?? '5',
       ...queueEnvironment(eventSources, queues),
       [CONFIG_ENV_VAR]: JSON.stringify(config),
+      [POPULATION_ENV.audienceQueueName]: audienceQueueName(config.name),
+      [POPULATION_ENV.deliveryQueuePrefix]: deliveryQueuePrefix(config.name),
+      [POPULATION_ENV.retryBaseSeconds]: String(options.populationRetryBaseSeconds ?? 1),
     };
     envPatch.clear(CLEARED_ENV);
     envPatch.set(baseEnv);

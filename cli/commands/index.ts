@@ -2,6 +2,7 @@ import type { Command } from '../framework.ts';
 import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
+import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 import { platformsTestSyncCommand } from './test-sync.ts';
 
@@ -18,4 +19,8 @@ export const COMMANDS: readonly Command[] = [
   segmentsCommand,
   segmentsEnsureCommand,
   segmentsResolveCommand,
+  sendCommand,
+  whyCommand,
+  statsCommand,
+  rejectedCommand,
 ];

@@ -93,6 +93,21 @@ export class ServiceSecrets extends Construct {
     return [...this.platforms.values(), this.syncTokenKey];
   }
 
+  /** secretsmanager:GetSecretValue on exactly these platforms' API credentials (population functions). */
+  grantApiSecrets(grantee: iam.IGrantable, platformIds: readonly number[]): void {
+    const secrets = platformIds.flatMap((id) => {
+      const secret = this.apiSecrets.get(id);
+      return secret ? [secret] : [];
+    });
+    if (secrets.length === 0) return;
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: secrets.map((secret) => secret.secretArn),
+      }),
+    );
+  }
+
   /** secretsmanager:GetSecretValue on exactly the sync secrets (no DescribeSecret, no wildcard). */
   grantGetValue(grantee: iam.IGrantable): void {
     grantee.grantPrincipal.addToPrincipalPolicy(

@@ -28,6 +28,11 @@ export const FaultSpecSchema = z
       .regex(/^[A-Za-z]{1,16}$/)
       .transform((method) => method.toUpperCase())
       .optional(),
+    /**
+     * Apply to this share of the matching requests, spread evenly and deterministically (0.3: the
+     * 4th, 7th, 10th... of every ten); absent: to every one. `count` counts the applied ones.
+     */
+    ratio: z.number().gt(0).max(1).optional(),
     /** Apply to the next `count` matching requests; absent: until cleared. */
     count: z.number().int().min(1).max(1_000_000).optional(),
     status: z.number().int().min(200).max(599).optional(),
@@ -78,6 +83,8 @@ export interface ActiveFault extends ParsedFaultSpec {
   remaining: number | null;
   /** Requests it was applied to so far. */
   applied: number;
+  /** Matching requests seen so far (for `ratio`). */
+  seen: number;
 }
 
 export class FaultSpecError extends Error {
@@ -102,6 +109,7 @@ export class FaultSwitches {
       id: this.nextId++,
       remaining: parsed.data.count ?? null,
       applied: 0,
+      seen: 0,
     };
     this.active.push(fault);
     return fault;
@@ -120,12 +128,15 @@ export class FaultSwitches {
 
   /** The switch that applies to this request, counted as used; `undefined` if none. */
   take(method: string, path: string, targetedOnly: boolean): ActiveFault | undefined {
-    const fault = this.active.find(
-      (candidate) =>
+    const fault = this.active.find((candidate) => {
+      const matches =
         (candidate.method === undefined || candidate.method === method) &&
         (candidate.pathPrefix === undefined || path.startsWith(candidate.pathPrefix)) &&
-        (!targetedOnly || (candidate.pathPrefix?.startsWith('/oauth') ?? false)),
-    );
+        (!targetedOnly || (candidate.pathPrefix?.startsWith('/oauth') ?? false));
+      if (!matches || candidate.ratio === undefined) return matches;
+      const seen = candidate.seen++;
+      return Math.floor((seen + 1) * candidate.ratio) > Math.floor(seen * candidate.ratio);
+    });
     if (!fault) return undefined;
     fault.applied += 1;
     if (fault.remaining !== null) {

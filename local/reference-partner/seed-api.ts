@@ -1,12 +1,5 @@
-import {
-  isRecord,
-  json,
-  type PartnerRequest,
-  type PartnerResponse,
-  type PartnerRoute,
-  parseJson,
-  seedError,
-} from './common.ts';
+import { json, type PartnerRequest, type PartnerResponse, type PartnerRoute, seedError } from './common.ts';
+import { SeedPopulation } from './population.ts';
 
 /**
  * The seed's segment API ("Segment Creation", "Segment Population"):
@@ -18,9 +11,7 @@ import {
  *   numbers; the `bigId` fault makes them exceed 2^53 (a client reading them as doubles loses digits);
  * - `GET /v1/segments[?title=..]` looks up by exact title, oldest first (all segments without one);
  * - `PUT /v1/segment/{id}?title=..` renames;
- * - `POST /v1/segment?id=12345&userid=abcdef123` adds one user (no batch: 200, empty body);
- * - `POST /v1/segment` with `[{"segment":12345,"userid":"abcdef123"},...]` adds a micro batch;
- * - `DELETE /v1/segment` (same two forms) removes.
+ * - population (`POST`/`DELETE /v1/segment` with `id`+`userid`, or a JSON array): population.ts.
  */
 
 export const FIRST_SEGMENT_ID = 12345;
@@ -82,7 +73,11 @@ export class SeedApi {
   private nextBigId = FIRST_BIG_SEGMENT_ID;
   /** Keyed by the id's decimal text. */
   private readonly byId = new Map<string, SeedSegment>();
-  private readonly memberSets = new Map<string, Set<string>>();
+  readonly population = new SeedPopulation({
+    key: idKey,
+    value: idValue,
+    exists: (id) => this.byId.has(id),
+  });
   private readonly idempotencyKeys = new Map<string, StoredAnswer>();
 
   constructor(readonly options: SeedApiOptions = {}) {}
@@ -97,6 +92,7 @@ export class SeedApi {
       access: 'api',
       handle: (request) => this.rename(request),
     },
+    ...this.population.controlRoutes,
   ];
 
   segments(): SeedSegment[] {
@@ -104,14 +100,14 @@ export class SeedApi {
   }
 
   members(segmentId: number | bigint | string): string[] {
-    return [...(this.memberSets.get(String(segmentId)) ?? [])];
+    return this.population.members(segmentId);
   }
 
   clear(): void {
     this.nextId = FIRST_SEGMENT_ID;
     this.nextBigId = FIRST_BIG_SEGMENT_ID;
     this.byId.clear();
-    this.memberSets.clear();
+    this.population.clear();
     this.idempotencyKeys.clear();
   }
 
@@ -139,7 +135,7 @@ export class SeedApi {
     for (const segment of state.segments) {
       const { id, members, ...fields } = segment;
       this.byId.set(id, { segment_id: idValue(id), ...fields });
-      this.memberSets.set(id, new Set(members));
+      this.population.restore(id, members);
     }
     for (const { key, fingerprint, response } of state.idempotencyKeys) {
       this.idempotencyKeys.set(key, { fingerprint, response });
@@ -153,13 +149,14 @@ export class SeedApi {
 
   private post(request: PartnerRequest): PartnerResponse {
     if (request.query.has('title')) return this.create(request);
-    if (request.query.has('id') || request.query.has('userid')) return this.single(request, 'add');
-    return this.batch(request, 'add');
+    if (request.query.has('id') || request.query.has('userid')) return this.population.single(request, 'add');
+    return this.population.batch(request, 'add');
   }
 
   private remove(request: PartnerRequest): PartnerResponse {
-    if (request.query.has('id') || request.query.has('userid')) return this.single(request, 'remove');
-    return this.batch(request, 'remove');
+    if (request.query.has('id') || request.query.has('userid'))
+      return this.population.single(request, 'remove');
+    return this.population.batch(request, 'remove');
   }
 
   private create(request: PartnerRequest): PartnerResponse {
@@ -195,7 +192,6 @@ export class SeedApi {
       external_id: query.get('external_id') || null,
     };
     this.byId.set(id, segment);
-    this.memberSets.set(id, new Set());
     return json(200, { status: 'OK', created: true, segment_id: segment.segment_id });
   }
 
@@ -218,44 +214,5 @@ export class SeedApi {
     if (holder !== undefined) return seedError(409, 'title in use', { segment_id: idValue(holder) });
     this.byId.set(id, { ...segment, title });
     return json(200, { status: 'OK', segment_id: segment.segment_id, title });
-  }
-
-  private single({ query }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
-    const id = idKey(query.get('id') ?? '');
-    const userId = query.get('userid') ?? '';
-    if (id === undefined || userId === '') return seedError(400, 'id and userid are required');
-    const members = this.memberSets.get(id);
-    if (!members) return seedError(404, 'unknown segment');
-    if (op === 'add') members.add(userId);
-    else members.delete(userId);
-    return { status: 200 };
-  }
-
-  private batch({ body }: PartnerRequest, op: 'add' | 'remove'): PartnerResponse {
-    const parsed = parseJson(body);
-    if (!parsed.ok || !Array.isArray(parsed.value)) return seedError(400, 'body must be a JSON array');
-    const errors: { index: number; error: string }[] = [];
-    let processed = 0;
-    parsed.value.forEach((item: unknown, index) => {
-      const segment = isRecord(item) ? item['segment'] : undefined;
-      const userId = isRecord(item) ? item['userid'] : undefined;
-      const id = typeof segment === 'string' ? undefined : idKey(segment);
-      if (id === undefined || typeof userId !== 'string' || userId === '') {
-        errors.push({ index, error: 'malformed item' });
-        return;
-      }
-      const members = this.memberSets.get(id);
-      if (!members) {
-        errors.push({ index, error: 'unknown segment' });
-        return;
-      }
-      if (op === 'add') members.add(userId);
-      else members.delete(userId);
-      processed += 1;
-    });
-    return json(
-      200,
-      errors.length === 0 ? { status: 'OK', processed } : { status: 'PARTIAL', processed, errors },
-    );
   }
 }

@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
 
 /**
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
@@ -28,4 +29,11 @@ export function dynamoDbClient(): DynamoDBClient {
 export function s3Client(): S3Client {
   s3 ??= new S3Client({ maxAttempts: 3 });
   return s3;
+}
+
+let sqs: SQSClient | undefined;
+
+export function sqsClient(): SQSClient {
+  sqs ??= new SQSClient({ maxAttempts: 3 });
+  return sqs;
 }

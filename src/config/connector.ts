@@ -383,9 +383,21 @@ export const ResponsesSchema = z
       .object({
         path: JsonPathSchema,
         errorField: z.string().min(1).max(64),
+        /**
+         * When set, the array lists only the failed items, each naming its position in the request
+         * by this field (the seed partner: `errors: [{"index": 3, "error": "..."}]`); when absent,
+         * the array has one result per item, in request order.
+         */
+        indexField: z.string().min(1).max(64).optional(),
       })
       .strict()
       .optional(),
+    /**
+     * Where a batch answer says how many items the partner applied (the seed: "sometimes the
+     * amount of successful mutations is returned"), e.g. `processed`. A count short of the items
+     * sent is a partial failure, resolved by bisection, never taken as a success.
+     */
+    countPath: JsonPathSchema.optional(),
     /** Statuses retried (besides 429 and 5xx, always retried). */
     retryableStatuses: z.array(z.number().int().min(400).max(499)).default([408, 425]),
   })

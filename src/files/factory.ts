@@ -1,50 +1,17 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { EnvironmentConfig } from '../config/schema.ts';
 import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.ts';
-import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE, fileExportGraceMs } from '../infra/resources.ts';
-import { DynamoFileStore } from './dynamo-store.ts';
+import { FILE_OUTBOX_BUCKET } from '../infra/resources.ts';
 import type { FileTarget } from './exporter.ts';
-import { type FilePlatform, filePlatforms } from './platforms.ts';
+import type { FilePlatform } from './platforms.ts';
 import { S3Target } from './targets/s3.ts';
 import { type SftpCredentials, SftpTarget } from './targets/sftp.ts';
 
 /**
- * Wiring of file delivery from a function's environment, shared by the exporter, the population
- * route step and the CLI.
- *
- * The route step (population) stages memberships of file-mode platforms with:
- *
- *   const staging = fileStagingFromEnv(config, dynamoDbClient());   // at cold start
- *   await staging.stage(memberships);                                // per batch
- *
- * Its function needs FILE_STAGING_TABLE (readWrite) in its FunctionDefinition.tables, which gives
- * it the table name in FILE_STAGING_TABLE_NAME.
+ * Wiring of file delivery from a function's environment, shared by the exporter and the CLI. The
+ * staging side (what the population route step uses) lives in staging-store.ts, apart from the
+ * S3 and SFTP targets, so that the route's bundle carries neither.
  */
-
-export function fileStore(
-  config: EnvironmentConfig,
-  client: DynamoDBClient,
-  tableName: string,
-  options: { now?: () => number; graceMs?: number } = {},
-): DynamoFileStore {
-  const settings = new Map(filePlatforms(config).map((platform) => [platform.platformId, platform.files]));
-  return new DynamoFileStore(client, tableName, {
-    settings: (platformId) => settings.get(platformId),
-    ...options,
-  });
-}
-
-/** The FileStaging (and export store) of this function, from FILE_STAGING_TABLE_NAME. */
-export function fileStagingFromEnv(
-  config: EnvironmentConfig,
-  client: DynamoDBClient,
-  env: NodeJS.ProcessEnv = process.env,
-): DynamoFileStore {
-  const tableName = env[FILE_STAGING_TABLE.envVar];
-  if (!tableName) throw new Error(`${FILE_STAGING_TABLE.envVar} is not set`);
-  return fileStore(config, client, tableName, { graceMs: fileExportGraceMs(env) });
-}
+export { fileStagingFromEnv, fileStore } from './staging-store.ts';
 
 /** The SFTP credentials in the platform's API secret. */
 export function sftpCredentialsOf(

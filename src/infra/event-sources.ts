@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
 import { exportFilesInput, exportFilesScheduleName, filePlatforms } from '../files/platforms.ts';
+import { populationEventSources } from './population.ts';
 import { type QueueConsumerSettings, validateQueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, type FunctionKey, type TableDefinition } from './resources.ts';
 import { type StreamConsumerSettings, validateStreamConsumerSettings } from './streams.ts';
@@ -74,6 +75,8 @@ export type EventSourceDeclarations = (config: EnvironmentConfig) => readonly Ev
  * `(config) => [{ kind: 'queue', function: 'route', queue: AUDIENCE_EVENTS_QUEUE, settings: ... }]`.
  */
 export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [
+  // Segment population: route <- audience events, deliver <- each platform's queue, release <- mapping stream.
+  populationEventSources,
   // Legacy file delivery: the exporter every `files.everyMinutes` per file-mode platform.
   (config) =>
     filePlatforms(config).map((platform) => ({

@@ -48,6 +48,9 @@ export const MAPPING_TABLE: TableDefinition = {
   sortKey: { name: 'sk', type: 'S' },
   timeToLiveAttribute: 'expiresAt',
   envVar: 'MAPPING_TABLE_NAME',
+  // A stored or changed partner id releases the user's pending population events
+  // (lambdas/release-pending), so the user-sync path stays one read and at most one write.
+  stream: 'NEW_AND_OLD_IMAGES',
 };
 
 /**
@@ -61,6 +64,25 @@ export const SEGMENT_TABLE: TableDefinition = {
   partitionKey: { name: 'pk', type: 'S' },
   sortKey: { name: 'sk', type: 'S' },
   envVar: 'SEGMENT_TABLE_NAME',
+};
+
+/**
+ * Segment population's state (src/population/dynamo-store.ts), one table, keyed by prefix:
+ * - `m#<platformId>#<dmpUserId>` / `<segmentId>`: the last membership event applied at the partner
+ *   (ts, op, partner id): orders adds and removes, and makes a redelivery a no-op;
+ * - `pending#<platformId>#<dmpUserId>` / `<segmentId>`: an event for a user not synced yet;
+ * - `stats#<platformId>` / `<segmentId>`: delivered, pending, rejected, dlq, superseded counts;
+ * - `rejected#<yyyy-mm-dd>` / `<iso time>#<id>`: what was set aside, and why (`dmp rejected`);
+ * - `rate#<platformId>` / `<window>`: calls started in a rate-limit window, by every Lambda.
+ * Everything but the counts expires through `expiresAt` (epoch seconds).
+ */
+export const POPULATION_TABLE: TableDefinition = {
+  id: 'PopulationTable',
+  localName: 'dmp-local-population',
+  partitionKey: { name: 'pk', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  timeToLiveAttribute: 'expiresAt',
+  envVar: 'POPULATION_TABLE_NAME',
 };
 
 /**
@@ -81,7 +103,7 @@ export const FILE_STAGING_TABLE: TableDefinition = {
   ],
 };
 
-export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE, FILE_STAGING_TABLE] as const;
+export const TABLES = [MAPPING_TABLE, SEGMENT_TABLE, POPULATION_TABLE, FILE_STAGING_TABLE] as const;
 
 export interface BucketDefinition {
   /** Construct id in the CDK stack. */
@@ -108,7 +130,7 @@ export interface RouteDefinition {
   readonly function: FunctionKey;
 }
 
-export type FunctionKey = 'userSync' | 'exportFiles';
+export type FunctionKey = 'userSync' | 'route' | 'deliver' | 'releasePending' | 'exportFiles';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -118,7 +140,10 @@ export interface FunctionDefinition {
   readonly memorySizeMb: number;
   readonly timeoutSeconds: number;
   readonly tables: readonly { readonly table: TableDefinition; readonly access: 'read' | 'readWrite' }[];
-  /** Secrets the function reads (names produced by src/config/secrets.ts). */
+  /**
+   * Secrets the function reads (names produced by src/config/secrets.ts): the sync secrets (platform
+   * sync tokens and keys, the token key), or the platforms' API credentials (`…/api`), never both.
+   */
   readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
   /**
    * Modules left out of the bundle (esbuild externals). ssh2's optional native parts: its crypto
@@ -143,6 +168,42 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 5,
     tables: [{ table: MAPPING_TABLE, access: 'readWrite' }],
     secrets: 'platforms+syncTokenKey',
+  },
+  /** Audience events in: validates, looks up partner ids, obtains partner segments, hands out work. */
+  route: {
+    id: 'PopulationRouteFunction',
+    entry: 'lambdas/route/handler.ts',
+    memorySizeMb: 1024,
+    timeoutSeconds: 60,
+    tables: [
+      { table: MAPPING_TABLE, access: 'read' },
+      { table: SEGMENT_TABLE, access: 'readWrite' },
+      { table: POPULATION_TABLE, access: 'readWrite' },
+      // File-mode platforms' memberships are staged for the exporter (src/files/factory.ts).
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+    ],
+    secrets: 'platformApi',
+  },
+  /** A platform's delivery queue: micro-batches (or single calls) to the partner's API. */
+  deliver: {
+    id: 'PopulationDeliverFunction',
+    entry: 'lambdas/deliver/handler.ts',
+    memorySizeMb: 1024,
+    timeoutSeconds: 60,
+    tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
+    secrets: 'platformApi',
+  },
+  /** The mapping table's stream: a user's sync releases the user's pending events. */
+  releasePending: {
+    id: 'PendingReleaseFunction',
+    entry: 'lambdas/release-pending/handler.ts',
+    memorySizeMb: 512,
+    timeoutSeconds: 30,
+    tables: [
+      { table: POPULATION_TABLE, access: 'readWrite' },
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+    ],
+    secrets: 'none',
   },
   exportFiles: {
     id: 'ExportFilesFunction',
@@ -217,6 +278,8 @@ export const STACK_OUTPUTS = {
   mappingTableName: 'MappingTableName',
   segmentTableName: 'SegmentTableName',
   syncPixelUrl: 'SyncPixelUrl',
+  audienceQueueUrl: 'AudienceEventsQueueUrl',
+  populationTableName: 'PopulationTableName',
   fileStagingTableName: 'FileStagingTableName',
   fileOutboxBucketName: 'FileOutboxBucketName',
 } as const;

@@ -46,18 +46,23 @@ export class PowertoolsSyncMetrics implements SyncMetrics {
   }
 }
 
+/** Metrics of one function, with the environment as a default dimension. */
+function environmentMetrics(serviceName: string): Metrics {
+  return new Metrics({
+    namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
+    serviceName,
+    defaultDimensions: {
+      [SYNC_METRICS.environmentDimension]: process.env[COMMON_ENV.environmentName] ?? 'unknown',
+    },
+  });
+}
+
 /** File delivery counts per platform; `FilePublicationFailing` feeds the alarm. */
 export class PowertoolsFileMetrics implements ExportMetrics {
   private readonly metrics: Metrics;
 
   constructor(serviceName: string) {
-    this.metrics = new Metrics({
-      namespace: process.env['POWERTOOLS_METRICS_NAMESPACE'] ?? METRICS_NAMESPACE,
-      serviceName,
-      defaultDimensions: {
-        [SYNC_METRICS.environmentDimension]: process.env[COMMON_ENV.environmentName] ?? 'unknown',
-      },
-    });
+    this.metrics = environmentMetrics(serviceName);
   }
 
   published(platformId: number, files: number, rows: number): void {
@@ -75,5 +80,43 @@ export class PowertoolsFileMetrics implements ExportMetrics {
     const single = this.metrics.singleMetric();
     single.addDimension(SYNC_METRICS.platformDimension, String(platformId));
     single.addMetric(name, MetricUnit.Count, value);
+  }
+}
+
+/** Names of the population metrics (namespace METRICS_NAMESPACE, `platform` dimension); alarms use them. */
+export const POPULATION_METRICS = {
+  delivered: 'MembershipsDelivered',
+  rejected: 'MembershipsRejected',
+  failed: 'MembershipsRetried',
+  calls: 'PartnerCalls',
+  throttled: 'PartnerThrottled',
+  errors: 'PartnerErrors',
+} as const;
+
+export type PopulationMetricName = (typeof POPULATION_METRICS)[keyof typeof POPULATION_METRICS];
+
+/** Counts per platform, batched in one EMF record per (platform, name) per invocation. */
+export class PowertoolsPopulationMetrics {
+  private readonly metrics: Metrics;
+  private readonly pending = new Map<string, number>();
+
+  constructor(serviceName: string) {
+    this.metrics = environmentMetrics(serviceName);
+  }
+
+  count(name: PopulationMetricName, platformId: number, by = 1): void {
+    if (by === 0) return;
+    const key = `${platformId}\u0000${name}`;
+    this.pending.set(key, (this.pending.get(key) ?? 0) + by);
+  }
+
+  flush(): void {
+    for (const [key, value] of this.pending) {
+      const [platformId, name] = key.split('\u0000') as [string, PopulationMetricName];
+      const single = this.metrics.singleMetric();
+      single.addDimension(SYNC_METRICS.platformDimension, platformId);
+      single.addMetric(name, MetricUnit.Count, value);
+    }
+    this.pending.clear();
   }
 }

@@ -21,10 +21,16 @@ import {
   platformSecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
+import { filePlatforms } from '../../src/files/platforms.ts';
+import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
+import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
   FILE_STAGING_TABLE,
   FUNCTIONS,
+  type FunctionDefinition,
+  functionServiceName,
   MAPPING_TABLE,
+  POPULATION_TABLE,
   ROUTES,
   SEGMENT_TABLE,
   STACK_OUTPUTS,
@@ -78,6 +84,33 @@ function allStatements(template: Template): Statement[] {
     for (const policy of inline) statements.push(...policy.PolicyDocument.Statement);
   }
   return statements;
+}
+
+/** The Allow statements of one function's role (its construct id prefixes the role's logical id). */
+function statementsOf(template: Template, definition: FunctionDefinition): Statement[] {
+  const statements: Statement[] = [];
+  for (const policy of Object.values(resources(template, 'AWS::IAM::Policy'))) {
+    const roles = (policy.Properties['Roles'] ?? []) as { Ref: string }[];
+    if (!roles.some((role) => role.Ref.startsWith(`${definition.id}Role`))) continue;
+    statements.push(...(policy.Properties['PolicyDocument'] as { Statement: Statement[] }).Statement);
+  }
+  return statements;
+}
+
+/** The functions a stack builds: the file exporter only where a platform delivers files. */
+function builtFunctions(config: EnvironmentConfig): FunctionDefinition[] {
+  return Object.values(FUNCTIONS).filter(
+    (definition) => !(definition.schedule?.perPlatformMode === 'file' && filePlatforms(config).length === 0),
+  );
+}
+
+/** The Lambda function built from a shared definition. */
+function functionOf(template: Template, definition: FunctionDefinition): CfnResource {
+  const found = Object.entries(resources(template, 'AWS::Lambda::Function')).filter(([id]) =>
+    new RegExp(`^${definition.id}[0-9A-F]{8}$`).test(id),
+  );
+  expect(found).toHaveLength(1);
+  return found[0]![1];
 }
 
 /** Acknowledged cdk-nag findings, as `<construct path> <rule id>` -> reason. */
@@ -166,11 +199,16 @@ describe('the CDK app', () => {
           .filter((platform) => platform.connector)
           .map((platform) => `${stackId}/Secrets/Platform${platform.id}Api/Resource AwsSolutions-SMG4`),
         `${stackId}/Secrets/SyncTokenKey/Resource AwsSolutions-SMG4`,
-        `${stackId}/${FUNCTIONS.userSync.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
+        ...builtFunctions(config).map(
+          (definition) =>
+            `${stackId}/${definition.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
+        ),
         ...ROUTES.map(
           (route) =>
             `${stackId}/UserSyncApi/HttpApi/${route.method}--${route.path.slice(1)}/Resource AwsSolutions-APIG4`,
         ),
+        // The pending release's failure queue is itself a dead-letter destination.
+        `${stackId}/Population/${MAPPING_TABLE.id}Stream/FailureQueue/Resource AwsSolutions-SQS3`,
       ];
       const actual = [...found.keys()].filter((key) => key.startsWith(`${stackId}/`));
       expect(actual.sort()).toEqual(expected.sort());
@@ -218,22 +256,25 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
   it('runs every function on nodejs24.x / arm64 with the shared memory and timeout', () => {
     const { template, config } = env(name);
     const functions = Object.values(resources(template, 'AWS::Lambda::Function'));
-    expect(functions).toHaveLength(1);
-    for (const fn of functions) {
+    expect(functions).toHaveLength(builtFunctions(config).length);
+    for (const definition of builtFunctions(config)) {
+      const fn = functionOf(template, definition);
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
         Handler: 'index.handler',
-        MemorySize: FUNCTIONS.userSync.memorySizeMb,
-        Timeout: FUNCTIONS.userSync.timeoutSeconds,
+        MemorySize: definition.memorySizeMb,
+        Timeout: definition.timeoutSeconds,
         LoggingConfig: { LogFormat: 'JSON' },
         TracingConfig: { Mode: 'Active' },
         Environment: {
           Variables: {
             DMP_ENVIRONMENT: config.name,
-            POWERTOOLS_SERVICE_NAME: 'user-sync',
+            POWERTOOLS_SERVICE_NAME: functionServiceName(definition),
             POWERTOOLS_METRICS_NAMESPACE: 'DmpActivation',
-            [MAPPING_TABLE.envVar]: { Ref: tableLogicalId(template, MAPPING_TABLE) },
+            ...Object.fromEntries(
+              definition.tables.map(({ table }) => [table.envVar, { Ref: tableLogicalId(template, table) }]),
+            ),
           },
         },
       });
@@ -246,14 +287,16 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
   it('writes function and access logs to explicit log groups with the configured retention', () => {
     const { template, config } = env(name);
     const groups = resources(template, 'AWS::Logs::LogGroup');
-    expect(Object.keys(groups)).toHaveLength(2);
+    // One per function, and the HTTP API's access log.
+    expect(Object.keys(groups)).toHaveLength(builtFunctions(config).length + 1);
     for (const group of Object.values(groups)) {
       expect(group.Properties['RetentionInDays']).toBe(config.logRetentionDays);
       expect(group.DeletionPolicy).toBe(config.retainData ? 'Retain' : 'Delete');
     }
-    const fn = Object.values(resources(template, 'AWS::Lambda::Function'))[0]!;
-    const logGroupRef = (fn.Properties['LoggingConfig'] as { LogGroup: { Ref: string } }).LogGroup.Ref;
-    expect(Object.keys(groups)).toContain(logGroupRef);
+    for (const fn of Object.values(resources(template, 'AWS::Lambda::Function'))) {
+      const logGroupRef = (fn.Properties['LoggingConfig'] as { LogGroup: { Ref: string } }).LogGroup.Ref;
+      expect(Object.keys(groups)).toContain(logGroupRef);
+    }
   });
 
   it('builds the mapping table from MAPPING_TABLE: keys, TTL, PITR, SSE, on-demand', () => {
@@ -357,65 +400,87 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     );
   });
 
-  it('gives the function least privilege: exact table actions on the table, GetSecretValue on its secrets', () => {
+  it('gives each function least privilege: exact table actions per table, GetSecretValue on its secrets only', () => {
     const { template, config } = env(name);
-    const statements = allStatements(template);
-    const tableId = tableLogicalId(template, MAPPING_TABLE);
     const secretResources = template.findResources('AWS::SecretsManager::Secret');
     const apiSecretNames = config.platforms.map((platform) =>
       platformApiSecretName(config.name, platform.id),
     );
-    // The public-facing user-sync function never reads partner API credentials.
-    const secretRefs = Object.keys(secretResources)
-      .filter((id) => !apiSecretNames.includes(secretResources[id]!['Properties']['Name']))
-      .sort()
-      .map((id) => ({ Ref: id }));
-    expect(secretRefs.length).toBe(
-      Object.keys(secretResources).length - config.platforms.filter((p) => p.connector).length,
-    );
+    const secretRefs = (api: boolean) =>
+      Object.keys(secretResources)
+        .filter((id) => apiSecretNames.includes(secretResources[id]!['Properties']['Name']) === api)
+        .sort()
+        .map((id) => ({ Ref: id }));
+    expect(secretRefs(true)).toHaveLength(config.platforms.filter((p) => p.connector).length);
 
-    for (const statement of statements) {
+    for (const statement of allStatements(template)) {
       expect(statement.Effect).toBe('Allow');
       for (const action of asList(statement.Action)) {
-        expect(action).not.toContain('*');
+        expect(action).not.toBe('*');
+        expect(action).not.toMatch(/^(dynamodb|secretsmanager|sqs):\*$/);
         expect(action).not.toBe('dynamodb:Scan');
       }
     }
-    const dynamo = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('dynamodb:')));
-    expect(dynamo).toHaveLength(1);
-    expect(asList(dynamo[0]!.Action).sort()).toEqual([
-      'dynamodb:BatchWriteItem',
-      'dynamodb:ConditionCheckItem',
-      'dynamodb:DeleteItem',
-      'dynamodb:GetItem',
-      'dynamodb:PutItem',
-      'dynamodb:Query',
-      'dynamodb:UpdateItem',
-    ]);
-    expect(asList(dynamo[0]!.Action).sort()).toEqual([...TABLE_ACTIONS.readWrite].sort());
-    expect(dynamo[0]!.Resource).toEqual({ 'Fn::GetAtt': [tableId, 'Arn'] });
-
-    const secrets = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect(secrets).toHaveLength(1);
-    expect(asList(secrets[0]!.Action)).toEqual(['secretsmanager:GetSecretValue']);
-    const resourcesOfSecrets = asList(secrets[0]!.Resource) as { Ref: string }[];
-    expect([...resourcesOfSecrets].sort((a, b) => a.Ref.localeCompare(b.Ref))).toEqual(secretRefs);
+    for (const definition of builtFunctions(config)) {
+      const statements = statementsOf(template, definition);
+      // Table statements (the stream's own statements, on the StreamArn, aside).
+      const dynamo = statements.filter(
+        (s) =>
+          asList(s.Action).some((a) => a.startsWith('dynamodb:')) &&
+          !JSON.stringify(s.Resource).includes('StreamArn'),
+      );
+      expect(dynamo, definition.id).toHaveLength(definition.tables.length);
+      for (const { table, access } of definition.tables) {
+        const statement = dynamo.find(
+          (s) =>
+            JSON.stringify(s.Resource) ===
+            JSON.stringify({ 'Fn::GetAtt': [tableLogicalId(template, table), 'Arn'] }),
+        );
+        expect(asList(statement!.Action).sort(), `${definition.id} on ${table.id}`).toEqual(
+          [...TABLE_ACTIONS[access]].sort(),
+        );
+      }
+      const secrets = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')));
+      if (
+        definition.secrets === 'none' ||
+        (definition.secrets === 'platformApi' && secretRefs(true).length === 0)
+      ) {
+        expect(secrets, definition.id).toEqual([]);
+        continue;
+      }
+      expect(secrets, definition.id).toHaveLength(1);
+      expect(asList(secrets[0]!.Action)).toEqual(['secretsmanager:GetSecretValue']);
+      const granted = [...(asList(secrets[0]!.Resource) as { Ref: string }[])].sort((a, b) =>
+        a.Ref.localeCompare(b.Ref),
+      );
+      // The public-facing user-sync function never reads partner API credentials; the population
+      // functions read nothing else.
+      expect(granted, definition.id).toEqual(secretRefs(definition.secrets === 'platformApi'));
+    }
 
     // The only wildcard resource: X-Ray, whose actions have no resource-level permissions.
-    const wildcard = statements.filter((s) => asList(s.Resource).includes('*'));
-    expect(wildcard.flatMap((s) => asList(s.Action)).sort()).toEqual([
+    const wildcard = allStatements(template).filter((s) => asList(s.Resource).includes('*'));
+    expect([...new Set(wildcard.flatMap((s) => asList(s.Action)))].sort()).toEqual([
       'xray:PutTelemetryRecords',
       'xray:PutTraceSegments',
     ]);
-    // Logs only into its own log group; no managed policies at all.
-    const logs = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('logs:')));
-    expect(logs).toHaveLength(1);
-    expect(logs[0]!.Resource).toEqual({
+    // Each function logs only into its own log group; no managed policies at all.
+    const userSyncLogs = statementsOf(template, FUNCTIONS.userSync).filter((s) =>
+      asList(s.Action).some((a) => a.startsWith('logs:')),
+    );
+    expect(userSyncLogs).toHaveLength(1);
+    expect(userSyncLogs[0]!.Resource).toEqual({
       'Fn::GetAtt': [expect.stringMatching(/^UserSyncFunctionLogGroup/), 'Arn'],
     });
     for (const role of Object.values(resources(template, 'AWS::IAM::Role'))) {
       expect(role.Properties['ManagedPolicyArns']).toBeUndefined();
     }
+    // The user-sync function touches no queue.
+    expect(
+      statementsOf(template, FUNCTIONS.userSync)
+        .flatMap((s) => asList(s.Action))
+        .filter((a) => a.startsWith('sqs:')),
+    ).toEqual([]);
   });
 
   it('creates a generated secret per syncing platform, an API-credentials secret per connected one, and the sync-token key', () => {
@@ -456,7 +521,14 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
 
   it('alarms on function errors and throttles and on API 5xx, and has a dashboard', () => {
     const { template } = env(name);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    const { config } = env(name);
+    const platforms = deliveryPlatforms(config.platforms).length;
+    // Errors and throttles per function, API 5xx; DLQ depth and oldest message per queue; partner
+    // error rate and throttling per delivery platform; the mapping stream's failures and lag.
+    template.resourceCountIs(
+      'AWS::CloudWatch::Alarm',
+      2 * builtFunctions(config).length + 1 + 2 * (1 + platforms) + 2 * platforms + 2,
+    );
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/Lambda',
       MetricName: 'Errors',
@@ -487,9 +559,12 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
       mappingTableName: 'MappingTableName',
       segmentTableName: 'SegmentTableName',
       syncPixelUrl: 'SyncPixelUrl',
+      audienceQueueUrl: 'AudienceEventsQueueUrl',
+      populationTableName: 'PopulationTableName',
       fileStagingTableName: 'FileStagingTableName',
       fileOutboxBucketName: 'FileOutboxBucketName',
     });
+    template.hasOutput('PopulationTableName', { Value: { Ref: tableLogicalId(template, POPULATION_TABLE) } });
     template.hasOutput('MappingTableName', { Value: { Ref: tableId } });
     template.hasOutput('FileStagingTableName', {
       Value: { Ref: tableLogicalId(template, FILE_STAGING_TABLE) },
@@ -514,6 +589,102 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
         { Key: 'project', Value: 'dmp-activation' },
       ]),
     });
+  });
+});
+
+describe.each(['dev', 'prod'] as const)('population in DmpActivation-%s', (name) => {
+  interface Queue {
+    readonly id: string;
+    readonly properties: Record<string, unknown>;
+  }
+  const queues = (template: Template): Queue[] =>
+    Object.entries(resources(template, 'AWS::SQS::Queue')).map(([id, queue]) => ({
+      id,
+      properties: queue.Properties,
+    }));
+  const byName = (template: Template, queueName: string) => {
+    const found = queues(template).find((queue) => queue.properties['QueueName'] === queueName);
+    expect(found, queueName).toBeDefined();
+    return found!;
+  };
+
+  it('takes audience events on an encrypted queue kept 4 days (a 72 h outage loses nothing), with a DLQ', () => {
+    const { template, config } = env(name);
+    const queue = byName(template, `dmp-${config.name}-audience-events`);
+    expect(queue.properties).toMatchObject({
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 4 * 86_400,
+      VisibilityTimeout: visibilityTimeoutSeconds(ROUTE_CONSUMER),
+      RedrivePolicy: { maxReceiveCount: ROUTE_CONSUMER.maxReceiveCount },
+    });
+    expect(queue.properties['MessageRetentionPeriod']).toBeGreaterThanOrEqual(72 * 3600);
+    byName(template, `dmp-${config.name}-audience-events-dlq`);
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  it('has one delivery queue, DLQ and event source per API platform, from its population settings', () => {
+    const { template, config } = env(name);
+    const platforms = deliveryPlatforms(config.platforms);
+    const mappings = Object.values(resources(template, 'AWS::Lambda::EventSourceMapping'));
+    for (const platform of platforms) {
+      const settings = deliveryConsumer(platform.connector.population);
+      const queue = byName(template, `dmp-${config.name}-delivery-${platform.id}`);
+      expect(queue.properties).toMatchObject({
+        SqsManagedSseEnabled: true,
+        VisibilityTimeout: visibilityTimeoutSeconds(settings),
+        RedrivePolicy: { maxReceiveCount: settings.maxReceiveCount },
+      });
+      expect(queue.properties['VisibilityTimeout']).toBeGreaterThanOrEqual(
+        6 * FUNCTIONS.deliver.timeoutSeconds,
+      );
+      const mapping = mappings.find(
+        (m) =>
+          JSON.stringify(m.Properties['EventSourceArn']) ===
+          JSON.stringify({ 'Fn::GetAtt': [queue.id, 'Arn'] }),
+      );
+      expect(mapping?.Properties).toMatchObject({
+        BatchSize: settings.batchSize,
+        MaximumBatchingWindowInSeconds: settings.maxBatchingWindowSeconds,
+        ScalingConfig: { MaximumConcurrency: platform.connector.population.concurrency },
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      });
+    }
+    // The mapping table's stream feeds the pending release.
+    const stream = mappings.find((m) => m.Properties['StartingPosition'] !== undefined);
+    expect(stream?.Properties).toMatchObject({
+      EventSourceArn: { 'Fn::GetAtt': [tableLogicalId(template, MAPPING_TABLE), 'StreamArn'] },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('lets only the route and release functions send to delivery queues', () => {
+    const { template, config } = env(name);
+    if (deliveryPlatforms(config.platforms).length === 0) return;
+    const sends = (definition: FunctionDefinition) =>
+      statementsOf(template, definition).filter((s) => asList(s.Action).includes('sqs:SendMessage'));
+    expect(sends(FUNCTIONS.route).length).toBeGreaterThan(0);
+    expect(sends(FUNCTIONS.releasePending).length).toBeGreaterThan(0);
+    expect(sends(FUNCTIONS.deliver)).toEqual([]);
+    expect(sends(FUNCTIONS.userSync)).toEqual([]);
+  });
+
+  it('alarms per platform on partner errors and throttling', () => {
+    const { template, config } = env(name);
+    for (const platform of deliveryPlatforms(config.platforms)) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmDescription: Match.stringLikeRegexp(`platform ${platform.id} answers more than 10%`),
+      });
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmDescription: Match.stringLikeRegexp(`platform ${platform.id} throttles`),
+        MetricName: 'PartnerThrottled',
+      });
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDataTable } from '../../lib/constructs/data-table.ts';
 import { TableStreamConsumer } from '../../lib/constructs/table-stream-consumer.ts';
-import { MAPPING_TABLE, type TableDefinition } from '../../src/infra/resources.ts';
+import { MAPPING_TABLE, SEGMENT_TABLE, type TableDefinition } from '../../src/infra/resources.ts';
 import type { StreamConsumerSettings } from '../../src/infra/streams.ts';
 import { cdkTestStack, cleanUpCdkTestStacks, nagErrors } from '../support/cdk.ts';
 
@@ -91,7 +91,7 @@ describe('TableStreamConsumer', () => {
   });
 
   it('refuses a table without a stream, and settings AWS would refuse', () => {
-    expect(() => build(SETTINGS, MAPPING_TABLE)).toThrow(/the table has no stream/);
+    expect(() => build(SETTINGS, SEGMENT_TABLE)).toThrow(/the table has no stream/);
     expect(() => build({ ...SETTINGS, batchSize: 0 })).toThrow(/batchSize must be at least 1/);
     expect(() => build({ ...SETTINGS, maxRetryAttempts: -2 })).toThrow(
       /maxRetryAttempts must be at least -1/,

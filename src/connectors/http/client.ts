@@ -185,7 +185,17 @@ export class PartnerClient {
     return redact(text, this.auth.secrets());
   }
 
-  async call(request: PartnerRequest, options: { signal?: AbortSignal } = {}): Promise<PartnerAnswer> {
+  /**
+   * `onTry` sees every try's status (undefined: no answer) and Retry-After, retried ones included:
+   * an adaptive throttle learns of 429s the client then rode out.
+   */
+  async call(
+    request: PartnerRequest,
+    options: {
+      signal?: AbortSignal;
+      onTry?: (status: number | undefined, retryAfterMs?: number) => void;
+    } = {},
+  ): Promise<PartnerAnswer> {
     const method = request.method.toUpperCase();
     if (!/^[A-Z]{1,16}$/.test(method)) throw new TypeError('method must be an HTTP method name');
     const { pathAndQuery } = request;
@@ -215,6 +225,10 @@ export class PartnerClient {
       attempts++;
       counted++;
       const outcome = await this.attempt(unsigned, signal);
+      options.onTry?.(
+        outcome.type === 'answer' ? outcome.response.status : outcome.failure.status,
+        outcome.type === 'answer' ? undefined : outcome.failure.retryAfterMs,
+      );
       if (outcome.type === 'answer') return answer(outcome.response, attempts);
       let { failure } = outcome;
       if (outcome.type === 'unauthorized' && !refreshed) {

@@ -1,0 +1,65 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { dynamoDbClient } from '../../src/aws/clients.ts';
+import { fileStagingFromEnv } from '../../src/files/staging-store.ts';
+import { PENDING_KEEP_SECONDS } from '../../src/infra/population.ts';
+import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
+import { createLogger } from '../../src/observability/powertools.ts';
+import { DynamoMappingLookup } from '../../src/population/dynamo-adapters.ts';
+import { routeRecords } from '../../src/population/route-service.ts';
+import { partnerClients, populationRuntime, respond, tableName } from '../../src/population/runtime.ts';
+import { SegmentNotReadyError, SegmentService } from '../../src/segments/segment-service.ts';
+import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
+
+// Cold start: configuration validated, clients created once.
+const logger = createLogger('route');
+const runtime = populationRuntime();
+const clients = partnerClients(runtime.config);
+const segments = new SegmentService({
+  environment: runtime.config.name,
+  store: new DynamoSegmentStore(dynamoDbClient(), tableName(SEGMENT_TABLE)),
+  partnerFor: (platform) => clients.for(platform),
+});
+const mappings = new DynamoMappingLookup(dynamoDbClient(), tableName(MAPPING_TABLE));
+// File-mode platforms' memberships are staged for the scheduled exporter (src/files).
+const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
+
+async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  const budget = Math.max(1000, context.getRemainingTimeInMillis() - 5000);
+  const notReady = new Map<string, number>();
+  const result = await routeRecords(
+    event.Records.map((record) => ({ id: record.messageId, body: record.body })),
+    {
+      platform: runtime.platform,
+      // A segment not ready fails only its records, retried when the partner said (or soon).
+      segments: {
+        ensure: (platform, audience, options) =>
+          segments.ensure(platform, audience, { ...options, waitMs: 2000 }).catch((error: unknown) => {
+            if (error instanceof SegmentNotReadyError && error.retryAt !== undefined) {
+              notReady.set(`${platform.id}#${audience.id}`, error.retryAt - Date.now());
+            }
+            throw error;
+          }),
+      },
+      mappings,
+      pending: runtime.store,
+      accounting: runtime.store,
+      queues: runtime.queues,
+      files,
+      pendingKeepSeconds: PENDING_KEEP_SECONDS,
+    },
+    AbortSignal.timeout(budget),
+  );
+  logger.info('routed', {
+    records: event.Records.length,
+    failed: result.failedRecordIds.size,
+    routed: result.routed,
+    pending: result.pending,
+    rejected: result.rejected,
+  });
+  const longestWait = Math.max(0, ...notReady.values());
+  return respond(event, context, result.failedRecordIds, runtime, () => longestWait || undefined);
+}
+
+export const handler = middy(handleEvents).use(injectLambdaContext(logger, { resetKeys: true }));

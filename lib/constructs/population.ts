@@ -1,0 +1,138 @@
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Construct } from 'constructs';
+import type { EnvironmentConfig } from '../../src/config/schema.ts';
+import { eventSourcesOf, streamSettingsOf } from '../../src/infra/event-sources.ts';
+import {
+  audienceQueueName,
+  deliveryPlatforms,
+  deliveryQueueName,
+  deliveryQueuePrefix,
+  POPULATION_ENV,
+  populationEventSources,
+} from '../../src/infra/population.ts';
+import {
+  type FunctionKey,
+  METRICS_NAMESPACE,
+  SYNC_METRICS,
+  type TableDefinition,
+} from '../../src/infra/resources.ts';
+import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
+import { runbookLine } from '../runbook.ts';
+import type { Monitoring } from './monitoring.ts';
+import { QueueConsumer } from './queue-consumer.ts';
+import { TableStreamConsumer } from './table-stream-consumer.ts';
+
+export interface PopulationProps {
+  readonly config: EnvironmentConfig;
+  readonly functions: Readonly<Record<FunctionKey, lambda.Function>>;
+  /** The tables by construct id (the mapping table's stream releases pending events). */
+  readonly tables: ReadonlyMap<TableDefinition, dynamodb.TableV2>;
+  readonly monitoring: Monitoring;
+}
+
+/**
+ * Segment population in AWS, built from the same declarations as the local stack
+ * (populationEventSources in src/infra/population.ts):
+ *
+ * - the audience-events queue (4 days' retention: a 72 h outage loses nothing) and its DLQ,
+ *   consumed by the route function;
+ * - one delivery queue (+DLQ) and event source per API platform, consumed by the deliver function
+ *   with the platform's micro-batching settings and `maxConcurrency` from its `concurrency`;
+ * - the mapping table's stream to the pending release function (with its failure queue);
+ * - send rights on the delivery queues for the route and release functions only;
+ * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
+ */
+export class Population extends Construct {
+  readonly queues: ReadonlyMap<string, QueueConsumer>;
+  readonly audienceEvents: QueueConsumer;
+  readonly release: TableStreamConsumer[] = [];
+
+  constructor(scope: Construct, id: string, props: PopulationProps) {
+    super(scope, id);
+    const { config, monitoring, functions } = props;
+    for (const key of ['route', 'deliver', 'releasePending'] as const) {
+      functions[key].addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
+      functions[key].addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
+    }
+
+    const queues = new Map<string, QueueConsumer>();
+    for (const source of eventSourcesOf(config, [populationEventSources])) {
+      if (source.kind === 'queue') {
+        queues.set(
+          source.queue.localName,
+          new QueueConsumer(this, source.queue.id, {
+            function: functions[source.function],
+            settings: source.settings,
+            queueName: source.queue.localName,
+            ...(source.queue.retentionSeconds
+              ? { retentionPeriod: Duration.seconds(source.queue.retentionSeconds) }
+              : {}),
+            monitoring,
+          }),
+        );
+      } else if (source.kind === 'tableStream') {
+        const table = props.tables.get(source.table);
+        if (!table) throw new Error(`${this.node.path}: no table ${source.table.id}`);
+        this.release.push(
+          new TableStreamConsumer(this, `${source.table.id}Stream`, {
+            function: functions[source.function],
+            table,
+            settings: streamSettingsOf(source),
+            monitoring,
+          }),
+        );
+      }
+    }
+    this.queues = queues;
+    const audience = queues.get(audienceQueueName(config.name));
+    if (!audience) throw new Error(`${this.node.path}: no audience-events queue declared`);
+    this.audienceEvents = audience;
+
+    for (const platform of deliveryPlatforms(config.platforms)) {
+      const delivery = queues.get(deliveryQueueName(config.name, platform.id));
+      if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
+      delivery.queue.grantSendMessages(functions.route);
+      delivery.queue.grantSendMessages(functions.releasePending);
+      monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
+    }
+  }
+}
+
+function partnerAlarms(scope: Construct, environment: string, platformId: number): cloudwatch.Alarm[] {
+  const metric = (name: string) =>
+    new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: name,
+      dimensionsMap: {
+        [SYNC_METRICS.platformDimension]: String(platformId),
+        [SYNC_METRICS.environmentDimension]: environment,
+      },
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+    });
+  const errorRate = new cloudwatch.MathExpression({
+    expression: 'IF(calls > 0, 100 * errors / calls, 0)',
+    usingMetrics: { errors: metric(POPULATION_METRICS.errors), calls: metric(POPULATION_METRICS.calls) },
+    period: Duration.minutes(5),
+    label: `platform ${platformId} partner error rate (%)`,
+  });
+  return [
+    errorRate.createAlarm(scope, `Partner${platformId}ErrorRate`, {
+      alarmDescription: `${environment}: platform ${platformId} answers more than 10% of population calls with 5xx, timeouts or resets. ${runbookLine('partner-errors')}`,
+      threshold: 10,
+      evaluationPeriods: 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+    metric(POPULATION_METRICS.throttled).createAlarm(scope, `Partner${platformId}Throttling`, {
+      alarmDescription: `${environment}: platform ${platformId} throttles population calls (429) for 15 minutes. ${runbookLine('partner-throttling')}`,
+      threshold: 0,
+      evaluationPeriods: 3,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+  ];
+}

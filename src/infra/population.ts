@@ -1,0 +1,146 @@
+import type { Connector } from '../config/connector.ts';
+import type { EnvironmentConfig } from '../config/schema.ts';
+import type { EventSourceDefinition } from './event-sources.ts';
+import type { QueueConsumerSettings } from './queues.ts';
+import { FUNCTIONS, MAPPING_TABLE } from './resources.ts';
+import type { StreamConsumerSettings } from './streams.ts';
+
+/**
+ * The queues of segment population, shared by the CDK stack and the local stack:
+ *
+ * - `audience-events`: the DMP's producers write here (architecture section 4); the route
+ *   function consumes it. Retention 4 days, so a 72 h outage of the service loses nothing.
+ * - one delivery queue per API platform (`delivery-<platformId>`), consumed by the deliver
+ *   function with the platform's micro-batching settings: up to 100 messages per invocation (each
+ *   message packs up to `batchSize` users, so one invocation fills many partner calls), gathered
+ *   for `flushAfterMs`, at most `concurrency` invocations at once.
+ *
+ * A failed record is not left to the queue's long visibility timeout: the handlers set its
+ * visibility to a backoff (the partner's Retry-After when it gave one; else doubling from
+ * RETRY_BASE_SECONDS to RETRY_MAX_SECONDS), so with DELIVERY_MAX_RECEIVE_COUNT receives a partner
+ * that is down is ridden out for about a day before anything reaches the DLQ, and the backlog
+ * drains by itself when the partner is back.
+ */
+
+export const AUDIENCE_EVENTS_RETENTION_SECONDS = 4 * 86_400;
+export const DELIVERY_RETENTION_SECONDS = 4 * 86_400;
+export const DELIVERY_MAX_RECEIVE_COUNT = 100;
+export const ROUTE_MAX_RECEIVE_COUNT = 50;
+export const RETRY_BASE_SECONDS = 10;
+export const RETRY_MAX_SECONDS = 15 * 60;
+/** How long a user may stay pending (not synced) before the event expires. */
+export const PENDING_KEEP_SECONDS = 14 * 86_400;
+
+/** Environment variables of the population functions. */
+export const POPULATION_ENV = {
+  /** Name of the audience-events queue. */
+  audienceQueueName: 'AUDIENCE_EVENTS_QUEUE_NAME',
+  /** Prefix of the delivery queues' names: the platform id follows. */
+  deliveryQueuePrefix: 'DELIVERY_QUEUE_NAME_PREFIX',
+  /** Overrides RETRY_BASE_SECONDS (the local stack's tests use 1). */
+  retryBaseSeconds: 'POPULATION_RETRY_BASE_SECONDS',
+} as const;
+
+export function audienceQueueName(environment: string): string {
+  return `dmp-${environment}-audience-events`;
+}
+
+export function deliveryQueuePrefix(environment: string): string {
+  return `dmp-${environment}-delivery-`;
+}
+
+export function deliveryQueueName(environment: string, platformId: number): string {
+  return `${deliveryQueuePrefix(environment)}${platformId}`;
+}
+
+/**
+ * The route invokes as soon as messages arrive (no window: an audience event is routed at once,
+ * and a message already packs up to 10,000 users); micro-batching happens per platform, on the
+ * delivery queues.
+ */
+export const ROUTE_CONSUMER: QueueConsumerSettings = {
+  batchSize: 10,
+  maxBatchingWindowSeconds: 0,
+  maxConcurrency: 10,
+  maxReceiveCount: ROUTE_MAX_RECEIVE_COUNT,
+  functionTimeoutSeconds: FUNCTIONS.route.timeoutSeconds,
+};
+
+export function deliveryConsumer(population: Connector['population']): QueueConsumerSettings {
+  const windowSeconds = Math.min(300, Math.ceil(population.flushAfterMs / 1000));
+  return {
+    batchSize: windowSeconds === 0 ? 10 : 100,
+    maxBatchingWindowSeconds: windowSeconds,
+    maxConcurrency: population.concurrency,
+    maxReceiveCount: DELIVERY_MAX_RECEIVE_COUNT,
+    functionTimeoutSeconds: FUNCTIONS.deliver.timeoutSeconds,
+  };
+}
+
+/** Seconds until a failed record is tried again, after its `receiveCount`-th receive. */
+export function retryDelaySeconds(
+  receiveCount: number,
+  retryAfterMs: number | undefined,
+  baseSeconds: number = RETRY_BASE_SECONDS,
+): number {
+  const backoff = Math.min(RETRY_MAX_SECONDS, baseSeconds * 2 ** Math.min(Math.max(receiveCount - 1, 0), 20));
+  const asked = retryAfterMs === undefined ? 0 : Math.ceil(retryAfterMs / 1000);
+  // SQS takes at most 12 hours.
+  return Math.min(43_200, Math.max(backoff, asked));
+}
+
+/** The mapping-table stream's event source (release of pending events). */
+export const RELEASE_STREAM: StreamConsumerSettings = {
+  batchSize: 100,
+  maxBatchingWindowSeconds: 1,
+  /** After this many failed tries a batch goes to the failure queue; its pending events wait for the next sync. */
+  maxRetryAttempts: 20,
+};
+
+/** The API platforms of an environment: every one gets a delivery queue (file platforms do not). */
+export function deliveryPlatforms<
+  P extends { id: number; connector?: Pick<Connector, 'population'> | undefined },
+>(platforms: readonly P[]): (P & { connector: Pick<Connector, 'population'> })[] {
+  return platforms.filter(
+    (platform): platform is P & { connector: Pick<Connector, 'population'> } =>
+      platform.connector !== undefined && platform.connector.population.mode !== 'file',
+  );
+}
+
+/**
+ * Population's event sources (src/infra/event-sources.ts), read by the local stack and the CDK
+ * stack alike: route <- audience-events; deliver <- each platform's delivery queue; releasePending
+ * <- the mapping table's stream.
+ */
+export function populationEventSources(config: EnvironmentConfig): EventSourceDefinition[] {
+  return [
+    {
+      kind: 'queue',
+      function: 'route',
+      queue: {
+        id: 'AudienceEvents',
+        localName: audienceQueueName(config.name),
+        retentionSeconds: AUDIENCE_EVENTS_RETENTION_SECONDS,
+      },
+      settings: ROUTE_CONSUMER,
+    },
+    ...deliveryPlatforms(config.platforms).map(
+      (platform): EventSourceDefinition => ({
+        kind: 'queue',
+        function: 'deliver',
+        queue: {
+          id: `Delivery${platform.id}`,
+          localName: deliveryQueueName(config.name, platform.id),
+          retentionSeconds: DELIVERY_RETENTION_SECONDS,
+        },
+        settings: deliveryConsumer(platform.connector.population),
+      }),
+    ),
+    {
+      kind: 'tableStream',
+      function: 'releasePending',
+      table: MAPPING_TABLE,
+      ...RELEASE_STREAM,
+    },
+  ];
+}

@@ -1,0 +1,58 @@
+/**
+ * Where every accepted (platform, segment, user) event ends, counted per platform and segment:
+ *
+ * - `delivered`: the partner acknowledged it;
+ * - `pending`: the user has no partner id yet (decremented when the sync releases it);
+ * - `rejected`: set aside with a reason (`dmp rejected` lists them);
+ * - `dlq`: its delivery message went to the dead-letter queue after `maxReceiveCount` receives;
+ * - `superseded`: a newer event for the same user and segment was applied instead (order).
+ *
+ * A redelivered event that was already applied is counted nowhere a second time.
+ */
+export const OUTCOMES = ['delivered', 'pending', 'rejected', 'dlq', 'superseded'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export type Counts = Partial<Record<Outcome | 'calls', number>>;
+
+/** Segment key for counts that belong to no segment yet (an invalid message, an unknown platform). */
+export const NO_SEGMENT = '-';
+
+export class CountBatch {
+  private readonly counts = new Map<string, { platformId: number; segmentId: string; counts: Counts }>();
+
+  add(platformId: number, segmentId: string, outcome: Outcome | 'calls', by = 1): void {
+    if (by === 0) return;
+    const key = `${platformId}#${segmentId}`;
+    let entry = this.counts.get(key);
+    if (!entry) {
+      entry = { platformId, segmentId, counts: {} };
+      this.counts.set(key, entry);
+    }
+    entry.counts[outcome] = (entry.counts[outcome] ?? 0) + by;
+  }
+
+  entries(): { platformId: number; segmentId: string; counts: Counts }[] {
+    return [...this.counts.values()];
+  }
+}
+
+export interface RejectedEntry {
+  /** Stable per rejected thing (SQS message id and position), so a redelivery records it once. */
+  readonly id: string;
+  readonly reason: string;
+  readonly detail: string;
+  readonly platformId?: number | undefined;
+  readonly segmentId?: string | undefined;
+  readonly audienceId?: string | undefined;
+  readonly dmpUserId?: string | undefined;
+  /** How many memberships this entry stands for (a whole message: users x platforms). */
+  readonly memberships: number;
+  /** The start of the message body, for a malformed message. */
+  readonly snippet?: string | undefined;
+}
+
+export interface AccountingStore {
+  addCounts(batch: CountBatch): Promise<void>;
+  /** Records rejections; returns the ids recorded now (not before). */
+  recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>>;
+}

@@ -1,0 +1,336 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  type DynamoDBClient,
+  PutItemCommand,
+  QueryCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { batchGetAll } from '../aws/batch-get.ts';
+import { type AccountingStore, type CountBatch, OUTCOMES, type RejectedEntry } from './accounting.ts';
+import { forEachLimited } from './delivery.ts';
+import type { Membership } from './membership.ts';
+import type { AppliedState } from './ordering.ts';
+
+/**
+ * Population state in one DynamoDB table (layout: POPULATION_TABLE in src/infra/resources.ts).
+ *
+ * Cost per membership delivered (on demand, docs/population.md): one strongly consistent read of
+ * its state (BatchGetItem, 1 RRU) before the call and one conditional write (1 WRU) after the
+ * partner's acknowledgement. The write is conditional on being newer than what is stored, so
+ * concurrent Lambdas cannot put an older event over a newer one.
+ */
+
+/** Stored events are kept this long after they stop mattering (SQS keeps a message 14 days). */
+const KEEP_SECONDS = 15 * 86_400;
+const WRITE_CONCURRENCY = 16;
+
+export interface StoredMembership extends AppliedState {
+  readonly segmentId: string;
+  readonly audienceId: string;
+  readonly partnerUserId: string;
+  readonly at?: string | undefined;
+  readonly ttlSeconds?: number | undefined;
+}
+
+export interface MembershipStateStore {
+  /** The last applied event per membership (keyed by membershipKey). */
+  getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>>;
+  /** Records acknowledged events; `overtaken` are those a newer stored event outranks. */
+  recordApplied(
+    memberships: readonly Membership[],
+    nowMs: number,
+  ): Promise<{ recorded: Membership[]; overtaken: Membership[] }>;
+}
+
+export interface PendingStore {
+  /** Keeps events of unsynced users; returns those stored now (newer than what was pending). */
+  putPending(
+    memberships: readonly Omit<Membership, 'partnerUserId'>[],
+    nowMs: number,
+    keepSeconds: number,
+  ): Promise<{
+    stored: Omit<Membership, 'partnerUserId'>[];
+    /** Stored events that replaced an older pending one (which is then superseded). */
+    replaced: Omit<Membership, 'partnerUserId'>[];
+  }>;
+  listPending(platformId: number, dmpUserId: string): Promise<Omit<Membership, 'partnerUserId'>[]>;
+  /** Deletes a pending event if it is still the one read; true if deleted. */
+  deletePending(membership: Omit<Membership, 'partnerUserId'>): Promise<boolean>;
+}
+
+const memberPk = (platformId: number, dmpUserId: string) => `m#${platformId}#${dmpUserId}`;
+const pendingPk = (platformId: number, dmpUserId: string) => `pending#${platformId}#${dmpUserId}`;
+
+function key(pk: string, sk: string): Record<string, AttributeValue> {
+  return { pk: { S: pk }, sk: { S: sk } };
+}
+
+/** DynamoDB condition: the stored event ranks below the incoming one (see ordering.ts). */
+const NEWER_CONDITION = 'attribute_not_exists(pk) OR ts < :ts OR (ts = :ts AND #op = :add AND :op = :remove)';
+
+function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
+  return Math.floor(m.ts / 1000) + (m.ttlSeconds ?? 0) + KEEP_SECONDS;
+}
+
+export class DynamoPopulationStore implements MembershipStateStore, PendingStore, AccountingStore {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tableName: string,
+  ) {}
+
+  async getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>> {
+    const keys = new Map<string, Record<string, AttributeValue>>();
+    for (const m of memberships)
+      keys.set(
+        `${memberPk(m.platformId, m.dmpUserId)}\u0000${m.segmentId}`,
+        key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
+      );
+    const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
+      consistentRead: true,
+      projection: 'pk, sk, ts, #op',
+      expressionNames: { '#op': 'op' },
+    });
+    const applied = new Map<string, AppliedState>();
+    for (const item of items) {
+      const [, platformId, ...user] = (item['pk']?.S ?? '').split('#');
+      applied.set(`${platformId}#${item['sk']?.S}#${user.join('#')}`, {
+        ts: Number(item['ts']?.N),
+        op: item['op']?.S === 'remove' ? 'remove' : 'add',
+      });
+    }
+    return applied;
+  }
+
+  async recordApplied(memberships: readonly Membership[], nowMs: number) {
+    const recorded: Membership[] = [];
+    const overtaken: Membership[] = [];
+    await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
+      try {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
+            UpdateExpression:
+              'SET ts = :ts, #op = :op, p = :p, aud = :aud, #at = :at, expiresAt = :exp' +
+              (m.ttlSeconds === undefined ? ' REMOVE life' : ', life = :ttl'),
+            ConditionExpression: NEWER_CONDITION,
+            ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
+            ExpressionAttributeValues: {
+              ':ts': { N: String(m.ts) },
+              ':op': { S: m.op },
+              ':add': { S: 'add' },
+              ':remove': { S: 'remove' },
+              ':p': { S: m.partnerUserId },
+              ':aud': { S: m.audienceId },
+              ':at': { S: new Date(nowMs).toISOString() },
+              ':exp': { N: String(expiresAt(m)) },
+              ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
+            },
+          }),
+        );
+        recorded.push(m);
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        overtaken.push(m);
+      }
+    });
+    return { recorded, overtaken };
+  }
+
+  /** Every segment's stored event for a user at a platform (`dmp why`). */
+  async membershipsOf(platformId: number, dmpUserId: string): Promise<StoredMembership[]> {
+    const items = await this.queryAll(memberPk(platformId, dmpUserId));
+    return items.map((item) => ({
+      segmentId: item['sk']?.S ?? '',
+      ts: Number(item['ts']?.N),
+      op: item['op']?.S === 'remove' ? 'remove' : 'add',
+      audienceId: item['aud']?.S ?? '',
+      partnerUserId: item['p']?.S ?? '',
+      at: item['at']?.S,
+      ttlSeconds: item['life']?.N === undefined ? undefined : Number(item['life'].N),
+    }));
+  }
+
+  async putPending(
+    memberships: readonly Omit<Membership, 'partnerUserId'>[],
+    nowMs: number,
+    keepSeconds: number,
+  ) {
+    const stored: Omit<Membership, 'partnerUserId'>[] = [];
+    const replaced: Omit<Membership, 'partnerUserId'>[] = [];
+    await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
+      try {
+        const result = await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              ...key(pendingPk(m.platformId, m.dmpUserId), m.segmentId),
+              ts: { N: String(m.ts) },
+              op: { S: m.op },
+              aud: { S: m.audienceId },
+              since: { S: new Date(nowMs).toISOString() },
+              expiresAt: { N: String(Math.floor(nowMs / 1000) + keepSeconds) },
+              ...(m.ttlSeconds === undefined ? {} : { life: { N: String(m.ttlSeconds) } }),
+            },
+            ConditionExpression: NEWER_CONDITION,
+            ExpressionAttributeNames: { '#op': 'op' },
+            ExpressionAttributeValues: {
+              ':ts': { N: String(m.ts) },
+              ':op': { S: m.op },
+              ':add': { S: 'add' },
+              ':remove': { S: 'remove' },
+            },
+            ReturnValues: 'ALL_OLD',
+          }),
+        );
+        stored.push(m);
+        if (result.Attributes) replaced.push(m);
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      }
+    });
+    return { stored, replaced };
+  }
+
+  async listPending(platformId: number, dmpUserId: string) {
+    const items = await this.queryAll(pendingPk(platformId, dmpUserId), true);
+    return items.map((item) => ({
+      platformId,
+      dmpUserId,
+      segmentId: item['sk']?.S ?? '',
+      audienceId: item['aud']?.S ?? '',
+      op: (item['op']?.S === 'remove' ? 'remove' : 'add') as Membership['op'],
+      ts: Number(item['ts']?.N),
+      ...(item['life']?.N === undefined ? {} : { ttlSeconds: Number(item['life'].N) }),
+    }));
+  }
+
+  async deletePending(m: Omit<Membership, 'partnerUserId'>): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.tableName,
+          Key: key(pendingPk(m.platformId, m.dmpUserId), m.segmentId),
+          ConditionExpression: 'ts = :ts AND #op = :op',
+          ExpressionAttributeNames: { '#op': 'op' },
+          ExpressionAttributeValues: { ':ts': { N: String(m.ts) }, ':op': { S: m.op } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async addCounts(batch: CountBatch): Promise<void> {
+    await forEachLimited(batch.entries(), WRITE_CONCURRENCY, async ({ platformId, segmentId, counts }) => {
+      const names: Record<string, string> = {};
+      const values: Record<string, AttributeValue> = {};
+      const parts: string[] = [];
+      for (const [outcome, by] of Object.entries(counts)) {
+        if (!by) continue;
+        names[`#${outcome}`] = outcome;
+        values[`:${outcome}`] = { N: String(by) };
+        parts.push(`#${outcome} :${outcome}`);
+      }
+      if (parts.length === 0) return;
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: key(`stats#${platformId}`, segmentId),
+          UpdateExpression: `ADD ${parts.join(', ')}`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+    });
+  }
+
+  async stats(platformId: number): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
+    const items = await this.queryAll(`stats#${platformId}`, true);
+    return items.map((item) => ({
+      segmentId: item['sk']?.S ?? '',
+      counts: Object.fromEntries(
+        [...OUTCOMES, 'calls'].map((outcome) => [outcome, Number(item[outcome]?.N ?? 0)]),
+      ),
+    }));
+  }
+
+  async recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>> {
+    const recorded = new Set<string>();
+    const now = new Date();
+    await forEachLimited(entries, WRITE_CONCURRENCY, async (entry) => {
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              // The id, not the time, keys the item: a redelivered rejection is recorded once.
+              ...key(`rejected#${now.toISOString().slice(0, 10)}`, entry.id),
+              at: { S: now.toISOString() },
+              reason: { S: entry.reason },
+              detail: { S: entry.detail.slice(0, 500) },
+              memberships: { N: String(entry.memberships) },
+              expiresAt: { N: String(Math.floor(now.getTime() / 1000) + KEEP_SECONDS) },
+              ...(entry.platformId === undefined ? {} : { platformId: { N: String(entry.platformId) } }),
+              ...(entry.segmentId === undefined ? {} : { segmentId: { S: entry.segmentId } }),
+              ...(entry.audienceId === undefined ? {} : { audienceId: { S: entry.audienceId } }),
+              ...(entry.dmpUserId === undefined ? {} : { dmpUserId: { S: entry.dmpUserId } }),
+              ...(entry.snippet === undefined ? {} : { snippet: { S: entry.snippet.slice(0, 300) } }),
+            },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          }),
+        );
+        recorded.add(entry.id);
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      }
+    });
+    return recorded;
+  }
+
+  /** Rejections of the last `days` days, newest day first. */
+  async rejections(days = 14, nowMs = Date.now()): Promise<Record<string, unknown>[]> {
+    const out: Record<string, unknown>[] = [];
+    for (let day = 0; day < days; day++) {
+      const date = new Date(nowMs - day * 86_400_000).toISOString().slice(0, 10);
+      for (const item of await this.queryAll(`rejected#${date}`, true)) {
+        out.push({
+          id: item['sk']?.S,
+          at: item['at']?.S,
+          reason: item['reason']?.S,
+          detail: item['detail']?.S,
+          memberships: Number(item['memberships']?.N ?? 0),
+          platformId: item['platformId']?.N === undefined ? undefined : Number(item['platformId'].N),
+          segmentId: item['segmentId']?.S,
+          audienceId: item['audienceId']?.S,
+          dmpUserId: item['dmpUserId']?.S,
+          snippet: item['snippet']?.S,
+        });
+      }
+    }
+    return out;
+  }
+
+  private async queryAll(pk: string, consistent = false): Promise<Record<string, AttributeValue>[]> {
+    const items: Record<string, AttributeValue>[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': { S: pk } },
+          ConsistentRead: consistent,
+          ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+        }),
+      );
+      items.push(...(page.Items ?? []));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+}

@@ -1,0 +1,75 @@
+import type { FileStaging } from '../files/staging.ts';
+import { type AccountingStore, CountBatch } from './accounting.ts';
+import type { PendingStore } from './dynamo-store.ts';
+import { packDeliveryMessages, toStaged } from './membership.ts';
+import type { DeliveryQueues } from './route-service.ts';
+
+/**
+ * Releases pending events when a user's sync stores a partner id: fed by the mapping table's
+ * change stream (a DynamoDB stream in AWS; the local stack delivers the same records), so the
+ * user-sync Lambda stays one read and at most one write. The events go to the platform's delivery
+ * queue first and are deleted from pending after, so a crash in between sends them twice at most
+ * (the deliver step recognises the second one), never zero times.
+ */
+
+export interface StoredMapping {
+  readonly dmpUserId: string;
+  readonly platformId: number;
+  readonly partnerUserId: string;
+  /** Epoch seconds (the mapping's TTL). */
+  readonly expiresAt: number;
+}
+
+export interface ReleaseDeps {
+  readonly pending: PendingStore;
+  readonly queues: DeliveryQueues;
+  readonly accounting: AccountingStore;
+  /** How a platform takes memberships: its delivery queue (packing `batchSize`), or file staging. */
+  readonly targetOf: (platformId: number) => { readonly batchSize: number } | 'file' | undefined;
+  readonly files?: FileStaging | undefined;
+}
+
+/** Reads a mapping-table stream image (`pk` user#<id>, `sk` platform#<id>); undefined for other items. */
+export function mappingFromImage(
+  image: Record<string, { S?: string; N?: string }> | undefined,
+): StoredMapping | undefined {
+  const pk = image?.['pk']?.S;
+  const sk = image?.['sk']?.S;
+  const partnerUserId = image?.['partnerUserId']?.S;
+  if (!pk?.startsWith('user#') || !sk?.startsWith('platform#') || !partnerUserId) return undefined;
+  const platformId = Number(sk.slice('platform#'.length));
+  if (!Number.isInteger(platformId)) return undefined;
+  return {
+    dmpUserId: pk.slice('user#'.length),
+    platformId,
+    partnerUserId,
+    expiresAt: Number(image?.['expiresAt']?.N ?? 0),
+  };
+}
+
+export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
+  const counts = new CountBatch();
+  let released = 0;
+  for (const mapping of mappings) {
+    const target = deps.targetOf(mapping.platformId);
+    if (target === undefined || (target === 'file' && !deps.files)) continue;
+    const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
+    if (pending.length === 0) continue;
+    const memberships = pending.map((m) => ({ ...m, partnerUserId: mapping.partnerUserId }));
+    if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
+    else {
+      await deps.queues.send(
+        mapping.platformId,
+        packDeliveryMessages(mapping.platformId, memberships, target.batchSize),
+      );
+    }
+    for (const m of pending) {
+      if (await deps.pending.deletePending(m)) {
+        counts.add(m.platformId, m.segmentId, 'pending', -1);
+        released++;
+      }
+    }
+  }
+  await deps.accounting.addCounts(counts);
+  return released;
+}

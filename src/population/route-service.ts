@@ -1,0 +1,273 @@
+import type { PlatformConfig } from '../config/schema.ts';
+import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
+import type { FileStaging } from '../files/staging.ts';
+import type { Audience } from '../segments/segment.ts';
+import { SegmentRefusedError } from '../segments/segment-service.ts';
+import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
+import type { PendingStore } from './dynamo-store.ts';
+import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
+import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts';
+
+/**
+ * The route step: audience events in, work out per platform.
+ *
+ * - a message that fails validation is set aside at once with its reason (never retried); an
+ *   invalid user id is set aside alone, an unknown platform alone;
+ * - the partner segment comes from the segment service (created on first use, exactly once); a
+ *   segment not ready yet fails the record, which comes back later through the queue: nothing is
+ *   delivered into an unknown segment and nothing is lost;
+ * - partner ids are looked up in bulk; mapped users go to the platform's delivery queue (or to
+ *   file staging for file platforms), unmapped ones are kept as pending until their sync.
+ */
+
+export interface AudienceRecord {
+  /** The SQS message id: stable across redeliveries. */
+  readonly id: string;
+  readonly body: string;
+}
+
+export interface MappingLookup {
+  /** Partner ids by `${platformId}#${dmpUserId}`, for live mappings only. */
+  lookup(pairs: readonly { platformId: number; dmpUserId: string }[]): Promise<Map<string, string>>;
+}
+
+export interface DeliveryQueues {
+  /** Puts message bodies on the platform's delivery queue; throws unless all were accepted. */
+  send(platformId: number, bodies: readonly string[]): Promise<void>;
+}
+
+export interface SegmentResolver {
+  ensure(
+    platform: PlatformConfig,
+    audience: Audience,
+    options?: { signal?: AbortSignal },
+  ): Promise<{ partnerSegmentId: string }>;
+}
+
+export interface RouteServiceDeps {
+  readonly platform: (platformId: number) => PlatformConfig | undefined;
+  readonly segments: SegmentResolver;
+  readonly mappings: MappingLookup;
+  readonly pending: PendingStore;
+  readonly accounting: AccountingStore;
+  readonly queues: DeliveryQueues;
+  /** File-mode platforms' staging (the file-export issue); without it their records are retried. */
+  readonly files?: FileStaging | undefined;
+  /** How long a user may stay pending before the event is dropped with its expiry. */
+  readonly pendingKeepSeconds: number;
+  readonly now?: () => number;
+}
+
+export interface RouteResult {
+  readonly failedRecordIds: Set<string>;
+  readonly routed: number;
+  readonly pending: number;
+  readonly rejected: number;
+}
+
+interface Work {
+  readonly record: AudienceRecord;
+  readonly event: AudienceEvent;
+  readonly tsMs: number;
+  readonly platformId: number;
+  readonly segmentId: string;
+  readonly users: readonly string[];
+}
+
+export async function routeRecords(
+  records: readonly AudienceRecord[],
+  deps: RouteServiceDeps,
+  signal?: AbortSignal,
+): Promise<RouteResult> {
+  const now = deps.now ?? Date.now;
+  const counts = new CountBatch();
+  const rejections: { entry: RejectedEntry; platformId: number; segmentId: string }[] = [];
+  const failed = new Set<string>();
+  const work: Work[] = [];
+  const segmentCache = new Map<string, Promise<{ partnerSegmentId: string }>>();
+
+  for (const record of records) {
+    const parsed = parseAudienceEvent(record.body);
+    if (!parsed.ok) {
+      rejections.push({
+        entry: {
+          id: `msg#${record.id}`,
+          reason: parsed.reason,
+          detail: parsed.detail,
+          memberships: 1,
+          snippet: record.body.slice(0, 200),
+        },
+        platformId: 0,
+        segmentId: NO_SEGMENT,
+      });
+      continue;
+    }
+    const { event, tsMs } = parsed;
+    const { valid, invalid } = validUsers(event.users);
+    const platforms = [...new Set(event.platforms)];
+    invalid.forEach((user, index) => {
+      for (const platformId of platforms) {
+        rejections.push({
+          entry: {
+            id: `msg#${record.id}#user#${index}#${platformId}`,
+            reason: 'user_invalid',
+            detail: `user id '${user.slice(0, 40)}' is not a DMP user id (8-128 of A-Z a-z 0-9 . _ -)`,
+            platformId,
+            audienceId: event.audience.id,
+            memberships: 1,
+          },
+          platformId,
+          segmentId: NO_SEGMENT,
+        });
+      }
+    });
+    if (valid.length === 0) continue;
+    for (const platformId of platforms) {
+      const platform = deps.platform(platformId);
+      const refuse = (reason: RejectedEntry['reason'], detail: string, segmentId = NO_SEGMENT) =>
+        rejections.push({
+          entry: {
+            id: `msg#${record.id}#platform#${platformId}`,
+            reason,
+            detail,
+            platformId,
+            audienceId: event.audience.id,
+            memberships: valid.length,
+          },
+          platformId,
+          segmentId,
+        });
+      if (!platform) {
+        refuse('platform_unknown', `platform ${platformId} is not configured in this environment`);
+        continue;
+      }
+      if (!platform.connector) {
+        refuse('platform_without_connector', `platform ${platformId} has no connector (sync only)`);
+        continue;
+      }
+      const cacheKey = `${platformId}#${event.audience.id}`;
+      let ensured = segmentCache.get(cacheKey);
+      if (!ensured) {
+        ensured = deps.segments.ensure(platform, event.audience, signal ? { signal } : {});
+        segmentCache.set(cacheKey, ensured);
+      }
+      try {
+        const { partnerSegmentId } = await ensured;
+        work.push({ record, event, tsMs, platformId, segmentId: partnerSegmentId, users: valid });
+      } catch (error) {
+        if (error instanceof SegmentRefusedError) {
+          refuse('segment_refused', error.message.slice(0, 300));
+        } else {
+          // Not ready yet, or a transient failure: the record comes back later; nothing is lost.
+          failed.add(record.id);
+        }
+      }
+    }
+  }
+
+  // Records that failed on one platform come back whole: route none of their work now.
+  const live = work.filter((item) => !failed.has(item.record.id));
+  const pairs = live.flatMap((item) =>
+    item.users.map((dmpUserId) => ({ platformId: item.platformId, dmpUserId })),
+  );
+  let routed = 0;
+  let pendingCount = 0;
+  /**
+   * Runs one step of the bulk work; if it fails, the records that fed it come back through the
+   * queue (whatever was done already is recognised on the next receive: ordering state, conditional
+   * writes, idempotent staging), and the other steps go on.
+   */
+  const step = async (records: ReadonlySet<string>, work: () => Promise<void>) => {
+    try {
+      await work();
+    } catch {
+      for (const id of records) failed.add(id);
+    }
+  };
+  const bucket = <T>() => ({ items: [] as T[], records: new Set<string>() });
+
+  let partnerIds: Map<string, string> | undefined;
+  await step(new Set(live.map((item) => item.record.id)), async () => {
+    partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();
+  });
+  if (partnerIds) {
+    const toDeliver = new Map<number, ReturnType<typeof bucket<Membership>>>();
+    const toStage = bucket<Membership>();
+    const toPend = bucket<Omit<Membership, 'partnerUserId'>>();
+    for (const item of live) {
+      for (const dmpUserId of item.users) {
+        const base = {
+          platformId: item.platformId,
+          segmentId: item.segmentId,
+          audienceId: item.event.audience.id,
+          dmpUserId,
+          op: item.event.op,
+          ts: item.tsMs,
+          ...(item.event.ttlSeconds === undefined ? {} : { ttlSeconds: item.event.ttlSeconds }),
+        };
+        const partnerUserId = partnerIds.get(`${item.platformId}#${dmpUserId}`);
+        let target: ReturnType<typeof bucket<Membership>> | undefined;
+        if (partnerUserId === undefined) {
+          toPend.items.push(base);
+          toPend.records.add(item.record.id);
+          continue;
+        }
+        const platform = deps.platform(item.platformId) as ConnectedPlatform;
+        if (platform.connector.population.mode === 'file') target = toStage;
+        else {
+          target = toDeliver.get(item.platformId) ?? bucket<Membership>();
+          toDeliver.set(item.platformId, target);
+        }
+        target.items.push({ ...base, partnerUserId });
+        target.records.add(item.record.id);
+      }
+    }
+    await Promise.all([
+      toStage.items.length === 0
+        ? Promise.resolve()
+        : step(toStage.records, async () => {
+            if (!deps.files) throw new Error('file staging is not available in this deployment');
+            await deps.files.stage(toStage.items.map(toStaged));
+            routed += toStage.items.length;
+          }),
+      ...[...toDeliver].map(([platformId, { items, records }]) =>
+        step(records, async () => {
+          const platform = deps.platform(platformId) as ConnectedPlatform;
+          await deps.queues.send(
+            platformId,
+            packDeliveryMessages(platformId, items, platform.connector.population.batchSize),
+          );
+          routed += items.length;
+        }),
+      ),
+      toPend.items.length === 0
+        ? Promise.resolve()
+        : step(toPend.records, async () => {
+            const { stored, replaced } = await deps.pending.putPending(
+              toPend.items,
+              now(),
+              deps.pendingKeepSeconds,
+            );
+            for (const m of stored) counts.add(m.platformId, m.segmentId, 'pending');
+            // The older pending event a newer one replaced is superseded.
+            for (const m of replaced) {
+              counts.add(m.platformId, m.segmentId, 'pending', -1);
+              counts.add(m.platformId, m.segmentId, 'superseded');
+            }
+            pendingCount = stored.length - replaced.length;
+          }),
+    ]);
+  }
+
+  let rejected = 0;
+  if (rejections.length > 0) {
+    const recordedNow = await deps.accounting.recordRejections(rejections.map((r) => r.entry));
+    for (const { entry, platformId, segmentId } of rejections) {
+      if (!recordedNow.has(entry.id)) continue;
+      counts.add(platformId, segmentId, 'rejected', entry.memberships);
+      rejected += entry.memberships;
+    }
+  }
+  await deps.accounting.addCounts(counts);
+  return { failedRecordIds: failed, routed, pending: pendingCount, rejected };
+}

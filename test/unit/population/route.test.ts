@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest';
+import type { PlatformConfig } from '../../../src/config/schema.ts';
+import { PlatformSchema } from '../../../src/config/schema.ts';
+import type { FileStaging, StagedMembership } from '../../../src/files/staging.ts';
+import type { CountBatch, RejectedEntry } from '../../../src/population/accounting.ts';
+import { decodeDeliveryMessage, type Membership } from '../../../src/population/membership.ts';
+import { releasePending } from '../../../src/population/release-service.ts';
+import { type RouteServiceDeps, routeRecords } from '../../../src/population/route-service.ts';
+import { SegmentNotReadyError } from '../../../src/segments/segment-service.ts';
+import { seedConnector } from './support.ts';
+
+/**
+ * The route step's decisions with in-memory stores (the DynamoDB and SQS adapters are exercised by
+ * test/integration/population*.test.ts): where each (platform, user) goes, what is set aside, what
+ * comes back.
+ */
+
+const API = 99999;
+const FILES = 99998;
+const SLOW = 99997;
+
+function platform(id: number, connector: unknown): PlatformConfig {
+  return PlatformSchema.parse({ id, name: `p${id}`, connector });
+}
+
+const platforms = new Map<number, PlatformConfig>([
+  [API, platform(API, seedConnector())],
+  [SLOW, platform(SLOW, seedConnector())],
+  [
+    FILES,
+    platform(FILES, {
+      ...seedConnector(),
+      population: { mode: 'file', removal: { via: 'opColumn' } },
+      files: { destination: { type: 's3', bucket: 'partner-bucket' }, opColumn: true },
+    }),
+  ],
+]);
+
+function deps(staged: StagedMembership[] | undefined) {
+  const sent: Membership[] = [];
+  const pending: Omit<Membership, 'partnerUserId'>[] = [];
+  const rejected: RejectedEntry[] = [];
+  const files: FileStaging | undefined = staged && {
+    async stage(memberships) {
+      staged.push(...memberships);
+    },
+  };
+  const value: RouteServiceDeps = {
+    platform: (id) => platforms.get(id),
+    segments: {
+      async ensure(p) {
+        if (p.id === SLOW) throw new SegmentNotReadyError('creating', undefined, { reason: 'inProgress' });
+        return { partnerSegmentId: p.id === FILES ? 'file-seg' : '12345' };
+      },
+    },
+    mappings: {
+      async lookup(pairs) {
+        return new Map(
+          pairs
+            .filter((pair) => pair.dmpUserId !== 'unsynced-1')
+            .map((pair) => [`${pair.platformId}#${pair.dmpUserId}`, `p-${pair.dmpUserId}`]),
+        );
+      },
+    },
+    pending: {
+      async putPending(memberships) {
+        pending.push(...memberships);
+        return { stored: [...memberships], replaced: [] };
+      },
+      listPending: async () => [],
+      deletePending: async () => true,
+    },
+    accounting: {
+      addCounts: async (_: CountBatch) => {},
+      async recordRejections(entries) {
+        rejected.push(...entries);
+        return new Set(entries.map((entry) => entry.id));
+      },
+    },
+    queues: {
+      async send(_platformId, bodies) {
+        for (const body of bodies) sent.push(...(decodeDeliveryMessage(body) ?? []));
+      },
+    },
+    files,
+    pendingKeepSeconds: 3600,
+  };
+  return { value, sent, pending, rejected };
+}
+
+const event = (platformIds: number[], users: string[]) =>
+  JSON.stringify({
+    v: 1,
+    audience: { id: 'aud-1', name: 'One' },
+    platforms: platformIds,
+    op: 'add',
+    users,
+    ts: '2026-11-28T12:00:00Z',
+  });
+
+describe('routeRecords', () => {
+  it('sends API platforms to their delivery queue, file platforms to staging, unsynced users to pending', async () => {
+    const staged: StagedMembership[] = [];
+    const { value, sent, pending } = deps(staged);
+    const result = await routeRecords(
+      [{ id: 'm1', body: event([API, FILES], ['dmp-user-1', 'unsynced-1']) }],
+      value,
+    );
+    expect(result.failedRecordIds.size).toBe(0);
+    expect(sent).toMatchObject([
+      { platformId: API, segmentId: '12345', dmpUserId: 'dmp-user-1', partnerUserId: 'p-dmp-user-1' },
+    ]);
+    expect(staged).toEqual([
+      {
+        platformId: FILES,
+        segmentId: 'file-seg',
+        audienceId: 'aud-1',
+        dmpUserId: 'dmp-user-1',
+        partnerUserId: 'p-dmp-user-1',
+        op: 'add',
+        ts: '2026-11-28T12:00:00.000Z',
+      },
+    ]);
+    expect(pending.map((m) => [m.platformId, m.dmpUserId]).sort()).toEqual(
+      [
+        [FILES, 'unsynced-1'],
+        [API, 'unsynced-1'],
+      ].sort(),
+    );
+  });
+
+  it('retries a record whose file platform has no staging yet, and one whose segment is not ready', async () => {
+    const { value, sent } = deps(undefined);
+    const result = await routeRecords(
+      [
+        { id: 'files', body: event([FILES], ['dmp-user-1']) },
+        { id: 'slow', body: event([SLOW], ['dmp-user-2']) },
+        { id: 'fine', body: event([API], ['dmp-user-3']) },
+      ],
+      value,
+    );
+    expect([...result.failedRecordIds].sort()).toEqual(['files', 'slow']);
+    // The bulk step that failed (no staging) sends the others of that step back too; nothing is lost.
+    expect(sent.every((m) => m.dmpUserId === 'dmp-user-3')).toBe(true);
+  });
+
+  it('sets aside bad messages and bad users at once, with their reasons', async () => {
+    const { value, rejected, sent } = deps([]);
+    const result = await routeRecords(
+      [
+        { id: 'bad', body: '{"v":2}' },
+        { id: 'mixed', body: event([API, 424242], ['dmp-user-1', 'x']) },
+      ],
+      value,
+    );
+    expect(result.failedRecordIds.size).toBe(0);
+    expect(rejected.map((entry) => entry.reason).sort()).toEqual([
+      'message_invalid',
+      'platform_unknown',
+      'user_invalid',
+      'user_invalid',
+    ]);
+    expect(sent.map((m) => m.dmpUserId)).toEqual(['dmp-user-1']);
+  });
+});
+
+describe('releasePending', () => {
+  it('sends a synced user’s pending events to the delivery queue, or to file staging for file platforms', async () => {
+    const staged: StagedMembership[] = [];
+    const { value, sent } = deps(staged);
+    const pendingOf = (platformId: number) => [
+      {
+        platformId,
+        segmentId: '12345',
+        audienceId: 'aud-1',
+        dmpUserId: 'late-user',
+        op: 'add' as const,
+        ts: 1,
+      },
+    ];
+    const deleted: number[] = [];
+    const released = await releasePending(
+      [
+        { dmpUserId: 'late-user', platformId: API, partnerUserId: 'p-late', expiresAt: 0 },
+        { dmpUserId: 'late-user', platformId: FILES, partnerUserId: 'p-late', expiresAt: 0 },
+      ],
+      {
+        pending: {
+          ...value.pending,
+          listPending: async (platformId) => pendingOf(platformId),
+          deletePending: async (m) => {
+            deleted.push(m.platformId);
+            return true;
+          },
+        },
+        queues: value.queues,
+        accounting: value.accounting,
+        files: value.files,
+        targetOf: (platformId) => (platformId === FILES ? 'file' : { batchSize: 500 }),
+      },
+    );
+    expect(released).toBe(2);
+    expect(sent).toMatchObject([{ platformId: API, partnerUserId: 'p-late', dmpUserId: 'late-user' }]);
+    expect(staged).toMatchObject([
+      { platformId: FILES, partnerUserId: 'p-late', ts: '1970-01-01T00:00:00.001Z' },
+    ]);
+    expect(deleted.sort()).toEqual([FILES, API].sort());
+  });
+});
