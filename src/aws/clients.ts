@@ -7,15 +7,15 @@ import { SQSClient } from '@aws-sdk/client-sqs';
  * keep-alive connections. Endpoints come from the standard `AWS_ENDPOINT_URL_<SERVICE>`
  * variables, which the local stack sets and AWS leaves unset.
  *
- * Timeouts: a slow DynamoDB or Secrets Manager call must fail fast enough for the handler to still
- * answer its own 503 pixel before the function's 5 s timeout (API Gateway would answer a JSON 5xx
- * instead). Two attempts of at most 0.3 s to connect and 1 s to answer, plus the SDK's backoff
- * (< 0.1 s), keep any one call under ~2.7 s; the handler's own deadline (lambdas/user-sync) covers
- * a request that makes several.
+ * Timeouts: a hung DynamoDB or Secrets Manager connection must not hold a request until the
+ * function's 5 s timeout (API Gateway would answer a JSON 5xx instead of our pixel). Each attempt
+ * gets 1 s to connect and 2 s to answer, two attempts at most; the user-sync handler's own
+ * deadline (0.5 s before the function's timeout, lambdas/user-sync) answers the 503 pixel whatever
+ * the calls still pending. The bounds stay loose enough for a loaded machine's local stand-ins.
  */
 export const SDK_CLIENT_SETTINGS = {
   maxAttempts: 2,
-  requestHandler: { connectionTimeout: 300, requestTimeout: 1000 },
+  requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
 } as const;
 
 let dynamoDb: DynamoDBClient | undefined;
