@@ -7,7 +7,14 @@ import { UserSyncService } from '../src/sync/service.ts';
 import { signSyncCallback, verifySyncSignature } from '../src/sync/signature.ts';
 import { mintSyncToken, type TokenKeys, verifyMintedToken } from '../src/sync/tokens.ts';
 import { validatePartnerUserId } from '../src/sync/user-ids.ts';
-import { GPP_SID, gppString, tcString } from '../test/support/consent-strings.ts';
+import {
+  craftedTcString,
+  GPP_SID,
+  gppString,
+  gppWithTcfSection,
+  overlappingRangesTcString,
+  tcString,
+} from '../test/support/consent-strings.ts';
 import {
   callbackEvent,
   DMP_USER,
@@ -43,6 +50,8 @@ export const HMAC_BASELINE: Subject = {
 export interface DomainCase {
   readonly label: string;
   readonly subject: Subject;
+  /** Another baseline than the HMAC (the worst-case consent strings: the typical string). */
+  readonly baseline?: Subject;
 }
 
 function check(condition: boolean, what: string): void {
@@ -121,6 +130,45 @@ export function domainCases(): DomainCase[] {
   };
   check(evaluateConsent(gpp, policy, PARTNER_VENDOR_ID).allowed, 'GPP usnat string allows');
 
+  // (d') worst cases of the bounded readers, against the typical TCF string: a 4 KB string with as
+  // many disjoint single-id entries as fit (every one read and compared), and the issue's crafted
+  // string of overlapping 1-65535 ranges (refused as over budget), as gdpr_consent and in GPP.
+  const entries = Math.floor((4096 * 6 - 300) / 17);
+  const worst: ConsentSignals = {
+    gdpr: '1',
+    gdprConsent: craftedTcString({
+      purposes: [1],
+      maxVendorId: 65_535,
+      ranges: Array.from({ length: entries }, (_, index) => ({ start: 5000 + index * 3 })),
+    }),
+    globalPrivacyControl: false,
+  };
+  check((worst.gdprConsent?.length ?? 0) <= 4096, 'worst-case TCF string within 4 KB');
+  check(
+    !evaluateConsent(worst, policy, PARTNER_VENDOR_ID).allowed,
+    'worst-case TCF string is read to its end',
+  );
+  const crafted: ConsentSignals = {
+    gdpr: '1',
+    gdprConsent: overlappingRangesTcString(),
+    globalPrivacyControl: false,
+  };
+  const craftedGpp: ConsentSignals = {
+    gpp: gppWithTcfSection(overlappingRangesTcString(4090)),
+    gppSid: '2',
+    globalPrivacyControl: false,
+  };
+  const refusal = (signals: ConsentSignals) => {
+    const verdict = evaluateConsent(signals, policy, PARTNER_VENDOR_ID);
+    return verdict.allowed ? 'allowed' : verdict.reason;
+  };
+  check(refusal(crafted) === 'consent_gdpr_over_budget', 'crafted TCF string refused as over budget');
+  check(refusal(craftedGpp) === 'consent_gpp_over_budget', 'crafted GPP string refused as over budget');
+  const typicalTcf: Subject = {
+    name: 'evaluateConsent tcf',
+    run: () => evaluateConsent(tcf, policy, PARTNER_VENDOR_ID),
+  };
+
   // (f) a known browser: 6 fresh mappings, 2 stale, 1 recent attempt, 1 never synced.
   const platforms = platformsForSchedule();
   const day = 86_400;
@@ -156,6 +204,21 @@ export function domainCases(): DomainCase[] {
     {
       label: '1d evaluateConsent, GPP usnat',
       subject: { name: 'evaluateConsent gpp', run: () => evaluateConsent(gpp, policy, PARTNER_VENDOR_ID) },
+    },
+    {
+      label: `1d' worst-case TCF (4 KB, ${entries} entries) / typical`,
+      baseline: typicalTcf,
+      subject: { name: 'worst tcf', run: () => evaluateConsent(worst, policy, PARTNER_VENDOR_ID) },
+    },
+    {
+      label: "1d' crafted 1-65535 ranges, TCF (refused) / typical",
+      baseline: typicalTcf,
+      subject: { name: 'crafted tcf', run: () => evaluateConsent(crafted, policy, PARTNER_VENDOR_ID) },
+    },
+    {
+      label: "1d' crafted 1-65535 ranges, GPP (refused) / typical",
+      baseline: typicalTcf,
+      subject: { name: 'crafted gpp', run: () => evaluateConsent(craftedGpp, policy, PARTNER_VENDOR_ID) },
     },
     {
       label: '1e validatePartnerUserId',
@@ -195,7 +258,10 @@ export async function runDomain(
 ): Promise<void> {
   const cases = [...domainCases(), await callbackCase()];
   for (const domainCase of cases) {
-    onResult(domainCase.label, await compare(HMAC_BASELINE, domainCase.subject, options));
+    onResult(
+      domainCase.label,
+      await compare(domainCase.baseline ?? HMAC_BASELINE, domainCase.subject, options),
+    );
   }
 }
 

@@ -9,13 +9,8 @@ import {
   type SyncTokenKey,
   SyncTokenKeySchema,
 } from '../src/config/secrets.ts';
-import {
-  decideMappingWrite,
-  type MappingRecord,
-  OUTCOME_OF_WRITE,
-  type SightingOutcome,
-} from '../src/sync/mapping.ts';
-import type { MappingStore, SightingInput } from '../src/sync/mapping-store.ts';
+import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE } from '../src/sync/mapping.ts';
+import type { MappingStore, SightingInput, SightingResult } from '../src/sync/mapping-store.ts';
 import type { SyncMetrics, SyncSecrets } from '../src/sync/service.ts';
 
 /** Inputs shared by the benchmarks: a realistic request, the local environment, fixed secrets. */
@@ -123,7 +118,11 @@ export class InMemoryMappingStore implements MappingStore {
   private readonly items = new Map<string, MappingRecord>();
   private readonly replayGuards = new Map<string, number>();
 
-  async listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]> {
+  async listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    _options?: { consistent?: boolean },
+  ): Promise<MappingRecord[]> {
     const prefix = `${dmpUserId}#`;
     const records: MappingRecord[] = [];
     for (const [key, record] of this.items) {
@@ -132,7 +131,7 @@ export class InMemoryMappingStore implements MappingStore {
     return records;
   }
 
-  async recordSighting(input: SightingInput): Promise<SightingOutcome> {
+  async recordSighting(input: SightingInput): Promise<SightingResult> {
     const key = `${input.dmpUserId}#${input.platformId}`;
     const current = this.items.get(key);
     const write = decideMappingWrite(
@@ -140,7 +139,10 @@ export class InMemoryMappingStore implements MappingStore {
       input.partnerUserId,
       input.nowSeconds,
       input.refreshAfterSeconds,
+      input.limits,
     );
+    if (write.kind === 'refuse') return write.reason;
+    const verifiedAt = input.limits?.assurance === 'static' ? current?.verifiedAt : iso(input.nowSeconds);
     const now = iso(input.nowSeconds);
     const expiresAt = input.nowSeconds + input.ttlSeconds;
     switch (write.kind) {
@@ -155,11 +157,18 @@ export class InMemoryMappingStore implements MappingStore {
           lastChanged: now,
           expiresAt,
           version: (current?.version ?? 0) + 1,
+          verifiedAt: input.limits?.assurance === 'static' ? undefined : now,
         });
         break;
       case 'refresh':
         if (current)
-          this.items.set(key, { ...current, lastSeen: now, expiresAt, version: current.version + 1 });
+          this.items.set(key, {
+            ...current,
+            lastSeen: now,
+            expiresAt,
+            version: current.version + 1,
+            verifiedAt,
+          });
         break;
       case 'change':
         if (current) {
@@ -171,6 +180,7 @@ export class InMemoryMappingStore implements MappingStore {
             lastSeen: now,
             expiresAt,
             version: current.version + 1,
+            verifiedAt,
           });
         }
         break;

@@ -86,7 +86,7 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
       // API Gateway answers unmatched routes itself, without reading the body.
       request.resume();
       writeGatewayError(response, 404, 'Not Found', requestId);
-      log(`${request.method} ${target} -> 404 (no route)`);
+      log(`${request.method} ${path} -> 404 (no route)`);
       return;
     }
     let body: Buffer;
@@ -123,7 +123,8 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
       mapped = gatewayError(500, 'Internal Server Error');
     }
     writeMapped(response, mapped, requestId);
-    log(`${request.method} ${target} -> ${mapped.statusCode} ${route.function} (${Date.now() - started} ms)`);
+    // As the deployed function logs: route, status, time; never the query (partner ids, tokens).
+    log(`${request.method} ${path} -> ${mapped.statusCode} ${route.function} (${Date.now() - started} ms)`);
   }
 
   port = await listen(server, options.port ?? 0);
@@ -209,7 +210,13 @@ export function buildHttpApiEvent(
       key in queryStringParameters ? `${queryStringParameters[key]},${value}` : value;
   }
 
-  const domainName = headers['host'] ?? `127.0.0.1:${request.localPort}`;
+  // API Gateway reports the domain it served the request on, never an arbitrary Host header: a
+  // loopback Host is kept (the browser tests use 127.0.0.1 and localhost), any other becomes ours.
+  const host = headers['host'];
+  const domainName =
+    host !== undefined && /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i.test(host)
+      ? host
+      : `127.0.0.1:${request.localPort}`;
   const method = request.method.toUpperCase();
   const event: APIGatewayProxyEventV2 = {
     version: '2.0',

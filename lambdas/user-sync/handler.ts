@@ -1,6 +1,4 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import middy from '@middy/core';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
 import { JsonSecrets, SecretError } from '../../src/aws/secrets.ts';
 import { loadRuntimeEnvironment } from '../../src/config/load.ts';
@@ -12,7 +10,14 @@ import {
 } from '../../src/config/secrets.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { createLogger, PowertoolsSyncMetrics } from '../../src/observability/powertools.ts';
-import { pixel, toHttpResult, toSyncRequest } from '../../src/sync/http.ts';
+import {
+  answerDeadlineMs,
+  DeadlineExceededError,
+  pixel,
+  toHttpResult,
+  toSyncRequest,
+  withDeadline,
+} from '../../src/sync/http.ts';
 import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
 import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
 
@@ -46,12 +51,16 @@ const ROUTES: Record<string, (request: ReturnType<typeof toSyncRequest>) => Prom
   'POST /optout': (request) => service.optOut(request),
 };
 
-async function handleRequest(event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> {
+async function handleRequest(
+  event: APIGatewayProxyEventV2,
+  context: Context,
+): Promise<APIGatewayProxyStructuredResultV2> {
   const route = ROUTES[event.routeKey];
   if (!route) return pixel(404, [], { 'x-dmp-reason': 'route_unknown' });
   const request = toSyncRequest(event);
   try {
-    const response = await route(request);
+    // Whatever the store or Secrets Manager do, the browser gets our 503 pixel in time.
+    const response = await withDeadline(route(request), answerDeadlineMs(context.getRemainingTimeInMillis()));
     logger.info('sync request', {
       route: event.routeKey,
       status: response.status,
@@ -63,7 +72,8 @@ async function handleRequest(event: APIGatewayProxyEventV2): Promise<APIGatewayP
     return toHttpResult(response, request.debug && config.debugTraces !== false);
   } catch (error) {
     // Only infrastructure failures land here (store, secrets); bad input is answered above.
-    logger.error('sync request failed', { route: event.routeKey, error: errorSummary(error) });
+    const failure = error instanceof DeadlineExceededError ? 'deadline' : 'error';
+    logger.error('sync request failed', { route: event.routeKey, failure, error: errorSummary(error) });
     return pixel(503, [], { 'retry-after': '60', 'x-dmp-reason': 'temporarily_unavailable' });
   }
 }
@@ -74,4 +84,18 @@ function errorSummary(error: unknown): { name: string; message: string } {
     : { name: 'unknown', message: '' };
 }
 
-export const handler = middy(handleRequest).use(injectLambdaContext(logger, { resetKeys: true }));
+/**
+ * What Powertools' injectLambdaContext middleware did (request id and function in every line,
+ * temporary keys reset), without Middy's per-request machinery on the hot path.
+ */
+export async function handler(
+  event: APIGatewayProxyEventV2,
+  context: Context,
+): Promise<APIGatewayProxyStructuredResultV2> {
+  logger.addContext(context);
+  try {
+    return await handleRequest(event, context);
+  } finally {
+    logger.resetKeys();
+  }
+}

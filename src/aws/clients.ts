@@ -6,12 +6,23 @@ import { SQSClient } from '@aws-sdk/client-sqs';
  * SDK clients are created once per Lambda container, outside the handler, and reuse their
  * keep-alive connections. Endpoints come from the standard `AWS_ENDPOINT_URL_<SERVICE>`
  * variables, which the local stack sets and AWS leaves unset.
+ *
+ * Timeouts: a hung DynamoDB or Secrets Manager connection must not hold a request until the
+ * function's 5 s timeout (API Gateway would answer a JSON 5xx instead of our pixel). Each attempt
+ * gets 1 s to connect and 2 s to answer, two attempts at most; the user-sync handler's own
+ * deadline (0.5 s before the function's timeout, lambdas/user-sync) answers the 503 pixel whatever
+ * the calls still pending. The bounds stay loose enough for a loaded machine's local stand-ins.
  */
+export const SDK_CLIENT_SETTINGS = {
+  maxAttempts: 2,
+  requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
+} as const;
+
 let dynamoDb: DynamoDBClient | undefined;
 let s3: S3Client | undefined;
 
 export function dynamoDbClient(): DynamoDBClient {
-  dynamoDb ??= new DynamoDBClient({ maxAttempts: 3 });
+  dynamoDb ??= new DynamoDBClient({ ...SDK_CLIENT_SETTINGS });
   return dynamoDb;
 }
 

@@ -1,6 +1,7 @@
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
 import type * as z from 'zod';
 import { formatIssues } from '../config/load.ts';
+import { SDK_CLIENT_SETTINGS } from './clients.ts';
 
 /**
  * Reads JSON secrets from AWS Secrets Manager through Powertools' SecretsProvider, which caches
@@ -16,7 +17,7 @@ export class JsonSecrets {
   private readonly provider: SecretsProvider;
 
   constructor(private readonly maxAgeSeconds = 300) {
-    this.provider = new SecretsProvider({ clientConfig: { maxAttempts: 3 } });
+    this.provider = new SecretsProvider({ clientConfig: { ...SDK_CLIENT_SETTINGS } });
   }
 
   /** The parsed secret, or undefined when no secret of that name exists. */

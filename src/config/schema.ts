@@ -95,6 +95,37 @@ export const SyncSettingsSchema = z
     mappingTtlDays: z.number().int().min(1).max(395).default(90),
     /** Accept the seed's static `plsec` token (partner-initiated syncs). */
     acceptStaticToken: z.boolean().default(true),
+    /**
+     * What an unsigned static-token callback may do (the token travels in browser URLs: anybody
+     * can read it). It never replaces an id a minted or signed callback stored.
+     */
+    staticToken: z
+      .object({
+        /** It changes a stored id at most once per this many hours per browser and platform. */
+        minChangeIntervalHours: z.number().min(0).max(720).default(24),
+        /**
+         * When set, it is accepted only within this many seconds after `/sync` sent this browser
+         * to the partner (the `dmp_sa` cookie): partner-initiated syncs are then refused.
+         */
+        requireSyncWithinSeconds: z.number().int().min(60).max(86_400).optional(),
+      })
+      .strict()
+      .default({ minChangeIntervalHours: 24 }),
+    /**
+     * How the partner puts its id into our callback: it replaces `userIdMacro` (`macro`), or it
+     * appends the id to the URL, which then ends with `userid=` (`append`).
+     */
+    userIdPlacement: z.enum(['macro', 'append']).default('macro'),
+    /**
+     * Characters a partner id may hold besides `A-Z a-z 0-9 . _ ~ -` (the strict default, safe in
+     * URLs and TSV/CSV files). Only `+ / = : @ ! * ( )` may be added, e.g. `+/=` for base64 ids;
+     * tabs, line breaks, commas and semicolons never.
+     */
+    userIdExtraCharacters: z
+      .string()
+      .max(10)
+      .regex(/^[+/=:@!*()]*$/, 'only + / = : @ ! * ( ) may be added to the id alphabet')
+      .default(''),
     /** How long a token minted by `/sync` stays valid. */
     mintedTokenMaxAgeSeconds: z
       .number()
@@ -134,8 +165,17 @@ export const ConsentSettingsSchema = z
 
 export const UserSyncSettingsSchema = z
   .object({
-    /** Public base URL of the sync API (custom domain); derived from the request when absent. */
+    /**
+     * Public base URL of the sync API (custom domain), where callbacks are sent. Without it, the
+     * request's host is used only if it is listed in `allowedHosts` (the API's own hosts);
+     * a deployed environment needs one of the two (see EnvironmentSchema).
+     */
     publicBaseUrl: httpUrl.optional(),
+    /**
+     * Hosts (host[:port]) a callback URL may be built on when `publicBaseUrl` is absent; a request
+     * for another host gets the first. Deployed stacks add the API's execute-api host themselves.
+     */
+    allowedHosts: z.array(z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/i, 'host or host:port')).default([]),
     cookieDomain: z.string().min(1).optional(),
     cookieMaxAgeDays: z.number().int().min(1).max(400).default(395),
     /** How many partners one pixel hit may chain through before it ends. */
@@ -237,6 +277,7 @@ export const EnvironmentSchema = z
       corsAllowOrigins: [],
     }),
     userSync: UserSyncSettingsSchema.default({
+      allowedHosts: [],
       cookieMaxAgeDays: 395,
       maxRedirectsPerChain: 5,
       consent: { gdprAppliesWhenUnknown: false, honourGlobalPrivacyControl: true },

@@ -33,6 +33,13 @@ export type StreamViewType = 'NEW_AND_OLD_IMAGES' | 'NEW_IMAGE' | 'OLD_IMAGE' | 
  * One item per (DMP user, platform): pk `user#<dmpUserId>`, sk `platform#<id>`, and short-lived
  * replay guards for signed sync callbacks: pk `replay#<platformId>#<digest>`, sk `replay`.
  * Both expire through `expiresAt` (epoch seconds).
+ *
+ * A mapping item's attributes (a stream consumer may rely on them): `platformId` (N),
+ * `partnerUserId` (S, the partner's id), `firstSeen`, `lastSeen`, `lastChanged` (ISO-8601 S),
+ * `previousPartnerUserId` (S, after a change), `expiresAt` (N), `version` (N) and, since user-sync
+ * hardening, `verifiedAt` (S, ISO-8601: set by minted-token or signed callbacks; a static-token
+ * callback never replaces such an id). A new mapping is written whole by one PutItem, so a stream
+ * shows it as an INSERT (or a MODIFY when it replaced an expired item TTL had not removed yet).
  */
 export const MAPPING_TABLE: TableDefinition = {
   id: 'MappingTable',

@@ -1,5 +1,5 @@
 import { GppModel } from '@iabgpp/cmpapi';
-import { TCString } from '@iabtcf/core';
+import { ConsentBitsError, readGppHeader, readTcfCore, type TcfCore } from './consent-bits.ts';
 
 /**
  * Consent and privacy signals of a sync request. No consent means no mapping and no redirect to
@@ -14,8 +14,12 @@ import { TCString } from '@iabtcf/core';
  *    Without a `gdpr` signal the environment's `gdprAppliesWhenUnknown` decides.
  * 4. `us_privacy` (CCPA USP v1) with an opt-out of sale (`1?Y?`) refuses.
  *
- * Strings are decoded with the IAB's own libraries (@iabtcf/core, @iabgpp/cmpapi); a string that
- * does not decode counts as no consent, never as consent.
+ * A request's strings are decoded once, for every partner at a time, in bounded work: the TCF v2
+ * core segment and the GPP header by our own readers (consent-bits.ts), which check the bit budget
+ * of range sections before reading them and never expand a range; GPP's US sections (fixed-size
+ * fields, nothing to expand) by the IAB's @iabgpp/cmpapi, one section at a time. A string that
+ * does not decode counts as no consent, never as consent; one whose range sections exceed their
+ * budget is refused as `consent_gdpr_over_budget` / `consent_gpp_over_budget`.
  */
 
 export interface ConsentSignals {
@@ -37,9 +41,11 @@ export type ConsentRejection =
   | 'consent_signal_too_long'
   | 'consent_gpc'
   | 'consent_gpp_invalid'
+  | 'consent_gpp_over_budget'
   | 'consent_gpp_denied'
   | 'consent_gpp_optout'
   | 'consent_gdpr_invalid'
+  | 'consent_gdpr_over_budget'
   | 'consent_gdpr_missing'
   | 'consent_gdpr_denied'
   | 'consent_us_privacy_invalid'
@@ -54,6 +60,8 @@ export const MAX_CONSENT_SIGNAL_LENGTH = 4096;
 
 const GPP_SECTION_TCF_EU_V2 = 2;
 const GPP_SECTION_USP_V1 = 6;
+/** US national (7) and the state sections: fixed-size fields, decoded by @iabgpp/cmpapi. */
+const GPP_US_SECTIONS = { first: 7, last: 23 } as const;
 const US_OPT_OUT_FIELDS = ['SaleOptOut', 'SharingOptOut', 'TargetedAdvertisingOptOut'] as const;
 /** GPP's value for "opted out" in US sections (0 = not applicable, 2 = did not opt out). */
 const GPP_OPTED_OUT = 1;
@@ -73,14 +81,61 @@ export function readConsentSignals(
   };
 }
 
+/** What one request's consent says, decoded once; `verdictFor` is then cheap per partner. */
+export interface DecodedConsent {
+  verdictFor(partnerVendorId?: number): ConsentVerdict;
+}
+
+type Refusal = { readonly allowed: false; readonly reason: ConsentRejection };
+/** A TCF decision that depends on the vendor: purpose 1, and the vendors (of those asked for) with consent. */
+type TcfGrant = { readonly kind: 'tcf'; readonly core: TcfCore };
+
 /**
- * Decides for one partner. `partnerVendorId` is the partner's IAB vendor id, when known.
+ * Decodes the request's signals once. `vendorIds` are every vendor id a verdict may be asked about
+ * (ours and the partners'): only those are looked up in the strings.
  */
+export function decodeConsent(
+  signals: ConsentSignals,
+  policy: ConsentPolicy,
+  vendorIds: readonly number[],
+): DecodedConsent {
+  const wanted = [...new Set([policy.hostVendorId, ...vendorIds])].filter(
+    (id): id is number => id !== undefined,
+  );
+  const fixed = decideIndependently(signals, policy, wanted);
+  return {
+    verdictFor(partnerVendorId) {
+      if ('allowed' in fixed) return fixed;
+      const vendors = [policy.hostVendorId, partnerVendorId].filter((id): id is number => id !== undefined);
+      if (!fixed.core.purposeConsents.has(PURPOSE_STORE_AND_ACCESS))
+        return { allowed: false, reason: fixed.denied };
+      if (!vendors.every((vendor) => fixed.core.vendorConsents.has(vendor)))
+        return { allowed: false, reason: fixed.denied };
+      return fixed.whenGranted;
+    },
+  };
+}
+
+/** Decides for one partner (decodes the strings: use decodeConsent for several). */
 export function evaluateConsent(
   signals: ConsentSignals,
   policy: ConsentPolicy,
   partnerVendorId?: number,
 ): ConsentVerdict {
+  return decodeConsent(signals, policy, partnerVendorId === undefined ? [] : [partnerVendorId]).verdictFor(
+    partnerVendorId,
+  );
+}
+
+/**
+ * Everything that does not depend on the partner: a verdict, or a TCF grant to check per vendor
+ * (with the refusal for a missing vendor and the verdict to give when all are there).
+ */
+function decideIndependently(
+  signals: ConsentSignals,
+  policy: ConsentPolicy,
+  wanted: readonly number[],
+): ConsentVerdict | (TcfGrant & { readonly denied: ConsentRejection; readonly whenGranted: ConsentVerdict }) {
   const texts = [signals.gdpr, signals.gdprConsent, signals.usPrivacy, signals.gpp, signals.gppSid];
   if (texts.some((text) => text !== undefined && text.length > MAX_CONSENT_SIGNAL_LENGTH)) {
     return { allowed: false, reason: 'consent_signal_too_long' };
@@ -88,88 +143,100 @@ export function evaluateConsent(
   if (policy.honourGlobalPrivacyControl && signals.globalPrivacyControl)
     return { allowed: false, reason: 'consent_gpc' };
 
-  const vendors = [policy.hostVendorId, partnerVendorId].filter((id): id is number => id !== undefined);
-
   if (signals.gpp !== undefined && signals.gpp !== '') {
-    const gppVerdict = evaluateGpp(signals.gpp, signals.gppSid, vendors);
-    if (gppVerdict) return gppVerdict;
+    const gpp = decodeGpp(signals.gpp, signals.gppSid, wanted);
+    if (gpp !== undefined) {
+      if ('allowed' in gpp) return gpp;
+      return { ...gpp, denied: 'consent_gpp_denied', whenGranted: { allowed: true, basis: 'gpp_tcfeuv2' } };
+    }
   }
 
-  const gdprVerdict = evaluateGdpr(signals, policy, vendors);
-  if (!gdprVerdict.allowed) return gdprVerdict;
+  const gdpr = decodeGdpr(signals, policy, wanted);
+  if ('allowed' in gdpr && !gdpr.allowed) return gdpr;
 
-  if (signals.usPrivacy !== undefined && signals.usPrivacy !== '') {
-    if (!/^1[YNyn-][YNyn-][YNyn-]$/.test(signals.usPrivacy))
-      return { allowed: false, reason: 'consent_us_privacy_invalid' };
-    if (signals.usPrivacy[2]?.toUpperCase() === 'Y')
-      return { allowed: false, reason: 'consent_us_privacy_optout' };
-  }
-  return gdprVerdict;
+  const usPrivacy = checkUsPrivacy(signals.usPrivacy);
+  if (usPrivacy) return usPrivacy;
+  if ('allowed' in gdpr) return gdpr;
+  return { ...gdpr, denied: 'consent_gdpr_denied', whenGranted: { allowed: true, basis: 'tcf_v2' } };
 }
 
-/** Returns a verdict when GPP decides (a TCF section), a refusal, or undefined to fall through. */
-function evaluateGpp(
+function checkUsPrivacy(usPrivacy: string | undefined): Refusal | undefined {
+  if (usPrivacy === undefined || usPrivacy === '') return undefined;
+  if (!/^1[YNyn-][YNyn-][YNyn-]$/.test(usPrivacy))
+    return { allowed: false, reason: 'consent_us_privacy_invalid' };
+  if (usPrivacy[2]?.toUpperCase() === 'Y') return { allowed: false, reason: 'consent_us_privacy_optout' };
+  return undefined;
+}
+
+/** A refusal, a TCF grant (the string's TCF EU v2 section decides), or undefined to fall through. */
+function decodeGpp(
   gpp: string,
   gppSid: string | undefined,
-  vendors: readonly number[],
-): ConsentVerdict | undefined {
+  wanted: readonly number[],
+): Refusal | TcfGrant | undefined {
   const sids = parseSectionIds(gppSid);
   if (sids === undefined) return { allowed: false, reason: 'consent_gpp_invalid' };
-  let model: GppModel;
-  try {
-    model = new GppModel(gpp);
-  } catch {
-    return { allowed: false, reason: 'consent_gpp_invalid' };
-  }
+  const [header, ...sections] = gpp.split('~');
   let present: number[];
   try {
-    present = model.getSectionIds();
-  } catch {
-    return { allowed: false, reason: 'consent_gpp_invalid' };
+    present = readGppHeader(header ?? '');
+  } catch (error) {
+    return bitsRefusal(error, 'consent_gpp_invalid', 'consent_gpp_over_budget');
   }
+  if (present.length !== sections.length || sections.some((section) => section.trim() === ''))
+    return { allowed: false, reason: 'consent_gpp_invalid' };
   // Without gpp_sid every section the string carries applies; a listed section must be there.
   const applicable = sids.length > 0 ? sids : present;
   if (!applicable.every((sid) => present.includes(sid)))
     return { allowed: false, reason: 'consent_gpp_invalid' };
+  const sectionOf = (sid: number) => sections[present.indexOf(sid)] as string;
+
   for (const sid of applicable) {
     if (sid === GPP_SECTION_TCF_EU_V2) continue;
-    const fields = sid === GPP_SECTION_USP_V1 ? (['OptOutSale'] as const) : US_OPT_OUT_FIELDS;
-    const optedOutValue = sid === GPP_SECTION_USP_V1 ? 'Y' : GPP_OPTED_OUT;
-    let readable = 0;
-    for (const field of fields) {
-      let value: unknown;
-      try {
-        value = model.getFieldValueBySectionId(sid, field);
-      } catch {
-        continue; // a field this section does not have, or a section that does not decode
-      }
-      readable++;
-      if (value === optedOutValue) return { allowed: false, reason: 'consent_gpp_optout' };
-    }
-    // A section we cannot read (undecodable, or of a kind we do not know) is no consent.
-    if (readable === 0) return { allowed: false, reason: 'consent_gpp_invalid' };
+    const refusal = checkUsSection(sid, sectionOf(sid));
+    if (refusal) return refusal;
   }
-  if (applicable.includes(GPP_SECTION_TCF_EU_V2)) {
-    const purposes = safe(() => model.getFieldValue('tcfeuv2', 'PurposeConsents')) as boolean[] | undefined;
-    const vendorConsents = safe(() => model.getFieldValue('tcfeuv2', 'VendorConsents')) as
-      | number[]
-      | undefined;
-    if (!Array.isArray(purposes) || !Array.isArray(vendorConsents))
-      return { allowed: false, reason: 'consent_gpp_invalid' };
-    if (purposes[PURPOSE_STORE_AND_ACCESS - 1] !== true)
-      return { allowed: false, reason: 'consent_gpp_denied' };
-    if (!vendors.every((vendor) => vendorConsents.includes(vendor)))
-      return { allowed: false, reason: 'consent_gpp_denied' };
-    return { allowed: true, basis: 'gpp_tcfeuv2' };
+  if (!applicable.includes(GPP_SECTION_TCF_EU_V2)) return undefined;
+  try {
+    return { kind: 'tcf', core: readTcfCore(sectionOf(GPP_SECTION_TCF_EU_V2), wanted) };
+  } catch (error) {
+    return bitsRefusal(error, 'consent_gpp_invalid', 'consent_gpp_over_budget');
   }
-  return undefined;
 }
 
-function evaluateGdpr(
+/** A US (or USP v1) section's opt-outs; sections of any other kind are not read and refuse. */
+function checkUsSection(sid: number, encoded: string): Refusal | undefined {
+  const isUsp = sid === GPP_SECTION_USP_V1;
+  if (!isUsp && (sid < GPP_US_SECTIONS.first || sid > GPP_US_SECTIONS.last))
+    return { allowed: false, reason: 'consent_gpp_invalid' };
+  const model = new GppModel();
+  try {
+    model.decodeSectionById(sid, encoded);
+  } catch {
+    return { allowed: false, reason: 'consent_gpp_invalid' };
+  }
+  const fields = isUsp ? (['OptOutSale'] as const) : US_OPT_OUT_FIELDS;
+  const optedOutValue = isUsp ? 'Y' : GPP_OPTED_OUT;
+  let readable = 0;
+  for (const field of fields) {
+    let value: unknown;
+    try {
+      value = model.getFieldValueBySectionId(sid, field);
+    } catch {
+      continue; // a field this section does not have, or a section that does not decode
+    }
+    readable++;
+    if (value === optedOutValue) return { allowed: false, reason: 'consent_gpp_optout' };
+  }
+  // A section we cannot read is no consent.
+  return readable === 0 ? { allowed: false, reason: 'consent_gpp_invalid' } : undefined;
+}
+
+function decodeGdpr(
   signals: ConsentSignals,
   policy: ConsentPolicy,
-  vendors: readonly number[],
-): ConsentVerdict {
+  wanted: readonly number[],
+): ConsentVerdict | TcfGrant {
   const gdpr = signals.gdpr === undefined || signals.gdpr === '' ? undefined : signals.gdpr;
   if (gdpr !== undefined && gdpr !== '0' && gdpr !== '1')
     return { allowed: false, reason: 'consent_gdpr_invalid' };
@@ -178,14 +245,22 @@ function evaluateGdpr(
   if (signals.gdprConsent === undefined || signals.gdprConsent === '') {
     return { allowed: false, reason: 'consent_gdpr_missing' };
   }
-  const consentString = signals.gdprConsent;
-  const model = safe(() => TCString.decode(consentString));
-  if (!model) return { allowed: false, reason: 'consent_gdpr_invalid' };
-  if (!model.purposeConsents.has(PURPOSE_STORE_AND_ACCESS))
-    return { allowed: false, reason: 'consent_gdpr_denied' };
-  if (!vendors.every((vendor) => model.vendorConsents.has(vendor)))
-    return { allowed: false, reason: 'consent_gdpr_denied' };
-  return { allowed: true, basis: 'tcf_v2' };
+  try {
+    return { kind: 'tcf', core: readTcfCore(signals.gdprConsent, wanted) };
+  } catch (error) {
+    return bitsRefusal(error, 'consent_gdpr_invalid', 'consent_gdpr_over_budget');
+  }
+}
+
+function bitsRefusal(
+  error: unknown,
+  invalidReason: ConsentRejection,
+  overBudgetReason: ConsentRejection,
+): Refusal {
+  if (error instanceof ConsentBitsError && error.problem === 'over_budget')
+    return { allowed: false, reason: overBudgetReason };
+  if (error instanceof ConsentBitsError) return { allowed: false, reason: invalidReason };
+  throw error;
 }
 
 function parseSectionIds(gppSid: string | undefined): number[] | undefined {
@@ -193,12 +268,4 @@ function parseSectionIds(gppSid: string | undefined): number[] | undefined {
   const parts = gppSid.split(/[,_]/);
   if (parts.length > 32 || !parts.every((part) => /^\d{1,3}$/.test(part))) return undefined;
   return parts.map(Number);
-}
-
-function safe<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
-  }
 }

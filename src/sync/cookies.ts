@@ -6,6 +6,7 @@
 export const COOKIE_DMP_USER = 'dmp_uid';
 export const COOKIE_OPT_OUT = 'dmp_optout';
 export const COOKIE_SYNC_ATTEMPTS = 'dmp_sa';
+export const COOKIE_SYNCED = 'dmp_ss';
 
 /** Browsers cap cookie lifetime at 400 days. */
 const MAX_AGE_LIMIT_SECONDS = 400 * 24 * 3600;
@@ -28,7 +29,8 @@ export function expireCookie(name: string, domain?: string): string {
 
 /**
  * Reads API Gateway HTTP API's `cookies` array (`name=value` items). The first occurrence of a
- * name wins, as browsers send the most specific cookie first.
+ * name wins, as browsers send the most specific cookie first, except for `dmp_optout`: any
+ * non-empty value of it, wherever it stands, is kept (see `isOptedOut`).
  */
 export function parseCookies(cookies: readonly string[] | undefined): Map<string, string> {
   const jar = new Map<string, string>();
@@ -37,10 +39,21 @@ export function parseCookies(cookies: readonly string[] | undefined): Map<string
       const index = pair.indexOf('=');
       if (index <= 0) continue;
       const name = pair.slice(0, index).trim();
-      if (name !== '' && !jar.has(name)) jar.set(name, pair.slice(index + 1).trim());
+      const value = pair.slice(index + 1).trim();
+      if (name === '' || (jar.has(name) && !(name === COOKIE_OPT_OUT && jar.get(name) === ''))) continue;
+      jar.set(name, value);
     }
   }
   return jar;
+}
+
+/**
+ * Any value of the opt-out cookie counts (`1`, `"1"`, `0`, `yes`, ...): we only ever set `1`, and
+ * a browser that carries the cookie at all asked not to be synced, whatever else it sends.
+ */
+export function isOptedOut(cookies: ReadonlyMap<string, string>): boolean {
+  const value = cookies.get(COOKIE_OPT_OUT);
+  return value !== undefined && value !== '';
 }
 
 /**
@@ -52,6 +65,12 @@ export const MAX_ATTEMPT_ENTRIES = 32;
 /** Epoch minutes of the year 2100: later attempt times are ignored. */
 const MAX_ATTEMPT_MINUTES = 68_170_000;
 
+/**
+ * `dmp_ss` has the same format: when each platform's mapping was last stored or confirmed, as
+ * `/sync` read it from the store and callbacks since wrote it. A callback continues the chain
+ * from it instead of querying the store (one store round trip per callback); at worst a lost or
+ * stale cookie sends the browser to a partner once more than needed.
+ */
 export function parseSyncAttempts(value: string | undefined): Map<number, number> {
   const attempts = new Map<number, number>();
   if (!value || value.length > MAX_ATTEMPT_ENTRIES * 24) return attempts;
@@ -68,15 +87,23 @@ export function parseSyncAttempts(value: string | undefined): Map<number, number
 
 /** Records an attempt (epoch seconds) and drops the oldest entries beyond the bound. */
 export function recordSyncAttempt(
-  attempts: Map<number, number>,
+  attempts: ReadonlyMap<number, number>,
   platformId: number,
   atSeconds: number,
 ): string {
   const others = [...attempts.entries()].filter(([id]) => id !== platformId);
   // The attempt just made is always kept, even if the clock is behind older entries.
-  const entries = [
+  return formatSyncTimes([
     ...others.sort((a, b) => a[1] - b[1]).slice(-(MAX_ATTEMPT_ENTRIES - 1)),
     [platformId, atSeconds] as const,
-  ];
-  return entries.map(([id, at]) => `${id}:${Math.floor(at / 60).toString(36)}`).join('.');
+  ]);
+}
+
+/** All entries of a map (platform id -> epoch seconds), newest last, at most the bound. */
+export function formatSyncTimes(entries: Iterable<readonly [number, number]>): string {
+  return [...entries]
+    .sort((a, b) => a[1] - b[1])
+    .slice(-MAX_ATTEMPT_ENTRIES)
+    .map(([id, at]) => `${id}:${Math.floor(at / 60).toString(36)}`)
+    .join('.');
 }

@@ -60,7 +60,8 @@ export function toHttpResult(response: SyncResponse, debug: boolean): APIGateway
       body: '',
     };
   }
-  return pixel(response.status, [...response.setCookies], reasonHeader);
+  const retry: Record<string, string> = response.status === 503 ? { 'retry-after': '60' } : {};
+  return pixel(response.status, [...response.setCookies], { ...reasonHeader, ...retry });
 }
 
 export function pixel(
@@ -75,4 +76,25 @@ export function pixel(
     body: TRANSPARENT_GIF.toString('base64'),
     isBase64Encoded: true,
   };
+}
+
+export class DeadlineExceededError extends Error {
+  override readonly name = 'DeadlineExceededError';
+}
+
+/** Time kept back to build and return the 503 pixel once the work gave up. */
+export const ANSWER_RESERVE_MS = 500;
+
+/** How long the work may take, given what Lambda says is left; never less than 100 ms. */
+export function answerDeadlineMs(remainingMs: number): number {
+  return Math.max(100, remainingMs - ANSWER_RESERVE_MS);
+}
+
+/** The work's result, or DeadlineExceededError after `ms` (the work itself keeps running). */
+export function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineExceededError(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,5 @@
 import {
+  type AttributeValue,
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   type DynamoDBClient,
@@ -7,7 +8,15 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE, type SightingOutcome } from './mapping.ts';
+import { backoffDelayMs } from '../connectors/retry.ts';
+import {
+  type ChangeLimits,
+  decideMappingWrite,
+  type MappingRecord,
+  type SightingOutcome,
+  type StaticTokenRefusal,
+  VERIFIED_CALLBACK,
+} from './mapping.ts';
 
 /** Key layout of the mapping table (see src/infra/resources.ts). */
 export const mappingKey = (dmpUserId: string, platformId: number) => ({
@@ -23,11 +32,27 @@ export interface SightingInput {
   readonly ttlSeconds: number;
   /** An unchanged id seen again sooner than this is not written. */
   readonly refreshAfterSeconds: number;
+  /** What a static-token callback may change; verified callbacks by default. */
+  readonly limits?: ChangeLimits;
+  /**
+   * What the browser's cookie (`dmp_ss`) says this sighting will be: a new mapping (the default:
+   * try the creation), a refresh (try the refresh first), or a repeat inside the resync interval
+   * (read first: an unchanged id then costs one read, no write). A guess only: a wrong one costs
+   * a failed condition or a read more.
+   */
+  readonly expected?: 'new' | 'refresh' | 'unchanged';
 }
 
+export type SightingResult = SightingOutcome | StaticTokenRefusal;
+
 export interface MappingStore {
-  listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]>;
-  recordSighting(input: SightingInput): Promise<SightingOutcome>;
+  /** `consistent`: a strongly consistent read (the opt-out must see every mapping). */
+  listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options?: { consistent?: boolean },
+  ): Promise<MappingRecord[]>;
+  recordSighting(input: SightingInput): Promise<SightingResult>;
   deleteUser(dmpUserId: string): Promise<number>;
   /** True the first time a key is claimed; false for a replay while the guard lives. */
   claimReplayGuard(platformId: number, digest: string, expiresAtSeconds: number): Promise<boolean>;
@@ -39,18 +64,27 @@ export class ConcurrentWriteError extends Error {
 
 /** Conflicting parallel writes are re-read and re-decided this many times before giving up. */
 const MAX_WRITE_ATTEMPTS = 5;
+/** Between those attempts, and between batch-delete retries: full-jitter exponential backoff. */
+const STORE_BACKOFF = { baseDelayMs: 10, maxDelayMs: 200 } as const;
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class DynamoMappingStore implements MappingStore {
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    /** Injected for tests; Math.random otherwise. */
+    private readonly random: () => number = Math.random,
   ) {}
 
-  async listForUser(dmpUserId: string, nowSeconds: number): Promise<MappingRecord[]> {
+  async listForUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options: { consistent?: boolean } = {},
+  ): Promise<MappingRecord[]> {
     const records: MappingRecord[] = [];
-    let startKey: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
+    let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(
         new QueryCommand({
@@ -58,6 +92,7 @@ export class DynamoMappingStore implements MappingStore {
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :platform)',
           ExpressionAttributeValues: { ':pk': { S: `user#${dmpUserId}` }, ':platform': { S: 'platform#' } },
           ExclusiveStartKey: startKey,
+          ConsistentRead: options.consistent === true,
         }),
       );
       for (const item of page.Items ?? []) {
@@ -70,39 +105,89 @@ export class DynamoMappingStore implements MappingStore {
     return records;
   }
 
-  async recordSighting(input: SightingInput): Promise<SightingOutcome> {
+  /**
+   * One call in the common cases, chosen by what the browser's cookie says (`expected`): a new
+   * mapping is a conditional PutItem if the item is absent or expired; a known one seen again after
+   * the resync interval is an UpdateItem of last-seen and expiry if the item holds the same id,
+   * last seen before the cutoff; a repeat inside the interval is a consistent GetItem (no write).
+   * When the condition fails (a wrong guess, an id change, the same id seen recently) the item
+   * comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure); where it does not
+   * (dynalite), a consistent GetItem reads it. Then the pure decision of mapping.ts says what, if
+   * anything, to write; that write is conditional too, and a lost race re-reads and decides again
+   * after a jittered backoff. Correctness never depends on the guess or on the returned item.
+   */
+  async recordSighting(input: SightingInput): Promise<SightingResult> {
     const key = mappingKey(input.dmpUserId, input.platformId);
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const current = await this.client.send(
-        new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
-      );
-      const record = current.Item ? toRecord(current.Item) : undefined;
+    const limits = input.limits ?? VERIFIED_CALLBACK;
+    const verified = limits.assurance === 'verified';
+    const now = { S: iso(input.nowSeconds) };
+    const expiresAt = { N: String(input.nowSeconds + input.ttlSeconds) };
+    const nowSeconds = { N: String(input.nowSeconds) };
+
+    let current: MappingRecord | undefined;
+    try {
+      if (input.expected === 'unchanged') {
+        // Straight to the read-then-decide below.
+      } else if (input.expected === 'refresh') {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+              verified ? ', verifiedAt = :now' : ''
+            }`,
+            ConditionExpression:
+              'partnerUserId = :id AND lastSeen <= :refreshCutoff AND expiresAt > :nowSeconds',
+            ExpressionAttributeValues: {
+              ':id': { S: input.partnerUserId },
+              ':now': now,
+              ':expiresAt': expiresAt,
+              ':nowSeconds': nowSeconds,
+              ':refreshCutoff': { S: iso(input.nowSeconds - input.refreshAfterSeconds) },
+              ':one': { N: '1' },
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return 'refreshed';
+      } else {
+        // A fresh item: an expired one TTL has not removed yet is replaced whole (its history is not ours).
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: newItem(key, input, now, expiresAt, 1, verified),
+            ConditionExpression: 'attribute_not_exists(pk) OR expiresAt <= :nowSeconds',
+            ExpressionAttributeValues: { ':nowSeconds': nowSeconds },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return 'stored';
+      }
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      current = error.Item ? toRecord(error.Item) : undefined;
+    }
+
+    for (let attempt = 1; ; attempt++) {
+      current ??= await this.read(key);
       const write = decideMappingWrite(
-        record,
+        current,
         input.partnerUserId,
         input.nowSeconds,
         input.refreshAfterSeconds,
+        limits,
       );
-      const now = { S: iso(input.nowSeconds) };
-      const expiresAt = { N: String(input.nowSeconds + input.ttlSeconds) };
       try {
         switch (write.kind) {
+          case 'refuse':
+            return write.reason;
           case 'none':
-            break;
+            return 'unchanged';
           case 'create':
             await this.client.send(
               new PutItemCommand({
                 TableName: this.tableName,
-                Item: {
-                  ...key,
-                  platformId: { N: String(input.platformId) },
-                  partnerUserId: { S: input.partnerUserId },
-                  firstSeen: now,
-                  lastSeen: now,
-                  lastChanged: now,
-                  expiresAt,
-                  version: { N: String((write.replacesVersion ?? 0) + 1) },
-                },
+                Item: newItem(key, input, now, expiresAt, (write.replacesVersion ?? 0) + 1, verified),
                 ConditionExpression:
                   write.replacesVersion === undefined ? 'attribute_not_exists(pk)' : 'version = :expected',
                 ExpressionAttributeValues:
@@ -111,13 +196,15 @@ export class DynamoMappingStore implements MappingStore {
                     : { ':expected': { N: String(write.replacesVersion) } },
               }),
             );
-            break;
+            return 'stored';
           case 'refresh':
             await this.client.send(
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
-                UpdateExpression: 'SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
+                UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+                  verified ? ', verifiedAt = :now' : ''
+                }`,
                 ConditionExpression: 'version = :expected',
                 ExpressionAttributeValues: {
                   ':now': now,
@@ -127,48 +214,64 @@ export class DynamoMappingStore implements MappingStore {
                 },
               }),
             );
-            break;
+            return 'refreshed';
           case 'change':
             // Conditional on what makes it a change (a live item holding another id), not on the
             // version read: the id it replaces is taken by DynamoDB at write time, so parallel
-            // callbacks with different ids each land in turn instead of racing on one version
-            // (with a version condition, N parallel changes need N rounds and lose after 5).
+            // callbacks with different ids each land in turn instead of racing on one version.
+            // A static-token change is also conditional on what allowed it (no verified id, no
+            // change inside the interval), so a verified id stored meanwhile is never replaced.
             await this.client.send(
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
-                UpdateExpression:
-                  'SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one',
-                ConditionExpression:
-                  'attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds',
+                UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+                  verified ? ', verifiedAt = :now' : ''
+                }`,
+                ConditionExpression: `attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
+                  verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
+                }`,
                 ExpressionAttributeValues: {
                   ':id': { S: input.partnerUserId },
                   ':now': now,
-                  ':nowSeconds': { N: String(input.nowSeconds) },
+                  ':nowSeconds': nowSeconds,
                   ':expiresAt': expiresAt,
                   ':one': { N: '1' },
+                  ...(verified
+                    ? {}
+                    : { ':changeCutoff': { S: iso(input.nowSeconds - limits.staticChangeIntervalSeconds) } }),
                 },
               }),
             );
-            break;
+            return 'changed';
         }
-        return OUTCOME_OF_WRITE[write.kind];
       } catch (error) {
-        if (error instanceof ConditionalCheckFailedException) continue;
-        throw error;
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        if (attempt >= MAX_WRITE_ATTEMPTS)
+          throw new ConcurrentWriteError(`mapping write lost ${MAX_WRITE_ATTEMPTS} races in a row`);
+        current = undefined;
+        await sleep(backoffDelayMs(attempt, STORE_BACKOFF, this.random));
       }
     }
-    throw new ConcurrentWriteError(`mapping write lost ${MAX_WRITE_ATTEMPTS} races in a row`);
+  }
+
+  private async read(key: ReturnType<typeof mappingKey>): Promise<MappingRecord | undefined> {
+    const result = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+    );
+    return result.Item ? toRecord(result.Item) : undefined;
   }
 
   async deleteUser(dmpUserId: string): Promise<number> {
-    const records = await this.listForUser(dmpUserId, 0);
+    // Strongly consistent: a mapping stored a moment ago must be deleted too.
+    const records = await this.listForUser(dmpUserId, 0, { consistent: true });
     for (let index = 0; index < records.length; index += 25) {
       let requests = records.slice(index, index + 25).map((record) => ({
         DeleteRequest: { Key: mappingKey(dmpUserId, record.platformId) },
       }));
-      for (let attempt = 0; requests.length > 0; attempt++) {
-        if (attempt >= MAX_WRITE_ATTEMPTS) throw new Error('could not delete every mapping of the user');
+      for (let attempt = 1; requests.length > 0; attempt++) {
+        if (attempt > MAX_WRITE_ATTEMPTS) throw new Error('could not delete every mapping of the user');
+        if (attempt > 1) await sleep(backoffDelayMs(attempt - 1, STORE_BACKOFF, this.random));
         const result = await this.client.send(
           new BatchWriteItemCommand({ RequestItems: { [this.tableName]: requests } }),
         );
@@ -199,9 +302,7 @@ export class DynamoMappingStore implements MappingStore {
   }
 }
 
-function toRecord(
-  item: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue>,
-): MappingRecord | undefined {
+function toRecord(item: Record<string, AttributeValue>): MappingRecord | undefined {
   const platformId = Number(item['platformId']?.N);
   const partnerUserId = item['partnerUserId']?.S;
   if (!Number.isInteger(platformId) || partnerUserId === undefined) return undefined;
@@ -214,5 +315,27 @@ function toRecord(
     previousPartnerUserId: item['previousPartnerUserId']?.S,
     expiresAt: Number(item['expiresAt']?.N ?? 0),
     version: Number(item['version']?.N ?? 0),
+    verifiedAt: item['verifiedAt']?.S,
+  };
+}
+
+function newItem(
+  key: ReturnType<typeof mappingKey>,
+  input: SightingInput,
+  now: AttributeValue,
+  expiresAt: AttributeValue,
+  version: number,
+  verified: boolean,
+): Record<string, AttributeValue> {
+  return {
+    ...key,
+    platformId: { N: String(input.platformId) },
+    partnerUserId: { S: input.partnerUserId },
+    firstSeen: now,
+    lastSeen: now,
+    lastChanged: now,
+    expiresAt,
+    version: { N: String(version) },
+    ...(verified ? { verifiedAt: now } : {}),
   };
 }

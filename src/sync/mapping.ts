@@ -16,7 +16,27 @@ export interface MappingRecord {
   readonly expiresAt: number;
   /** Optimistic-locking counter: every write is conditional on the version it read. */
   readonly version: number;
+  /**
+   * When a callback with a minted token or a partner signature last stored or confirmed this id
+   * (ISO-8601); absent while only static-token callbacks have. A static-token callback never
+   * replaces such an id.
+   */
+  readonly verifiedAt?: string | undefined;
 }
+
+/** How a callback proved itself: the static `plsec` anybody can read, or a minted token / signature. */
+export type Assurance = 'static' | 'verified';
+
+export type StaticTokenRefusal = 'static_token_cannot_replace' | 'static_token_rate_limited';
+
+/** What a static-token callback may do to a stored id (docs/user-sync.md, "What each mode guarantees"). */
+export interface ChangeLimits {
+  readonly assurance: Assurance;
+  /** A static-token callback changes an id only when the last change is at least this old. */
+  readonly staticChangeIntervalSeconds: number;
+}
+
+export const VERIFIED_CALLBACK: ChangeLimits = { assurance: 'verified', staticChangeIntervalSeconds: 0 };
 
 export type MappingWrite =
   | { readonly kind: 'none' }
@@ -24,11 +44,13 @@ export type MappingWrite =
   | { readonly kind: 'create'; readonly replacesVersion?: number }
   | { readonly kind: 'refresh'; readonly expectedVersion: number }
   /** The id it replaces is read by DynamoDB inside the write (see mapping-store.ts). */
-  | { readonly kind: 'change'; readonly previousPartnerUserId: string };
+  | { readonly kind: 'change'; readonly previousPartnerUserId: string }
+  /** A static-token callback may not change this id (now, or at all). */
+  | { readonly kind: 'refuse'; readonly reason: StaticTokenRefusal };
 
 export type SightingOutcome = 'stored' | 'changed' | 'refreshed' | 'unchanged';
 
-export const OUTCOME_OF_WRITE: Record<MappingWrite['kind'], SightingOutcome> = {
+export const OUTCOME_OF_WRITE: Record<Exclude<MappingWrite['kind'], 'refuse'>, SightingOutcome> = {
   none: 'unchanged',
   create: 'stored',
   refresh: 'refreshed',
@@ -40,10 +62,17 @@ export function decideMappingWrite(
   partnerUserId: string,
   nowSeconds: number,
   refreshAfterSeconds: number,
+  limits: ChangeLimits = VERIFIED_CALLBACK,
 ): MappingWrite {
   if (!current) return { kind: 'create' };
   if (current.expiresAt <= nowSeconds) return { kind: 'create', replacesVersion: current.version };
   if (current.partnerUserId !== partnerUserId) {
+    if (limits.assurance === 'static') {
+      if (current.verifiedAt !== undefined) return { kind: 'refuse', reason: 'static_token_cannot_replace' };
+      const lastChanged = Date.parse(current.lastChanged) / 1000;
+      if (nowSeconds - lastChanged < limits.staticChangeIntervalSeconds)
+        return { kind: 'refuse', reason: 'static_token_rate_limited' };
+    }
     return { kind: 'change', previousPartnerUserId: current.partnerUserId };
   }
   const lastSeenSeconds = Date.parse(current.lastSeen) / 1000;

@@ -1,16 +1,20 @@
 import type { EnvironmentConfig, PlatformConfig, SyncSettings } from '../config/schema.ts';
 import type { PlatformSecret } from '../config/secrets.ts';
 import type { SYNC_METRICS } from '../infra/resources.ts';
-import { type ConsentSignals, evaluateConsent, readConsentSignals } from './consent.ts';
+import { type ConsentSignals, type DecodedConsent, decodeConsent, readConsentSignals } from './consent.ts';
 import {
   COOKIE_DMP_USER,
   COOKIE_OPT_OUT,
   COOKIE_SYNC_ATTEMPTS,
+  COOKIE_SYNCED,
   expireCookie,
+  formatSyncTimes,
+  isOptedOut,
   parseSyncAttempts,
   recordSyncAttempt,
   serializeCookie,
 } from './cookies.ts';
+import type { ChangeLimits } from './mapping.ts';
 import type { MappingStore } from './mapping-store.ts';
 import { decideDue } from './schedule.ts';
 import { verifySyncSignature } from './signature.ts';
@@ -52,7 +56,7 @@ export type SyncOutcome =
   | 'rejected';
 
 export interface SyncResponse {
-  readonly status: 200 | 302 | 400 | 403 | 451;
+  readonly status: 200 | 302 | 400 | 403 | 451 | 503;
   readonly outcome: SyncOutcome;
   readonly reason?: string | undefined;
   readonly location?: string | undefined;
@@ -110,12 +114,22 @@ type SyncedPlatform = PlatformConfig & { readonly sync: SyncSettings };
 
 export class UserSyncService {
   private readonly platforms: ReadonlyMap<number, SyncedPlatform>;
+  /** Every vendor id a consent verdict may be asked about: only these are read from the strings. */
+  private readonly partnerVendorIds: readonly number[];
+  /** A request's consent strings are decoded once, whatever the number of partners asked about. */
+  private readonly decodedConsent = new WeakMap<
+    SyncRequest,
+    { signals: ConsentSignals; decoded: DecodedConsent }
+  >();
 
   constructor(private readonly deps: UserSyncDeps) {
     this.platforms = new Map(
       deps.config.platforms
         .filter((platform): platform is SyncedPlatform => platform.sync?.enabled === true)
         .map((platform) => [platform.id, platform]),
+    );
+    this.partnerVendorIds = [...this.platforms.values()].flatMap((platform) =>
+      platform.sync.gdprVendorId === undefined ? [] : [platform.sync.gdprVendorId],
     );
   }
 
@@ -125,7 +139,7 @@ export class UserSyncService {
     const cookies: string[] = [];
     const paramProblem = checkParams(request);
     if (paramProblem) return this.reject(paramProblem, undefined, cookies, trace);
-    if (request.cookies.get(COOKIE_OPT_OUT) === '1') return this.optedOut(undefined, trace);
+    if (isOptedOut(request.cookies)) return this.optedOut(undefined, trace);
 
     let candidates = [...this.platforms.values()];
     const onlyPlatform = request.query['pl'] !== undefined;
@@ -141,15 +155,17 @@ export class UserSyncService {
     trace.add('cookie', existingUser === dmpUserId ? 'known DMP user' : 'new DMP user: cookie minted');
     cookies.push(this.userCookie(dmpUserId));
 
-    const next = await this.nextRedirect(
-      request,
-      dmpUserId,
-      existingUser === dmpUserId,
-      candidates,
-      1,
-      trace,
-      onlyPlatform,
-    );
+    // The store is the truth at the start of a chain; the callbacks continue from the cookie.
+    const synced = new Map<number, number>();
+    if (existingUser === dmpUserId) {
+      for (const record of await this.deps.store.listForUser(dmpUserId, this.deps.now())) {
+        synced.set(record.platformId, Date.parse(record.lastSeen) / 1000);
+      }
+    }
+    // Written whenever it says something, or has something stale to forget.
+    if (synced.size > 0 || request.cookies.has(COOKIE_SYNCED))
+      cookies.push(this.syncedCookie(formatSyncTimes(synced)));
+    const next = await this.nextRedirect(request, dmpUserId, synced, candidates, 1, trace, onlyPlatform);
     cookies.push(...next.setCookies);
     if (!next.location)
       return { status: 200, outcome: 'nothing_due', setCookies: cookies, trace: trace.entries };
@@ -181,7 +197,7 @@ export class UserSyncService {
     const plsec = query['plsec'];
     if (plsec === undefined || plsec === '') return this.reject('token_missing', platform.id, cookies, trace);
 
-    if (request.cookies.get(COOKIE_OPT_OUT) === '1') return this.optedOut(platform.id, trace);
+    if (isOptedOut(request.cookies)) return this.optedOut(platform.id, trace);
     const consent = this.consentFor(request, platform, trace);
     if (!consent.allowed) return this.reject(consent.reason, platform.id, cookies, trace);
 
@@ -217,10 +233,12 @@ export class UserSyncService {
     }
 
     const cookieUser = request.cookies.get(COOKIE_DMP_USER);
-    let dmpUserId: string;
-    let knownUser = isValidDmpUserId(cookieUser);
+    // A minted token is bound to the browser's DMP user; a static-token callback from a browser
+    // without one (third-party cookies blocked) would only create an orphan DMP user each time.
+    const missingUser = () => this.reject('dmp_user_missing', platform.id, cookies, trace);
+    let limits: ChangeLimits = { assurance: 'verified', staticChangeIntervalSeconds: 0 };
     if (isMintedToken(plsec)) {
-      if (!isValidDmpUserId(cookieUser)) return this.reject('dmp_user_missing', platform.id, cookies, trace);
+      if (!isValidDmpUserId(cookieUser)) return missingUser();
       const verdict = verifyMintedToken(
         {
           token: plsec,
@@ -232,7 +250,6 @@ export class UserSyncService {
         await this.deps.secrets.tokenKeys(),
       );
       if (!verdict.valid) return this.reject(verdict.reason, platform.id, cookies, trace);
-      dmpUserId = cookieUser;
       trace.add('token', 'token minted by /sync for this browser: valid', platform.id);
     } else {
       if (!settings.acceptStaticToken)
@@ -241,10 +258,30 @@ export class UserSyncService {
       if (!matchesStaticToken(plsec, secret.syncToken))
         return this.reject('token_mismatch', platform.id, cookies, trace);
       trace.add('token', "platform's static token: valid", platform.id);
-      // A partner-initiated sync may reach a browser we have not met: it becomes a DMP user now.
-      dmpUserId = isValidDmpUserId(cookieUser) ? cookieUser : mintDmpUserId();
-      if (!knownUser) trace.add('cookie', 'new DMP user: cookie minted');
+      if (!isValidDmpUserId(cookieUser)) return missingUser();
+      const window = settings.staticToken.requireSyncWithinSeconds;
+      if (window !== undefined) {
+        const attemptedAt = parseSyncAttempts(request.cookies.get(COOKIE_SYNC_ATTEMPTS)).get(platform.id);
+        // The attempt cookie has minute resolution: a minute of slack on either side.
+        if (
+          attemptedAt === undefined ||
+          nowSeconds - attemptedAt > window + 60 ||
+          attemptedAt > nowSeconds + 60
+        )
+          return this.reject('static_token_no_recent_sync', platform.id, cookies, trace);
+        trace.add('token', 'a sync we started for this browser is recent enough', platform.id);
+      }
+      // Signed static-token callbacks are verified: the signature proves the partner sent them.
+      if (!replayKey) {
+        limits = {
+          assurance: 'static',
+          staticChangeIntervalSeconds: settings.staticToken.minChangeIntervalHours * 3600,
+        };
+      }
     }
+
+    if (!isValidDmpUserId(cookieUser)) return missingUser();
+    const dmpUserId = cookieUser;
 
     if (replayKey) {
       const guardUntil = replayKey.timestamp + settings.signature.maxSkewSeconds + 60;
@@ -253,14 +290,26 @@ export class UserSyncService {
       }
     }
 
+    const synced = parseSyncAttempts(request.cookies.get(COOKIE_SYNCED));
+    const refreshAfterSeconds = settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter);
+    const seenAt = synced.get(platform.id);
     const outcome = await this.deps.store.recordSighting({
+      expected:
+        seenAt === undefined
+          ? 'new'
+          : nowSeconds - seenAt < refreshAfterSeconds && seenAt <= nowSeconds
+            ? 'unchanged'
+            : 'refresh',
       dmpUserId,
       platformId: platform.id,
       partnerUserId: partnerId.value,
       nowSeconds,
       ttlSeconds: settings.mappingTtlDays * 86_400,
-      refreshAfterSeconds: settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter),
+      refreshAfterSeconds,
+      limits,
     });
+    if (outcome === 'static_token_cannot_replace' || outcome === 'static_token_rate_limited')
+      return this.reject(outcome, platform.id, cookies, trace);
     this.deps.metrics.count(
       outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored',
       platform.id,
@@ -268,7 +317,11 @@ export class UserSyncService {
     );
     trace.add('mapping', describeOutcome(outcome), platform.id);
     cookies.push(this.userCookie(dmpUserId));
-    knownUser = true;
+    // What the chain needs next comes from the cookie, with this sighting added: no store query.
+    // An unchanged sighting wrote nothing: the cookie keeps the time the store has.
+    const storedAt = outcome === 'unchanged' && seenAt !== undefined ? seenAt : nowSeconds;
+    cookies.push(this.syncedCookie(recordSyncAttempt(synced, platform.id, storedAt)));
+    synced.set(platform.id, storedAt);
 
     const hop = Number(query['hop'] ?? '1');
     let next: Awaited<ReturnType<UserSyncService['nextRedirect']>> = { setCookies: [] };
@@ -279,7 +332,7 @@ export class UserSyncService {
       next = await this.nextRedirect(
         request,
         dmpUserId,
-        knownUser,
+        synced,
         [...this.platforms.values()],
         hop + 1,
         trace,
@@ -298,26 +351,44 @@ export class UserSyncService {
     };
   }
 
-  /** `GET|POST /optout`: remembers the opt-out and deletes every mapping of this browser. */
+  /**
+   * `GET|POST /optout`: remembers the opt-out and deletes every mapping of this browser. The
+   * opt-out cookie is set whatever happens; when the deletion fails the answer is a 503 that keeps
+   * `dmp_uid`, so that the browser's next `/optout` can delete what is left.
+   */
   async optOut(request: SyncRequest): Promise<SyncResponse> {
     const trace = new Trace();
+    const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
+    const optOutCookie = serializeCookie(COOKIE_OPT_OUT, '1', {
+      maxAgeSeconds: cookieMaxAgeDays * 86_400,
+      domain: cookieDomain,
+    });
     const user = request.cookies.get(COOKIE_DMP_USER);
     if (isValidDmpUserId(user)) {
-      const deleted = await this.deps.store.deleteUser(user);
-      trace.add('mapping', `deleted ${deleted} stored mapping(s)`);
+      try {
+        const deleted = await this.deps.store.deleteUser(user);
+        trace.add('mapping', `deleted ${deleted} stored mapping(s)`);
+      } catch {
+        trace.add('mapping', 'deleting the stored mappings failed: opt-out remembered, retry /optout');
+        this.deps.metrics.count('SyncRejected', undefined, 'optout_incomplete');
+        return {
+          status: 503,
+          outcome: 'opted_out',
+          reason: 'optout_incomplete',
+          setCookies: [optOutCookie],
+          trace: trace.entries,
+        };
+      }
     }
     this.deps.metrics.count('OptOut', undefined);
-    const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
     return {
       status: 200,
       outcome: 'opted_out',
       setCookies: [
-        serializeCookie(COOKIE_OPT_OUT, '1', {
-          maxAgeSeconds: cookieMaxAgeDays * 86_400,
-          domain: cookieDomain,
-        }),
+        optOutCookie,
         expireCookie(COOKIE_DMP_USER, cookieDomain),
         expireCookie(COOKIE_SYNC_ATTEMPTS, cookieDomain),
+        expireCookie(COOKIE_SYNCED, cookieDomain),
       ],
       trace: trace.entries,
     };
@@ -326,7 +397,7 @@ export class UserSyncService {
   private async nextRedirect(
     request: SyncRequest,
     dmpUserId: string,
-    knownUser: boolean,
+    synced: ReadonlyMap<number, number>,
     candidates: readonly SyncedPlatform[],
     hop: number,
     trace: Trace,
@@ -334,12 +405,7 @@ export class UserSyncService {
   ): Promise<{ location?: string; platformId?: number; setCookies: string[] }> {
     const nowSeconds = this.deps.now();
     const attempts = parseSyncAttempts(request.cookies.get(COOKIE_SYNC_ATTEMPTS));
-    const mappings = knownUser
-      ? (await this.deps.store.listForUser(dmpUserId, nowSeconds)).map((record) => ({
-          platformId: record.platformId,
-          lastSeenSeconds: Date.parse(record.lastSeen) / 1000,
-        }))
-      : [];
+    const mappings = [...synced].map(([platformId, lastSeenSeconds]) => ({ platformId, lastSeenSeconds }));
     const decisions = decideDue({ platforms: candidates, dmpUserId, nowSeconds, mappings, attempts });
     for (const decision of decisions) {
       const platform = this.platforms.get(decision.platformId);
@@ -361,15 +427,26 @@ export class UserSyncService {
         { platformId: platform.id, dmpUserId, nowSeconds },
         await this.deps.secrets.tokenKeys(),
       );
+      const baseUrl = publicBaseUrl(
+        this.deps.config.userSync.publicBaseUrl,
+        request.domainName,
+        request.headers['x-forwarded-proto'],
+        this.deps.config.userSync.allowedHosts,
+      );
+      if (baseUrl === undefined) {
+        this.deps.metrics.count('SyncRejected', platform.id, 'host_not_allowed');
+        trace.add(
+          'redirect',
+          'refused: the request host is not one of ours (set publicBaseUrl)',
+          platform.id,
+        );
+        break;
+      }
       const callbackUrl = buildCallbackUrl({
-        baseUrl: publicBaseUrl(
-          this.deps.config.userSync.publicBaseUrl,
-          request.domainName,
-          request.headers['x-forwarded-proto'],
-        ),
+        baseUrl,
         platformId: platform.id,
         token,
-        userIdMacro: platform.sync.userIdMacro,
+        userIdMacro: platform.sync.userIdPlacement === 'append' ? undefined : platform.sync.userIdMacro,
         consent: forwarded,
         hop,
         last: lastHop,
@@ -399,14 +476,32 @@ export class UserSyncService {
   }
 
   private consentFor(request: SyncRequest, platform: SyncedPlatform, trace: Trace) {
-    const signals = readConsentSignals(request.query, request.headers);
-    const verdict = evaluateConsent(signals, this.deps.config.userSync.consent, platform.sync.gdprVendorId);
+    let consent = this.decodedConsent.get(request);
+    if (!consent) {
+      const signals = readConsentSignals(request.query, request.headers);
+      consent = {
+        signals,
+        decoded: decodeConsent(signals, this.deps.config.userSync.consent, this.partnerVendorIds),
+      };
+      this.decodedConsent.set(request, consent);
+    }
+    const verdict = consent.decoded.verdictFor(platform.sync.gdprVendorId);
     trace.add(
       'consent',
       verdict.allowed ? `allowed (${verdict.basis})` : `refused: ${verdict.reason}`,
       platform.id,
     );
-    return { ...verdict, signals };
+    return { ...verdict, signals: consent.signals };
+  }
+
+  private syncedCookie(value: string): string {
+    const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
+    return value === ''
+      ? expireCookie(COOKIE_SYNCED, cookieDomain)
+      : serializeCookie(COOKIE_SYNCED, value, {
+          maxAgeSeconds: cookieMaxAgeDays * 86_400,
+          domain: cookieDomain,
+        });
   }
 
   private userCookie(dmpUserId: string): string {

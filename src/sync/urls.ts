@@ -20,7 +20,8 @@ export interface CallbackInput {
   readonly baseUrl: string;
   readonly platformId: number;
   readonly token: string;
-  readonly userIdMacro: string;
+  /** The partner's macro; undefined for a partner that appends its id (`userid=` comes last). */
+  readonly userIdMacro: string | undefined;
   readonly consent: ForwardedConsent;
   /** Position of this partner in the redirect chain, starting at 1. */
   readonly hop: number;
@@ -37,8 +38,9 @@ const CONSENT_PARAMS: readonly [keyof ForwardedConsent, string][] = [
 ];
 
 export function buildCallbackUrl(input: CallbackInput): string {
+  const append = input.userIdMacro === undefined;
   const params = [
-    `userid=${input.userIdMacro}`,
+    ...(append ? [] : [`userid=${input.userIdMacro}`]),
     `pl=${input.platformId}`,
     `plsec=${encodeURIComponent(input.token)}`,
     ...CONSENT_PARAMS.flatMap(([key, name]) => {
@@ -47,6 +49,8 @@ export function buildCallbackUrl(input: CallbackInput): string {
     }),
     `hop=${input.hop}`,
     ...(input.last ? ['last=1'] : []),
+    // An appending partner adds its id at the very end: the URL must end with `userid=`.
+    ...(append ? ['userid='] : []),
   ];
   return `${input.baseUrl}/uid?${params.join('&')}`;
 }
@@ -90,16 +94,30 @@ export function buildPartnerSyncUrl(
     : { ok: false, reason: 'redirect_off_allowlist' };
 }
 
+/** API Gateway's own default host: API Gateway sets it, a client cannot choose it. */
+const EXECUTE_API_HOST = /^[a-z0-9]{10}\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/;
+
 /**
- * Our public base URL: the configured one (custom domain), else the request's own host as API
- * Gateway reports it. The protocol comes from `x-forwarded-proto` (https in AWS).
+ * Our public base URL: the configured one (custom domain), else the request's host, but only a
+ * host from a fixed list: `allowedHosts`, API Gateway's execute-api host, or loopback (the local
+ * stack). Any other host gets the first allowed one, or none (undefined: no callback URL is built).
+ * The protocol comes from `x-forwarded-proto` (https in AWS).
  */
 export function publicBaseUrl(
   configured: string | undefined,
   domainName: string,
   forwardedProto: string | undefined,
-): string {
+  allowedHosts: readonly string[] = [],
+): string | undefined {
   if (configured) return configured.replace(/\/+$/, '');
-  const proto = forwardedProto === 'http' ? 'http' : 'https';
-  return `${proto}://${domainName}`;
+  const host = domainName.toLowerCase();
+  const allowed =
+    allowedHosts.some((candidate) => candidate.toLowerCase() === host) ||
+    EXECUTE_API_HOST.test(host) ||
+    LOOPBACK_HOST.test(host);
+  const chosen = allowed ? host : allowedHosts[0];
+  if (chosen === undefined) return undefined;
+  const proto = forwardedProto === 'http' && LOOPBACK_HOST.test(chosen) ? 'http' : 'https';
+  return `${proto}://${chosen}`;
 }

@@ -6,7 +6,7 @@ import { close, listen } from '../../local/http-util.ts';
 import { PARTNER_COOKIE } from '../../local/reference-partner.ts';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
-import { type ChromiumSession, launchChromium } from '../support/browser.ts';
+import { type ChromiumSession, chooseChromium, launchChromium } from '../support/browser.ts';
 import { countItems } from '../support/dynamodb.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
 
@@ -49,7 +49,7 @@ interface ChainStep {
   readonly response: Response;
 }
 
-describe('the DMP pixel in headless Chromium', () => {
+describe(`the DMP pixel in headless Chromium (${chooseChromium().label})`, () => {
   let stack: LocalStack;
   let browser: ChromiumSession;
   let publisher: Server;

@@ -59,10 +59,10 @@ describe('handler logs and metrics', () => {
       200,
     );
     const fresh = harness.browser();
-    const minted = await fresh.get(
+    const cookieless = await fresh.get(
       harness.url(`/uid?userid=${seedPartnerId}x&pl=99999&plsec=${STATIC_TOKEN}`),
     );
-    expect(minted.status).toBe(302);
+    expect(cookieless.status).toBe(403);
     partnerIds.add(`${seedPartnerId}x`);
 
     // Refusals, each with a distinctive partner id that must not be logged.

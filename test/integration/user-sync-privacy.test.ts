@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { GPP_SID, gppString, tcString } from '../support/consent-strings.ts';
+import {
+  GPP_SID,
+  gppString,
+  gppWithTcfSection,
+  overlappingRangesTcString,
+  tcString,
+} from '../support/consent-strings.ts';
 import {
   browserSyncedWith,
   expectGif,
@@ -110,6 +116,23 @@ describe('consent on /uid', () => {
       200,
     );
     expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toBeDefined();
+  });
+});
+
+describe('crafted range sections (4 KB strings that expand to tens of millions of vendor ids)', () => {
+  const crafted = overlappingRangesTcString(4096);
+  const craftedGpp = gppWithTcfSection(overlappingRangesTcString(4090));
+
+  it('/uid refuses them as over budget: 451 consent_gdpr_over_budget, consent_gpp_over_budget', async () => {
+    await refuseCallback(`${SEED}&gdpr=1&gdpr_consent=${crafted}`, 'consent_gdpr_over_budget');
+    await refuseCallback(`${SEED}&gpp=${craftedGpp}&gpp_sid=2`, 'consent_gpp_over_budget');
+  });
+
+  it('/sync sends the browser nowhere and says why in the trace', async () => {
+    await expectNoSync(`?pl=99999&gpp_sid=2&gpp=${craftedGpp}`);
+    const browser = harness.browser();
+    const trace = await browser.get(harness.url(`/sync?gdpr=1&gdpr_consent=${crafted}&debug=1`));
+    expect(trace.body.toString()).toContain('consent_gdpr_over_budget');
   });
 });
 

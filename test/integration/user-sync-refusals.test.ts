@@ -97,8 +97,8 @@ describe('refused static-token callbacks (platform 99999)', () => {
     await refuse(seed('a'.repeat(300)), 400, 'userid_too_long');
     await refuse(seed('a'.repeat(257)), 400, 'userid_too_long');
     const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
-    expectGif(await browser.get(harness.url(`/uid?${seed('a'.repeat(256))}`)), 200);
-    expect((await harness.table.get(dmpUid, STATIC_PLATFORM))?.partnerUserId).toBe('a'.repeat(256));
+    expectGif(await browser.get(harness.url(`/uid?${seed('ab'.repeat(128))}`)), 200);
+    expect((await harness.table.get(dmpUid, STATIC_PLATFORM))?.partnerUserId).toBe('ab'.repeat(128));
   });
 
   it('an odd charset: 400 userid_charset', async () => {
@@ -136,6 +136,34 @@ describe('refused static-token callbacks (platform 99999)', () => {
     const response = await browser.get(harness.url(`/uid?userid=${partnerId}&pl=99999&plsec=wrong-token`));
     expectRefusal(response, 403, 'token_mismatch');
     expect(await harness.table.findByPartnerId(partnerId)).toEqual([]);
+  });
+});
+
+describe('what the static token cannot do (it travels in URLs: anybody can read it)', () => {
+  it('a cross-site static-token callback cannot replace an id our chain stored: 403 static_token_cannot_replace', async () => {
+    const { browser, dmpUid, partnerUid } = await browserSyncedWith(harness, STATIC_PLATFORM);
+    const response = await browser.get(
+      harness.url(`/uid?userid=attacker-planted-1&pl=99999&plsec=${STATIC_TOKEN}`),
+      { 'sec-fetch-site': 'cross-site' },
+    );
+    expectRefusal(response, 403, 'static_token_cannot_replace');
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({ partnerUserId: partnerUid });
+    expect(await harness.table.findByPartnerId('attacker-planted-1')).toEqual([]);
+  });
+
+  it('a second static-token id within a day: 403 static_token_rate_limited, the first id stays', async () => {
+    const { browser, dmpUid } = await knownBrowser(harness);
+    expect(
+      (await browser.get(harness.url(`/uid?userid=first-static-1&pl=99999&plsec=${STATIC_TOKEN}`))).status,
+    ).toBe(302);
+    expectRefusal(
+      await browser.get(harness.url(`/uid?userid=second-static-2&pl=99999&plsec=${STATIC_TOKEN}`)),
+      403,
+      'static_token_rate_limited',
+    );
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({
+      partnerUserId: 'first-static-1',
+    });
   });
 });
 

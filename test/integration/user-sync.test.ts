@@ -5,6 +5,7 @@ import {
   debugTrace,
   expectGif,
   expectPrivateHeaders,
+  expectRefusal,
   type HttpResponse,
   knownBrowser,
   nowSeconds,
@@ -141,14 +142,11 @@ describe('the seed callback /uid?userid=abcdef123&pl=99999&plsec=verysecure', ()
     expect(text).not.toContain(dmpUid);
   });
 
-  it('without a dmp_uid cookie mints one (Secure; HttpOnly; SameSite=None; Max-Age) and stores under it', async () => {
+  it('the pixel mints dmp_uid (Secure; HttpOnly; SameSite=None; Max-Age) and the callback stores under it', async () => {
     const browser = harness.browser();
-    const response = await browser.get(harness.url('/uid?userid=abcdef123&pl=99999&plsec=verysecure'));
-    // Stored, then on to the only other partner, which is due for this new DMP user.
-    expect(response.status).toBe(302);
-    expect(new URL(response.location!).origin).toBe(harness.partnerOrigin);
-
-    const minted = response.setCookies.find((line) => line.startsWith('dmp_uid='));
+    const started = await browser.get(harness.url('/sync?pl=99999'));
+    expect(started.status).toBe(302);
+    const minted = started.setCookies.find((line) => line.startsWith('dmp_uid='));
     expect(minted).toBeDefined();
     const attributes = minted!.split(';').map((part) => part.trim());
     const value = attributes[0]!.slice('dmp_uid='.length);
@@ -157,32 +155,33 @@ describe('the seed callback /uid?userid=abcdef123&pl=99999&plsec=verysecure', ()
     expect(attributes).toEqual(expect.arrayContaining(['Secure', 'HttpOnly', 'SameSite=None', 'Path=/']));
     const maxAge = attributes.find((part) => part.startsWith('Max-Age='));
     expect(Number(maxAge?.slice('Max-Age='.length))).toBe(COOKIE_MAX_AGE);
-    // The partner's URL is made for that same, new DMP user: nothing else identifies the browser.
-    expect(response.setCookies.filter((line) => line.startsWith('dmp_uid='))).toHaveLength(1);
 
+    // The seed's literal callback from that browser stores the id under its DMP user.
+    const stored = await browser.get(harness.url('/uid?userid=abcdef123&pl=99999&plsec=verysecure'));
+    expect([200, 302]).toContain(stored.status);
     expect(await harness.table.list(value)).toEqual([
       expect.objectContaining({ platformId: 99999, partnerUserId: 'abcdef123', version: 1 }),
     ]);
-
-    // The minted cookie is the browser's DMP user from now on (88888 was just attempted: GIF).
-    const again = await browser.get(harness.url('/uid?userid=abcdef456&pl=99999&plsec=verysecure'));
-    expectGif(again, 200);
-    expect(browser.cookie('dmp_uid')).toBe(value);
-    expect(await harness.table.get(value, STATIC_PLATFORM)).toMatchObject({
-      partnerUserId: 'abcdef456',
-      previousPartnerUserId: 'abcdef123',
-      version: 2,
-    });
   });
 
-  it('accepts the partner id percent-encoded as the contract asks (base64 with + / =)', async () => {
+  it('without a dmp_uid cookie: 403 dmp_user_missing, no DMP user minted, nothing stored', async () => {
+    // A browser that blocks third-party cookies would otherwise leave an orphan user per callback.
+    const browser = harness.browser();
+    const partnerId = `cookieless-${Date.now()}`;
+    const response = await browser.get(harness.url(`/uid?userid=${partnerId}&pl=99999&plsec=verysecure`));
+    expectRefusal(response, 403, 'dmp_user_missing');
+    expect(response.setCookies.filter((line) => line.startsWith('dmp_uid='))).toEqual([]);
+    expect(await harness.table.findByPartnerId(partnerId)).toEqual([]);
+  });
+
+  it('refuses base64 ids with + / = under the strict default alphabet (a platform can add them)', async () => {
     const { browser, dmpUid } = await browserSyncedWithSignedPartner();
     const id = 'aGVsbG8+d29ybGQ/Zm9v+YmFy=';
     const response = await browser.get(
       harness.url(`/uid?userid=${encodeURIComponent(id)}&pl=99999&plsec=${STATIC_TOKEN}`),
     );
-    expectGif(response, 200);
-    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({ partnerUserId: id });
+    expectRefusal(response, 400, 'userid_charset');
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toBeUndefined();
   });
 });
 

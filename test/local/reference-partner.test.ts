@@ -7,7 +7,7 @@ import {
   startReferencePartner,
 } from '../../local/reference-partner.ts';
 import { signSyncCallback, verifySyncSignature } from '../../src/sync/signature.ts';
-import { type ChromiumSession, launchChromium } from '../support/browser.ts';
+import { type ChromiumSession, chooseChromium, launchChromium } from '../support/browser.ts';
 
 const SIGNING_SECRET = 'reference-partner-shared-secret-1';
 const ROTATED_SECRET = 'reference-partner-shared-secret-2';
@@ -198,7 +198,7 @@ describe('reference partner', () => {
   });
 });
 
-describe('reference partner in headless Chromium over http://127.0.0.1', () => {
+describe(`reference partner in headless Chromium (${chooseChromium().label}) over http://127.0.0.1`, () => {
   let partner: ReferencePartner;
   let dmp: Server;
   let dmpUrl: string;

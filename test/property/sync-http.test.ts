@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { validatePartnerUserId } from '../../src/sync/user-ids.ts';
 import { GPP_SID, gppString, tcString } from '../support/consent-strings.ts';
 import { countItems } from '../support/dynamodb.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
@@ -55,10 +56,9 @@ const PARAM_NAMES = [
 const COOKIE_NAMES = ['dmp_uid', 'dmp_optout', 'dmp_sa'] as const;
 
 /** Accepted partner id characters (docs/user-sync.md, "The partner's user id"). */
-const PARTNER_ID_CHARS = [
-  ...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
-  ...'._~+/=:@!*,;()-',
-];
+/** The strict default alphabet of partner ids (src/sync/user-ids.ts). */
+const PARTNER_ID_CHARS = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789', ...'._~-'];
+const DEFAULT_ID_RULES = { maxUserIdLength: 256, userIdMacro: '[[USERID]]', sentinelUserIds: [] };
 /** Documented "no id" values, compared case-insensitively (plus all-zero ids). */
 const SENTINELS = new Set([
   '0',
@@ -306,9 +306,12 @@ function callbackArbitrary(samples: Samples, plsec: fc.Arbitrary<string>): fc.Ar
 }
 
 function partnerIdArbitrary(): fc.Arbitrary<string> {
-  return fc
-    .string({ unit: fc.constantFrom(...PARTNER_ID_CHARS), minLength: 1, maxLength: 256 })
-    .filter((id) => !isSentinel(id));
+  return (
+    fc
+      .string({ unit: fc.constantFrom(...PARTNER_ID_CHARS), minLength: 1, maxLength: 256 })
+      // Macro-looking and repetitive ids (`USERID`, `xxxx`) are refused by rules of their own.
+      .filter((id) => !isSentinel(id) && validatePartnerUserId(id, DEFAULT_ID_RULES).ok)
+  );
 }
 
 /** A Cookie header with our cookies, arbitrary values (some well-formed), repeats and junk. */

@@ -166,3 +166,111 @@ function verifyGpp(encoded: string, sections: GppSections): void {
     fail('usnat SaleOptOut');
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-crafted strings: what an attacker (or a broken CMP) can send, bit by bit.
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** Writes bit fields and ends as base64url (zero-padded to a multiple of 6 bits). */
+export class BitWriter {
+  private readonly bits: number[] = [];
+  int(value: number, width: number): this {
+    for (let bit = width - 1; bit >= 0; bit--) this.bits.push(Math.floor(value / 2 ** bit) % 2);
+    return this;
+  }
+  fibonacci(value: number): this {
+    const weights = [1, 2];
+    while ((weights.at(-1) as number) + (weights.at(-2) as number) <= value)
+      weights.push((weights.at(-1) as number) + (weights.at(-2) as number));
+    const code = weights.map(() => 0);
+    let rest = value;
+    for (let index = weights.length - 1; index >= 0; index--) {
+      if ((weights[index] as number) <= rest) {
+        code[index] = 1;
+        rest -= weights[index] as number;
+      }
+    }
+    while (code.length > 1 && code.at(-1) === 0) code.pop();
+    this.bits.push(...code, 1);
+    return this;
+  }
+  get length(): number {
+    return this.bits.length;
+  }
+  toBase64Url(): string {
+    let text = '';
+    for (let index = 0; index < this.bits.length; index += 6) {
+      let value = 0;
+      for (let bit = 0; bit < 6; bit++) value = value * 2 + (this.bits[index + bit] ?? 0);
+      text += BASE64URL[value];
+    }
+    return text;
+  }
+}
+
+/** One vendor-section range entry: a single id when `end` is absent. */
+export interface RangeEntry {
+  readonly start: number;
+  readonly end?: number;
+}
+
+export interface CraftedTcf {
+  readonly purposes: readonly number[];
+  readonly maxVendorId: number;
+  readonly ranges: readonly RangeEntry[];
+  /** Entries the section declares (default: ranges.length); more than are written is a lie. */
+  readonly declaredEntries?: number;
+}
+
+/**
+ * A TCF v2 core string whose vendor consent section is range-encoded exactly as given (no
+ * sorting, merging or checks), followed by an empty legitimate-interest section and no publisher
+ * restrictions: the IAB decoder reads it like any other string.
+ */
+export function craftedTcString(crafted: CraftedTcf): string {
+  const seconds = FIXED_DATE.getTime() / 100;
+  const bits = new BitWriter()
+    .int(2, 6)
+    .int(seconds, 36)
+    .int(seconds, 36)
+    .int(TEST_CMP_ID, 12)
+    .int(1, 12)
+    .int(1, 6)
+    .int(4 * 64 + 13, 12) // EN
+    .int(100, 12)
+    .int(4, 6)
+    .int(0, 1)
+    .int(0, 1)
+    .int(0, 12);
+  for (let purpose = 1; purpose <= 24; purpose++) bits.int(crafted.purposes.includes(purpose) ? 1 : 0, 1);
+  bits.int(0, 24).int(0, 1).int(0, 12); // no legitimate interests, purpose one treatment, country AA
+  bits
+    .int(crafted.maxVendorId, 16)
+    .int(1, 1)
+    .int(crafted.declaredEntries ?? crafted.ranges.length, 12);
+  for (const range of crafted.ranges) {
+    if (range.end === undefined) bits.int(0, 1).int(range.start, 16);
+    else bits.int(1, 1).int(range.start, 16).int(range.end, 16);
+  }
+  bits.int(0, 16).int(0, 1).int(0, 12); // vendor legitimate interests: none; publisher restrictions: none
+  return bits.toBase64Url();
+}
+
+/**
+ * The issue's attack: as many entries as fit in `maxChars`, each covering vendors 1-65535
+ * (tens of millions of ids for a decoder that expands ranges).
+ */
+export function overlappingRangesTcString(maxChars = 4096): string {
+  const entries = Math.floor((maxChars * 6 - 300) / 33);
+  return craftedTcString({
+    purposes: [1],
+    maxVendorId: 65_535,
+    ranges: Array.from({ length: Math.min(entries, 4095) }, () => ({ start: 1, end: 65_535 })),
+  });
+}
+
+/** A GPP string carrying one TCF EU v2 section (`gpp_sid=2`): the header `DBABMA`. */
+export function gppWithTcfSection(section: string): string {
+  return `DBABMA~${section}`;
+}

@@ -254,3 +254,49 @@ describe('isLoopbackHost', () => {
     expect(isLoopbackHost(host)).toBe(false);
   });
 });
+
+describe('user-sync hardening options', () => {
+  it('defaults: strict id alphabet, macro placement, static token changes once a day, no sync window', () => {
+    const sync = parseEnvironment(withSync({}), 'test.json').platforms[0]!.sync!;
+    expect(sync).toMatchObject({
+      userIdExtraCharacters: '',
+      userIdPlacement: 'macro',
+      staticToken: { minChangeIntervalHours: 24 },
+    });
+    expect(sync.staticToken.requireSyncWithinSeconds).toBeUndefined();
+  });
+
+  it('lets a platform add + / = to the id alphabet, never a comma, semicolon or tab', () => {
+    expect(
+      parseEnvironment(withSync({ userIdExtraCharacters: '+/=' }), 'test.json').platforms[0]?.sync,
+    ).toMatchObject({ userIdExtraCharacters: '+/=' });
+    for (const extra of [',', ';', '\t', 'a', ' ']) {
+      expect(problemsOf(withSync({ userIdExtraCharacters: extra })).join('\n')).toContain(
+        'userIdExtraCharacters',
+      );
+    }
+  });
+
+  it('takes an appending placement and a sync window of 60 s to a day', () => {
+    const sync = parseEnvironment(
+      withSync({ userIdPlacement: 'append', staticToken: { requireSyncWithinSeconds: 300 } }),
+      'test.json',
+    ).platforms[0]!.sync!;
+    expect(sync.userIdPlacement).toBe('append');
+    expect(sync.staticToken).toEqual({ minChangeIntervalHours: 24, requireSyncWithinSeconds: 300 });
+    expect(problemsOf(withSync({ staticToken: { requireSyncWithinSeconds: 5 } })).join('\n')).toContain(
+      'requireSyncWithinSeconds',
+    );
+  });
+
+  it('takes a fixed list of hosts for callback URLs', () => {
+    const env = parseEnvironment(
+      environment({ userSync: { allowedHosts: ['sync.dmp.example'] } }),
+      'test.json',
+    );
+    expect(env.userSync.allowedHosts).toEqual(['sync.dmp.example']);
+    expect(problemsOf(environment({ userSync: { allowedHosts: ['https://x/'] } })).join('\n')).toContain(
+      'allowedHosts',
+    );
+  });
+});

@@ -1,6 +1,13 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import { describe, expect, it } from 'vitest';
-import { pixel, toHttpResult, toSyncRequest } from '../../src/sync/http.ts';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  answerDeadlineMs,
+  DeadlineExceededError,
+  pixel,
+  toHttpResult,
+  toSyncRequest,
+  withDeadline,
+} from '../../src/sync/http.ts';
 import type { SyncResponse } from '../../src/sync/service.ts';
 
 const DOMAIN = 'abc123.execute-api.eu-west-1.amazonaws.com';
@@ -201,5 +208,36 @@ describe('pixel', () => {
     expect(pixel(400).body).toBe(pixel(200).body);
     expect(pixel(400).statusCode).toBe(400);
     expect(pixel(400).cookies).toEqual([]);
+  });
+});
+
+describe('the answer deadline', () => {
+  it('keeps 500 ms of what Lambda has left to answer the 503 pixel, never less than 100 ms', () => {
+    expect(answerDeadlineMs(5000)).toBe(4500);
+    expect(answerDeadlineMs(300)).toBe(100);
+  });
+
+  it('gives the work its result, or DeadlineExceededError when the deadline comes first', async () => {
+    await expect(withDeadline(Promise.resolve('done'), 1000)).resolves.toBe('done');
+    vi.useFakeTimers();
+    try {
+      const never = new Promise<string>(() => {});
+      const raced = withDeadline(never, 4500);
+      const settled = expect(raced).rejects.toBeInstanceOf(DeadlineExceededError);
+      await vi.advanceTimersByTimeAsync(4500);
+      await settled;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a 503 answer carries Retry-After and the cookies it sets', () => {
+    const result = toHttpResult(
+      response({ status: 503, reason: 'optout_incomplete', setCookies: ['dmp_optout=1'] }),
+      false,
+    );
+    expect(result.statusCode).toBe(503);
+    expect(result.headers).toMatchObject({ 'retry-after': '60', 'x-dmp-reason': 'optout_incomplete' });
+    expect(result.cookies).toEqual(['dmp_optout=1']);
   });
 });

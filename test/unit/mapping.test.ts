@@ -71,3 +71,33 @@ describe('decideMappingWrite', () => {
     });
   });
 });
+
+describe('decideMappingWrite for static-token callbacks', () => {
+  const staticLimits = { assurance: 'static' as const, staticChangeIntervalSeconds: DAY };
+
+  it('refuses to replace an id a verified callback stored', () => {
+    const verified = record({ verifiedAt: iso(NOW - 30 * DAY) });
+    expect(decideMappingWrite(verified, 'planted', NOW, REFRESH_AFTER, staticLimits)).toEqual({
+      kind: 'refuse',
+      reason: 'static_token_cannot_replace',
+    });
+    expect(decideMappingWrite(verified, 'abcdef123', NOW, REFRESH_AFTER, staticLimits).kind).toBe('none');
+  });
+
+  it('changes an id only once the last change is older than the interval', () => {
+    const recent = record({ lastChanged: iso(NOW - DAY / 2) });
+    expect(decideMappingWrite(recent, 'other', NOW, REFRESH_AFTER, staticLimits)).toEqual({
+      kind: 'refuse',
+      reason: 'static_token_rate_limited',
+    });
+    expect(decideMappingWrite(record(), 'other', NOW, REFRESH_AFTER, staticLimits)).toEqual({
+      kind: 'change',
+      previousPartnerUserId: 'abcdef123',
+    });
+  });
+
+  it('leaves verified callbacks free to change any id', () => {
+    const verified = record({ verifiedAt: iso(NOW), lastChanged: iso(NOW) });
+    expect(decideMappingWrite(verified, 'other', NOW, REFRESH_AFTER).kind).toBe('change');
+  });
+});

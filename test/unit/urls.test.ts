@@ -214,11 +214,26 @@ describe('publicBaseUrl', () => {
   });
 
   it("derives https://<domain> from the request's host", () => {
-    expect(publicBaseUrl(undefined, 'abc.execute-api.eu-west-1.amazonaws.com', 'https')).toBe(
-      'https://abc.execute-api.eu-west-1.amazonaws.com',
+    expect(publicBaseUrl(undefined, 'abc123def4.execute-api.eu-west-1.amazonaws.com', 'https')).toBe(
+      'https://abc123def4.execute-api.eu-west-1.amazonaws.com',
     );
-    expect(publicBaseUrl(undefined, 'abc.example.com', undefined)).toBe('https://abc.example.com');
-    expect(publicBaseUrl(undefined, 'abc.example.com', 'gopher')).toBe('https://abc.example.com');
+    expect(publicBaseUrl(undefined, 'abc.example.com', undefined, ['abc.example.com'])).toBe(
+      'https://abc.example.com',
+    );
+    expect(publicBaseUrl(undefined, 'abc.example.com', 'gopher', ['abc.example.com'])).toBe(
+      'https://abc.example.com',
+    );
+  });
+
+  it('never builds a callback on a host that is not on the fixed list', () => {
+    expect(publicBaseUrl(undefined, 'evil.example', 'https')).toBeUndefined();
+    expect(publicBaseUrl(undefined, 'evil.example', 'https', ['sync.dmp.example'])).toBe(
+      'https://sync.dmp.example',
+    );
+    // http only ever for loopback, whatever x-forwarded-proto says.
+    expect(publicBaseUrl(undefined, 'sync.dmp.example', 'http', ['sync.dmp.example'])).toBe(
+      'https://sync.dmp.example',
+    );
   });
 
   it('uses http only when the forwarded protocol says so (local stack)', () => {

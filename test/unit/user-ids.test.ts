@@ -19,7 +19,6 @@ describe('validatePartnerUserId accepts plausible ids', () => {
     ['the seed example', 'abcdef123'],
     ['a UUID', '3f2b8c1e-9d4a-4e7b-8f6c-2a1d0e9b7c55'],
     ['an upper-case UUID', '3F2B8C1E-9D4A-4E7B-8F6C-2A1D0E9B7C55'],
-    ['base64 with padding', 'q83vEjRWeJA+/w=='],
     ['base64url', 'q83vEjRWeJA-_w'],
     ['a numeric id', '8237498237492834'],
     ['a dotted id', 'AMsySZa.1745838000.3'],
@@ -31,8 +30,17 @@ describe('validatePartnerUserId accepts plausible ids', () => {
   });
 
   it('accepts an id exactly at the configured maximum length', () => {
-    expect(validatePartnerUserId('a'.repeat(256), RULES).ok).toBe(true);
-    expect(validatePartnerUserId('a'.repeat(16), { ...RULES, maxUserIdLength: 16 }).ok).toBe(true);
+    expect(validatePartnerUserId('ab'.repeat(128), RULES).ok).toBe(true);
+    expect(validatePartnerUserId('ab'.repeat(8), { ...RULES, maxUserIdLength: 16 }).ok).toBe(true);
+  });
+
+  it('accepts base64 with padding where the platform adds + / = to the alphabet', () => {
+    const base64 = 'q83vEjRWeJA+/w==';
+    expect(validatePartnerUserId(base64, { ...RULES, userIdExtraCharacters: '+/=' })).toEqual({
+      ok: true,
+      value: base64,
+    });
+    expect(rejection(base64)).toBe('userid_charset');
   });
 });
 
@@ -70,7 +78,40 @@ describe('validatePartnerUserId refuses', () => {
     expect(rejection('__PARTNER_UID__', { ...RULES, userIdMacro: '__PARTNER_UID__' })).toBe(
       'userid_unreplaced_macro',
     );
-    expect(rejection('__PARTNER_UID__')).toBeUndefined();
+    expect(rejection('PARTNER-UID-1', { ...RULES, userIdMacro: '{PARTNER-UID-1}' })).toBe(
+      'userid_unreplaced_macro',
+    );
+    expect(rejection('partner-uid-1')).toBeUndefined();
+  });
+
+  it.each([
+    ['javascript:alert(1)', 'userid_charset'],
+    ['@@USERID@@', 'userid_unreplaced_macro'],
+    ['__UID__', 'userid_unreplaced_macro'],
+    ['!!UID!!', 'userid_unreplaced_macro'],
+    ['##UID##', 'userid_unreplaced_macro'],
+    ['<UID>', 'userid_unreplaced_macro'],
+    ['USERID', 'userid_unreplaced_macro'],
+    ['PARTNER_UID', 'userid_unreplaced_macro'],
+    ['(null)', 'userid_sentinel'],
+    ['N/A', 'userid_sentinel'],
+    ['a,b', 'userid_charset'],
+    ['a;b', 'userid_charset'],
+    ['a=b', 'userid_charset'],
+    ['a+b', 'userid_charset'],
+    ['a\tb', 'userid_charset'],
+    ['xxxx', 'userid_sentinel'],
+    ['----', 'userid_sentinel'],
+  ])('the junk id %j: %s', (id, reason) => {
+    expect(rejection(id.replace('\\t', '\t'))).toBe(reason);
+  });
+
+  it('never lets a tab, comma or semicolon through, whatever the platform adds', () => {
+    const rules = { ...RULES, userIdExtraCharacters: '+/=:@!*()' };
+    for (const id of ['a\tb', 'a,b', 'a;b', 'a b', 'a"b', 'a%2Cb'])
+      expect(rejection(id, rules)).toBe('userid_charset');
+    expect(rejection('javascript:alert(1)', rules)).toBe('userid_charset');
+    expect(validatePartnerUserId('a:b@c', rules).ok).toBe(true);
   });
 
   it.each([
