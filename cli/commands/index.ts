@@ -3,6 +3,7 @@ import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
+import { forgetCommand } from './privacy.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 import { platformsTestSyncCommand } from './test-sync.ts';
 
@@ -23,4 +24,5 @@ export const COMMANDS: readonly Command[] = [
   whyCommand,
   statsCommand,
   rejectedCommand,
+  forgetCommand,
 ];

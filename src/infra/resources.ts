@@ -186,7 +186,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'platformApi',
   },
-  /** The mapping table's stream: a user's sync releases the user's pending events. */
+  /** The mapping table's stream: a user's sync releases the user's pending events; an opt-out is forgotten. */
   releasePending: {
     id: 'PendingReleaseFunction',
     entry: 'lambdas/release-pending/handler.ts',
@@ -195,6 +195,9 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     tables: [
       { table: POPULATION_TABLE, access: 'readWrite' },
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      // A browser's /optout (a request item in the mapping table's stream) is forgotten here.
+      { table: MAPPING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
   },

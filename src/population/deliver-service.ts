@@ -28,6 +28,11 @@ export interface DeliverServiceDeps {
   readonly gateFor?: (platform: ConnectedPlatform) => CallGate | undefined;
   readonly state: MembershipStateStore;
   readonly accounting: AccountingStore;
+  /**
+   * The users among these that a privacy request forgot: their adds (routed before the request)
+   * are set aside as `forgotten`, their removals sent and no state of them kept.
+   */
+  readonly forgotten?: ((dmpUserIds: readonly string[]) => Promise<Set<string>>) | undefined;
   readonly now?: () => number;
 }
 
@@ -100,7 +105,27 @@ export async function deliverRecords(
         reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
       continue;
     }
-    const { newest, superseded } = newestPerKey(memberships);
+    const forgotten =
+      (await deps.forgotten?.([...new Set(memberships.map((m) => m.dmpUserId))])) ?? new Set();
+    const { newest, superseded } = newestPerKey(
+      memberships.filter((item) => {
+        if (item.op === 'remove' || !forgotten.has(item.dmpUserId)) return true;
+        rejections.push({
+          entry: {
+            id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
+            reason: 'forgotten',
+            detail: 'the user was forgotten by a privacy request',
+            platformId: item.platformId,
+            segmentId: item.segmentId,
+            audienceId: item.audienceId,
+            memberships: 1,
+          },
+          platformId: item.platformId,
+          segmentId: item.segmentId,
+        });
+        return false;
+      }),
+    );
     for (const item of superseded) counts.add(platformId, item.segmentId, 'superseded');
     const applied = await deps.state.getApplied(newest);
     const toSend: Tracked[] = [];
@@ -123,7 +148,14 @@ export async function deliverRecords(
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now());
+    // A forgotten user's removal leaves no state behind (the request deleted the rest).
+    const gone = outcome.delivered.filter((item) => forgotten.has(item.dmpUserId));
+    for (const item of gone) counts.add(platformId, item.segmentId, 'delivered');
+    delivered += gone.length;
+    const { recorded, overtaken } = await deps.state.recordApplied(
+      outcome.delivered.filter((item) => !forgotten.has(item.dmpUserId)),
+      now(),
+    );
     for (const item of recorded) counts.add(platformId, item.segmentId, 'delivered');
     delivered += recorded.length;
     if (overtaken.length > 0) {

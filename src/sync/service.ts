@@ -86,6 +86,8 @@ export interface UserSyncDeps {
   readonly metrics: SyncMetrics;
   /** Epoch seconds. */
   readonly now: () => number;
+  /** `/optout` hands the user to the privacy request path (src/privacy) besides deleting mappings. */
+  readonly forget?: ((dmpUserId: string) => Promise<void>) | undefined;
 }
 
 /** Upper bounds on parameters we read; anything longer is refused before it is looked at. */
@@ -305,6 +307,7 @@ export class UserSyncService {
     if (isValidDmpUserId(user)) {
       const deleted = await this.deps.store.deleteUser(user);
       trace.add('mapping', `deleted ${deleted} stored mapping(s)`);
+      await this.deps.forget?.(user);
     }
     this.deps.metrics.count('OptOut', undefined);
     const { cookieDomain, cookieMaxAgeDays } = this.deps.config.userSync;
