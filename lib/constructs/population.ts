@@ -42,7 +42,7 @@ export interface PopulationProps {
  * - one delivery queue (+DLQ) and event source per API platform, consumed by the deliver function
  *   with the platform's micro-batching settings and `maxConcurrency` from its `concurrency`;
  * - the mapping table's stream to the pending release function (with its failure queue);
- * - send rights on the delivery queues for the route and release functions only;
+ * - send rights on the delivery queues for the route, release and privacy functions only;
  * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
  */
 export class Population extends Construct {
@@ -53,7 +53,7 @@ export class Population extends Construct {
   constructor(scope: Construct, id: string, props: PopulationProps) {
     super(scope, id);
     const { config, monitoring, functions } = props;
-    for (const key of ['route', 'deliver', 'releasePending'] as const) {
+    for (const key of ['route', 'deliver', 'releasePending', 'privacy'] as const) {
       functions[key].addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
       functions[key].addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
     }
@@ -96,6 +96,8 @@ export class Population extends Construct {
       if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
       delivery.queue.grantSendMessages(functions.route);
       delivery.queue.grantSendMessages(functions.releasePending);
+      // A privacy request's removals go through the delivery queues too.
+      delivery.queue.grantSendMessages(functions.privacy);
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
   }

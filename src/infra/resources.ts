@@ -121,9 +121,14 @@ export interface RouteDefinition {
   readonly path: string;
   /** Key of the function (in FUNCTIONS) that serves the route. */
   readonly function: FunctionKey;
+  /**
+   * `iam`: callers sign with SigV4 and need `execute-api:Invoke` on the route (the DMP's
+   * back end); absent: a public route (the browser's).
+   */
+  readonly auth?: 'iam';
 }
 
-export type FunctionKey = 'userSync' | 'route' | 'deliver' | 'releasePending' | 'exportFiles';
+export type FunctionKey = 'userSync' | 'route' | 'deliver' | 'releasePending' | 'exportFiles' | 'privacy';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -201,6 +206,20 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     ],
     secrets: 'none',
   },
+  /** `POST /privacy/forget` (IAM-authorized): the DMP's privacy requests (src/privacy). */
+  privacy: {
+    id: 'PrivacyFunction',
+    entry: 'lambdas/privacy/handler.ts',
+    memorySizeMb: 512,
+    timeoutSeconds: 29,
+    tables: [
+      { table: MAPPING_TABLE, access: 'readWrite' },
+      { table: POPULATION_TABLE, access: 'readWrite' },
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
+    ],
+    secrets: 'none',
+  },
   exportFiles: {
     id: 'ExportFilesFunction',
     entry: 'lambdas/export-files/handler.ts',
@@ -223,6 +242,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { method: 'GET', path: '/uid', function: 'userSync' },
   { method: 'GET', path: '/optout', function: 'userSync' },
   { method: 'POST', path: '/optout', function: 'userSync' },
+  { method: 'POST', path: '/privacy/forget', function: 'privacy', auth: 'iam' },
 ];
 
 /** Environment variables every function gets, besides its tables'. */

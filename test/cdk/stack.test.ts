@@ -203,7 +203,8 @@ describe('the CDK app', () => {
           (definition) =>
             `${stackId}/${definition.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
         ),
-        ...ROUTES.map(
+        // Public routes only: the privacy route is IAM-authorized.
+        ...ROUTES.filter((route) => !route.auth).map(
           (route) =>
             `${stackId}/UserSyncApi/HttpApi/${route.method}--${route.path.slice(1)}/Resource AwsSolutions-APIG4`,
         ),
@@ -341,20 +342,31 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     expect(segments.Properties['TimeToLiveSpecification']).toBeUndefined();
   });
 
-  it('serves the four ROUTES through one HTTP API with payload format 2.0', () => {
+  it('serves the ROUTES through one HTTP API with payload format 2.0, the privacy route IAM-authorized', () => {
     const { template } = env(name);
     template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
     template.hasResourceProperties('AWS::ApiGatewayV2::Api', { ProtocolType: 'HTTP' });
+    // One integration per function: user sync and privacy.
     const integrations = Object.values(resources(template, 'AWS::ApiGatewayV2::Integration'));
-    expect(integrations).toHaveLength(1);
-    expect(integrations[0]!.Properties).toMatchObject({
-      IntegrationType: 'AWS_PROXY',
-      PayloadFormatVersion: '2.0',
-    });
-    const routeKeys = Object.values(resources(template, 'AWS::ApiGatewayV2::Route')).map(
-      (route) => route.Properties['RouteKey'],
-    );
-    expect(routeKeys.sort()).toEqual(['GET /optout', 'GET /sync', 'GET /uid', 'POST /optout']);
+    expect(integrations).toHaveLength(2);
+    for (const integration of integrations)
+      expect(integration.Properties).toMatchObject({
+        IntegrationType: 'AWS_PROXY',
+        PayloadFormatVersion: '2.0',
+      });
+    const routes = Object.values(resources(template, 'AWS::ApiGatewayV2::Route'));
+    const routeKeys = routes.map((route) => route.Properties['RouteKey']);
+    expect(routeKeys.sort()).toEqual([
+      'GET /optout',
+      'GET /sync',
+      'GET /uid',
+      'POST /optout',
+      'POST /privacy/forget',
+    ]);
+    for (const route of routes)
+      expect(route.Properties['AuthorizationType'] ?? 'NONE', String(route.Properties['RouteKey'])).toBe(
+        route.Properties['RouteKey'] === 'POST /privacy/forget' ? 'AWS_IAM' : 'NONE',
+      );
     expect(ROUTES.map((route) => `${route.method} ${route.path}`).sort()).toEqual(routeKeys);
     // No CORS unless the config lists origins (none do today).
     expect(env(name).config.api.corsAllowOrigins).toEqual([]);
@@ -727,7 +739,11 @@ describe('UserSyncApi CORS', () => {
       code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
       timeout: Duration.seconds(3),
     });
-    new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    new UserSyncApi(stack, 'Api', {
+      config,
+      routes: ROUTES.filter((route) => route.function === 'userSync'),
+      functions: { userSync: handler },
+    });
     Template.fromStack(stack).hasResourceProperties('AWS::ApiGatewayV2::Api', {
       CorsConfiguration: {
         AllowOrigins: ['https://www.example.com'],
@@ -749,7 +765,11 @@ describe('Monitoring alarm notifications', () => {
       code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
       timeout: Duration.seconds(3),
     });
-    const api = new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    const api = new UserSyncApi(stack, 'Api', {
+      config,
+      routes: ROUTES.filter((route) => route.function === 'userSync'),
+      functions: { userSync: handler },
+    });
     new Monitoring(stack, 'Monitoring', { config, api: api.api, functions: { userSync: handler } });
     return Object.values(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'));
   }

@@ -1,4 +1,6 @@
+import { createHash, createHmac } from 'node:crypto';
 import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
 import { TABLES } from '../../src/infra/resources.ts';
@@ -150,6 +152,77 @@ describe('/optout', () => {
     await harness.send(
       audienceEvent([user], { audience: 'aud-optout', ts: new Date(Date.now() + 1000).toISOString() }),
     );
+    await harness.idle();
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
+    expect(await itemsMentioning(user)).toEqual([]);
+  });
+});
+
+const bytes = (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
+  typeof data === 'string'
+    ? data
+    : ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(data);
+
+/** SHA-256 for the SigV4 signer, from node:crypto. */
+class Sha256 {
+  private readonly hash;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+}
+
+/** A POST signed as the DMP's back end signs it (SigV4, service execute-api). */
+async function signedPost(url: string, body: string, sign = true): Promise<Response> {
+  const target = new URL(url);
+  const request = {
+    method: 'POST',
+    protocol: target.protocol,
+    hostname: target.hostname,
+    ...(target.port ? { port: Number(target.port) } : {}),
+    path: target.pathname,
+    headers: { host: target.host, 'content-type': 'application/json' },
+    body,
+  };
+  const signed = sign
+    ? await new SignatureV4({
+        service: 'execute-api',
+        region: LOCAL_REGION,
+        credentials: LOCAL_CREDENTIALS,
+        sha256: Sha256,
+      }).sign(request)
+    : request;
+  return fetch(url, { method: 'POST', headers: signed.headers as Record<string, string>, body });
+}
+
+describe('POST /privacy/forget (IAM-authorized)', () => {
+  it('refuses an unsigned call and a malformed body, and forgets the user of a signed one', async () => {
+    const user = 'api-forget-00000001';
+    await sync(harness, BATCH_PLATFORM, [user]);
+    await harness.send(audienceEvent([user], { audience: 'aud-api-forget' }));
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-api-forget');
+    const url = `${harness.stack.apiUrl}/privacy/forget`;
+
+    const unsigned = await signedPost(url, JSON.stringify({ dmpUserId: user }), false);
+    expect(unsigned.status).toBe(403);
+    const malformed = await signedPost(url, JSON.stringify({ dmpUserId: 'no' }));
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ error: 'request_invalid' });
+    expect(harness.stack.partner.members(segment)).toContain(partnerIdOf(user));
+
+    const response = await signedPost(url, JSON.stringify({ dmpUserId: user }));
+    expect(response.status).toBe(200);
+    const audit = await response.json();
+    expect(audit).toMatchObject({ source: 'api', removalsSent: 1, mappingsDeleted: 1 });
+    expect(JSON.stringify(audit)).not.toContain(user);
     await harness.idle();
     expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
     expect(await itemsMentioning(user)).toEqual([]);
