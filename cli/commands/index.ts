@@ -1,4 +1,5 @@
 import type { Command } from '../framework.ts';
+import { dlqListCommand, dlqRedriveCommand } from './dlq.ts';
 import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
@@ -25,4 +26,6 @@ export const COMMANDS: readonly Command[] = [
   statsCommand,
   rejectedCommand,
   forgetCommand,
+  dlqListCommand,
+  dlqRedriveCommand,
 ];
