@@ -14,6 +14,7 @@ import {
   populationEventSources,
 } from '../../src/infra/population.ts';
 import {
+  FILE_METRICS,
   type FunctionKey,
   METRICS_NAMESPACE,
   SYNC_METRICS,
@@ -100,7 +101,62 @@ export class Population extends Construct {
       delivery.queue.grantSendMessages(functions.privacy);
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
+    monitoring.dashboard.addWidgets(...populationWidgets(config, [...queues.values()]));
   }
+}
+
+/**
+ * The dashboard's population rows: per platform, memberships delivered and partner calls, errors
+ * and throttles (the deliver step's EMF counts, POPULATION_METRICS), files published (FILE_METRICS),
+ * and every population queue's DLQ depth and oldest message age (SQS' own metrics).
+ */
+function populationWidgets(
+  config: EnvironmentConfig,
+  consumers: readonly QueueConsumer[],
+): cloudwatch.IWidget[] {
+  const search = (metricName: string, label: string) =>
+    new cloudwatch.SearchExpression({
+      expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}"', 'Sum', 300)`,
+      label,
+      period: Duration.minutes(5),
+    });
+  const period = Duration.minutes(5);
+  return [
+    new cloudwatch.GraphWidget({
+      title: 'Population: memberships by platform',
+      width: 12,
+      left: [search(POPULATION_METRICS.delivered, 'delivered'), search(POPULATION_METRICS.failed, 'retried')],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Population: partner calls, errors and throttles by platform',
+      width: 12,
+      left: [
+        search(POPULATION_METRICS.calls, 'calls'),
+        search(POPULATION_METRICS.errors, 'errors (5xx, timeouts, resets)'),
+        search(POPULATION_METRICS.throttled, 'throttled (429)'),
+      ],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Dead-letter queues: messages',
+      width: 8,
+      left: consumers.map((consumer) =>
+        consumer.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+      ),
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Queues: age of the oldest message (s)',
+      width: 8,
+      left: consumers.flatMap((consumer) => [
+        consumer.queue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+        consumer.deadLetterQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+      ]),
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Files published by platform',
+      width: 8,
+      left: [search(FILE_METRICS.published, 'files'), search(FILE_METRICS.rows, 'rows')],
+    }),
+  ];
 }
 
 function partnerAlarms(scope: Construct, environment: string, platformId: number): cloudwatch.Alarm[] {

@@ -25,6 +25,7 @@ import { filePlatforms } from '../../src/files/platforms.ts';
 import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
 import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
+  FILE_METRICS,
   FILE_STAGING_TABLE,
   FUNCTIONS,
   type FunctionDefinition,
@@ -37,6 +38,7 @@ import {
   TABLES,
   type TableDefinition,
 } from '../../src/infra/resources.ts';
+import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
 import { configErrorOf } from '../support/config.ts';
 import { useTempDirs } from '../support/temp-dirs.ts';
 
@@ -560,6 +562,24 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     for (const metric of ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected']) {
       expect(dashboard).toContain(metric);
     }
+    // Population and files: the metric names the deliver step and the exporter emit.
+    for (const metric of [
+      POPULATION_METRICS.delivered,
+      POPULATION_METRICS.calls,
+      POPULATION_METRICS.errors,
+      POPULATION_METRICS.throttled,
+      FILE_METRICS.published,
+      'ApproximateNumberOfMessagesVisible',
+      'ApproximateAgeOfOldestMessage',
+    ]) {
+      expect(dashboard, metric).toContain(metric);
+    }
+    // Every population queue's DLQ is graphed, the audience events' and each platform's.
+    const deadLetterQueues = Object.keys(resources(template, 'AWS::SQS::Queue')).filter(
+      (logicalId) => logicalId.startsWith('Population') && logicalId.includes('DeadLetterQueue'),
+    );
+    expect(deadLetterQueues.length).toBeGreaterThanOrEqual(1);
+    for (const logicalId of deadLetterQueues) expect(dashboard, logicalId).toContain(`"${logicalId}"`);
   });
 
   it('exports ApiUrl, MappingTableName, SegmentTableName, SyncPixelUrl and FileStagingTableName', () => {
