@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 import { CONFIG_ENV_VAR } from '../src/config/load.ts';
+import { populationEnvironment } from '../src/infra/population.ts';
 import {
   commonEnvironment,
   FUNCTIONS,
@@ -138,6 +139,7 @@ function timeImport(file: string, definition: FunctionDefinition): Promise<numbe
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(definition.memorySizeMb),
     ...Object.fromEntries(definition.tables.map(({ table }) => [table.envVar, `bench-${table.localName}`])),
     ...commonEnvironment(definition, 'local'),
+    ...populationEnvironment('local'),
     BENCH_IMPORT_URL: pathToFileURL(file).href,
   };
   return new Promise((resolve, reject) => {

@@ -23,7 +23,7 @@ import {
 type TableAccess = FunctionDefinition['tables'][number]['access'];
 
 import { filePlatforms } from '../src/files/platforms.ts';
-import { deliveryPlatforms } from '../src/infra/population.ts';
+import { deliveryPlatforms, expiringPlatforms } from '../src/infra/population.ts';
 import { createDataTable } from './constructs/data-table.ts';
 import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
@@ -37,6 +37,16 @@ import { reservedConcurrency } from './deployment.ts';
 export interface DmpActivationStackProps extends StackProps {
   /** The validated configuration of the environment (config/environments/<name>.json). */
   readonly config: EnvironmentConfig;
+}
+
+/**
+ * Whether an environment needs a function: the file exporter only where a platform delivers
+ * files, the expiry sweep only where a partner takes removal calls but no lifetime.
+ */
+export function functionIsBuilt(definition: FunctionDefinition, config: EnvironmentConfig): boolean {
+  if (definition.schedule?.perPlatformMode === 'file') return filePlatforms(config).length > 0;
+  if (definition === FUNCTIONS.expireMemberships) return expiringPlatforms(config).length > 0;
+  return true;
 }
 
 /**
@@ -100,7 +110,7 @@ export class DmpActivationStack extends Stack {
 
     const functions = {} as Partial<Record<FunctionKey, ServiceFunction>>;
     for (const [key, definition] of Object.entries(FUNCTIONS) as [FunctionKey, FunctionDefinition][]) {
-      if (definition.schedule?.perPlatformMode === 'file' && !this.files) continue;
+      if (!functionIsBuilt(definition, config)) continue;
       const environment: Record<string, string> = {};
       for (const { table } of definition.tables) environment[table.envVar] = tables.get(table)!.tableName;
       for (const bucket of definition.buckets ?? []) {
@@ -120,7 +130,13 @@ export class DmpActivationStack extends Stack {
         fn.role.addToPrincipalPolicy(
           new iam.PolicyStatement({
             actions: [...TABLE_ACTIONS[access]],
-            resources: [tables.get(table)!.tableArn],
+            // Queries of the table's indexes (the expiry sweep's `byExpiry`, the exporter's `byWindow`).
+            resources: [
+              tables.get(table)!.tableArn,
+              ...(table.globalIndexes ?? []).map(
+                (index) => `${tables.get(table)!.tableArn}/index/${index.name}`,
+              ),
+            ],
           }),
         );
       }

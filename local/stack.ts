@@ -11,7 +11,7 @@ import {
   type EventSourceDefinition,
   eventSourcesOf,
 } from '../src/infra/event-sources.ts';
-import { audienceQueueName, deliveryQueuePrefix, POPULATION_ENV } from '../src/infra/population.ts';
+import { POPULATION_ENV, populationEnvironment } from '../src/infra/population.ts';
 import {
   BUCKETS,
   commonEnvironment,
@@ -451,8 +451,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       [FILE_EXPORT_GRACE_ENV]: process.env[FILE_EXPORT_GRACE_ENV] ?? '5',
       ...queueEnvironment(eventSources, queues),
       [CONFIG_ENV_VAR]: JSON.stringify(config),
-      [POPULATION_ENV.audienceQueueName]: audienceQueueName(config.name),
-      [POPULATION_ENV.deliveryQueuePrefix]: deliveryQueuePrefix(config.name),
+      ...populationEnvironment(config.name),
       [POPULATION_ENV.retryBaseSeconds]: String(options.populationRetryBaseSeconds ?? 1),
     };
     envPatch.clear(CLEARED_ENV);

@@ -9,8 +9,8 @@ import {
   audienceQueueName,
   deliveryPlatforms,
   deliveryQueueName,
-  deliveryQueuePrefix,
-  POPULATION_ENV,
+  expiringPlatforms,
+  populationEnvironment,
   populationEventSources,
 } from '../../src/infra/population.ts';
 import {
@@ -22,13 +22,15 @@ import {
 } from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
 import { runbookLine } from '../runbook.ts';
+import { FunctionSchedule } from './function-schedule.ts';
 import type { Monitoring } from './monitoring.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { TableStreamConsumer } from './table-stream-consumer.ts';
 
 export interface PopulationProps {
   readonly config: EnvironmentConfig;
-  readonly functions: Readonly<Record<FunctionKey, lambda.Function>>;
+  /** The built functions (the expiry sweep only where a platform needs it). */
+  readonly functions: Readonly<Partial<Record<FunctionKey, lambda.Function>>>;
   /** The tables by construct id (the mapping table's stream releases pending events). */
   readonly tables: ReadonlyMap<TableDefinition, dynamodb.TableV2>;
   readonly monitoring: Monitoring;
@@ -43,20 +45,30 @@ export interface PopulationProps {
  * - one delivery queue (+DLQ) and event source per API platform, consumed by the deliver function
  *   with the platform's micro-batching settings and `maxConcurrency` from its `concurrency`;
  * - the mapping table's stream to the pending release function (with its failure queue);
- * - send rights on the delivery queues for the route, release and privacy functions only;
+ * - the expiry sweep every minute (removals at expiry, src/population/expiry.ts), where a platform
+ *   takes removal calls but no lifetime;
+ * - send rights on the delivery queues for the route, release and privacy functions (and the expiry sweep,
+ *   on the queues of the platforms it serves) only;
  * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
  */
 export class Population extends Construct {
   readonly queues: ReadonlyMap<string, QueueConsumer>;
   readonly audienceEvents: QueueConsumer;
   readonly release: TableStreamConsumer[] = [];
+  readonly schedules: FunctionSchedule[] = [];
 
   constructor(scope: Construct, id: string, props: PopulationProps) {
     super(scope, id);
     const { config, monitoring, functions } = props;
-    for (const key of ['route', 'deliver', 'releasePending', 'privacy'] as const) {
-      functions[key].addEnvironment(POPULATION_ENV.audienceQueueName, audienceQueueName(config.name));
-      functions[key].addEnvironment(POPULATION_ENV.deliveryQueuePrefix, deliveryQueuePrefix(config.name));
+    const fn = (key: FunctionKey): lambda.Function => {
+      const built = functions[key];
+      if (!built) throw new Error(`${this.node.path}: function ${key} is not built`);
+      return built;
+    };
+    for (const key of ['route', 'deliver', 'releasePending', 'expireMemberships', 'privacy'] as const) {
+      for (const [name, value] of Object.entries(populationEnvironment(config.name))) {
+        functions[key]?.addEnvironment(name, value);
+      }
     }
 
     const queues = new Map<string, QueueConsumer>();
@@ -65,7 +77,7 @@ export class Population extends Construct {
         queues.set(
           source.queue.localName,
           new QueueConsumer(this, source.queue.id, {
-            function: functions[source.function],
+            function: fn(source.function),
             settings: source.settings,
             queueName: source.queue.localName,
             ...(source.queue.retentionSeconds
@@ -74,12 +86,22 @@ export class Population extends Construct {
             monitoring,
           }),
         );
+      } else if (source.kind === 'schedule') {
+        this.schedules.push(
+          new FunctionSchedule(this, `Schedule-${source.name}`, {
+            function: fn(source.function),
+            everyMinutes: source.everyMinutes,
+            ...(source.input !== undefined ? { input: source.input } : {}),
+            description: `${config.name}: ${source.name} every ${source.everyMinutes} minute(s)`,
+            monitoring,
+          }),
+        );
       } else if (source.kind === 'tableStream') {
         const table = props.tables.get(source.table);
         if (!table) throw new Error(`${this.node.path}: no table ${source.table.id}`);
         this.release.push(
           new TableStreamConsumer(this, `${source.table.id}Stream`, {
-            function: functions[source.function],
+            function: fn(source.function),
             table,
             settings: streamSettingsOf(source),
             monitoring,
@@ -92,13 +114,15 @@ export class Population extends Construct {
     if (!audience) throw new Error(`${this.node.path}: no audience-events queue declared`);
     this.audienceEvents = audience;
 
+    const expiring = new Set(expiringPlatforms(config).map((platform) => platform.id));
     for (const platform of deliveryPlatforms(config.platforms)) {
       const delivery = queues.get(deliveryQueueName(config.name, platform.id));
       if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
-      delivery.queue.grantSendMessages(functions.route);
-      delivery.queue.grantSendMessages(functions.releasePending);
+      delivery.queue.grantSendMessages(fn('route'));
+      delivery.queue.grantSendMessages(fn('releasePending'));
       // A privacy request's removals go through the delivery queues too.
-      delivery.queue.grantSendMessages(functions.privacy);
+      delivery.queue.grantSendMessages(fn('privacy'));
+      if (expiring.has(platform.id)) delivery.queue.grantSendMessages(fn('expireMemberships'));
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
     monitoring.dashboard.addWidgets(...populationWidgets(config, [...queues.values()]));

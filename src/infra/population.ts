@@ -1,5 +1,7 @@
 import type { Connector } from '../config/connector.ts';
 import type { EnvironmentConfig } from '../config/schema.ts';
+import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
+import { sendsRemovalsAtExpiry } from '../population/expiry.ts';
 import type { EventSourceDefinition } from './event-sources.ts';
 import type { QueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, MAPPING_TABLE } from './resources.ts';
@@ -47,6 +49,14 @@ export function audienceQueueName(environment: string): string {
 
 export function deliveryQueuePrefix(environment: string): string {
   return `dmp-${environment}-delivery-`;
+}
+
+/** The queue names every population function receives, as the CDK stack, the local stack and the bench set them. */
+export function populationEnvironment(environment: string): Record<string, string> {
+  return {
+    [POPULATION_ENV.audienceQueueName]: audienceQueueName(environment),
+    [POPULATION_ENV.deliveryQueuePrefix]: deliveryQueuePrefix(environment),
+  };
 }
 
 export function deliveryQueueName(environment: string, platformId: number): string {
@@ -110,7 +120,7 @@ export function deliveryPlatforms<
 /**
  * Population's event sources (src/infra/event-sources.ts), read by the local stack and the CDK
  * stack alike: route <- audience-events; deliver <- each platform's delivery queue; releasePending
- * <- the mapping table's stream.
+ * <- the mapping table's stream; expireMemberships every minute (where a partner needs it).
  */
 export function populationEventSources(config: EnvironmentConfig): EventSourceDefinition[] {
   return [
@@ -142,5 +152,25 @@ export function populationEventSources(config: EnvironmentConfig): EventSourceDe
       table: MAPPING_TABLE,
       ...RELEASE_STREAM,
     },
+    // Removals at expiry for partners that take no lifetime (src/population/expiry.ts).
+    ...(expiringPlatforms(config).length > 0
+      ? [
+          {
+            kind: 'schedule',
+            function: 'expireMemberships',
+            name: EXPIRY_SCHEDULE_NAME,
+            everyMinutes: 1,
+          } satisfies EventSourceDefinition,
+        ]
+      : []),
   ];
+}
+
+export const EXPIRY_SCHEDULE_NAME = 'expire-memberships';
+
+/** The API platforms whose removals the service sends at expiry. */
+export function expiringPlatforms(config: EnvironmentConfig) {
+  return deliveryPlatforms(config.platforms).filter((platform) =>
+    sendsRemovalsAtExpiry((platform as ConnectedPlatform).connector),
+  );
 }

@@ -66,9 +66,16 @@ export const SEGMENT_TABLE: TableDefinition = {
  * - `pending#<platformId>#<dmpUserId>` / `<segmentId>`: an event for a user not synced yet;
  * - `stats#<platformId>` / `<segmentId>`: delivered, pending, rejected, dlq, superseded counts;
  * - `rejected#<yyyy-mm-dd>` / `<iso time>#<id>`: what was set aside, and why (`dmp rejected`);
- * - `rate#<platformId>` / `<window>`: calls started in a rate-limit window, by every Lambda.
- * Everything but the counts expires through `expiresAt` (epoch seconds).
+ * - `rate#<platformId>` / `<window>`: calls started in a rate-limit window, by every Lambda;
+ * - `expiry-swept#<platformId>` / `-`: how far the expiry sweep has come (src/population/expiry.ts).
+ * Everything but the counts and the sweep's mark expires through `expiresAt` (epoch seconds).
+ *
+ * The sparse `byExpiry` index holds only the applied adds whose removal the service must send at
+ * expiry (partners that take removals but no lifetime): `xq` = `x#<platformId>#<shard>`, `xt` =
+ * when the removal is due (epoch seconds). Writing a removal drops the membership from it.
  */
+export const EXPIRY_INDEX = { name: 'byExpiry', partition: 'xq', sort: 'xt' } as const;
+
 export const POPULATION_TABLE: TableDefinition = {
   id: 'PopulationTable',
   localName: 'dmp-local-population',
@@ -76,6 +83,13 @@ export const POPULATION_TABLE: TableDefinition = {
   sortKey: { name: 'sk', type: 'S' },
   timeToLiveAttribute: 'expiresAt',
   envVar: 'POPULATION_TABLE_NAME',
+  globalIndexes: [
+    {
+      name: EXPIRY_INDEX.name,
+      partitionKey: { name: EXPIRY_INDEX.partition, type: 'S' },
+      sortKey: { name: EXPIRY_INDEX.sort, type: 'N' },
+    },
+  ],
 };
 
 /**
@@ -128,7 +142,14 @@ export interface RouteDefinition {
   readonly auth?: 'iam';
 }
 
-export type FunctionKey = 'userSync' | 'route' | 'deliver' | 'releasePending' | 'exportFiles' | 'privacy';
+export type FunctionKey =
+  | 'userSync'
+  | 'route'
+  | 'deliver'
+  | 'releasePending'
+  | 'expireMemberships'
+  | 'exportFiles'
+  | 'privacy';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -218,6 +239,15 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
       { table: SEGMENT_TABLE, access: 'read' },
     ],
+    secrets: 'none',
+  },
+  /** Every minute: the removals of memberships that expired, for partners that take no lifetime. */
+  expireMemberships: {
+    id: 'MembershipExpiryFunction',
+    entry: 'lambdas/expire-memberships/handler.ts',
+    memorySizeMb: 512,
+    timeoutSeconds: 300,
+    tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'none',
   },
   exportFiles: {

@@ -12,7 +12,14 @@
 export const OUTCOMES = ['delivered', 'pending', 'rejected', 'dlq', 'superseded'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
-export type Counts = Partial<Record<Outcome | 'calls', number>>;
+/**
+ * Counted beside the outcomes: `calls` (partner calls, under NO_SEGMENT) and `expired` (removals
+ * the service sent because an add expired, src/population/expiry.ts: not accepted events).
+ */
+export const TALLIES = ['calls', 'expired'] as const;
+export type Tally = Outcome | (typeof TALLIES)[number];
+
+export type Counts = Partial<Record<Tally, number>>;
 
 /** Segment key for counts that belong to no segment yet (an invalid message, an unknown platform). */
 export const NO_SEGMENT = '-';
@@ -20,7 +27,7 @@ export const NO_SEGMENT = '-';
 export class CountBatch {
   private readonly counts = new Map<string, { platformId: number; segmentId: string; counts: Counts }>();
 
-  add(platformId: number, segmentId: string, outcome: Outcome | 'calls', by = 1): void {
+  add(platformId: number, segmentId: string, outcome: Tally, by = 1): void {
     if (by === 0) return;
     const key = `${platformId}#${segmentId}`;
     let entry = this.counts.get(key);
@@ -51,8 +58,23 @@ export interface RejectedEntry {
   readonly snippet?: string | undefined;
 }
 
+/**
+ * The outcomes of one delivery message's memberships of one segment, computed from the stored
+ * states when the message is settled. Written by key (message, platform, segment), not added: a
+ * redelivery after a crash writes the same tally again, so `dmp stats` (which sums the tallies) counts
+ * every membership exactly once, whatever crashed between the state writes and the count.
+ */
+export interface RecordTally {
+  readonly recordId: string;
+  readonly platformId: number;
+  readonly segmentId: string;
+  readonly counts: Counts;
+}
+
 export interface AccountingStore {
   addCounts(batch: CountBatch): Promise<void>;
+  /** Writes (or rewrites) each tally. */
+  putTallies(tallies: readonly RecordTally[]): Promise<void>;
   /** Records rejections; returns the ids recorded now (not before). */
   recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>>;
 }

@@ -1,9 +1,18 @@
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
-import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
+import {
+  type AccountingStore,
+  CountBatch,
+  type Counts,
+  NO_SEGMENT,
+  type RecordTally,
+  type RejectedEntry,
+  type Tally,
+} from './accounting.ts';
 import { type CallGate, deliverMemberships, type PartnerLike } from './delivery.ts';
 import type { MembershipStateStore } from './dynamo-store.ts';
+import { removalDueAt } from './expiry.ts';
 import { type Membership, membershipKey } from './membership.ts';
-import { newestPerKey, orderVerdict } from './ordering.ts';
+import { type AppliedState, newestPerKey, orderVerdict } from './ordering.ts';
 
 /**
  * The deliver step for one invocation of a platform's delivery queue: every record's memberships
@@ -61,8 +70,12 @@ export async function deliverRecords(
   const lastReceive = new Map(records.map((record) => [record.id, record.lastReceive]));
 
   const byPlatform = new Map<number, Tracked[]>();
+  const settle: { platformId: number; memberships: Tracked[]; final: Map<string, AppliedState> }[] = [];
+  const ended = new Map<string, 'rejected' | 'dlq'>();
+  const undecodable: string[] = [];
   for (const record of records) {
     if (!record.memberships) {
+      undecodable.push(record.id);
       rejections.push({
         entry: {
           id: `delivery#${record.id}`,
@@ -92,7 +105,8 @@ export async function deliverRecords(
         segmentId: item.segmentId,
         audienceId: item.audienceId,
         dmpUserId: item.dmpUserId,
-        memberships: 1,
+        // Listed by `dmp rejected`, but a removal at expiry is not an accepted event to count.
+        memberships: item.expiry ? 0 : 1,
       },
       platformId: item.platformId,
       segmentId: item.segmentId,
@@ -106,8 +120,9 @@ export async function deliverRecords(
       continue;
     }
     const forgotten =
-      (await deps.forgotten?.([...new Set(memberships.map((m) => m.dmpUserId))])) ?? new Set();
-    const { newest, superseded } = newestPerKey(
+      (await deps.forgotten?.([...new Set(memberships.map((m) => m.dmpUserId))])) ?? new Set<string>();
+    // A forgotten user's adds (routed before the request) are set aside, without the id.
+    const { newest } = newestPerKey(
       memberships.filter((item) => {
         if (item.op === 'remove' || !forgotten.has(item.dmpUserId)) return true;
         rejections.push({
@@ -118,21 +133,22 @@ export async function deliverRecords(
             platformId: item.platformId,
             segmentId: item.segmentId,
             audienceId: item.audienceId,
-            memberships: 1,
+            memberships: item.expiry ? 0 : 1,
           },
           platformId: item.platformId,
           segmentId: item.segmentId,
         });
+        ended.set(itemId(item), 'rejected');
         return false;
       }),
     );
-    for (const item of superseded) counts.add(platformId, item.segmentId, 'superseded');
     const applied = await deps.state.getApplied(newest);
+    // What is stored once this invocation is done: each membership's outcome is read from it.
+    const final = new Map(applied);
+    settle.push({ platformId, memberships, final });
     const toSend: Tracked[] = [];
     for (const item of newest) {
-      const verdict = orderVerdict(applied.get(membershipKey(item)), item);
-      if (verdict === 'apply') toSend.push(item);
-      else if (verdict === 'stale') counts.add(platformId, item.segmentId, 'superseded');
+      if (orderVerdict(applied.get(membershipKey(item)), item) === 'apply') toSend.push(item);
     }
     if (toSend.length === 0) continue;
     const partner = await deps.partnerFor(platform);
@@ -148,15 +164,23 @@ export async function deliverRecords(
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    // A forgotten user's removal leaves no state behind (the request deleted the rest).
-    const gone = outcome.delivered.filter((item) => forgotten.has(item.dmpUserId));
-    for (const item of gone) counts.add(platformId, item.segmentId, 'delivered');
-    delivered += gone.length;
+    // A forgotten user's removal leaves no state behind (the request deleted the rest): counted
+    // as delivered by this record, never stored.
+    for (const item of outcome.delivered as Tracked[]) {
+      if (forgotten.has(item.dmpUserId))
+        final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
+    }
     const { recorded, overtaken } = await deps.state.recordApplied(
       outcome.delivered.filter((item) => !forgotten.has(item.dmpUserId)),
       now(),
+      {
+        removeAt: (m) => removalDueAt(platform.connector, m),
+        appliedBy: (m) => (m as Tracked).recordId,
+      },
     );
-    for (const item of recorded) counts.add(platformId, item.segmentId, 'delivered');
+    for (const item of recorded as Tracked[])
+      final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
+    delivered += outcome.delivered.length - recorded.length - overtaken.length;
     delivered += recorded.length;
     if (overtaken.length > 0) {
       // A newer event was applied by another invocation while ours was in flight, and ours may
@@ -164,9 +188,12 @@ export async function deliverRecords(
       const newer = await deps.state.getApplied(overtaken);
       const repairs: Tracked[] = [];
       for (const item of overtaken as Tracked[]) {
-        counts.add(platformId, item.segmentId, 'superseded');
         const stored = newer.get(membershipKey(item));
-        if (stored && stored.op !== item.op) repairs.push({ ...item, op: stored.op, ts: stored.ts });
+        if (stored) final.set(membershipKey(item), stored);
+        if (stored && stored.op !== item.op) {
+          const { expiry: _expiry, ...event } = item;
+          repairs.push({ ...event, op: stored.op, ts: stored.ts });
+        }
       }
       if (repairs.length > 0) {
         const repaired = await deliverMemberships(repairs, {
@@ -181,27 +208,71 @@ export async function deliverRecords(
         for (const failure of repaired.failed) failedRecordIds.add((failure.item as Tracked).recordId);
       }
     }
-    for (const { item, reason, detail } of outcome.rejected) reject(item as Tracked, reason, detail);
-    const dlqCounted = new Set<string>();
+    for (const { item, reason, detail } of outcome.rejected) {
+      reject(item as Tracked, reason, detail);
+      ended.set(itemId(item as Tracked), 'rejected');
+    }
     for (const failure of outcome.failed) {
       const item = failure.item as Tracked;
       failedRecordIds.add(item.recordId);
+      ended.set(itemId(item), 'dlq');
       if (failure.retryAfterMs !== undefined)
         retryAfterMs = Math.max(retryAfterMs ?? 0, failure.retryAfterMs);
-      const key = `${item.recordId}#${membershipKey(item)}`;
-      if (lastReceive.get(item.recordId) && !dlqCounted.has(key)) {
-        dlqCounted.add(key);
-        counts.add(platformId, item.segmentId, 'dlq');
-      }
     }
   }
 
-  if (rejections.length > 0) {
-    const recordedNow = await deps.accounting.recordRejections(rejections.map((r) => r.entry));
-    for (const { entry, platformId, segmentId } of rejections) {
-      if (recordedNow.has(entry.id)) counts.add(platformId, segmentId, 'rejected', entry.memberships);
-    }
-  }
+  // Rejections are listed once each (`dmp rejected`); they are counted in the tallies below.
+  if (rejections.length > 0) await deps.accounting.recordRejections(rejections.map((r) => r.entry));
+  await deps.accounting.putTallies(
+    tallies(
+      settle,
+      ended,
+      undecodable,
+      (recordId) => !failedRecordIds.has(recordId) || (lastReceive.get(recordId) ?? false),
+    ),
+  );
   await deps.accounting.addCounts(counts);
   return { failedRecordIds, retryAfterMs, delivered, calls };
+}
+
+const itemId = (item: Tracked) => `${item.recordId}#${membershipKey(item)}#${item.ts}#${item.op}`;
+
+/**
+ * The outcome of every membership of the settled records (those that succeed now, or are on their
+ * last receive), from what is stored after this invocation: its own event stored by its own
+ * message is delivered (by this receive or an earlier one that crashed before counting); refused,
+ * rejected; still failing on the last receive, DLQ; the same event stored by another message (a
+ * producer's repeat), nothing (it is counted there); anything else, superseded. A removal at
+ * expiry counts `expired` when applied, and nothing otherwise (it is not an accepted event).
+ */
+function tallies(
+  settle: readonly {
+    platformId: number;
+    memberships: readonly Tracked[];
+    final: Map<string, AppliedState>;
+  }[],
+  ended: ReadonlyMap<string, 'rejected' | 'dlq'>,
+  undecodable: readonly string[],
+  settled: (recordId: string) => boolean,
+): RecordTally[] {
+  const out = new Map<string, { recordId: string; platformId: number; segmentId: string; counts: Counts }>();
+  const count = (recordId: string, platformId: number, segmentId: string, outcome: Tally) => {
+    const key = `${recordId}\u0000${platformId}\u0000${segmentId}`;
+    const tally = out.get(key) ?? { recordId, platformId, segmentId, counts: {} };
+    tally.counts[outcome] = (tally.counts[outcome] ?? 0) + 1;
+    out.set(key, tally);
+  };
+  for (const recordId of undecodable) if (settled(recordId)) count(recordId, 0, NO_SEGMENT, 'rejected');
+  for (const { platformId, memberships, final } of settle) {
+    for (const item of memberships) {
+      if (!settled(item.recordId)) continue;
+      const stored = final.get(membershipKey(item));
+      const own = stored !== undefined && stored.ts === item.ts && stored.op === item.op;
+      let outcome: Tally | undefined;
+      if (own) outcome = stored.by === item.recordId ? (item.expiry ? 'expired' : 'delivered') : undefined;
+      else outcome = item.expiry ? undefined : (ended.get(itemId(item)) ?? 'superseded');
+      if (outcome) count(item.recordId, platformId, item.segmentId, outcome);
+    }
+  }
+  return [...out.values()];
 }

@@ -3,14 +3,24 @@ import {
   ConditionalCheckFailedException,
   DeleteItemCommand,
   type DynamoDBClient,
+  GetItemCommand,
   PutItemCommand,
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
+import { EXPIRY_INDEX } from '../infra/resources.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
-import { type AccountingStore, type CountBatch, OUTCOMES, type RejectedEntry } from './accounting.ts';
+import {
+  type AccountingStore,
+  type CountBatch,
+  OUTCOMES,
+  type RecordTally,
+  type RejectedEntry,
+  TALLIES,
+} from './accounting.ts';
 import { forEachLimited } from './delivery.ts';
+import { expiryPartition, expiryShard } from './expiry.ts';
 import type { Membership } from './membership.ts';
 import type { AppliedState } from './ordering.ts';
 
@@ -38,11 +48,37 @@ export interface StoredMembership extends AppliedState {
 export interface MembershipStateStore {
   /** The last applied event per membership (keyed by membershipKey). */
   getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>>;
-  /** Records acknowledged events; `overtaken` are those a newer stored event outranks. */
+  /**
+   * Records acknowledged events; `overtaken` are those a newer stored event outranks. An add for
+   * which `removeAt` gives a time (epoch seconds) enters the expiry index (src/population/expiry.ts).
+   */
   recordApplied(
     memberships: readonly Membership[],
     nowMs: number,
+    options?: RecordOptions,
   ): Promise<{ recorded: Membership[]; overtaken: Membership[] }>;
+}
+
+export interface RecordOptions {
+  /** When the removal of an add is due (epoch seconds): it enters the expiry index. */
+  readonly removeAt?: (membership: Membership) => number | undefined;
+  /** The delivery message applying it (kept as the state's `by`). */
+  readonly appliedBy?: (membership: Membership) => string;
+}
+
+/** The expiry index (the table's sparse `byExpiry` index) and the sweep's watermark. */
+export interface ExpiryIndex {
+  /** Adds in one shard of a platform due in [fromSec, toSec], oldest first, one page at a time. */
+  dueAdds(
+    platformId: number,
+    shard: number,
+    fromSec: number,
+    toSec: number,
+    startKey?: Record<string, AttributeValue>,
+  ): Promise<{ due: (Membership & { removeAt: number })[]; nextKey?: Record<string, AttributeValue> }>;
+  /** Every due time up to this (epoch seconds) has been swept; undefined before the first sweep. */
+  sweptUpTo(platformId: number): Promise<number | undefined>;
+  setSweptUpTo(platformId: number, upToSec: number): Promise<void>;
 }
 
 export interface PendingStore {
@@ -75,8 +111,10 @@ function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
   return Math.floor(m.ts / 1000) + (m.ttlSeconds ?? 0) + KEEP_SECONDS;
 }
 
+const sweepKey = (platformId: number) => key(`expiry-swept#${platformId}`, '-');
+
 export class DynamoPopulationStore
-  implements MembershipStateStore, PendingStore, AccountingStore, ForgetPopulationStore
+  implements MembershipStateStore, PendingStore, AccountingStore, ExpiryIndex, ForgetPopulationStore
 {
   constructor(
     private readonly client: DynamoDBClient,
@@ -92,7 +130,7 @@ export class DynamoPopulationStore
       );
     const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
       consistentRead: true,
-      projection: 'pk, sk, ts, #op',
+      projection: 'pk, sk, ts, #op, rid',
       expressionNames: { '#op': 'op' },
     });
     const applied = new Map<string, AppliedState>();
@@ -101,23 +139,35 @@ export class DynamoPopulationStore
       applied.set(`${platformId}#${item['sk']?.S}#${user.join('#')}`, {
         ts: Number(item['ts']?.N),
         op: item['op']?.S === 'remove' ? 'remove' : 'add',
+        by: item['rid']?.S,
       });
     }
     return applied;
   }
 
-  async recordApplied(memberships: readonly Membership[], nowMs: number) {
+  async recordApplied(memberships: readonly Membership[], nowMs: number, options: RecordOptions = {}) {
+    const { removeAt, appliedBy } = options;
     const recorded: Membership[] = [];
     const overtaken: Membership[] = [];
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
+      // Due already (a late event): due now, so the next sweep takes it (its window overlaps).
+      const due = m.op === 'add' ? removeAt?.(m) : undefined;
+      const dueAt = due === undefined ? undefined : Math.max(due, Math.floor(nowMs / 1000));
+      const set = ['ts = :ts', '#op = :op', 'p = :p', 'aud = :aud', '#at = :at', 'expiresAt = :exp'];
+      const remove: string[] = [];
+      const by = appliedBy?.(m);
+      if (by === undefined) remove.push('rid');
+      else set.push('rid = :rid');
+      if (m.ttlSeconds === undefined) remove.push('life');
+      else set.push('life = :ttl');
+      if (dueAt === undefined) remove.push(EXPIRY_INDEX.partition, EXPIRY_INDEX.sort);
+      else set.push(`${EXPIRY_INDEX.partition} = :xq`, `${EXPIRY_INDEX.sort} = :xt`);
       try {
         await this.client.send(
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
-            UpdateExpression:
-              'SET ts = :ts, #op = :op, p = :p, aud = :aud, #at = :at, expiresAt = :exp' +
-              (m.ttlSeconds === undefined ? ' REMOVE life' : ', life = :ttl'),
+            UpdateExpression: `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`,
             ConditionExpression: NEWER_CONDITION,
             ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
             ExpressionAttributeValues: {
@@ -130,6 +180,13 @@ export class DynamoPopulationStore
               ':at': { S: new Date(nowMs).toISOString() },
               ':exp': { N: String(expiresAt(m)) },
               ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
+              ...(by === undefined ? {} : { ':rid': { S: by } }),
+              ...(dueAt === undefined
+                ? {}
+                : {
+                    ':xq': { S: expiryPartition(m.platformId, expiryShard(m.dmpUserId)) },
+                    ':xt': { N: String(dueAt) },
+                  }),
             },
           }),
         );
@@ -140,6 +197,59 @@ export class DynamoPopulationStore
       }
     });
     return { recorded, overtaken };
+  }
+
+  async dueAdds(
+    platformId: number,
+    shard: number,
+    fromSec: number,
+    toSec: number,
+    startKey?: Record<string, AttributeValue>,
+  ) {
+    const page = await this.client.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: EXPIRY_INDEX.name,
+        KeyConditionExpression: '#xq = :xq AND #xt BETWEEN :from AND :to',
+        ExpressionAttributeNames: { '#xq': EXPIRY_INDEX.partition, '#xt': EXPIRY_INDEX.sort },
+        ExpressionAttributeValues: {
+          ':xq': { S: expiryPartition(platformId, shard) },
+          ':from': { N: String(fromSec) },
+          ':to': { N: String(toSec) },
+        },
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      }),
+    );
+    const due = (page.Items ?? [])
+      .filter((item) => item['op']?.S === 'add')
+      .map((item) => ({
+        platformId,
+        dmpUserId: (item['pk']?.S ?? '').slice(memberPk(platformId, '').length),
+        segmentId: item['sk']?.S ?? '',
+        audienceId: item['aud']?.S ?? '',
+        partnerUserId: item['p']?.S ?? '',
+        op: 'add' as const,
+        ts: Number(item['ts']?.N),
+        removeAt: Number(item[EXPIRY_INDEX.sort]?.N),
+      }));
+    return { due, ...(page.LastEvaluatedKey ? { nextKey: page.LastEvaluatedKey } : {}) };
+  }
+
+  async sweptUpTo(platformId: number): Promise<number | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: sweepKey(platformId), ConsistentRead: true }),
+    );
+    const value = out.Item?.['upTo']?.N;
+    return value === undefined ? undefined : Number(value);
+  }
+
+  async setSweptUpTo(platformId: number, upToSec: number): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: { ...sweepKey(platformId), upTo: { N: String(upToSec) } },
+      }),
+    );
   }
 
   /** Every segment's stored event for a user at a platform (`dmp why`). */
@@ -252,14 +362,35 @@ export class DynamoPopulationStore
     });
   }
 
+  async putTallies(tallies: readonly RecordTally[]): Promise<void> {
+    await forEachLimited(tallies, WRITE_CONCURRENCY, async (tally) => {
+      const counts: Record<string, AttributeValue> = {};
+      for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            ...key(`tally#${tally.platformId}`, `${tally.recordId}#${tally.segmentId}`),
+            seg: { S: tally.segmentId },
+            ...counts,
+          },
+        }),
+      );
+    });
+  }
+
+  /** Counts per segment: the added counts (`stats#`) plus every delivery message's tally. */
   async stats(platformId: number): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
-    const items = await this.queryAll(`stats#${platformId}`, true);
-    return items.map((item) => ({
-      segmentId: item['sk']?.S ?? '',
-      counts: Object.fromEntries(
-        [...OUTCOMES, 'calls'].map((outcome) => [outcome, Number(item[outcome]?.N ?? 0)]),
-      ),
-    }));
+    const names = [...OUTCOMES, ...TALLIES];
+    const bySegment = new Map<string, Record<string, number>>();
+    const add = (segmentId: string, item: Record<string, AttributeValue>) => {
+      const counts = bySegment.get(segmentId) ?? Object.fromEntries(names.map((name) => [name, 0]));
+      for (const name of names) counts[name] = (counts[name] ?? 0) + Number(item[name]?.N ?? 0);
+      bySegment.set(segmentId, counts);
+    };
+    for (const item of await this.queryAll(`stats#${platformId}`, true)) add(item['sk']?.S ?? '', item);
+    for (const item of await this.queryAll(`tally#${platformId}`, true)) add(item['seg']?.S ?? '', item);
+    return [...bySegment].map(([segmentId, counts]) => ({ segmentId, counts }));
   }
 
   async recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>> {

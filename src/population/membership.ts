@@ -16,32 +16,34 @@ export interface Membership {
   /** Event time, epoch milliseconds. */
   readonly ts: number;
   readonly ttlSeconds?: number | undefined;
+  /**
+   * A removal the service sends because the add (at `ts`) expired (src/population/expiry.ts), not
+   * an event of the DMP: counted as `expired`, never in the accepted events' outcomes.
+   */
+  readonly expiry?: true | undefined;
 }
 
 export type Op = Membership['op'];
+
+const ITEM_HEAD = [
+  z.string(),
+  z.string(),
+  z.string(),
+  z.string(),
+  z.enum(['a', 'r', 'x']),
+  z.number().int(),
+] as const;
 
 /** A delivery-queue message: many memberships of one platform, packed (SQS bills per request). */
 export const DeliveryMessageSchema = z
   .object({
     v: z.literal(1),
     platformId: z.number().int().min(1),
-    /** [segmentId, audienceId, dmpUserId, partnerUserId, op, ts, ttlSeconds?] per membership. */
-    items: z
-      .array(
-        z.union([
-          z.tuple([z.string(), z.string(), z.string(), z.string(), z.enum(['a', 'r']), z.number().int()]),
-          z.tuple([
-            z.string(),
-            z.string(),
-            z.string(),
-            z.string(),
-            z.enum(['a', 'r']),
-            z.number().int(),
-            z.number().int(),
-          ]),
-        ]),
-      )
-      .min(1),
+    /**
+     * [segmentId, audienceId, dmpUserId, partnerUserId, op, ts, ttlSeconds?] per membership; op is
+     * `a` (add), `r` (remove) or `x` (the removal of the add at `ts` because it expired).
+     */
+    items: z.array(z.union([z.tuple([...ITEM_HEAD]), z.tuple([...ITEM_HEAD, z.number().int()])])).min(1),
   })
   .strict();
 
@@ -56,7 +58,7 @@ function toTuple(m: Membership): DeliveryMessage['items'][number] {
     m.audienceId,
     m.dmpUserId,
     m.partnerUserId,
-    m.op === 'add' ? 'a' : 'r',
+    m.op === 'add' ? 'a' : m.expiry ? 'x' : 'r',
     m.ts,
   ] as const;
   return m.ttlSeconds === undefined ? [...base] : [...base, m.ttlSeconds];
@@ -80,6 +82,7 @@ export function decodeDeliveryMessage(body: string): Membership[] | undefined {
     partnerUserId: item[3],
     op: item[4] === 'a' ? 'add' : 'remove',
     ts: item[5],
+    ...(item[4] === 'x' ? { expiry: true as const } : {}),
     ...(item[6] === undefined ? {} : { ttlSeconds: item[6] }),
   }));
 }

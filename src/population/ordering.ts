@@ -13,6 +13,8 @@ import { type Membership, membershipKey, type Op } from './membership.ts';
 export interface AppliedState {
   readonly ts: number;
   readonly op: Op;
+  /** The delivery message (SQS message id) whose delivery applied it (accounting, deliver-service.ts). */
+  readonly by?: string | undefined;
 }
 
 export type OrderVerdict = 'apply' | 'duplicate' | 'stale';

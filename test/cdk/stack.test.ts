@@ -12,7 +12,7 @@ import { addEnvironmentStacks, addNagChecks, selectEnvironments } from '../../li
 import { logRetention } from '../../lib/constructs/log-retention.ts';
 import { Monitoring } from '../../lib/constructs/monitoring.ts';
 import { ACCESS_LOG_FIELDS, UserSyncApi } from '../../lib/constructs/user-sync-api.ts';
-import { type DmpActivationStack, TABLE_ACTIONS } from '../../lib/dmp-activation-stack.ts';
+import { type DmpActivationStack, functionIsBuilt, TABLE_ACTIONS } from '../../lib/dmp-activation-stack.ts';
 import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
 import { loadEnvironmentFile, parseEnvironment } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
@@ -21,7 +21,6 @@ import {
   platformSecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
-import { filePlatforms } from '../../src/files/platforms.ts';
 import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
 import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
@@ -101,9 +100,7 @@ function statementsOf(template: Template, definition: FunctionDefinition): State
 
 /** The functions a stack builds: the file exporter only where a platform delivers files. */
 function builtFunctions(config: EnvironmentConfig): FunctionDefinition[] {
-  return Object.values(FUNCTIONS).filter(
-    (definition) => !(definition.schedule?.perPlatformMode === 'file' && filePlatforms(config).length === 0),
-  );
+  return Object.values(FUNCTIONS).filter((definition) => functionIsBuilt(definition, config));
 }
 
 /** The Lambda function built from a shared definition. */
@@ -445,14 +442,24 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
       );
       expect(dynamo, definition.id).toHaveLength(definition.tables.length);
       for (const { table, access } of definition.tables) {
+        // The table, and each of its indexes by name (never `index/*`).
         const statement = dynamo.find(
           (s) =>
-            JSON.stringify(s.Resource) ===
+            JSON.stringify(asList(s.Resource)[0]) ===
             JSON.stringify({ 'Fn::GetAtt': [tableLogicalId(template, table), 'Arn'] }),
         );
         expect(asList(statement!.Action).sort(), `${definition.id} on ${table.id}`).toEqual(
           [...TABLE_ACTIONS[access]].sort(),
         );
+        const indexes = asList(statement!.Resource)
+          .slice(1)
+          .map((resource) => JSON.stringify(resource));
+        expect(indexes, `${definition.id} on ${table.id}'s indexes`).toHaveLength(
+          table.globalIndexes?.length ?? 0,
+        );
+        for (const index of table.globalIndexes ?? []) {
+          expect(indexes.some((resource) => resource.includes(`/index/${index.name}"`))).toBe(true);
+        }
       }
       const secrets = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')));
       if (

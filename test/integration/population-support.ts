@@ -23,7 +23,7 @@ import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
 import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
-import { OUTCOMES } from '../../src/population/accounting.ts';
+import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
@@ -42,7 +42,7 @@ import { MappingTable } from './support.ts';
 
 export { BATCH_PLATFORM, SINGLE_PLATFORM };
 
-export type Totals = Record<(typeof OUTCOMES)[number] | 'calls', number>;
+export type Totals = Record<(typeof OUTCOMES)[number] | (typeof TALLIES)[number], number>;
 
 export interface PopulationHarness {
   readonly stack: LocalStack;
@@ -81,6 +81,8 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
     stack = await startLocalStack({
       quiet: true,
       ttlSweepIntervalMs: 0,
+      // Schedules (the expiry sweep) run when a test says (runSchedule), never by the clock.
+      scheduleEveryMs: 0,
       ...paths,
       loadFunction: async (key, definition) => {
         const handler = await load(key, definition);
@@ -135,7 +137,7 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
     },
     idle: () => need(stack).whenIdle(),
     async totals(platformId) {
-      const totals = Object.fromEntries([...OUTCOMES, 'calls'].map((name) => [name, 0])) as Totals;
+      const totals = Object.fromEntries([...OUTCOMES, ...TALLIES].map((name) => [name, 0])) as Totals;
       for (const { counts } of await need(store).stats(platformId)) {
         for (const [name, value] of Object.entries(counts)) totals[name as keyof Totals] += value;
       }

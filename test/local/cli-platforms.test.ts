@@ -60,7 +60,7 @@ describe('dmp platforms', () => {
       );
       expect(lines).toContainEqual(
         expect.stringMatching(
-          /^99999\s+Reference partner \(the seed's API\)\s+on\s+127\.0\.0\.1:3001\s+basic\s+api\s+batch\s+500\s+call\s/,
+          /^99999\s+Reference partner \(the seed's API\)\s+on\s+127\.0\.0\.1:3001\s+basic\s+api\s+batch\s+1000\s+call\s/,
         ),
       );
       expect(lines).toContainEqual(
@@ -84,7 +84,7 @@ describe('dmp platforms', () => {
           auth: 'basic',
           segmentCreation: 'api',
           populationMode: 'batch',
-          batchSize: 500,
+          batchSize: 1000,
           removalVia: 'call',
           apiHost: '127.0.0.1:3001',
         },

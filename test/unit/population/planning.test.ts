@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadPlatformFile } from '../../../src/config/load.ts';
 import { decodeDeliveryMessage, packDeliveryMessages } from '../../../src/population/membership.ts';
 import { MAX_USERS_PER_MESSAGE, parseAudienceEvent, validUsers } from '../../../src/population/message.ts';
 import { planRequests } from '../../../src/population/requests.ts';
@@ -98,6 +99,14 @@ describe('request planning', () => {
     const items = Array.from({ length: 2500 }, (_, i) => membership(i));
     const plan = planRequests(items, context());
     expect(plan.requests.map((r) => r.items.length)).toEqual([1000, 1000, 500]);
+  });
+
+  it('the shipped local platform 99999 sends 1000 users in one call (the seed: up to 1000 per batch)', () => {
+    const { connector } = loadPlatformFile('config/platforms/local/01-99999-reference-partner.json');
+    if (!connector) throw new Error('platform 99999 has no connector');
+    const items = Array.from({ length: 1000 }, (_, i) => membership(i));
+    const plan = planRequests(items, { connector, environment: 'local' });
+    expect(plan.requests.map((r) => r.items.length)).toEqual([1000]);
   });
 
   it('splits by maxRequestBytes, each body within the bound', () => {

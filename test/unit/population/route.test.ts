@@ -72,6 +72,7 @@ function deps(staged: StagedMembership[] | undefined) {
     },
     accounting: {
       addCounts: async (_: CountBatch) => {},
+      putTallies: async () => {},
       async recordRejections(entries) {
         rejected.push(...entries);
         return new Set(entries.map((entry) => entry.id));
