@@ -18,3 +18,10 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
     )
     .join('\n');
 }
+
+/** A one-line progress bar for stderr (`\r`-rewritten): `[####....] 40/100 users`. */
+export function progressBar(done: number, total: number, unit: string): string {
+  const width = 30;
+  const filled = Math.min(width, Math.round((done / Math.max(total, 1)) * width));
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${unit}`;
+}

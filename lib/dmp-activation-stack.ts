@@ -117,9 +117,9 @@ export class DmpActivationStack extends Stack {
         if (bucket === FILE_OUTBOX_BUCKET && this.files)
           environment[bucket.envVar] = this.files.outbox.bucketName;
       }
-      // The function behind the public API gets reserved concurrency sized to the API throttle: it
+      // The function behind the public API (not the IAM-authorized privacy route) gets reserved concurrency sized to the API throttle: it
       // can neither starve other functions of the account nor be starved by them.
-      const servesApi = ROUTES.some((route) => route.function === key);
+      const servesApi = ROUTES.some((route) => route.function === key && !route.auth);
       const fn = new ServiceFunction(this, definition.id, {
         definition,
         config,

@@ -89,6 +89,13 @@ export async function startHttpApi(options: HttpApiOptions): Promise<HttpApi> {
       log(`${request.method} ${path} -> 404 (no route)`);
       return;
     }
+    if (route.auth === 'iam' && !hasSigV4Signature(request.headers)) {
+      // API Gateway's IAM authorizer: an unsigned call never reaches the function.
+      request.resume();
+      writeGatewayError(response, 403, 'Forbidden', requestId);
+      log(`${request.method} ${target} -> 403 (no SigV4 signature)`);
+      return;
+    }
     let body: Buffer;
     try {
       body = await readBody(request, MAX_BODY_BYTES);
@@ -349,6 +356,23 @@ function writeGatewayError(
   requestId: string,
 ): void {
   writeMapped(response, gatewayError(statusCode, message), requestId);
+}
+
+const SIGV4_AUTHORIZATION =
+  /^AWS4-HMAC-SHA256 Credential=[^/\s]+\/\d{8}\/[a-z0-9-]+\/execute-api\/aws4_request, ?SignedHeaders=[a-z0-9;-]+, ?Signature=[0-9a-f]{64}$/;
+
+/**
+ * Whether a request carries a SigV4 signature for execute-api (the shape, and its date header).
+ * The local stack checks presence only: there are no IAM policies to evaluate locally, and the
+ * local credentials are public.
+ */
+export function hasSigV4Signature(headers: IncomingMessage['headers']): boolean {
+  const authorization = headers['authorization'];
+  return (
+    typeof authorization === 'string' &&
+    SIGV4_AUTHORIZATION.test(authorization) &&
+    typeof headers['x-amz-date'] === 'string'
+  );
 }
 
 /** Generates API Gateway-like request ids for callers outside a request (tests). */

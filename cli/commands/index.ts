@@ -1,8 +1,10 @@
 import type { Command } from '../framework.ts';
+import { dlqListCommand, dlqRedriveCommand } from './dlq.ts';
 import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
+import { forgetCommand } from './privacy.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 import { platformsTestSyncCommand } from './test-sync.ts';
 
@@ -23,4 +25,7 @@ export const COMMANDS: readonly Command[] = [
   whyCommand,
   statsCommand,
   rejectedCommand,
+  forgetCommand,
+  dlqListCommand,
+  dlqRedriveCommand,
 ];

@@ -9,7 +9,7 @@ import {
 } from '../../src/population/message.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { CliContext, findPlatform, parsePlatformId } from '../context.ts';
-import { renderTable } from '../format.ts';
+import { progressBar, renderTable } from '../format.ts';
 import { CliError, type Command, UsageError } from '../framework.ts';
 import { TARGET_OPTIONS, targetFlags } from '../target.ts';
 
@@ -75,12 +75,6 @@ function packEvents(base: Record<string, unknown>, users: readonly string[], per
     index += take;
   }
   return bodies;
-}
-
-function progressBar(done: number, total: number): string {
-  const width = 30;
-  const filled = Math.round((done / Math.max(total, 1)) * width);
-  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} users`;
 }
 
 export const sendCommand: Command = {
@@ -166,7 +160,7 @@ export const sendCommand: Command = {
         const chunk = bodies.slice(index, index + 10);
         await queues.sendTo(queue, chunk);
         sent += chunk.reduce((sum, body) => sum + (JSON.parse(body) as { users: string[] }).users.length, 0);
-        if (showProgress) process.stderr.write(progressBar(sent, users.length));
+        if (showProgress) process.stderr.write(progressBar(sent, users.length, 'users'));
       }
       if (showProgress) process.stderr.write('\n');
       const summary = {

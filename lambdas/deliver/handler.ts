@@ -61,6 +61,7 @@ async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSB
       gateFor: (platform) => gateFor(platform.id, platform.connector.population.rateLimitPerSecond),
       state: runtime.store,
       accounting: runtime.store,
+      forgotten: runtime.forgotten,
     },
     deadline,
   );

@@ -45,6 +45,7 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
       mappings,
       pending: runtime.store,
       accounting: runtime.store,
+      forgotten: runtime.forgotten,
       queues: runtime.queues,
       files,
       pendingKeepSeconds: PENDING_KEEP_SECONDS,

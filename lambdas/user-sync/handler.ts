@@ -10,6 +10,7 @@ import {
 } from '../../src/config/secrets.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { createLogger, PowertoolsSyncMetrics } from '../../src/observability/powertools.ts';
+import { ForgetRequests } from '../../src/privacy/requests.ts';
 import {
   answerDeadlineMs,
   DeadlineExceededError,
@@ -29,11 +30,14 @@ const tableName = process.env[MAPPING_TABLE.envVar];
 if (!tableName) throw new Error(`${MAPPING_TABLE.envVar} is not set`);
 
 const secrets = new JsonSecrets();
+const forgetRequests = new ForgetRequests(dynamoDbClient(), tableName);
 const service = new UserSyncService({
   config,
   store: new DynamoMappingStore(dynamoDbClient(), tableName),
   metrics: new PowertoolsSyncMetrics(SERVICE_NAME),
   now: () => Math.floor(Date.now() / 1000),
+  // An opt-out is a privacy request: removals at every partner, tombstone (src/privacy).
+  forget: (dmpUserId) => forgetRequests.request(dmpUserId),
   secrets: {
     platform: (platformId) => secrets.read(platformSecretName(config.name, platformId), PlatformSecretSchema),
     tokenKeys: async () => {

@@ -14,6 +14,7 @@ import {
   populationEventSources,
 } from '../../src/infra/population.ts';
 import {
+  FILE_METRICS,
   type FunctionKey,
   METRICS_NAMESPACE,
   SYNC_METRICS,
@@ -46,7 +47,7 @@ export interface PopulationProps {
  * - the mapping table's stream to the pending release function (with its failure queue);
  * - the expiry sweep every minute (removals at expiry, src/population/expiry.ts), where a platform
  *   takes removal calls but no lifetime;
- * - send rights on the delivery queues for the route and release functions (and the expiry sweep,
+ * - send rights on the delivery queues for the route, release and privacy functions (and the expiry sweep,
  *   on the queues of the platforms it serves) only;
  * - alarms per platform: partner errors above 10% of calls, and sustained throttling (429s).
  */
@@ -64,7 +65,7 @@ export class Population extends Construct {
       if (!built) throw new Error(`${this.node.path}: function ${key} is not built`);
       return built;
     };
-    for (const key of ['route', 'deliver', 'releasePending', 'expireMemberships'] as const) {
+    for (const key of ['route', 'deliver', 'releasePending', 'expireMemberships', 'privacy'] as const) {
       for (const [name, value] of Object.entries(populationEnvironment(config.name))) {
         functions[key]?.addEnvironment(name, value);
       }
@@ -119,10 +120,67 @@ export class Population extends Construct {
       if (!delivery) throw new Error(`${this.node.path}: no delivery queue for platform ${platform.id}`);
       delivery.queue.grantSendMessages(fn('route'));
       delivery.queue.grantSendMessages(fn('releasePending'));
+      // A privacy request's removals go through the delivery queues too.
+      delivery.queue.grantSendMessages(fn('privacy'));
       if (expiring.has(platform.id)) delivery.queue.grantSendMessages(fn('expireMemberships'));
       monitoring.addAlarms(...partnerAlarms(this, config.name, platform.id));
     }
+    monitoring.dashboard.addWidgets(...populationWidgets(config, [...queues.values()]));
   }
+}
+
+/**
+ * The dashboard's population rows: per platform, memberships delivered and partner calls, errors
+ * and throttles (the deliver step's EMF counts, POPULATION_METRICS), files published (FILE_METRICS),
+ * and every population queue's DLQ depth and oldest message age (SQS' own metrics).
+ */
+function populationWidgets(
+  config: EnvironmentConfig,
+  consumers: readonly QueueConsumer[],
+): cloudwatch.IWidget[] {
+  const search = (metricName: string, label: string) =>
+    new cloudwatch.SearchExpression({
+      expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}"', 'Sum', 300)`,
+      label,
+      period: Duration.minutes(5),
+    });
+  const period = Duration.minutes(5);
+  return [
+    new cloudwatch.GraphWidget({
+      title: 'Population: memberships by platform',
+      width: 12,
+      left: [search(POPULATION_METRICS.delivered, 'delivered'), search(POPULATION_METRICS.failed, 'retried')],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Population: partner calls, errors and throttles by platform',
+      width: 12,
+      left: [
+        search(POPULATION_METRICS.calls, 'calls'),
+        search(POPULATION_METRICS.errors, 'errors (5xx, timeouts, resets)'),
+        search(POPULATION_METRICS.throttled, 'throttled (429)'),
+      ],
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Dead-letter queues: messages',
+      width: 8,
+      left: consumers.map((consumer) =>
+        consumer.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+      ),
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Queues: age of the oldest message (s)',
+      width: 8,
+      left: consumers.flatMap((consumer) => [
+        consumer.queue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+        consumer.deadLetterQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+      ]),
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'Files published by platform',
+      width: 8,
+      left: [search(FILE_METRICS.published, 'files'), search(FILE_METRICS.rows, 'rows')],
+    }),
+  ];
 }
 
 function partnerAlarms(scope: Construct, environment: string, platformId: number): cloudwatch.Alarm[] {

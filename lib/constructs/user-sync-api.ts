@@ -11,6 +11,7 @@ import {
   LogGroupLogDestination,
   PayloadFormatVersion,
 } from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -136,8 +137,9 @@ export class UserSyncApi extends Construct {
         path: route.path,
         methods: [HttpMethod[route.method]],
         integration,
+        ...(route.auth === 'iam' ? { authorizer: new HttpIamAuthorizer() } : {}),
       })) {
-        acknowledgeNag(created, 'AwsSolutions-APIG4', PUBLIC_ROUTE_REASON);
+        if (route.auth !== 'iam') acknowledgeNag(created, 'AwsSolutions-APIG4', PUBLIC_ROUTE_REASON);
         this.routes.push(created);
       }
     }

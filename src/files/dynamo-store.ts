@@ -356,6 +356,48 @@ export class DynamoFileStore implements FileStaging, ExportStore {
     return deliveries;
   }
 
+  /**
+   * A privacy request: deletes every staged row of the user in these segments, and returns the
+   * published adds (the partner holds those, a removal must follow).
+   */
+  async forgetStaged(
+    platformId: number,
+    segments: readonly { segmentId: string; audienceId: string }[],
+    dmpUserId: string,
+  ): Promise<{
+    deleted: number;
+    published: { segmentId: string; audienceId: string; partnerUserId: string }[];
+  }> {
+    let deleted = 0;
+    const published: { segmentId: string; audienceId: string; partnerUserId: string }[] = [];
+    for (const { segmentId, audienceId } of segments) {
+      const pk = `m#${platformId}#${segmentId}#${dmpUserId}`;
+      let newest: { op: string; ts: string; partnerUserId: string; published: boolean } | undefined;
+      for await (const item of this.query({
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: marshall({ ':pk': pk }),
+        ConsistentRead: true,
+      })) {
+        const raw = unmarshall(item);
+        const record = await this.getRecord(platformId, segmentId, parseWindowKey(String(raw['window'])));
+        if (record?.state === 'published' && (!newest || String(raw['ts']) > newest.ts))
+          newest = {
+            op: String(raw['op']),
+            ts: String(raw['ts']),
+            partnerUserId: String(raw['partnerUserId']),
+            published: true,
+          };
+        await this.client.send(
+          new DeleteItemCommand({ TableName: this.tableName, Key: marshall({ pk, sk: raw['sk'] }) }),
+        );
+        deleted += 1;
+      }
+      if (newest?.op === 'add')
+        published.push({ segmentId, audienceId, partnerUserId: newest.partnerUserId });
+    }
+    return { deleted, published };
+  }
+
   async acquireLease(platformId: number, owner: string, nowMs: number, leaseMs: number): Promise<boolean> {
     try {
       await this.client.send(

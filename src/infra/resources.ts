@@ -142,6 +142,11 @@ export interface RouteDefinition {
   readonly path: string;
   /** Key of the function (in FUNCTIONS) that serves the route. */
   readonly function: FunctionKey;
+  /**
+   * `iam`: callers sign with SigV4 and need `execute-api:Invoke` on the route (the DMP's
+   * back end); absent: a public route (the browser's).
+   */
+  readonly auth?: 'iam';
 }
 
 export type FunctionKey =
@@ -150,7 +155,8 @@ export type FunctionKey =
   | 'deliver'
   | 'releasePending'
   | 'expireMemberships'
-  | 'exportFiles';
+  | 'exportFiles'
+  | 'privacy';
 
 export interface FunctionDefinition {
   /** Construct id in the CDK stack. */
@@ -213,7 +219,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'platformApi',
   },
-  /** The mapping table's stream: a user's sync releases the user's pending events. */
+  /** The mapping table's stream: a user's sync releases the user's pending events; an opt-out is forgotten. */
   releasePending: {
     id: 'PendingReleaseFunction',
     entry: 'lambdas/release-pending/handler.ts',
@@ -222,6 +228,23 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     tables: [
       { table: POPULATION_TABLE, access: 'readWrite' },
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      // A browser's /optout (a request item in the mapping table's stream) is forgotten here.
+      { table: MAPPING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
+    ],
+    secrets: 'none',
+  },
+  /** `POST /privacy/forget` (IAM-authorized): the DMP's privacy requests (src/privacy). */
+  privacy: {
+    id: 'PrivacyFunction',
+    entry: 'lambdas/privacy/handler.ts',
+    memorySizeMb: 512,
+    timeoutSeconds: 29,
+    tables: [
+      { table: MAPPING_TABLE, access: 'readWrite' },
+      { table: POPULATION_TABLE, access: 'readWrite' },
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
   },
@@ -256,6 +279,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { method: 'GET', path: '/uid', function: 'userSync' },
   { method: 'GET', path: '/optout', function: 'userSync' },
   { method: 'POST', path: '/optout', function: 'userSync' },
+  { method: 'POST', path: '/privacy/forget', function: 'privacy', auth: 'iam' },
 ];
 
 /** Environment variables every function gets, besides its tables'. */

@@ -37,6 +37,11 @@ export interface DeliverServiceDeps {
   readonly gateFor?: (platform: ConnectedPlatform) => CallGate | undefined;
   readonly state: MembershipStateStore;
   readonly accounting: AccountingStore;
+  /**
+   * The users among these that a privacy request forgot: their adds (routed before the request)
+   * are set aside as `forgotten`, their removals sent and no state of them kept.
+   */
+  readonly forgotten?: ((dmpUserIds: readonly string[]) => Promise<Set<string>>) | undefined;
   readonly now?: () => number;
 }
 
@@ -114,7 +119,29 @@ export async function deliverRecords(
         reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
       continue;
     }
-    const { newest } = newestPerKey(memberships);
+    const forgotten =
+      (await deps.forgotten?.([...new Set(memberships.map((m) => m.dmpUserId))])) ?? new Set<string>();
+    // A forgotten user's adds (routed before the request) are set aside, without the id.
+    const { newest } = newestPerKey(
+      memberships.filter((item) => {
+        if (item.op === 'remove' || !forgotten.has(item.dmpUserId)) return true;
+        rejections.push({
+          entry: {
+            id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
+            reason: 'forgotten',
+            detail: 'the user was forgotten by a privacy request',
+            platformId: item.platformId,
+            segmentId: item.segmentId,
+            audienceId: item.audienceId,
+            memberships: item.expiry ? 0 : 1,
+          },
+          platformId: item.platformId,
+          segmentId: item.segmentId,
+        });
+        ended.set(itemId(item), 'rejected');
+        return false;
+      }),
+    );
     const applied = await deps.state.getApplied(newest);
     // What is stored once this invocation is done: each membership's outcome is read from it.
     const final = new Map(applied);
@@ -137,12 +164,23 @@ export async function deliverRecords(
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    const { recorded, overtaken } = await deps.state.recordApplied(outcome.delivered, now(), {
-      removeAt: (m) => removalDueAt(platform.connector, m),
-      appliedBy: (m) => (m as Tracked).recordId,
-    });
+    // A forgotten user's removal leaves no state behind (the request deleted the rest): counted
+    // as delivered by this record, never stored.
+    for (const item of outcome.delivered as Tracked[]) {
+      if (forgotten.has(item.dmpUserId))
+        final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
+    }
+    const { recorded, overtaken } = await deps.state.recordApplied(
+      outcome.delivered.filter((item) => !forgotten.has(item.dmpUserId)),
+      now(),
+      {
+        removeAt: (m) => removalDueAt(platform.connector, m),
+        appliedBy: (m) => (m as Tracked).recordId,
+      },
+    );
     for (const item of recorded as Tracked[])
       final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
+    delivered += outcome.delivered.length - recorded.length - overtaken.length;
     delivered += recorded.length;
     if (overtaken.length > 0) {
       // A newer event was applied by another invocation while ours was in flight, and ours may

@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
+import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
   type AccountingStore,
   type CountBatch,
@@ -113,7 +114,7 @@ function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
 const sweepKey = (platformId: number) => key(`expiry-swept#${platformId}`, '-');
 
 export class DynamoPopulationStore
-  implements MembershipStateStore, PendingStore, AccountingStore, ExpiryIndex
+  implements MembershipStateStore, PendingStore, AccountingStore, ExpiryIndex, ForgetPopulationStore
 {
   constructor(
     private readonly client: DynamoDBClient,
@@ -446,6 +447,94 @@ export class DynamoPopulationStore
       }
     }
     return out;
+  }
+
+  /** A forgotten user's tombstone (`forgotten#<digest>`), kept until `expiresAtSeconds` (TTL). */
+  async putTombstone(digest: string, expiresAtSeconds: number): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: { ...key(`forgotten#${digest}`, '-'), expiresAt: { N: String(expiresAtSeconds) } },
+      }),
+    );
+  }
+
+  async tombstoned(digests: readonly string[]): Promise<Set<string>> {
+    const items = await batchGetAll(
+      this.client,
+      this.tableName,
+      [...new Set(digests)].map((digest) => key(`forgotten#${digest}`, '-')),
+      { projection: 'pk, expiresAt' },
+    );
+    const now = Date.now() / 1000;
+    return new Set(
+      items
+        .filter((item) => Number(item['expiresAt']?.N ?? 0) > now)
+        .map((item) => (item['pk']?.S ?? '').slice('forgotten#'.length)),
+    );
+  }
+
+  async deleteMembershipsOf(platformId: number, dmpUserId: string): Promise<number> {
+    return this.deleteAll(memberPk(platformId, dmpUserId));
+  }
+
+  async deletePendingOf(platformId: number, dmpUserId: string): Promise<number> {
+    return this.deleteAll(pendingPk(platformId, dmpUserId));
+  }
+
+  /** Deletes the rejection records that name the user (14 days of them). */
+  async deleteRejectionsOf(dmpUserId: string, days = 15, nowMs = Date.now()): Promise<number> {
+    let deleted = 0;
+    for (let day = 0; day < days; day++) {
+      const pk = `rejected#${new Date(nowMs - day * 86_400_000).toISOString().slice(0, 10)}`;
+      const items = (await this.queryAll(pk, true)).filter((item) => item['dmpUserId']?.S === dmpUserId);
+      await forEachLimited(items, WRITE_CONCURRENCY, async (item) => {
+        await this.client.send(
+          new DeleteItemCommand({ TableName: this.tableName, Key: key(pk, item['sk']?.S ?? '') }),
+        );
+      });
+      deleted += items.length;
+    }
+    return deleted;
+  }
+
+  /** The audit record of a privacy request (`audit#<month>`), kept without expiry; no id in it. */
+  async putAudit(record: ForgetAudit): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({
+        TableName: this.tableName,
+        Item: {
+          ...key(`audit#${record.at.slice(0, 7)}`, `${record.at}#${record.digest.slice(0, 16)}`),
+          digest: { S: record.digest },
+          source: { S: record.source },
+          at: { S: record.at },
+          platforms: { S: record.platforms.join(',') },
+          removalsSent: { N: String(record.removalsSent) },
+          mappingsDeleted: { N: String(record.mappingsDeleted) },
+          pendingDeleted: { N: String(record.pendingDeleted) },
+          statesDeleted: { N: String(record.statesDeleted) },
+          stagedDeleted: { N: String(record.stagedDeleted) },
+          rejectionsDeleted: { N: String(record.rejectionsDeleted) },
+        },
+      }),
+    );
+  }
+
+  /** Audit records of a month (`YYYY-MM`). */
+  async audits(month: string): Promise<Record<string, string>[]> {
+    return (await this.queryAll(`audit#${month}`, true)).map((item) =>
+      Object.fromEntries(Object.entries(item).map(([name, value]) => [name, value.S ?? value.N ?? ''])),
+    );
+  }
+
+  private async deleteAll(pk: string): Promise<number> {
+    const items = await this.queryAll(pk, true);
+    await forEachLimited(items, WRITE_CONCURRENCY, async (item) => {
+      await this.client.send(
+        new DeleteItemCommand({ TableName: this.tableName, Key: key(pk, item['sk']?.S ?? '') }),
+      );
+    });
+    return items.length;
   }
 
   private async queryAll(pk: string, consistent = false): Promise<Record<string, AttributeValue>[]> {

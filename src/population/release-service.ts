@@ -1,7 +1,7 @@
 import type { FileStaging } from '../files/staging.ts';
-import { type AccountingStore, CountBatch } from './accounting.ts';
+import { type AccountingStore, CountBatch, type RejectedEntry } from './accounting.ts';
 import type { PendingStore } from './dynamo-store.ts';
-import { packDeliveryMessages, toStaged } from './membership.ts';
+import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
 
 /**
@@ -27,6 +27,8 @@ export interface ReleaseDeps {
   /** How a platform takes memberships: its delivery queue (packing `batchSize`), or file staging. */
   readonly targetOf: (platformId: number) => { readonly batchSize: number } | 'file' | undefined;
   readonly files?: FileStaging | undefined;
+  /** The users among these that a privacy request forgot: their pending events are set aside. */
+  readonly forgotten?: ((dmpUserIds: readonly string[]) => Promise<Set<string>>) | undefined;
 }
 
 /** Reads a mapping-table stream image (`pk` user#<id>, `sk` platform#<id>); undefined for other items. */
@@ -50,11 +52,16 @@ export function mappingFromImage(
 export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
   const counts = new CountBatch();
   let released = 0;
+  const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
   for (const mapping of mappings) {
     const target = deps.targetOf(mapping.platformId);
     if (target === undefined || (target === 'file' && !deps.files)) continue;
     const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
     if (pending.length === 0) continue;
+    if (forgotten.has(mapping.dmpUserId)) {
+      await setAsideForgotten(pending, deps, counts);
+      continue;
+    }
     const memberships = pending.map((m) => ({ ...m, partnerUserId: mapping.partnerUserId }));
     if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
     else {
@@ -72,4 +79,29 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
   }
   await deps.accounting.addCounts(counts);
   return released;
+}
+
+/** Pending events of a forgotten user (routed just before the request): deleted, never released. */
+async function setAsideForgotten(
+  pending: readonly Omit<Membership, 'partnerUserId'>[],
+  deps: ReleaseDeps,
+  counts: CountBatch,
+): Promise<void> {
+  const setAside: RejectedEntry[] = [];
+  for (const m of pending) {
+    if (!(await deps.pending.deletePending(m))) continue;
+    counts.add(m.platformId, m.segmentId, 'pending', -1);
+    setAside.push({
+      id: `release#forgotten#${m.platformId}#${m.segmentId}#${m.ts}#${setAside.length}`,
+      reason: 'forgotten',
+      detail: 'the user was forgotten by a privacy request',
+      platformId: m.platformId,
+      segmentId: m.segmentId,
+      audienceId: m.audienceId,
+      memberships: 1,
+    });
+  }
+  const recorded = await deps.accounting.recordRejections(setAside);
+  for (const entry of setAside)
+    if (recorded.has(entry.id)) counts.add(entry.platformId as number, entry.segmentId as string, 'rejected');
 }

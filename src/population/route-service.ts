@@ -53,6 +53,11 @@ export interface RouteServiceDeps {
   readonly queues: DeliveryQueues;
   /** File-mode platforms' staging (the file-export issue); without it their records are retried. */
   readonly files?: FileStaging | undefined;
+  /**
+   * The users among these that were forgotten (a privacy request's tombstone): their events are
+   * set aside with the reason `forgotten`, without the id. Absent: nobody is checked.
+   */
+  readonly forgotten?: ((dmpUserIds: readonly string[]) => Promise<Set<string>>) | undefined;
   /** How long a user may stay pending before the event is dropped with its expiry. */
   readonly pendingKeepSeconds: number;
   readonly now?: () => number;
@@ -166,10 +171,7 @@ export async function routeRecords(
   }
 
   // Records that failed on one platform come back whole: route none of their work now.
-  const live = work.filter((item) => !failed.has(item.record.id));
-  const pairs = live.flatMap((item) =>
-    item.users.map((dmpUserId) => ({ platformId: item.platformId, dmpUserId })),
-  );
+  let live = work.filter((item) => !failed.has(item.record.id));
   let routed = 0;
   let pendingCount = 0;
   /**
@@ -185,7 +187,39 @@ export async function routeRecords(
     }
   };
   const bucket = <T>() => ({ items: [] as T[], records: new Set<string>() });
+  if (deps.forgotten && live.length > 0) {
+    let forgotten: Set<string> | undefined;
+    await step(new Set(live.map((item) => item.record.id)), async () => {
+      forgotten = await deps.forgotten?.([...new Set(live.flatMap((item) => item.users))]);
+    });
+    live = live.filter((item) => !failed.has(item.record.id));
+    if (forgotten && forgotten.size > 0) {
+      const gone = forgotten;
+      live = live.map((item) => {
+        const kept = item.users.filter((user) => !gone.has(user));
+        const dropped = item.users.length - kept.length;
+        if (dropped > 0)
+          rejections.push({
+            entry: {
+              id: `msg#${item.record.id}#forgotten#${item.platformId}`,
+              reason: 'forgotten',
+              detail: `${dropped} user(s) of this event were forgotten by a privacy request`,
+              platformId: item.platformId,
+              segmentId: item.segmentId,
+              audienceId: item.event.audience.id,
+              memberships: dropped,
+            },
+            platformId: item.platformId,
+            segmentId: item.segmentId,
+          });
+        return { ...item, users: kept };
+      });
+    }
+  }
 
+  const pairs = live.flatMap((item) =>
+    item.users.map((dmpUserId) => ({ platformId: item.platformId, dmpUserId })),
+  );
   let partnerIds: Map<string, string> | undefined;
   await step(new Set(live.map((item) => item.record.id)), async () => {
     partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();

@@ -8,6 +8,7 @@ import { ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.t
 import { type ConnectedPlatform, PartnerClients } from '../connectors/partner-clients.ts';
 import { POPULATION_ENV, RETRY_BASE_SECONDS, retryDelaySeconds } from '../infra/population.ts';
 import { POPULATION_TABLE, type TableDefinition } from '../infra/resources.ts';
+import { forgottenAmong } from '../privacy/forget.ts';
 import { DynamoPopulationStore } from './dynamo-store.ts';
 import { queueNameOf, SqsQueues } from './sqs-queues.ts';
 
@@ -29,6 +30,8 @@ export interface PopulationRuntime {
   readonly queues: SqsQueues;
   platform(platformId: number): PlatformConfig | undefined;
   connected(platformId: number): ConnectedPlatform | undefined;
+  /** The users among these that a privacy request forgot (tombstones in the population table). */
+  forgotten(dmpUserIds: readonly string[]): Promise<Set<string>>;
   readonly retryBaseSeconds: number;
 }
 
@@ -39,9 +42,11 @@ export function populationRuntime(): PopulationRuntime {
   if (!prefix) throw new Error(`${POPULATION_ENV.deliveryQueuePrefix} is not set`);
   const platforms = new Map(config.platforms.map((platform) => [platform.id, platform]));
   const retryBase = Number(process.env[POPULATION_ENV.retryBaseSeconds] ?? RETRY_BASE_SECONDS);
+  const store = new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE));
   return {
     config,
-    store: new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE)),
+    store,
+    forgotten: (dmpUserIds) => forgottenAmong(dmpUserIds, config.name, store),
     queues: new SqsQueues(sqsClient(), (platformId) => `${prefix}${platformId}`),
     platform: (platformId) => platforms.get(platformId),
     connected: (platformId) => {

@@ -90,6 +90,8 @@ export interface UserSyncDeps {
   readonly metrics: SyncMetrics;
   /** Epoch seconds. */
   readonly now: () => number;
+  /** `/optout` hands the user to the privacy request path (src/privacy) besides deleting mappings. */
+  readonly forget?: ((dmpUserId: string) => Promise<void>) | undefined;
 }
 
 /** Upper bounds on parameters we read; anything longer is refused before it is looked at. */
@@ -368,6 +370,7 @@ export class UserSyncService {
       try {
         const deleted = await this.deps.store.deleteUser(user);
         trace.add('mapping', `deleted ${deleted} stored mapping(s)`);
+        await this.deps.forget?.(user);
       } catch {
         trace.add('mapping', 'deleting the stored mappings failed: opt-out remembered, retry /optout');
         this.deps.metrics.count('SyncRejected', undefined, 'optout_incomplete');

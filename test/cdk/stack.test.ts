@@ -24,6 +24,7 @@ import {
 import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
 import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
+  FILE_METRICS,
   FILE_STAGING_TABLE,
   FUNCTIONS,
   type FunctionDefinition,
@@ -36,6 +37,7 @@ import {
   TABLES,
   type TableDefinition,
 } from '../../src/infra/resources.ts';
+import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
 import { configErrorOf } from '../support/config.ts';
 import { useTempDirs } from '../support/temp-dirs.ts';
 
@@ -200,7 +202,8 @@ describe('the CDK app', () => {
           (definition) =>
             `${stackId}/${definition.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
         ),
-        ...ROUTES.map(
+        // Public routes only: the privacy route is IAM-authorized.
+        ...ROUTES.filter((route) => !route.auth).map(
           (route) =>
             `${stackId}/UserSyncApi/HttpApi/${route.method}--${route.path.slice(1)}/Resource AwsSolutions-APIG4`,
         ),
@@ -338,20 +341,31 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     expect(segments.Properties['TimeToLiveSpecification']).toBeUndefined();
   });
 
-  it('serves the four ROUTES through one HTTP API with payload format 2.0', () => {
+  it('serves the ROUTES through one HTTP API with payload format 2.0, the privacy route IAM-authorized', () => {
     const { template } = env(name);
     template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
     template.hasResourceProperties('AWS::ApiGatewayV2::Api', { ProtocolType: 'HTTP' });
+    // One integration per function: user sync and privacy.
     const integrations = Object.values(resources(template, 'AWS::ApiGatewayV2::Integration'));
-    expect(integrations).toHaveLength(1);
-    expect(integrations[0]!.Properties).toMatchObject({
-      IntegrationType: 'AWS_PROXY',
-      PayloadFormatVersion: '2.0',
-    });
-    const routeKeys = Object.values(resources(template, 'AWS::ApiGatewayV2::Route')).map(
-      (route) => route.Properties['RouteKey'],
-    );
-    expect(routeKeys.sort()).toEqual(['GET /optout', 'GET /sync', 'GET /uid', 'POST /optout']);
+    expect(integrations).toHaveLength(2);
+    for (const integration of integrations)
+      expect(integration.Properties).toMatchObject({
+        IntegrationType: 'AWS_PROXY',
+        PayloadFormatVersion: '2.0',
+      });
+    const routes = Object.values(resources(template, 'AWS::ApiGatewayV2::Route'));
+    const routeKeys = routes.map((route) => route.Properties['RouteKey']);
+    expect(routeKeys.sort()).toEqual([
+      'GET /optout',
+      'GET /sync',
+      'GET /uid',
+      'POST /optout',
+      'POST /privacy/forget',
+    ]);
+    for (const route of routes)
+      expect(route.Properties['AuthorizationType'] ?? 'NONE', String(route.Properties['RouteKey'])).toBe(
+        route.Properties['RouteKey'] === 'POST /privacy/forget' ? 'AWS_IAM' : 'NONE',
+      );
     expect(ROUTES.map((route) => `${route.method} ${route.path}`).sort()).toEqual(routeKeys);
     // No CORS unless the config lists origins (none do today).
     expect(env(name).config.api.corsAllowOrigins).toEqual([]);
@@ -555,6 +569,24 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     for (const metric of ['SyncRedirected', 'MappingStored', 'MappingUnchanged', 'SyncRejected']) {
       expect(dashboard).toContain(metric);
     }
+    // Population and files: the metric names the deliver step and the exporter emit.
+    for (const metric of [
+      POPULATION_METRICS.delivered,
+      POPULATION_METRICS.calls,
+      POPULATION_METRICS.errors,
+      POPULATION_METRICS.throttled,
+      FILE_METRICS.published,
+      'ApproximateNumberOfMessagesVisible',
+      'ApproximateAgeOfOldestMessage',
+    ]) {
+      expect(dashboard, metric).toContain(metric);
+    }
+    // Every population queue's DLQ is graphed, the audience events' and each platform's.
+    const deadLetterQueues = Object.keys(resources(template, 'AWS::SQS::Queue')).filter(
+      (logicalId) => logicalId.startsWith('Population') && logicalId.includes('DeadLetterQueue'),
+    );
+    expect(deadLetterQueues.length).toBeGreaterThanOrEqual(1);
+    for (const logicalId of deadLetterQueues) expect(dashboard, logicalId).toContain(`"${logicalId}"`);
   });
 
   it('exports ApiUrl, MappingTableName, SegmentTableName, SyncPixelUrl and FileStagingTableName', () => {
@@ -734,7 +766,11 @@ describe('UserSyncApi CORS', () => {
       code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
       timeout: Duration.seconds(3),
     });
-    new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    new UserSyncApi(stack, 'Api', {
+      config,
+      routes: ROUTES.filter((route) => route.function === 'userSync'),
+      functions: { userSync: handler },
+    });
     Template.fromStack(stack).hasResourceProperties('AWS::ApiGatewayV2::Api', {
       CorsConfiguration: {
         AllowOrigins: ['https://www.example.com'],
@@ -756,7 +792,11 @@ describe('Monitoring alarm notifications', () => {
       code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200 })'),
       timeout: Duration.seconds(3),
     });
-    const api = new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: handler } });
+    const api = new UserSyncApi(stack, 'Api', {
+      config,
+      routes: ROUTES.filter((route) => route.function === 'userSync'),
+      functions: { userSync: handler },
+    });
     new Monitoring(stack, 'Monitoring', { config, api: api.api, functions: { userSync: handler } });
     return Object.values(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'));
   }

@@ -13,15 +13,21 @@ import { marshall } from '@aws-sdk/util-dynamodb';
 import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { REPO_ROOT } from '../../lib/repo.ts';
-import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
+import {
+  ENDPOINTS_FILE_ENV_VAR,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  writeEndpointsFile,
+} from '../../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
-import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
+import { runDmpInProcess } from '../support/cli.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
 import { BATCH_PLATFORM, SINGLE_PLATFORM, writePopulationConfig } from '../support/population-config.ts';
 import { MappingTable } from './support.ts';
@@ -253,5 +259,17 @@ export async function segmentOf(
     return record?.partnerSegmentId as string;
   } finally {
     client.destroy();
+  }
+}
+
+/** Runs `dmp` in process against the harness's local stack (its endpoints file in a temp dir). */
+export async function dmpAgainst(harness: PopulationHarness, argv: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'dmp-cli-'));
+  const file = join(dir, 'endpoints.json');
+  writeEndpointsFile(file, endpointsOf(harness.stack));
+  try {
+    return await runDmpInProcess(argv, { [ENDPOINTS_FILE_ENV_VAR]: file });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

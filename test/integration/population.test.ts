@@ -1,13 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ENDPOINTS_FILE_ENV_VAR, writeEndpointsFile } from '../../local/endpoints.ts';
-import { endpointsOf } from '../../local/stack.ts';
-import { runDmpInProcess } from '../support/cli.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
+  dmpAgainst,
   partnerIdOf,
   SINGLE_PLATFORM,
   segmentOf,
@@ -176,16 +171,7 @@ describe('population, no batch (the seed: POST /v1/segment?id=12345&userid=abcde
 });
 
 describe('the operator CLI', () => {
-  const cli = async (argv: string[]) => {
-    const dir = mkdtempSync(join(tmpdir(), 'dmp-cli-'));
-    const file = join(dir, 'endpoints.json');
-    writeEndpointsFile(file, endpointsOf(harness.stack));
-    try {
-      return await runDmpInProcess(argv, { [ENDPOINTS_FILE_ENV_VAR]: file });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
+  const cli = (argv: string[]) => dmpAgainst(harness, argv);
 
   it('dmp send puts events on the queue as a producer does; stats, why and rejected say where they went', async () => {
     const sent = await cli([

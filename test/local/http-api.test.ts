@@ -281,6 +281,12 @@ describe('local HTTP API (payload format 2.0)', () => {
     const counts: number[] = [];
     for (const route of ROUTES) {
       const response = await send(`${stack.apiUrl}${route.path}`, { method: route.method });
+      if (route.auth === 'iam') {
+        // Unsigned: refused before the function (signed calls: test/integration/privacy.test.ts).
+        expect(response.status, `${route.method} ${route.path}`).toBe(403);
+        expect(JSON.parse(response.body.toString('utf8'))).toEqual({ message: 'Forbidden' });
+        continue;
+      }
       expect(response.status, `${route.method} ${route.path}`).toBe(200);
       counts.push((JSON.parse(response.body.toString('utf8')) as Echo).invocations);
     }

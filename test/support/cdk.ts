@@ -47,7 +47,11 @@ export function cdkTestStack(
     timeout: Duration.seconds(options.timeoutSeconds ?? 30),
     role,
   });
-  const api = new UserSyncApi(stack, 'Api', { config, routes: ROUTES, functions: { userSync: fn } });
+  const api = new UserSyncApi(stack, 'Api', {
+    config,
+    routes: ROUTES.filter((route) => route.function === 'userSync'),
+    functions: { userSync: fn },
+  });
   const monitoring = new Monitoring(stack, 'Monitoring', { config, api: api.api, functions: {} });
   if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return { app, stack, config, function: fn, monitoring };

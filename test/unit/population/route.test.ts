@@ -208,3 +208,66 @@ describe('releasePending', () => {
     expect(deleted.sort()).toEqual([FILES, API].sort());
   });
 });
+
+describe('a forgotten user (privacy request tombstone)', () => {
+  it('the route step sets the user aside as forgotten, without the id, and routes the others', async () => {
+    const { value, sent, pending, rejected } = deps([]);
+    const result = await routeRecords(
+      [{ id: 'm1', body: event([API], ['dmp-user-1', 'forgotten-1', 'unsynced-1']) }],
+      { ...value, forgotten: async (ids) => new Set(ids.filter((id) => id.startsWith('forgotten'))) },
+    );
+    expect(result.failedRecordIds.size).toBe(0);
+    expect(sent.map((m) => m.dmpUserId)).toEqual(['dmp-user-1']);
+    expect(pending.map((m) => m.dmpUserId)).toEqual(['unsynced-1']);
+    expect(rejected).toMatchObject([{ reason: 'forgotten', platformId: API, memberships: 1 }]);
+    expect(JSON.stringify(rejected)).not.toContain('forgotten-1');
+  });
+
+  it('a failing tombstone lookup sends the record back, routing nothing of it', async () => {
+    const { value, sent } = deps([]);
+    const result = await routeRecords([{ id: 'm1', body: event([API], ['dmp-user-1']) }], {
+      ...value,
+      forgotten: async () => {
+        throw new Error('throttled');
+      },
+    });
+    expect([...result.failedRecordIds]).toEqual(['m1']);
+    expect(sent).toEqual([]);
+  });
+
+  it('the release step deletes a forgotten user’s pending events instead of releasing them', async () => {
+    const { value, sent, rejected } = deps([]);
+    const deleted: string[] = [];
+    const released = await releasePending(
+      [{ dmpUserId: 'forgotten-1', platformId: API, partnerUserId: 'p-1', expiresAt: 0 }],
+      {
+        pending: {
+          ...value.pending,
+          listPending: async (platformId) => [
+            {
+              platformId,
+              segmentId: '12345',
+              audienceId: 'aud-1',
+              dmpUserId: 'forgotten-1',
+              op: 'add',
+              ts: 1,
+            },
+          ],
+          deletePending: async (m) => {
+            deleted.push(m.dmpUserId);
+            return true;
+          },
+        },
+        queues: value.queues,
+        accounting: value.accounting,
+        targetOf: () => ({ batchSize: 500 }),
+        forgotten: async (ids) => new Set(ids),
+      },
+    );
+    expect(released).toBe(0);
+    expect(sent).toEqual([]);
+    expect(deleted).toEqual(['forgotten-1']);
+    expect(rejected).toMatchObject([{ reason: 'forgotten', platformId: API }]);
+    expect(JSON.stringify(rejected)).not.toContain('forgotten-1');
+  });
+});

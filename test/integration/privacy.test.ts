@@ -1,0 +1,230 @@
+import { createHash, createHmac } from 'node:crypto';
+import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { describe, expect, it } from 'vitest';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
+import { TABLES } from '../../src/infra/resources.ts';
+import { userDigest } from '../../src/privacy/forget.ts';
+import {
+  audienceEvent,
+  BATCH_PLATFORM,
+  dmpAgainst,
+  partnerIdOf,
+  segmentOf,
+  sync,
+  usePopulationStack,
+} from './population-support.ts';
+
+/**
+ * Privacy requests end to end on the local stack: `dmp forget` sends the removal through the real
+ * deliver handler to the reference partner, leaves no trace of the user in any table, and a later
+ * event of the user is set aside as `forgotten`.
+ */
+
+const harness = usePopulationStack();
+/** The local environment's file-mode platform (config/platforms/local). */
+const FILE_PLATFORM = 99998;
+
+const cli = (argv: string[]) => dmpAgainst(harness, argv);
+
+/** Every item of every table that mentions `text` anywhere (keys or attributes). */
+async function itemsMentioning(text: string): Promise<string[]> {
+  const client = new DynamoDBClient({
+    endpoint: harness.stack.dynamodbEndpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  try {
+    const found: string[] = [];
+    for (const table of TABLES) {
+      let startKey: Record<string, import('@aws-sdk/client-dynamodb').AttributeValue> | undefined;
+      do {
+        const page = await client.send(
+          new ScanCommand({ TableName: table.localName, ExclusiveStartKey: startKey }),
+        );
+        for (const item of page.Items ?? []) {
+          const json = JSON.stringify(item);
+          if (json.includes(text)) found.push(`${table.localName}: ${json.slice(0, 200)}`);
+        }
+        startKey = page.LastEvaluatedKey;
+      } while (startKey);
+    }
+    return found;
+  } finally {
+    client.destroy();
+  }
+}
+
+describe('dmp forget', () => {
+  it('removes the user at every platform that holds it, deletes every trace, and refuses later events', async () => {
+    const user = 'forget-me-00000001';
+    const neighbour = 'forget-me-00000002';
+    await sync(harness, BATCH_PLATFORM, [user, neighbour]);
+    // Delivered to the batch platform; pending (never synced) at the file platform.
+    await harness.send(
+      audienceEvent([user, neighbour], {
+        audience: 'aud-forget',
+        platforms: [BATCH_PLATFORM, FILE_PLATFORM],
+      }),
+    );
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-forget');
+    expect(harness.stack.partner.members(segment)).toContain(partnerIdOf(user));
+    expect(await itemsMentioning(user)).not.toEqual([]);
+
+    const forgotten = await cli(['forget', user, '--json']);
+    expect(forgotten.stderr).toBe('');
+    const audit = JSON.parse(forgotten.stdout);
+    expect(audit).toMatchObject({
+      source: 'cli',
+      digest: userDigest('local', user),
+      platforms: [BATCH_PLATFORM],
+      removalsSent: 1,
+      mappingsDeleted: 1,
+      pendingDeleted: 1,
+    });
+    await harness.idle();
+
+    // The partner received the removal; the neighbour is untouched.
+    const members = harness.stack.partner.members(segment);
+    expect(members).not.toContain(partnerIdOf(user));
+    expect(members).toContain(partnerIdOf(neighbour));
+    const held = harness.stack.partner.population
+      .state()
+      .find((entry) => String(entry.segment_id) === segment);
+    expect(held?.removes).toBe(1);
+    expect(await itemsMentioning(user)).toEqual([]);
+    expect(await itemsMentioning(partnerIdOf(user))).toEqual([]);
+
+    // A late add (an event sent before the request, or a producer that did not hear of it).
+    const before = await harness.totals(BATCH_PLATFORM);
+    await harness.send(audienceEvent([user, neighbour], { audience: 'aud-forget', op: 'remove' }));
+    await harness.send(
+      audienceEvent([user], { audience: 'aud-forget', ts: new Date(Date.now() + 1000).toISOString() }),
+    );
+    await harness.idle();
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
+    const rejected = JSON.parse((await cli(['rejected', '--json'])).stdout);
+    expect(rejected.rejected).toContainEqual(
+      expect.objectContaining({ reason: 'forgotten', platformId: BATCH_PLATFORM, memberships: 1 }),
+    );
+    const after = await harness.totals(BATCH_PLATFORM);
+    expect(after.rejected - before.rejected).toBe(2);
+    expect(await itemsMentioning(user)).toEqual([]);
+    // A second request finds nothing left to do.
+    const again = JSON.parse((await cli(['forget', user, '--json'])).stdout);
+    expect(again).toMatchObject({ removalsSent: 0, mappingsDeleted: 0, pendingDeleted: 0, statesDeleted: 0 });
+  });
+});
+
+describe('dmp forget at a file platform', () => {
+  it('deletes the staged rows of the user, whose file is not published yet', async () => {
+    const user = 'forget-me-00000003';
+    await sync(harness, FILE_PLATFORM, [user]);
+    await harness.send(audienceEvent([user], { audience: 'aud-forget-file', platforms: [FILE_PLATFORM] }));
+    await harness.idle();
+    expect((await itemsMentioning(user)).some((item) => item.includes('staging'))).toBe(true);
+    const audit = JSON.parse((await cli(['forget', user, '--json'])).stdout);
+    expect(audit).toMatchObject({ stagedDeleted: 1, mappingsDeleted: 1, removalsSent: 0 });
+    await harness.idle();
+    expect(await itemsMentioning(user)).toEqual([]);
+  });
+});
+
+describe('/optout', () => {
+  it('takes the same path: the partner receives the removal, no trace is left, later events are refused', async () => {
+    const user = 'optout-me-00000001';
+    await sync(harness, BATCH_PLATFORM, [user]);
+    await harness.send(audienceEvent([user], { audience: 'aud-optout' }));
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-optout');
+    expect(harness.stack.partner.members(segment)).toContain(partnerIdOf(user));
+
+    const response = await fetch(`${harness.stack.apiUrl}/optout`, {
+      method: 'POST',
+      headers: { cookie: `dmp_uid=${user}` },
+    });
+    expect(response.status).toBe(200);
+    await harness.idle();
+
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
+    expect(await itemsMentioning(user)).toEqual([]);
+    await harness.send(
+      audienceEvent([user], { audience: 'aud-optout', ts: new Date(Date.now() + 1000).toISOString() }),
+    );
+    await harness.idle();
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
+    expect(await itemsMentioning(user)).toEqual([]);
+  });
+});
+
+const bytes = (data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array =>
+  typeof data === 'string'
+    ? data
+    : ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(data);
+
+/** SHA-256 for the SigV4 signer, from node:crypto. */
+class Sha256 {
+  private readonly hash;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+}
+
+/** A POST signed as the DMP's back end signs it (SigV4, service execute-api). */
+async function signedPost(url: string, body: string, sign = true): Promise<Response> {
+  const target = new URL(url);
+  const request = {
+    method: 'POST',
+    protocol: target.protocol,
+    hostname: target.hostname,
+    ...(target.port ? { port: Number(target.port) } : {}),
+    path: target.pathname,
+    headers: { host: target.host, 'content-type': 'application/json' },
+    body,
+  };
+  const signed = sign
+    ? await new SignatureV4({
+        service: 'execute-api',
+        region: LOCAL_REGION,
+        credentials: LOCAL_CREDENTIALS,
+        sha256: Sha256,
+      }).sign(request)
+    : request;
+  return fetch(url, { method: 'POST', headers: signed.headers as Record<string, string>, body });
+}
+
+describe('POST /privacy/forget (IAM-authorized)', () => {
+  it('refuses an unsigned call and a malformed body, and forgets the user of a signed one', async () => {
+    const user = 'api-forget-00000001';
+    await sync(harness, BATCH_PLATFORM, [user]);
+    await harness.send(audienceEvent([user], { audience: 'aud-api-forget' }));
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-api-forget');
+    const url = `${harness.stack.apiUrl}/privacy/forget`;
+
+    const unsigned = await signedPost(url, JSON.stringify({ dmpUserId: user }), false);
+    expect(unsigned.status).toBe(403);
+    const malformed = await signedPost(url, JSON.stringify({ dmpUserId: 'no' }));
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ error: 'request_invalid' });
+    expect(harness.stack.partner.members(segment)).toContain(partnerIdOf(user));
+
+    const response = await signedPost(url, JSON.stringify({ dmpUserId: user }));
+    expect(response.status).toBe(200);
+    const audit = await response.json();
+    expect(audit).toMatchObject({ source: 'api', removalsSent: 1, mappingsDeleted: 1 });
+    expect(JSON.stringify(audit)).not.toContain(user);
+    await harness.idle();
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(user));
+    expect(await itemsMentioning(user)).toEqual([]);
+  });
+});
