@@ -226,18 +226,21 @@ export const whyCommand: Command = {
           entry['dmpUserId'] === dmpUserId &&
           (entry['platformId'] === undefined || entry['platformId'] === platformId),
       );
-      const segments = memberships.map((m) => ({
-        segmentId: m.segmentId,
-        audienceId: m.audienceId,
-        state: m.op === 'add' ? 'member' : 'removed',
-        eventTime: new Date(m.ts).toISOString(),
-        acknowledgedAt: m.at ?? null,
-        partnerUserId: m.partnerUserId,
-        why:
-          m.op === 'add'
-            ? `the partner acknowledged the add of ${new Date(m.ts).toISOString()} at ${m.at}${m.ttlSeconds ? ` (TTL ${m.ttlSeconds} s)` : ''}; older events for this segment are ignored`
-            : `the partner acknowledged the removal of ${new Date(m.ts).toISOString()} at ${m.at}`,
-      }));
+      const segments = memberships.map((m) => {
+        const event = `${m.op === 'add' ? 'add' : 'removal'} of ${new Date(m.ts).toISOString()}`;
+        return {
+          segmentId: m.segmentId,
+          audienceId: m.audienceId,
+          // An intent not acknowledged yet is what the next delivery sends (older events are ignored).
+          state: m.acked ? (m.op === 'add' ? 'member' : 'removed') : m.op === 'add' ? 'adding' : 'removing',
+          eventTime: new Date(m.ts).toISOString(),
+          acknowledgedAt: m.acked ? (m.at ?? null) : null,
+          partnerUserId: m.partnerUserId,
+          why: m.acked
+            ? `the partner acknowledged the ${event} at ${m.at}${m.op === 'add' && m.ttlSeconds ? ` (TTL ${m.ttlSeconds} s)` : ''}; older events for this segment are ignored`
+            : `the ${event} is being sent (stored at ${m.at}, not acknowledged by the partner yet: retried by the queue, or in the DLQ); older events for this segment are ignored`,
+        };
+      });
       const waiting = pending.map((m) => ({
         segmentId: m.segmentId,
         audienceId: m.audienceId,

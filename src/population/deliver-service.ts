@@ -45,6 +45,14 @@ export interface DeliverServiceDeps {
   readonly now?: () => number;
 }
 
+/**
+ * Calls stop early enough to write the acknowledgements, the tallies and the counts after them:
+ * time proportional to the work (as long again as the intents took, at least a second more).
+ */
+export function callDeadline(deadline: number, intentWriteMs: number): number {
+  return deadline - Math.max(1000, 2 * intentWriteMs);
+}
+
 export interface DeliverResult {
   readonly failedRecordIds: Set<string>;
   /** The longest Retry-After a partner asked of the failed records. */
@@ -151,36 +159,51 @@ export async function deliverRecords(
       if (orderVerdict(applied.get(membershipKey(item)), item) === 'apply') toSend.push(item);
     }
     if (toSend.length === 0) continue;
+    const appliedBy = (m: Membership) => (m as Tracked).recordId;
+    // The intent is stored before the call: a stale event is skipped against it even if this
+    // invocation dies (or times out) between the partner's answer and the acknowledgement.
+    // A forgotten user's removal keeps no state (the privacy request deleted the rest): sent
+    // without an intent, counted as delivered by this record, never stored.
+    const forgottenRemovals = toSend.filter((item) => forgotten.has(item.dmpUserId));
+    const intentStart = now();
+    const { claimed, refused } = await deps.state.recordIntents(
+      toSend.filter((item) => !forgotten.has(item.dmpUserId)),
+      intentStart,
+      { appliedBy },
+    );
+    const intentMs = now() - intentStart;
+    if (refused.length > 0)
+      for (const [key, stored] of await deps.state.getApplied(refused)) final.set(key, stored);
+    for (const item of claimed as Tracked[])
+      final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId, acked: false });
+    if (claimed.length === 0 && forgottenRemovals.length === 0) continue;
     const partner = await deps.partnerFor(platform);
     const gate = deps.gateFor?.(platform);
-    const outcome = await deliverMemberships(toSend, {
+    const outcome = await deliverMemberships([...(claimed as Tracked[]), ...forgottenRemovals], {
       connector: platform.connector,
       environment: deps.environment,
       partner,
       ...(gate ? { gate } : {}),
       concurrency: platform.connector.population.mode === 'single' ? 16 : 4,
-      deadline,
+      deadline: callDeadline(deadline, intentMs),
       now,
     });
     calls += outcome.calls;
     counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    // A forgotten user's removal leaves no state behind (the request deleted the rest): counted
-    // as delivered by this record, never stored.
+    const acknowledged: Tracked[] = [];
     for (const item of outcome.delivered as Tracked[]) {
-      if (forgotten.has(item.dmpUserId))
-        final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
+      if (!forgotten.has(item.dmpUserId)) acknowledged.push(item);
+      else {
+        final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId, acked: true });
+        delivered += 1;
+      }
     }
-    const { recorded, overtaken } = await deps.state.recordApplied(
-      outcome.delivered.filter((item) => !forgotten.has(item.dmpUserId)),
-      now(),
-      {
-        removeAt: (m) => removalDueAt(platform.connector, m),
-        appliedBy: (m) => (m as Tracked).recordId,
-      },
-    );
+    const { recorded, overtaken } = await deps.state.recordAcknowledged(acknowledged, now(), {
+      removeAt: (m) => removalDueAt(platform.connector, m),
+      appliedBy,
+    });
     for (const item of recorded as Tracked[])
-      final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId });
-    delivered += outcome.delivered.length - recorded.length - overtaken.length;
+      final.set(membershipKey(item), { ts: item.ts, op: item.op, by: item.recordId, acked: true });
     delivered += recorded.length;
     if (overtaken.length > 0) {
       // A newer event was applied by another invocation while ours was in flight, and ours may
@@ -240,7 +263,8 @@ const itemId = (item: Tracked) => `${item.recordId}#${membershipKey(item)}#${ite
 /**
  * The outcome of every membership of the settled records (those that succeed now, or are on their
  * last receive), from what is stored after this invocation: its own event stored by its own
- * message is delivered (by this receive or an earlier one that crashed before counting); refused,
+ * message and acknowledged is delivered (by this receive or an earlier one that crashed before
+ * counting); its own intent never acknowledged is rejected if refused, DLQ otherwise; refused,
  * rejected; still failing on the last receive, DLQ; the same event stored by another message (a
  * producer's repeat), nothing (it is counted there); anything else, superseded. A removal at
  * expiry counts `expired` when applied, and nothing otherwise (it is not an accepted event).
@@ -269,8 +293,11 @@ function tallies(
       const stored = final.get(membershipKey(item));
       const own = stored !== undefined && stored.ts === item.ts && stored.op === item.op;
       let outcome: Tally | undefined;
-      if (own) outcome = stored.by === item.recordId ? (item.expiry ? 'expired' : 'delivered') : undefined;
-      else outcome = item.expiry ? undefined : (ended.get(itemId(item)) ?? 'superseded');
+      if (!own) outcome = item.expiry ? undefined : (ended.get(itemId(item)) ?? 'superseded');
+      else if (stored.by !== item.recordId) outcome = undefined;
+      else if (stored.acked !== false) outcome = item.expiry ? 'expired' : 'delivered';
+      // Its own intent, never acknowledged: refused by the partner, or given up on (last receive).
+      else outcome = item.expiry ? undefined : (ended.get(itemId(item)) ?? 'dlq');
       if (outcome) count(item.recordId, platformId, item.segmentId, outcome);
     }
   }

@@ -28,9 +28,10 @@ import type { AppliedState } from './ordering.ts';
  * Population state in one DynamoDB table (layout: POPULATION_TABLE in src/infra/resources.ts).
  *
  * Cost per membership delivered (on demand, docs/population.md): one strongly consistent read of
- * its state (BatchGetItem, 1 RRU) before the call and one conditional write (1 WRU) after the
- * partner's acknowledgement. The write is conditional on being newer than what is stored, so
- * concurrent Lambdas cannot put an older event over a newer one.
+ * its state (BatchGetItem, 1 RRU), one conditional write of the intent (1 WRU) before the call and
+ * one of the acknowledgement (1 WRU) after it. The intent is written only if newer than what is
+ * stored, so concurrent Lambdas cannot put an older event over a newer one, and an event stored
+ * before the call stands whatever happens to the process after it.
  */
 
 /** Stored events are kept this long after they stop mattering (SQS keeps a message 14 days). */
@@ -38,6 +39,8 @@ const KEEP_SECONDS = 15 * 86_400;
 const WRITE_CONCURRENCY = 16;
 
 export interface StoredMembership extends AppliedState {
+  /** Whether the partner acknowledged it (false: stored as the intent before the call). */
+  readonly acked: boolean;
   readonly segmentId: string;
   readonly audienceId: string;
   readonly partnerUserId: string;
@@ -49,21 +52,35 @@ export interface MembershipStateStore {
   /** The last applied event per membership (keyed by membershipKey). */
   getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>>;
   /**
-   * Records acknowledged events; `overtaken` are those a newer stored event outranks. An add for
-   * which `removeAt` gives a time (epoch seconds) enters the expiry index (src/population/expiry.ts).
+   * Stores each event as the membership's intent (not acknowledged) BEFORE the partner call, if it
+   * ranks above what is stored or repeats an unacknowledged intent: a stale event compared against
+   * it later is skipped even if this process dies after the call. `refused` are outranked.
    */
-  recordApplied(
+  recordIntents(
+    memberships: readonly Membership[],
+    nowMs: number,
+    options?: IntentOptions,
+  ): Promise<{ claimed: Membership[]; refused: Membership[] }>;
+  /**
+   * Marks intents acknowledged by the partner; `overtaken` are those whose intent was replaced
+   * meanwhile (a newer event, or a repeat of it by another message). An add for which `removeAt`
+   * gives a time (epoch seconds) enters the expiry index (src/population/expiry.ts).
+   */
+  recordAcknowledged(
     memberships: readonly Membership[],
     nowMs: number,
     options?: RecordOptions,
   ): Promise<{ recorded: Membership[]; overtaken: Membership[] }>;
 }
 
-export interface RecordOptions {
-  /** When the removal of an add is due (epoch seconds): it enters the expiry index. */
-  readonly removeAt?: (membership: Membership) => number | undefined;
+export interface IntentOptions {
   /** The delivery message applying it (kept as the state's `by`). */
   readonly appliedBy?: (membership: Membership) => string;
+}
+
+export interface RecordOptions extends IntentOptions {
+  /** When the removal of an add is due (epoch seconds): it enters the expiry index. */
+  readonly removeAt?: (membership: Membership) => number | undefined;
 }
 
 /** The expiry index (the table's sparse `byExpiry` index) and the sweep's watermark. */
@@ -106,6 +123,8 @@ function key(pk: string, sk: string): Record<string, AttributeValue> {
 
 /** DynamoDB condition: the stored event ranks below the incoming one (see ordering.ts). */
 const NEWER_CONDITION = 'attribute_not_exists(pk) OR ts < :ts OR (ts = :ts AND #op = :add AND :op = :remove)';
+/** ...or is the same event, not acknowledged yet (it is sent again: ordering.ts). */
+const INTENT_CONDITION = `${NEWER_CONDITION} OR (ts = :ts AND #op = :op AND ack = :no)`;
 
 function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
   return Math.floor(m.ts / 1000) + (m.ttlSeconds ?? 0) + KEEP_SECONDS;
@@ -130,7 +149,7 @@ export class DynamoPopulationStore
       );
     const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
       consistentRead: true,
-      projection: 'pk, sk, ts, #op, rid',
+      projection: 'pk, sk, ts, #op, rid, ack',
       expressionNames: { '#op': 'op' },
     });
     const applied = new Map<string, AppliedState>();
@@ -140,12 +159,66 @@ export class DynamoPopulationStore
         ts: Number(item['ts']?.N),
         op: item['op']?.S === 'remove' ? 'remove' : 'add',
         by: item['rid']?.S,
+        acked: item['ack']?.BOOL !== false,
       });
     }
     return applied;
   }
 
-  async recordApplied(memberships: readonly Membership[], nowMs: number, options: RecordOptions = {}) {
+  async recordIntents(memberships: readonly Membership[], nowMs: number, options: IntentOptions = {}) {
+    const { appliedBy } = options;
+    const claimed: Membership[] = [];
+    const refused: Membership[] = [];
+    await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
+      const set = [
+        'ts = :ts',
+        '#op = :op',
+        'p = :p',
+        'aud = :aud',
+        '#at = :at',
+        'expiresAt = :exp',
+        'ack = :no',
+      ];
+      // Not in the expiry index until acknowledged: a new intent drops the older add's entry.
+      const remove: string[] = [EXPIRY_INDEX.partition, EXPIRY_INDEX.sort];
+      const by = appliedBy?.(m);
+      if (by === undefined) remove.push('rid');
+      else set.push('rid = :rid');
+      if (m.ttlSeconds === undefined) remove.push('life');
+      else set.push('life = :ttl');
+      try {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
+            UpdateExpression: `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`,
+            ConditionExpression: INTENT_CONDITION,
+            ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
+            ExpressionAttributeValues: {
+              ':ts': { N: String(m.ts) },
+              ':op': { S: m.op },
+              ':add': { S: 'add' },
+              ':remove': { S: 'remove' },
+              ':no': { BOOL: false },
+              ':p': { S: m.partnerUserId },
+              ':aud': { S: m.audienceId },
+              ':at': { S: new Date(nowMs).toISOString() },
+              ':exp': { N: String(expiresAt(m)) },
+              ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
+              ...(by === undefined ? {} : { ':rid': { S: by } }),
+            },
+          }),
+        );
+        claimed.push(m);
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        refused.push(m);
+      }
+    });
+    return { claimed, refused };
+  }
+
+  async recordAcknowledged(memberships: readonly Membership[], nowMs: number, options: RecordOptions = {}) {
     const { removeAt, appliedBy } = options;
     const recorded: Membership[] = [];
     const overtaken: Membership[] = [];
@@ -153,33 +226,23 @@ export class DynamoPopulationStore
       // Due already (a late event): due now, so the next sweep takes it (its window overlaps).
       const due = m.op === 'add' ? removeAt?.(m) : undefined;
       const dueAt = due === undefined ? undefined : Math.max(due, Math.floor(nowMs / 1000));
-      const set = ['ts = :ts', '#op = :op', 'p = :p', 'aud = :aud', '#at = :at', 'expiresAt = :exp'];
-      const remove: string[] = [];
+      const set = ['ack = :yes', '#at = :at'];
+      if (dueAt !== undefined) set.push(`${EXPIRY_INDEX.partition} = :xq`, `${EXPIRY_INDEX.sort} = :xt`);
       const by = appliedBy?.(m);
-      if (by === undefined) remove.push('rid');
-      else set.push('rid = :rid');
-      if (m.ttlSeconds === undefined) remove.push('life');
-      else set.push('life = :ttl');
-      if (dueAt === undefined) remove.push(EXPIRY_INDEX.partition, EXPIRY_INDEX.sort);
-      else set.push(`${EXPIRY_INDEX.partition} = :xq`, `${EXPIRY_INDEX.sort} = :xt`);
       try {
         await this.client.send(
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
-            UpdateExpression: `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`,
-            ConditionExpression: NEWER_CONDITION,
+            UpdateExpression: `SET ${set.join(', ')}`,
+            // Still this message's intent: not replaced by a newer event, nor by a repeat of it.
+            ConditionExpression: `ts = :ts AND #op = :op AND ${by === undefined ? 'attribute_not_exists(rid)' : 'rid = :rid'}`,
             ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
             ExpressionAttributeValues: {
               ':ts': { N: String(m.ts) },
               ':op': { S: m.op },
-              ':add': { S: 'add' },
-              ':remove': { S: 'remove' },
-              ':p': { S: m.partnerUserId },
-              ':aud': { S: m.audienceId },
+              ':yes': { BOOL: true },
               ':at': { S: new Date(nowMs).toISOString() },
-              ':exp': { N: String(expiresAt(m)) },
-              ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
               ...(by === undefined ? {} : { ':rid': { S: by } }),
               ...(dueAt === undefined
                 ? {}
@@ -262,6 +325,7 @@ export class DynamoPopulationStore
       audienceId: item['aud']?.S ?? '',
       partnerUserId: item['p']?.S ?? '',
       at: item['at']?.S,
+      acked: item['ack']?.BOOL !== false,
       ttlSeconds: item['life']?.N === undefined ? undefined : Number(item['life'].N),
     }));
   }

@@ -6,7 +6,9 @@ import { type Membership, membershipKey, type Op } from './membership.ts';
  * and joined in the same millisecond is, conservatively, out). Whatever SQS redelivers or
  * reorders:
  * - an event ranked above what was last applied is applied;
- * - the same event again (same ts and op) is a duplicate: not sent, not counted again;
+ * - the same event again (same ts and op) is a duplicate: not sent, not counted again, unless the
+ *   partner has not acknowledged it yet (its intent was stored, then the sender died or ran out of
+ *   time): it is sent again;
  * - an event ranked below is stale: it must never undo the newer one.
  */
 
@@ -15,6 +17,11 @@ export interface AppliedState {
   readonly op: Op;
   /** The delivery message (SQS message id) whose delivery applied it (accounting, deliver-service.ts). */
   readonly by?: string | undefined;
+  /**
+   * False while the event is only intended: stored (so that older events compare against it)
+   * before the partner call, not yet acknowledged. Undefined counts as acknowledged.
+   */
+  readonly acked?: boolean | undefined;
 }
 
 export type OrderVerdict = 'apply' | 'duplicate' | 'stale';
@@ -28,7 +35,8 @@ export function compareEvents(a: AppliedState, b: AppliedState): number {
 export function orderVerdict(stored: AppliedState | undefined, incoming: AppliedState): OrderVerdict {
   if (!stored) return 'apply';
   const order = compareEvents(incoming, stored);
-  return order > 0 ? 'apply' : order === 0 ? 'duplicate' : 'stale';
+  if (order === 0) return stored.acked === false ? 'apply' : 'duplicate';
+  return order > 0 ? 'apply' : 'stale';
 }
 
 /**
