@@ -1,5 +1,6 @@
-import { writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { coldStartBench } from './cold-start.ts';
@@ -40,7 +41,17 @@ interface Args {
   readonly quick: boolean;
   /** Where the markdown goes; undefined: nowhere. */
   readonly out: string | undefined;
+  /** Internal: write the one selected module's section there as JSON (see ISOLATED). */
+  readonly sectionJson: string | undefined;
 }
+
+/**
+ * Modules that start their own local stack with the real handlers run in a child process when
+ * other modules ran before them: handler modules (and the SDK clients they create at import) are
+ * loaded once per process, so a second local stack in the same process would reach the first
+ * one's stopped stand-ins and never drain.
+ */
+const ISOLATED = new Set(['population']);
 
 const USAGE = `usage: npm run bench [-- --only ${MODULES.map((m) => m.id).join(',')}] [--quick] [--out <file>]
   --quick  fewer rounds: a smoke test in seconds (CI runs it); figures are rough
@@ -51,6 +62,7 @@ function parseArgs(argv: readonly string[]): Args {
   let only: Set<string> | undefined;
   let quick = false;
   let out: string | undefined;
+  let sectionJson: string | undefined;
   const optionValue = (arg: string, name: string, index: number): [string, number] =>
     arg === name ? [argv[index + 1] ?? '', index + 1] : [arg.slice(name.length + 1), index];
   for (let index = 0; index < argv.length; index++) {
@@ -69,6 +81,9 @@ function parseArgs(argv: readonly string[]): Args {
       index = next;
       if (!value) throw new Error(`--out needs a file name\n${USAGE}`);
       out = value;
+    } else if (arg === '--section-json') {
+      sectionJson = argv[index + 1];
+      index += 1;
     } else if (arg === '--help' || arg === '-h') {
       console.log(USAGE);
       process.exit(0);
@@ -78,7 +93,7 @@ function parseArgs(argv: readonly string[]): Args {
   }
   // Only a full run describes the project: a partial or quick one must not overwrite the document.
   const full = only === undefined && !quick;
-  return { only: only ?? new Set(ids), quick, out: out ?? (full ? BENCHMARKS_DOC : undefined) };
+  return { only: only ?? new Set(ids), quick, out: out ?? (full ? BENCHMARKS_DOC : undefined), sectionJson };
 }
 
 /** Other processes compete for the CPUs; ratios absorb most of it, but a reader should know. */
@@ -100,10 +115,20 @@ async function main(): Promise<void> {
   );
 
   const sections: Section[] = [];
+  let ranInProcess = false;
   for (const module of MODULES) {
     if (!args.only.has(module.id)) continue;
     process.stdout.write(`  ${module.id}: ${module.describe} ...\n`);
+    if (ISOLATED.has(module.id) && ranInProcess) {
+      sections.push(await runInChild(module.id, args.quick));
+      continue;
+    }
     sections.push(await module.run({ quick: args.quick, writeDocs: args.out === BENCHMARKS_DOC }));
+    ranInProcess = true;
+  }
+  if (args.sectionJson) {
+    await writeFile(args.sectionJson, JSON.stringify(sections[0]));
+    return;
   }
   console.log(`\n${renderText(sections)}`);
 
@@ -130,6 +155,33 @@ async function main(): Promise<void> {
     console.log(`\nwrote ${args.out}`);
   }
   console.log(`\ndone in ${seconds.toFixed(1)} s, load average ${load()} (sink ${sinkValue() & 0xff})`);
+}
+
+/** Runs one module in a fresh process (see ISOLATED) and returns its section. */
+async function runInChild(id: string, quick: boolean): Promise<Section> {
+  const dir = await mkdtemp(join(tmpdir(), 'dmp-bench-'));
+  const file = join(dir, 'section.json');
+  try {
+    const argv = [
+      '--import',
+      'tsx',
+      join(REPO_ROOT, 'bench', 'run.ts'),
+      '--only',
+      id,
+      '--section-json',
+      file,
+    ];
+    if (quick) argv.push('--quick');
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, argv, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+      child.on('error', reject);
+      child.on('exit', resolve);
+    });
+    if (code !== 0) throw new Error(`bench module ${id} failed in its own process (exit ${code})`);
+    return JSON.parse(await readFile(file, 'utf8')) as Section;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 main().then(
