@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,7 +12,7 @@ import {
 } from '../src/infra/resources.ts';
 import { localConfig, REPO_ROOT } from './fixtures.ts';
 import type { BenchModule, Figure } from './registry.ts';
-import { median, quantile } from './runner.ts';
+import { median, quantile, runCaptured } from './runner.ts';
 
 /**
  * Benchmark 4: cold start. Every Lambda of FUNCTIONS is bundled exactly as
@@ -130,7 +129,7 @@ process.stdout.write(JSON.stringify({ importMs: elapsed }));
 `;
 
 /** One fresh node process importing the bundle, with the environment Lambda would give the function. */
-function timeImport(file: string, definition: FunctionDefinition): Promise<number> {
+async function timeImport(file: string, definition: FunctionDefinition): Promise<number> {
   const env: Record<string, string> = {
     PATH: process.env['PATH'] ?? '',
     TZ: 'UTC',
@@ -142,28 +141,15 @@ function timeImport(file: string, definition: FunctionDefinition): Promise<numbe
     ...populationEnvironment('local'),
     BENCH_IMPORT_URL: pathToFileURL(file).href,
   };
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '--eval', IMPORT_SCRIPT], {
+  const { code, out, err } = await runCaptured(
+    process.execPath,
+    ['--input-type=module', '--eval', IMPORT_SCRIPT],
+    {
       env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) {
-        reject(new Error(`import of ${file} failed (exit ${code}): ${err.trim()}`));
-        return;
-      }
-      resolve((JSON.parse(out) as { importMs: number }).importMs);
-    });
-  });
+    },
+  );
+  if (code !== 0) throw new Error(`import of ${file} failed (exit ${code}): ${err.trim()}`);
+  return (JSON.parse(out) as { importMs: number }).importMs;
 }
 
 export interface ColdStartOptions {

@@ -17,7 +17,7 @@ import {
 import type { PublicationRecord } from '../src/files/publication.ts';
 import { type FileLine, gzipTsv, type StagedRow } from '../src/files/tsv.ts';
 import type { BenchModule, Figure } from './registry.ts';
-import { formatBytes, formatRatio, median, quantile } from './runner.ts';
+import { formatBytes, formatRatio, median, quantile, runCaptured } from './runner.ts';
 
 /**
  * Benchmark 9: legacy file writing.
@@ -71,30 +71,20 @@ async function timeOurs(ids: readonly string[]): Promise<Timing> {
 }
 
 /** `gzip -6` in a child shell, whose `times` builtin reports the child's CPU time. */
-function timeGzip(path: string): Promise<Timing> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn('bash', ['-c', 'gzip -6 -c "$1" > /dev/null && times', 'bench', path], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const wallMs = performance.now() - started;
-      // Second line of `times`: the children's user and system time, like `0m0.173s 0m0.008s`.
-      const children = out.trim().split('\n')[1] ?? '';
-      const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
-      if (code !== 0 || seconds.length !== 2) reject(new Error(`gzip run failed (${code}): ${err}${out}`));
-      else resolve({ wallMs, cpuMs: (seconds[0]! + seconds[1]!) * 1000 });
-    });
-  });
+async function timeGzip(path: string): Promise<Timing> {
+  const started = performance.now();
+  const { code, out, err } = await runCaptured('bash', [
+    '-c',
+    'gzip -6 -c "$1" > /dev/null && times',
+    'bench',
+    path,
+  ]);
+  const wallMs = performance.now() - started;
+  // Second line of `times`: the children's user and system time, like `0m0.173s 0m0.008s`.
+  const children = out.trim().split('\n')[1] ?? '';
+  const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  if (code !== 0 || seconds.length !== 2) throw new Error(`gzip run failed (${code}): ${err}${out}`);
+  return { wallMs, cpuMs: (seconds[0]! + seconds[1]!) * 1000 };
 }
 
 export interface FilesThroughput {

@@ -1,5 +1,4 @@
 /// <reference path="../local/types/dynalite.d.ts" />
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { signSyncCallback } from '../src/sync/signature.ts';
@@ -12,6 +11,7 @@ import {
   STATIC_TOKEN,
 } from './fixtures.ts';
 import type { BenchModule, Figure } from './registry.ts';
+import { runCaptured } from './runner.ts';
 
 /**
  * The work one sync request costs, counted through the local stack with the deployed function's
@@ -291,31 +291,19 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
 const RESULT_MARKER = 'BENCH_SYNC_WORK ';
 
 /** Runs measureSyncWork in a fresh process with the deployed function's log settings. */
-export function measureSyncWorkInChild(): Promise<RequestWork[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+export async function measureSyncWorkInChild(): Promise<RequestWork[]> {
+  const { code, out, err } = await runCaptured(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(import.meta.url)],
+    {
       cwd: REPO_ROOT,
       env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'INFO', POWERTOOLS_METRICS_DISABLED: 'false' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.split('\n').find((candidate) => candidate.startsWith(RESULT_MARKER));
-      if (code !== 0 || !line) {
-        reject(new Error(`sync work measurement failed (exit ${code}): ${err.trim() || out.trim()}`));
-        return;
-      }
-      resolve(JSON.parse(line.slice(RESULT_MARKER.length)) as RequestWork[]);
-    });
-  });
+    },
+  );
+  const line = out.split('\n').find((candidate) => candidate.startsWith(RESULT_MARKER));
+  if (code !== 0 || !line)
+    throw new Error(`sync work measurement failed (exit ${code}): ${err.trim() || out.trim()}`);
+  return JSON.parse(line.slice(RESULT_MARKER.length)) as RequestWork[];
 }
 
 let measured: Promise<RequestWork[]> | undefined;

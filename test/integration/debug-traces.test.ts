@@ -53,6 +53,6 @@ describe('debug=1 with debugTraces: false', () => {
     );
     expect(response.status).toBeGreaterThanOrEqual(400);
     expect(response.headers.get('content-type')).toBe('image/gif');
-    expect(response.reason).toBeTruthy();
+    expect(response.reason).toBe('token_mismatch');
   });
 });

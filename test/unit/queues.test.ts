@@ -109,7 +109,7 @@ describe('validateStreamConsumerSettings', () => {
         maxBatchingWindowSeconds: 300,
         maxRetryAttempts: 10_000,
       }),
-    ).toBeTruthy();
+    ).toEqual({ batchSize: 10_000, maxBatchingWindowSeconds: 300, maxRetryAttempts: 10_000 });
   });
 
   it('refuses what Lambda refuses, naming the consumer and every problem', () => {
