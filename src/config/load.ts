@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type * as z from 'zod';
+import { CONFIG_ENV_VAR } from './embedded.ts';
 import { type EnvironmentConfig, EnvironmentSchema, type PlatformConfig, PlatformSchema } from './schema.ts';
 
 /** A configuration that failed validation; the message names the source and every bad field. */
@@ -88,7 +89,7 @@ export function loadEnvironmentFile(path: string): EnvironmentConfig {
   return parseEnvironment(document, path);
 }
 
-export const CONFIG_ENV_VAR = 'DMP_CONFIG_JSON';
+export { CONFIG_ENV_VAR } from './embedded.ts';
 
 /**
  * The configuration a Lambda runs with. In AWS it is inlined into the bundle at synth time

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
 import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { FileExporter } from '../../src/files/exporter.ts';
-import { fileStore } from '../../src/files/factory.ts';
 import { parseWindowKey, windowEndMs } from '../../src/files/naming.ts';
 import { exportFilesScheduleName } from '../../src/files/platforms.ts';
+import { fileStore } from '../../src/files/staging-store.ts';
 import { S3Target } from '../../src/files/targets/s3.ts';
 import { FILE_EXPORT_GRACE_ENV, FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
 import { runDmpInProcess } from '../support/cli.ts';
@@ -209,4 +209,74 @@ describe('file-mode accounting through the local stack (dmp why, dmp stats)', ()
       );
     });
   }
+});
+
+describe('the local SFTP platform 99997, served by the embedded SFTP server', () => {
+  const SFTP_PLATFORM = 99997;
+
+  it('publishes a window over SFTP into the local directory dmp files names, with its op column', async () => {
+    const sftp = stack.sftp!;
+    expect(sftp.platformIds).toEqual([SFTP_PLATFORM]);
+    const destination = stack.config.platforms.find((platform) => platform.id === SFTP_PLATFORM)!.connector!
+      .files!.destination;
+    // Pointed at the running server and pinned to its generated host key.
+    expect(destination).toMatchObject({ type: 'sftp', port: sftp.port, hostKeySha256: [sftp.hostKeySha256] });
+
+    const stagedAt = Date.now() - 20 * 60_000;
+    const store = fileStore(stack.config, dynamodb, FILE_STAGING_TABLE.localName, {
+      now: () => stagedAt,
+      graceMs: 5000,
+    });
+    const change = (user: number, op: 'add' | 'remove', ms: number) => ({
+      platformId: SFTP_PLATFORM,
+      segmentId: '9797',
+      audienceId: 'aud-sftp-local',
+      dmpUserId: `sftp-local-user-${user}`,
+      partnerUserId: `sftp-partner-${user}`,
+      op,
+      ts: new Date(stagedAt - 1000 + ms).toISOString(),
+    });
+    await store.stage([change(1, 'add', 0), change(2, 'add', 1), change(3, 'remove', 2)]);
+
+    const result = (await stack.runSchedule(exportFilesScheduleName(SFTP_PLATFORM))) as {
+      ok: boolean;
+      report: { windows: { outcome: string; files: string[] }[] };
+    };
+    expect(result.ok).toBe(true);
+    const [window] = result.report.windows;
+    expect(window?.outcome).toBe('published');
+    const [name] = window!.files;
+
+    const { platforms } = await dmpJson<{
+      platforms: { platformId: number; destination: string; localDirectory?: string }[];
+    }>(['files', '--platform', String(SFTP_PLATFORM)]);
+    const view = platforms[0]!;
+    expect(view.destination).toBe(`sftp://127.0.0.1:${sftp.port}/incoming`);
+    expect(view.localDirectory).toBe(join(sftp.root, 'incoming'));
+    const lines = gunzipSync(readFileSync(join(view.localDirectory!, name!)))
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .sort();
+    expect(lines).toEqual(['sftp-partner-1\tadd', 'sftp-partner-2\tadd', 'sftp-partner-3\tremove']);
+    // Renamed into place: no temporary file left; the manifest came last.
+    expect(readdirSync(view.localDirectory!).sort()).toEqual(
+      [name!, name!.replace('.tsv.gz', '.manifest.json')].sort(),
+    );
+    const text = await runDmpInProcess(['files', '--platform', String(SFTP_PLATFORM)], cliEnv);
+    expect(text.stdout).toContain(`read one: gunzip -c ${join(view.localDirectory!, name!)}`);
+    expect(text.stdout).toContain(`sftp -i ${sftp.clientKeyFile} -P ${sftp.port}`);
+    expect(text.stdout).toContain(sftp.hostKeySha256);
+  });
+
+  it('leaves the S3 export function to S3 platforms: it refuses an SFTP one', async () => {
+    // What the S3 function would say if a schedule named an SFTP platform (they never do).
+    const { handler } = await import('../../lambdas/export-files/handler.ts');
+    const answer = (await handler({ platformId: SFTP_PLATFORM }, {
+      awsRequestId: 'wrong-kind',
+      getRemainingTimeInMillis: () => 60_000,
+    } as never)) as { ok: boolean; error?: string };
+    expect(answer).toMatchObject({ ok: false });
+    expect(answer.error).toContain('delivers files by sftp, not by s3');
+  });
 });

@@ -12,7 +12,7 @@ import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack
 import { FilesSchema } from '../../src/config/connector.ts';
 import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
-import { fileStore } from '../../src/files/factory.ts';
+import { fileStore } from '../../src/files/staging-store.ts';
 import { renderFileName, windowOf } from '../../src/files/naming.ts';
 import { exportFilesScheduleName } from '../../src/files/platforms.ts';
 import type { StagedMembership } from '../../src/files/staging.ts';

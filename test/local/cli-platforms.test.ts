@@ -75,7 +75,7 @@ describe('dmp platforms', () => {
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('local');
-      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888, 99998]);
+      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888, 99998, 99997]);
       expect(output.platforms[0]).toEqual({
         id: 99999,
         name: "Reference partner (the seed's API)",
