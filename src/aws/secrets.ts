@@ -1,6 +1,8 @@
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import type * as z from 'zod';
-import { formatIssues } from '../config/load.ts';
+// zod's core `safeParse` takes any schema (full or mini build) and is what both builds run: a
+// function whose schemas are mini ones carries no full zod for reading a secret.
+import * as z from 'zod/v4/core';
+import { formatIssues } from '../config/issues.ts';
 import { SDK_CLIENT_SETTINGS } from './clients.ts';
 
 /**
@@ -21,7 +23,7 @@ export class JsonSecrets {
   }
 
   /** The parsed secret, or undefined when no secret of that name exists. */
-  async read<S extends z.ZodType>(name: string, schema: S): Promise<z.output<S> | undefined> {
+  async read<S extends z.$ZodType>(name: string, schema: S): Promise<z.output<S> | undefined> {
     let raw: unknown;
     try {
       raw = await this.provider.get(name, { maxAge: this.maxAgeSeconds, transform: 'json' });
@@ -30,7 +32,7 @@ export class JsonSecrets {
       throw new SecretError(`secret ${name} could not be read: ${errorName(error)}`);
     }
     if (raw === undefined) return undefined;
-    const parsed = schema.safeParse(raw);
+    const parsed = z.safeParse(schema, raw);
     if (!parsed.success)
       throw new SecretError(`secret ${name} is malformed: ${formatIssues(parsed.error).join('; ')}`);
     return parsed.data;

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type * as z from 'zod';
 import { CONFIG_ENV_VAR } from './embedded.ts';
+import { formatIssues } from './issues.ts';
 import { type EnvironmentConfig, EnvironmentSchema, type PlatformConfig, PlatformSchema } from './schema.ts';
 
 /** A configuration that failed validation; the message names the source and every bad field. */
@@ -13,13 +13,6 @@ export class ConfigError extends Error {
   ) {
     super(`${source}: invalid configuration\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
   }
-}
-
-export function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((issue) => {
-    const path = issue.path.length === 0 ? '(root)' : issue.path.map(String).join('.');
-    return `${path}: ${issue.message}`;
-  });
 }
 
 /** Validates an already-parsed environment document. */
@@ -90,6 +83,7 @@ export function loadEnvironmentFile(path: string): EnvironmentConfig {
 }
 
 export { CONFIG_ENV_VAR } from './embedded.ts';
+export { formatIssues } from './issues.ts';
 
 /**
  * The configuration a Lambda runs with. In AWS it is inlined into the bundle at synth time
