@@ -9,10 +9,10 @@ import {
 } from '../../src/population/message.ts';
 import { isValidDmpUserId } from '../../src/sync/user-ids.ts';
 import { CliContext, findPlatform, parsePlatformId } from '../context.ts';
-import { fileAccounting, fileWhy } from './file-accounting.ts';
 import { progressBar, renderTable } from '../format.ts';
 import { CliError, type Command, UsageError } from '../framework.ts';
 import { TARGET_OPTIONS, targetFlags } from '../target.ts';
+import { fileAccounting, fileWhy } from './file-accounting.ts';
 
 /** The SDK-backed stores, loaded on use: `dmp --help` and other commands load no AWS SDK client. */
 const populationStore = () => import('../../src/population/dynamo-store.ts');

@@ -233,10 +233,15 @@ describe('file delivery in the stack', () => {
 
   it('alarms per platform when its files fail to publish repeatedly', () => {
     for (const platformId of ['501', '502', '503', '504']) {
+      // On the metric of the function that serves the platform (its service name).
+      const service = platformId === '504' ? 'export-files-sftp' : 'export-files';
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         MetricName: 'FilePublicationFailing',
         Namespace: 'DmpActivation',
-        Dimensions: Match.arrayWith([{ Name: 'platform', Value: platformId }]),
+        Dimensions: Match.arrayWith([
+          { Name: 'platform', Value: platformId },
+          { Name: 'service', Value: service },
+        ]),
         Threshold: 1,
         AlarmDescription: Match.stringLikeRegexp('Runbook: docs/operations\\.md#file-publication-failing$'),
       });
