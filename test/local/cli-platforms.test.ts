@@ -148,7 +148,7 @@ describe('dmp platforms', () => {
         join(REPO_ROOT, 'config', 'environments', 'local.json'),
       ]);
       expect(local.stdout).toContain(
-        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks", platform 99998 "Reference partner, legacy file delivery")`,
+        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks", platform 99998 "Reference partner, legacy file delivery", platform 99997 "Reference partner, legacy file delivery over SFTP")`,
       );
     });
 
