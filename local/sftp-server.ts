@@ -7,6 +7,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   type Stats,
   statSync,
@@ -22,8 +23,8 @@ import { hostKeyFingerprint } from '../src/files/targets/sftp.ts';
  * An SFTP server on ssh2's server API (SFTP v3), serving one directory of this machine: the
  * embedded stand-in `npm start` runs for the local SFTP platform (docs/local-stack.md), and the
  * in-process server of the SFTP tests where OpenSSH's sshd is not installed. Key authentication
- * only, for one user and one client key; renames do not overwrite (as OpenSSH's); a remote path
- * never leaves `root`.
+ * only, for one user and one client key; files are written, read, listed, renamed (never over an
+ * existing file, as OpenSSH's) and removed; a remote path never leaves `root`.
  */
 
 const { Server, utils } = ssh2;
@@ -134,6 +135,8 @@ function serveSftp(sftp: ssh2.SFTPWrapper, root: string, log: (line: string) => 
   /** Remote path -> local path, never outside root (`..` stops at remote `/`). */
   const local = (remote: string) => join(root, posix.normalize(`/${remote}`));
   const handles = new Map<number, { fd: number; path: string }>();
+  /** Open directories: the names still to list (READDIR sends them once, then EOF). */
+  const directories = new Map<number, { names: string[] | undefined; path: string }>();
   let nextHandle = 1;
   const handleOf = (buffer: Buffer) => handles.get(buffer.readUInt32BE(0));
   const fail = (reqid: number, error: unknown) => {
@@ -172,7 +175,21 @@ function serveSftp(sftp: ssh2.SFTPWrapper, root: string, log: (line: string) => 
       fail(reqid, error);
     }
   });
+  sftp.on('READ', (reqid, handle, offset, length) => {
+    const open = handleOf(handle);
+    if (!open) return sftp.status(reqid, STATUS_CODE.FAILURE);
+    try {
+      const buffer = Buffer.alloc(Math.min(length, 256 * 1024));
+      const read = readSync(open.fd, buffer, 0, buffer.length, offset);
+      if (read === 0) return sftp.status(reqid, STATUS_CODE.EOF);
+      sftp.data(reqid, buffer.subarray(0, read));
+    } catch (error) {
+      fail(reqid, error);
+    }
+  });
   sftp.on('CLOSE', (reqid, handle) => {
+    const id = handle.readUInt32BE(0);
+    if (directories.delete(id)) return sftp.status(reqid, STATUS_CODE.OK);
     const open = handleOf(handle);
     if (!open) return sftp.status(reqid, STATUS_CODE.FAILURE);
     closeSync(open.fd);
@@ -218,11 +235,32 @@ function serveSftp(sftp: ssh2.SFTPWrapper, root: string, log: (line: string) => 
   });
   sftp.on('OPENDIR', (reqid, path) => {
     try {
-      readdirSync(local(path));
-      sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED);
+      const names = readdirSync(local(path));
+      const id = nextHandle++;
+      directories.set(id, { names, path });
+      const handle = Buffer.alloc(4);
+      handle.writeUInt32BE(id);
+      sftp.handle(reqid, handle);
     } catch (error) {
       fail(reqid, error);
     }
+  });
+  sftp.on('READDIR', (reqid, handle) => {
+    const directory = directories.get(handle.readUInt32BE(0));
+    if (!directory) return sftp.status(reqid, STATUS_CODE.FAILURE);
+    const names = directory.names;
+    if (!names) return sftp.status(reqid, STATUS_CODE.EOF);
+    directory.names = undefined;
+    const entries = names.flatMap((filename) => {
+      try {
+        const attrs = attrsOf(statSync(join(local(directory.path), filename)));
+        return [{ filename, longname: filename, attrs }];
+      } catch {
+        return []; // gone meanwhile (a rename)
+      }
+    });
+    if (entries.length === 0) return sftp.status(reqid, STATUS_CODE.EOF);
+    sftp.name(reqid, entries);
   });
   sftp.on('end', () => {
     for (const { fd } of handles.values()) closeSync(fd);

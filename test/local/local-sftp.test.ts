@@ -1,11 +1,14 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import SftpClient from 'ssh2-sftp-client';
 import { describe, expect, it } from 'vitest';
 import { EMBEDDED_SFTP_HOST_KEY, startLocalSftp } from '../../local/local-sftp.ts';
 import { loadLocalSecrets } from '../../local/secrets-manager.ts';
 import { DEFAULT_CONFIG_PATH, DEFAULT_SECRETS_PATH } from '../../local/stack.ts';
 import { loadEnvironmentFile } from '../../src/config/load.ts';
 import { platformApiSecretName } from '../../src/config/secrets.ts';
+import { hostKeyFingerprint } from '../../src/files/targets/sftp.ts';
 import { useTempDirs } from '../support/temp-dirs.ts';
 
 /** The embedded SFTP server of `npm start` (local/local-sftp.ts), without the rest of the stack. */
@@ -47,6 +50,33 @@ describe('the local SFTP platform', () => {
       expect(statSync(join(second.sftp!.root, 'incoming')).isDirectory()).toBe(true);
     } finally {
       await second.stop();
+    }
+  });
+
+  it('lets an operator list and fetch the files it holds, over SFTP with the client key, and nothing outside', async () => {
+    const dataDir = tempDir('dmp-local-sftp-read-');
+    const started = await startLocalSftp(config, secrets, { dataDir });
+    const sftp = started.sftp!;
+    writeFileSync(join(sftp.root, 'incoming', 'Mapp_dmp_1_2026_11_30_12_05.tsv.gz'), gzipSync('p1\tadd\n'));
+    const client = new SftpClient('local-sftp-test');
+    try {
+      await client.connect({
+        host: sftp.host,
+        port: sftp.port,
+        username: sftp.username,
+        privateKey: readFileSync(sftp.clientKeyFile, 'utf8'),
+        hostVerifier: (key: Buffer) => hostKeyFingerprint(key) === sftp.hostKeySha256,
+      });
+      expect((await client.list('/incoming')).map((entry) => entry.name)).toEqual([
+        'Mapp_dmp_1_2026_11_30_12_05.tsv.gz',
+      ]);
+      const fetched = (await client.get('/incoming/Mapp_dmp_1_2026_11_30_12_05.tsv.gz')) as Buffer;
+      expect(gunzipSync(fetched).toString('utf8')).toBe('p1\tadd\n');
+      // Remote `/` is the server's root: `..` stops there.
+      expect(await client.exists('/../../etc/passwd')).toBe(false);
+    } finally {
+      await client.end();
+      await started.stop();
     }
   });
 
