@@ -11,7 +11,7 @@ import type { CliContext } from '../context.ts';
  * user in that window).
  */
 
-async function fileStore(context: CliContext) {
+async function stagingTableStore(context: CliContext) {
   const table = await context.table(FILE_STAGING_TABLE, 'fileStagingTableName');
   // Loaded on use: other commands load no AWS SDK client.
   const { DynamoFileStore } = await import('../../src/files/dynamo-store.ts');
@@ -25,7 +25,7 @@ export async function fileAccounting(
 ): Promise<Map<number, Map<string, FileAccounting>>> {
   const result = new Map<number, Map<string, FileAccounting>>();
   if (platformIds.length === 0) return result;
-  const store = await fileStore(context);
+  const store = await stagingTableStore(context);
   for (const platformId of platformIds) result.set(platformId, await store.accounting(platformId));
   return result;
 }
@@ -54,7 +54,7 @@ export async function fileWhy(
   dmpUserId: string,
 ): Promise<FileSegmentState[]> {
   const { store: segments } = await context.segmentStore();
-  const store = await fileStore(context);
+  const store = await stagingTableStore(context);
   const states: FileSegmentState[] = [];
   for (const segment of await segments.list(platformId)) {
     if (!segment.partnerSegmentId) continue;
