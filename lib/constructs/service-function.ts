@@ -117,8 +117,9 @@ export class ServiceFunction extends Construct {
     // The bundle's hash alone would make `cdk diff` say "code changed" for any config edit; the
     // same config as resource metadata makes the diff show which setting changed, line by line.
     (this.function.node.defaultChild as lambda.CfnFunction).addMetadata(CONFIG_METADATA_KEY, config);
-    // Active tracing adds the X-Ray statement to the role's default policy.
+    // Active tracing adds the X-Ray statement to the role's default policy (without it: nothing to acknowledge).
     const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
-    if (defaultPolicy) acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);
+    if (defaultPolicy && runtime.tracing === 'active')
+      acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);
   }
 }
