@@ -15,7 +15,8 @@ import { runCaptured } from './runner.ts';
 
 /**
  * The work one sync request costs, counted through the local stack with the deployed function's
- * logging (Powertools at INFO, EMF metrics on): DynamoDB calls and the capacity units DynamoDB
+ * logging (Powertools at INFO; its funnel metrics ride on that line, FUNCTIONS.userSync.runtime):
+ * DynamoDB calls and the capacity units DynamoDB
  * reports for them (`ReturnConsumedCapacity: TOTAL`, added to every call by a middleware on the
  * handler's own client), the bytes the function writes to its log, and the bytes of the answer.
  * One request per kind of mapping write: new, unchanged, changed, refreshed (the clock moved past
