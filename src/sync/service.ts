@@ -479,7 +479,7 @@ export class UserSyncService {
         continue;
       }
       this.count(trace, 'SyncRedirected', platform.id);
-      trace.add('redirect', `sync due: redirecting to ${new URL(partnerUrl.url).origin}`, platform.id);
+      trace.add('redirect', `sync due: redirecting to ${partnerUrl.origin}`, platform.id);
       const { cookieDomain } = this.deps.config.userSync;
       return {
         location: partnerUrl.url,
