@@ -31,8 +31,10 @@ import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
 const SERVICE_NAME = 'user-sync';
 const config = loadRuntimeEnvironment();
 // The funnel's metrics are read from the log line (metric filters with an environment dimension).
+// One line per browser request, paid per request: the compact format (src/observability/logger.ts).
 const logger = createLogger(SERVICE_NAME, {
-  [ENVIRONMENT_FIELD]: process.env[COMMON_ENV.environmentName] ?? config.name,
+  persistentKeys: { [ENVIRONMENT_FIELD]: process.env[COMMON_ENV.environmentName] ?? config.name },
+  compact: true,
 });
 const tableName = process.env[MAPPING_TABLE.envVar];
 if (!tableName) throw new Error(`${MAPPING_TABLE.envVar} is not set`);

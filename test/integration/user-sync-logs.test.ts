@@ -223,6 +223,12 @@ describe('handler logs and metrics', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .filter((entry) => entry['message'] === 'sync request');
     expect(requestLines.length).toBeGreaterThan(20);
+    // Compact: the request id, not what the log group says already (function name, ARN, memory).
+    for (const entry of requestLines) {
+      expect(typeof entry['function_request_id']).toBe('string');
+      for (const key of ['function_arn', 'function_name', 'function_memory_size', 'service', 'sampling_rate'])
+        expect(entry, key).not.toHaveProperty(key);
+    }
     // A stored mapping that continued the chain: the mapping and the redirect on one line.
     expect(
       requestLines.some((entry) => entry['metric'] === 'MappingStored' && typeof entry['next'] === 'string'),
