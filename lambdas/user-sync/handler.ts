@@ -30,8 +30,8 @@ import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
 // Cold start: configuration validated (a bad one fails here, loudly), clients created once.
 const SERVICE_NAME = 'user-sync';
 const config = loadRuntimeEnvironment();
-// The funnel's metrics are read from the log line (metric filters with an environment dimension).
-// One line per browser request, paid per request: the compact format (src/observability/logger.ts).
+// One line per browser request, paid per request: the compact format (src/observability/logger.ts),
+// with the environment, which the funnel's metric filters read as a dimension.
 const logger = createLogger(SERVICE_NAME, {
   persistentKeys: { [ENVIRONMENT_FIELD]: process.env[COMMON_ENV.environmentName] ?? config.name },
   compact: true,
@@ -100,8 +100,8 @@ function errorSummary(error: unknown): { name: string; message: string } {
 }
 
 /**
- * What Powertools' injectLambdaContext middleware did (request id and function in every line,
- * temporary keys reset), without Middy's per-request machinery on the hot path.
+ * What Powertools' injectLambdaContext middleware did (the request id and a container's first
+ * `cold_start` in its lines, temporary keys reset), without Middy's per-request machinery.
  */
 export async function handler(
   event: APIGatewayProxyEventV2,
