@@ -258,6 +258,7 @@ export const httpBench: BenchModule = {
       ],
       notes: [
         'floor: GET /floor on the same local HTTP API, one PutItem with the same DynamoDB client, the pixel',
+        'measured without the mapping stream consumer (release-pending): in AWS it runs in its own containers; in one local process it shares the CPU and puts the stream proxy before dynalite, and /uid measured that way was 0.63-0.65x (docs/performance.md)',
       ],
     };
   },
