@@ -141,6 +141,7 @@ export class DmpActivationStack extends Stack {
         );
       }
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
+      if (definition.privacyKey) this.secrets.grantPrivacyKey(fn.role);
       // The population functions read the API credentials of the platforms they call, never those
       // of file platforms (SFTP keys: the exporter's own grant, FileDelivery.attachExporter).
       if (definition.secrets === 'platformApi' && !definition.schedule) {

@@ -50,12 +50,14 @@ export const forgetCommand: Command = {
         import('../../src/privacy/forget.ts'),
         import('../../src/privacy/wiring.ts'),
       ]);
+      const digests = await context.userDigests();
       const audit = await forget.forgetUser(
         dmpUserId,
         'cli',
         wiring.forgetDeps({
           config,
-          population: new DynamoPopulationStore(population.client, population.tableName),
+          digests,
+          population: new DynamoPopulationStore(population.client, population.tableName, digests),
           mappings: new DynamoMappingStore(mappingTable.client, mappingTable.tableName),
           queues: new SqsQueues(await context.sqsClient(), (platformId) =>
             deliveryQueueName(context.environment, platformId),

@@ -172,6 +172,11 @@ export interface FunctionDefinition {
    */
   readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
   /**
+   * Reads the privacy key (src/privacy/digest.ts): the functions that look up tombstones or record
+   * or delete a user's rejections.
+   */
+  readonly privacyKey?: true;
+  /**
    * Modules left out of the bundle (esbuild externals). ssh2's optional native parts: its crypto
    * binding (`*.node`) and `cpu-features`; ssh2 loads both in a try/catch and falls back to pure
    * JavaScript, which is what runs on arm64 Lambda.
@@ -209,6 +214,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
     ],
     secrets: 'platformApi',
+    privacyKey: true,
   },
   /** A platform's delivery queue: micro-batches (or single calls) to the partner's API. */
   deliver: {
@@ -218,6 +224,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 60,
     tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'platformApi',
+    privacyKey: true,
   },
   /** The mapping table's stream: a user's sync releases the user's pending events; an opt-out is forgotten. */
   releasePending: {
@@ -233,6 +240,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
+    privacyKey: true,
   },
   /** `POST /privacy/forget` (IAM-authorized): the DMP's privacy requests (src/privacy). */
   privacy: {
@@ -247,6 +255,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
+    privacyKey: true,
   },
   /** Every minute: the removals of memberships that expired, for partners that take no lifetime. */
   expireMemberships: {

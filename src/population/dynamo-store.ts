@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
+import type { UserDigests } from '../privacy/digest.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
   type AccountingStore,
@@ -138,7 +139,17 @@ export class DynamoPopulationStore
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    /**
+     * The keyed user digest (src/privacy/digest.ts): rejection records hold it, never the id.
+     * Needed to record or delete a user's rejections; reading them does without.
+     */
+    private readonly digests?: UserDigests,
   ) {}
+
+  private async digester(): Promise<(dmpUserId: string) => string> {
+    if (!this.digests) throw new Error('the population store has no privacy key: it cannot digest a user id');
+    return this.digests.digester();
+  }
 
   async getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>> {
     const keys = new Map<string, Record<string, AttributeValue>>();
@@ -460,6 +471,7 @@ export class DynamoPopulationStore
   async recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>> {
     const recorded = new Set<string>();
     const now = new Date();
+    const digest = entries.some((entry) => entry.dmpUserId !== undefined) ? await this.digester() : undefined;
     await forEachLimited(entries, WRITE_CONCURRENCY, async (entry) => {
       try {
         await this.client.send(
@@ -476,7 +488,10 @@ export class DynamoPopulationStore
               ...(entry.platformId === undefined ? {} : { platformId: { N: String(entry.platformId) } }),
               ...(entry.segmentId === undefined ? {} : { segmentId: { S: entry.segmentId } }),
               ...(entry.audienceId === undefined ? {} : { audienceId: { S: entry.audienceId } }),
-              ...(entry.dmpUserId === undefined ? {} : { dmpUserId: { S: entry.dmpUserId } }),
+              // The keyed digest, not the id: `dmp rejected --user <id>` computes it to find them.
+              ...(entry.dmpUserId === undefined || !digest
+                ? {}
+                : { userDigest: { S: digest(entry.dmpUserId) } }),
               ...(entry.snippet === undefined ? {} : { snippet: { S: entry.snippet.slice(0, 300) } }),
             },
             ConditionExpression: 'attribute_not_exists(pk)',
@@ -505,7 +520,7 @@ export class DynamoPopulationStore
           platformId: item['platformId']?.N === undefined ? undefined : Number(item['platformId'].N),
           segmentId: item['segmentId']?.S,
           audienceId: item['audienceId']?.S,
-          dmpUserId: item['dmpUserId']?.S,
+          userDigest: item['userDigest']?.S,
           snippet: item['snippet']?.S,
         });
       }
@@ -546,12 +561,13 @@ export class DynamoPopulationStore
     return this.deleteAll(pendingPk(platformId, dmpUserId));
   }
 
-  /** Deletes the rejection records that name the user (14 days of them). */
+  /** Deletes the rejection records of the user (by its keyed digest; 14 days of them). */
   async deleteRejectionsOf(dmpUserId: string, days = 15, nowMs = Date.now()): Promise<number> {
+    const digest = (await this.digester())(dmpUserId);
     let deleted = 0;
     for (let day = 0; day < days; day++) {
       const pk = `rejected#${new Date(nowMs - day * 86_400_000).toISOString().slice(0, 10)}`;
-      const items = (await this.queryAll(pk, true)).filter((item) => item['dmpUserId']?.S === dmpUserId);
+      const items = (await this.queryAll(pk, true)).filter((item) => item['userDigest']?.S === digest);
       await forEachLimited(items, WRITE_CONCURRENCY, async (item) => {
         await this.client.send(
           new DeleteItemCommand({ TableName: this.tableName, Key: key(pk, item['sk']?.S ?? '') }),

@@ -109,7 +109,7 @@ const MAX_UNLISTED_PARAM_LENGTH = 4096;
 
 const STATUS_OF_REASON: ReadonlyArray<[RegExp, SyncResponse['status']]> = [
   [/^(token_|signature_|replayed|static_token_|platform_misconfigured|dmp_user_missing)/, 403],
-  [/^(consent_|opted_out)/, 451],
+  [/^(consent_|opted_out|user_forgotten)/, 451],
 ];
 
 type SyncedPlatform = PlatformConfig & { readonly sync: SyncSettings };
@@ -310,7 +310,11 @@ export class UserSyncService {
       refreshAfterSeconds,
       limits,
     });
-    if (outcome === 'static_token_cannot_replace' || outcome === 'static_token_rate_limited')
+    if (
+      outcome === 'static_token_cannot_replace' ||
+      outcome === 'static_token_rate_limited' ||
+      outcome === 'user_forgotten'
+    )
       return this.reject(outcome, platform.id, cookies, trace);
     this.deps.metrics.count(
       outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored',

@@ -26,11 +26,12 @@ import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
+import { UserDigests } from '../../src/privacy/digest.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 import { runDmpInProcess } from '../support/cli.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
 import { BATCH_PLATFORM, SINGLE_PLATFORM, writePopulationConfig } from '../support/population-config.ts';
-import { MappingTable } from './support.ts';
+import { MappingTable, PRIVACY_KEY } from './support.ts';
 
 /**
  * Harness of the population integration tests: the real local stack (route, deliver and release
@@ -95,7 +96,11 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
       region: LOCAL_REGION,
       credentials: LOCAL_CREDENTIALS,
     });
-    store = new DynamoPopulationStore(dynamodb, POPULATION_TABLE.localName);
+    store = new DynamoPopulationStore(
+      dynamodb,
+      POPULATION_TABLE.localName,
+      new UserDigests('local', async () => PRIVACY_KEY),
+    );
     sqs = new SQSClient({
       endpoint: stack.sqsEndpoint,
       region: LOCAL_REGION,
