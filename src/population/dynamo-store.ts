@@ -567,7 +567,10 @@ export class DynamoPopulationStore
     let deleted = 0;
     for (let day = 0; day < days; day++) {
       const pk = `rejected#${new Date(nowMs - day * 86_400_000).toISOString().slice(0, 10)}`;
-      const items = (await this.queryAll(pk, true)).filter((item) => item['userDigest']?.S === digest);
+      // Records written before rejections held the digest (at most 14 days old) named the id.
+      const items = (await this.queryAll(pk, true)).filter(
+        (item) => item['userDigest']?.S === digest || item['dmpUserId']?.S === dmpUserId,
+      );
       await forEachLimited(items, WRITE_CONCURRENCY, async (item) => {
         await this.client.send(
           new DeleteItemCommand({ TableName: this.tableName, Key: key(pk, item['sk']?.S ?? '') }),

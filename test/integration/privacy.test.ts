@@ -1,9 +1,9 @@
 import { createHash, createHmac } from 'node:crypto';
-import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
-import { TABLES } from '../../src/infra/resources.ts';
+import { POPULATION_TABLE, TABLES } from '../../src/infra/resources.ts';
 import { userDigest } from '../../src/privacy/digest.ts';
 import {
   audienceEvent,
@@ -216,10 +216,30 @@ describe('rejection records of a user', () => {
       expect.objectContaining({ id: 'privacy-test#1', userDigest: userDigest(PRIVACY_KEY, 'local', user) }),
     ]);
     expect(await rejectedOf('forget-me-00000007')).toEqual([]);
+    // A record of the previous layout, which named the id (kept 14 days at most): forgotten too.
+    const client = new DynamoDBClient({
+      endpoint: harness.stack.dynamodbEndpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    await client.send(
+      new PutItemCommand({
+        TableName: POPULATION_TABLE.localName,
+        Item: {
+          pk: { S: `rejected#${new Date().toISOString().slice(0, 10)}` },
+          sk: { S: 'privacy-test#legacy' },
+          reason: { S: 'partner_refused' },
+          dmpUserId: { S: user },
+          memberships: { N: '1' },
+        },
+      }),
+    );
+    client.destroy();
 
     const audit = JSON.parse((await cli(['forget', user, '--json'])).stdout);
-    expect(audit.rejectionsDeleted).toBe(1);
+    expect(audit.rejectionsDeleted).toBe(2);
     expect(await rejectedOf(user)).toEqual([]);
+    expect(await itemsMentioning(user)).toEqual([]);
   });
 });
 
