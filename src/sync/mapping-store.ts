@@ -55,6 +55,15 @@ export interface MappingStore {
     nowSeconds: number,
     options?: { consistent?: boolean },
   ): Promise<MappingRecord[]>;
+  /**
+   * listForUser, and whether a privacy request forgot the user (its forget markers, found by the
+   * same query): `/sync` then redirects the browser to no partner. Optional: a store without
+   * markers need not have it.
+   */
+  readUser?(
+    dmpUserId: string,
+    nowSeconds: number,
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }>;
   recordSighting(input: SightingInput): Promise<SightingResult>;
   deleteUser(dmpUserId: string): Promise<number>;
   /** True the first time a key is claimed; false for a replay while the guard lives. */
@@ -86,7 +95,23 @@ export class DynamoMappingStore implements MappingStore {
     nowSeconds: number,
     options: { consistent?: boolean } = {},
   ): Promise<MappingRecord[]> {
+    return (await this.queryUser(dmpUserId, nowSeconds, options)).mappings;
+  }
+
+  readUser(
+    dmpUserId: string,
+    nowSeconds: number,
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }> {
+    return this.queryUser(dmpUserId, nowSeconds, {});
+  }
+
+  private async queryUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options: { consistent?: boolean },
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }> {
     const records: MappingRecord[] = [];
+    let forgotten = false;
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(
@@ -99,13 +124,14 @@ export class DynamoMappingStore implements MappingStore {
         }),
       );
       for (const item of page.Items ?? []) {
+        if (isLiveForgetMarker(item, nowSeconds)) forgotten = true;
         const record = toRecord(item);
         // TTL deletion lags by up to two days: an expired item is already gone for us.
         if (record && record.expiresAt > nowSeconds) records.push(record);
       }
       startKey = page.LastEvaluatedKey;
     } while (startKey);
-    return records;
+    return { mappings: records, forgotten };
   }
 
   /**

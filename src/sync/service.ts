@@ -14,7 +14,7 @@ import {
   recordSyncAttempt,
   serializeCookie,
 } from './cookies.ts';
-import type { ChangeLimits } from './mapping.ts';
+import { type ChangeLimits, USER_FORGOTTEN } from './mapping.ts';
 import type { MappingStore } from './mapping-store.ts';
 import { decideDue } from './schedule.ts';
 import { verifySyncSignature } from './signature.ts';
@@ -160,7 +160,13 @@ export class UserSyncService {
     // The store is the truth at the start of a chain; the callbacks continue from the cookie.
     const synced = new Map<number, number>();
     if (existingUser === dmpUserId) {
-      for (const record of await this.deps.store.listForUser(dmpUserId, this.deps.now())) {
+      const { store } = this.deps;
+      const user = store.readUser
+        ? await store.readUser(dmpUserId, this.deps.now())
+        : { mappings: await store.listForUser(dmpUserId, this.deps.now()), forgotten: false };
+      // A privacy request forgot this id: no partner is asked, and the cookie is not renewed.
+      if (user.forgotten) return this.reject(USER_FORGOTTEN, undefined, [], trace);
+      for (const record of user.mappings) {
         synced.set(record.platformId, Date.parse(record.lastSeen) / 1000);
       }
     }
@@ -313,7 +319,7 @@ export class UserSyncService {
     if (
       outcome === 'static_token_cannot_replace' ||
       outcome === 'static_token_rate_limited' ||
-      outcome === 'user_forgotten'
+      outcome === USER_FORGOTTEN
     )
       return this.reject(outcome, platform.id, cookies, trace);
     this.deps.metrics.count(

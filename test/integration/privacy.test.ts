@@ -188,6 +188,17 @@ describe('a forgotten user whose browser still has the cookie', () => {
       expect([replay.status, replay.headers.get('x-dmp-reason')], cookie).toEqual([451, 'user_forgotten']);
     }
     expect(await mappings()).toMatchObject({ mappings: [], forgotten: true });
+    // The pixel asks no partner for this browser, and does not renew its cookie.
+    const pixel = await fetch(`${harness.stack.apiUrl}/sync`, {
+      headers: { cookie: `dmp_uid=${user}` },
+      redirect: 'manual',
+    });
+    expect([pixel.status, pixel.headers.get('x-dmp-reason'), pixel.headers.get('location')]).toEqual([
+      451,
+      'user_forgotten',
+      null,
+    ]);
+    expect(pixel.headers.getSetCookie().filter((cookie) => cookie.startsWith('dmp_uid='))).toEqual([]);
     await harness.idle();
     expect(await itemsMentioning(user)).toEqual([]);
     expect(await itemsMentioning('partner-of-forgotten')).toEqual([]);
