@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +9,7 @@ import {
   LATENCY_PERCENTILES,
   SEGMENT_DELIVERIES_QUERY,
 } from '../../lib/constructs/delivery-dashboard.ts';
-import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
+import { ENVIRONMENTS_DIR, REPO_ROOT } from '../../lib/repo.ts';
 import { deliveryPlatforms } from '../../src/infra/population.ts';
 import { FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
@@ -95,6 +97,14 @@ describe('the environment dashboard', () => {
     expect(perSegment.properties.query).toContain(SEGMENT_DELIVERIES_QUERY.join('\n| '));
     // It reads the deliver function's own log group, nothing wider.
     expect(perSegment.properties.query).toMatch(/^SOURCE 'TOKEN' \| /);
+  });
+
+  it('gives the runbook the per-segment query the dashboard runs', () => {
+    const runbook = readFileSync(join(REPO_ROOT, 'docs', 'operations.md'), 'utf8');
+    const block = SEGMENT_DELIVERIES_QUERY.map((line, index) => `  ${index === 0 ? '' : '| '}${line}`).join(
+      '\n',
+    );
+    expect(runbook).toContain(block);
   });
 
   it('graphs partner calls, errors and throttles per platform', () => {
