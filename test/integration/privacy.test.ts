@@ -3,8 +3,9 @@ import { DynamoDBClient, PutItemCommand, ScanCommand } from '@aws-sdk/client-dyn
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
-import { POPULATION_TABLE, TABLES } from '../../src/infra/resources.ts';
+import { MAPPING_TABLE, POPULATION_TABLE, TABLES } from '../../src/infra/resources.ts';
 import { userDigest } from '../../src/privacy/digest.ts';
+import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
@@ -202,6 +203,35 @@ describe('a forgotten user whose browser still has the cookie', () => {
     await harness.idle();
     expect(await itemsMentioning(user)).toEqual([]);
     expect(await itemsMentioning('partner-of-forgotten')).toEqual([]);
+  });
+});
+
+describe('a forget marker past its life (DynamoDB TTL deletes it up to days later)', () => {
+  it('refuses nothing any more: the browser syncs again, whatever its sync cookie says', async () => {
+    const client = new DynamoDBClient({
+      endpoint: harness.stack.dynamodbEndpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    const store = new DynamoMappingStore(client, MAPPING_TABLE.localName);
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const recentlySynced = `dmp_ss=${BATCH_PLATFORM}:${Math.floor(nowSeconds / 60).toString(36)}`;
+    // The creating put (no sync cookie), and the read first (a sync cookie of a minute ago).
+    for (const [user, extra] of [
+      ['expired-marker-0001', ''],
+      ['expired-marker-0002', `; ${recentlySynced}`],
+    ] as const) {
+      await store.putForgetMarkers(user, [BATCH_PLATFORM], nowSeconds - 1);
+      const response = await fetch(
+        `${harness.stack.apiUrl}/uid?userid=partner-${user}&pl=${BATCH_PLATFORM}&plsec=verysecure`,
+        { headers: { cookie: `dmp_uid=${user}${extra}` }, redirect: 'manual' },
+      );
+      expect(response.headers.get('x-dmp-reason'), user).toBeNull();
+      expect(await store.listForUser(user, nowSeconds)).toEqual([
+        expect.objectContaining({ platformId: BATCH_PLATFORM, partnerUserId: `partner-${user}` }),
+      ]);
+    }
+    client.destroy();
   });
 });
 
