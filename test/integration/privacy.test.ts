@@ -280,6 +280,17 @@ describe('rejection records of a user', () => {
     const audit = JSON.parse((await cli(['forget', user, '--json'])).stdout);
     expect(audit.rejectionsDeleted).toBe(2);
     expect(await rejectedOf(user)).toEqual([]);
+    // The audit of the request, found by the user's digest; another user's finds nothing.
+    const auditsOf = async (id: string) =>
+      JSON.parse((await cli(['forget', 'audit', '--user', id, '--json'])).stdout).audits;
+    expect(await auditsOf(user)).toEqual([
+      expect.objectContaining({
+        source: 'cli',
+        digest: userDigest(PRIVACY_KEY, 'local', user),
+        rejectionsDeleted: '2',
+      }),
+    ]);
+    expect(await auditsOf('forget-me-00000007')).toEqual([]);
     expect(await itemsMentioning(user)).toEqual([]);
   });
 });
