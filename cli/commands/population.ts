@@ -252,9 +252,12 @@ export const whyCommand: Command = {
           ? 'a partner id exists now: the release is under way (or failed: see the release function)'
           : 'no partner id yet (the user has not synced with this platform): delivered as soon as the sync stores one',
       }));
+      // A privacy request's tombstone: the user's events are set aside, its syncs refused.
+      const forgotten = (await store.tombstoned([digest])).has(digest);
       const report = {
         dmpUserId,
         platformId,
+        forgotten,
         partnerUserId: mapping?.partnerUserId ?? null,
         synced: mapping !== undefined,
         segments: [...segments, ...waiting],
@@ -267,6 +270,10 @@ export const whyCommand: Command = {
       const lines = [
         `${dmpUserId} at platform ${platformId}: ${mapping ? `partner id ${mapping.partnerUserId} (last synced ${mapping.lastSeen})` : 'not synced (no partner id)'}`,
       ];
+      if (forgotten)
+        lines.push(
+          '  forgotten by a privacy request (dmp forget audit --user): its events are set aside, its syncs refused',
+        );
       if (report.segments.length === 0 && rejected.length === 0)
         lines.push('no population event for this user and platform');
       for (const segment of report.segments) {

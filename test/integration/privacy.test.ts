@@ -189,6 +189,8 @@ describe('a forgotten user whose browser still has the cookie', () => {
       expect([replay.status, replay.headers.get('x-dmp-reason')], cookie).toEqual([451, 'user_forgotten']);
     }
     expect(await mappings()).toMatchObject({ mappings: [], forgotten: true });
+    const why = JSON.parse((await cli(['why', user, '--platform', String(BATCH_PLATFORM), '--json'])).stdout);
+    expect(why).toMatchObject({ forgotten: true, synced: false, segments: [] });
     // The pixel asks no partner for this browser, and does not renew its cookie.
     const pixel = await fetch(`${harness.stack.apiUrl}/sync`, {
       headers: { cookie: `dmp_uid=${user}` },
