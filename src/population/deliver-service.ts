@@ -72,12 +72,12 @@ const WRITES_AT_ONCE = 16;
  * the counts): twice as long as that many writes took during the intents, and at least a second.
  */
 export function callDeadline(deadline: number, writeRoundMs: number, writesAfter: number): number {
-  return deadline - Math.max(1000, 2 * writeRoundMs * Math.ceil(writesAfter / WRITES_AT_ONCE));
+  return deadline - Math.ceil(Math.max(1000, 2 * writeRoundMs * Math.ceil(writesAfter / WRITES_AT_ONCE)));
 }
 
 /** Intents start until this time: the calls and the writes after them get the rest. */
 export function intentStopAt(startedAt: number, deadline: number): number {
-  return startedAt + Math.max(0, deadline - startedAt) * INTENT_TIME_SHARE;
+  return startedAt + Math.floor(Math.max(0, deadline - startedAt) * INTENT_TIME_SHARE);
 }
 
 export interface LatencySample {

@@ -167,7 +167,8 @@ export async function deliverMemberships<T extends Membership>(
     let body: unknown;
     try {
       const answer = await deps.partner.call(planned.request, {
-        signal: AbortSignal.timeout(remaining),
+        // AbortSignal.timeout takes whole milliseconds only.
+        signal: AbortSignal.timeout(Math.ceil(remaining)),
         onTry: (status, retryAfterMs) => deps.gate?.observe(status, retryAfterMs),
       });
       body = answer.json();

@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SECRETS_PATH } from '../../local/stack.ts';
+import { type ConnectedPlatform, PartnerClients } from '../../src/connectors/partner-clients.ts';
+import { POPULATION_TABLE } from '../../src/infra/resources.ts';
+import { type DeliveryRecord, deliverRecords } from '../../src/population/deliver-service.ts';
+import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
+import type { Membership } from '../../src/population/membership.ts';
+import {
+  audienceEvent,
+  BATCH_PLATFORM,
+  partnerIdOf,
+  segmentOf,
+  sync,
+  usePopulationStack,
+  users,
+} from './population-support.ts';
+
+/**
+ * A deliver invocation short of time (under load its intent writes take half of it) finishes what
+ * it started and hands back the rest at once: no record is half done and lost, nothing is sent
+ * that was not stored first, and the records handed back are delivered on their next receive.
+ * The clock is the test's: each intent write takes 100 ms of it, so exactly 300 writes start
+ * before half of the 60 s is used.
+ */
+
+const harness = usePopulationStack();
+
+describe('deliver step bounded by its time', () => {
+  it('completes the records it started and returns the unstarted ones, which come back whole', async () => {
+    await sync(harness, BATCH_PLATFORM, ['time-bound-warm-up']);
+    await harness.send(audienceEvent(['time-bound-warm-up'], { audience: 'aud-time-bound' }));
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-time-bound');
+    const before = await harness.totals(BATCH_PLATFORM);
+
+    const people = users('time-bound', 500);
+    const ts = Date.now();
+    const records: DeliveryRecord[] = Array.from({ length: 5 }, (_, record) => ({
+      id: `time-bound-record-${record}`,
+      lastReceive: false,
+      memberships: people.slice(record * 100, (record + 1) * 100).map(
+        (dmpUserId): Membership => ({
+          platformId: BATCH_PLATFORM,
+          segmentId: segment,
+          audienceId: 'aud-time-bound',
+          dmpUserId,
+          partnerUserId: partnerIdOf(dmpUserId),
+          op: 'add',
+          ts,
+        }),
+      ),
+    }));
+
+    let clock = Date.now();
+    const real = harness.store as unknown as { client: DynamoDBClient };
+    const slowWrites = {
+      send: (command: Parameters<DynamoDBClient['send']>[0]) => {
+        if (command instanceof UpdateItemCommand) clock += 100;
+        return real.client.send(command as never);
+      },
+    } as unknown as DynamoDBClient;
+    const store = new DynamoPopulationStore(slowWrites, POPULATION_TABLE.localName);
+    const platform = harness.stack.config.platforms.find((p) => p.id === BATCH_PLATFORM) as ConnectedPlatform;
+    const secrets = JSON.parse(readFileSync(DEFAULT_SECRETS_PATH, 'utf8'));
+    const clients = new PartnerClients(
+      async () => secrets[`dmp-activation/local/platforms/${BATCH_PLATFORM}/api`],
+    );
+    const deps = {
+      environment: 'local',
+      platform: (id: number) => (id === BATCH_PLATFORM ? platform : undefined),
+      partnerFor: (p: ConnectedPlatform) => clients.for(p),
+      state: store,
+      accounting: store,
+      now: () => clock,
+    };
+
+    const first = await deliverRecords(records, deps, clock + 60_000);
+
+    // Three records started (300 intents in 30 s of the clock), sent and settled; two untouched.
+    const returned = ['time-bound-record-3', 'time-bound-record-4'];
+    expect([...first.failedRecordIds].sort()).toEqual(returned);
+    expect([...first.unstartedRecordIds].sort()).toEqual(returned);
+    expect(first.delivered).toBe(300);
+    expect(new Set(harness.stack.partner.members(segment))).toEqual(
+      new Set(['time-bound-warm-up', ...people.slice(0, 300)].map(partnerIdOf)),
+    );
+    expect(await harness.store.membershipsOf(BATCH_PLATFORM, people[300] as string)).toEqual([]);
+
+    // Their next receive delivers them; every membership is counted once.
+    const second = await deliverRecords(
+      records.filter((record) => returned.includes(record.id)),
+      deps,
+      clock + 60_000,
+    );
+    expect(second.failedRecordIds.size).toBe(0);
+    expect(new Set(harness.stack.partner.members(segment))).toEqual(
+      new Set(['time-bound-warm-up', ...people].map(partnerIdOf)),
+    );
+    const after = await harness.totals(BATCH_PLATFORM);
+    expect(after.delivered - before.delivered).toBe(500);
+    expect(after.dlq - before.dlq).toBe(0);
+  });
+});
