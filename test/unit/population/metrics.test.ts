@@ -3,7 +3,7 @@ import {
   EVENT_TO_PARTNER_LATENCY,
   POPULATION_METRICS,
   PowertoolsPopulationMetrics,
-} from '../../src/observability/powertools.ts';
+} from '../../../src/observability/powertools.ts';
 
 /** EMF records the deliver step prints (CloudWatch reads them from the function's log). */
 function capture(): { records: () => Record<string, unknown>[] } {
