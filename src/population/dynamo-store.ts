@@ -283,8 +283,8 @@ export class DynamoPopulationStore
         ExpressionAttributeValues: {
           ':ts': { N: String(m.ts) },
           ':op': { S: m.op },
-          ':add': { S: 'add' },
-          ':remove': { S: 'remove' },
+          // DynamoDB refuses values the expressions do not use.
+          ...(condition.includes(':add') ? { ':add': { S: 'add' }, ':remove': { S: 'remove' } } : {}),
           ':p': { S: m.partnerUserId },
           ':aud': { S: m.audienceId },
           ':at': { S: new Date(nowMs).toISOString() },

@@ -1,15 +1,13 @@
-import { readFileSync } from 'node:fs';
 import { type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SECRETS_PATH } from '../../local/stack.ts';
-import { type ConnectedPlatform, PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { POPULATION_TABLE } from '../../src/infra/resources.ts';
 import { type DeliveryRecord, deliverRecords } from '../../src/population/deliver-service.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
-import type { Membership } from '../../src/population/membership.ts';
 import {
+  adds,
   audienceEvent,
   BATCH_PLATFORM,
+  deliverDeps,
   partnerIdOf,
   segmentOf,
   sync,
@@ -40,17 +38,7 @@ describe('deliver step bounded by its time', () => {
     const records: DeliveryRecord[] = Array.from({ length: 5 }, (_, record) => ({
       id: `time-bound-record-${record}`,
       lastReceive: false,
-      memberships: people.slice(record * 100, (record + 1) * 100).map(
-        (dmpUserId): Membership => ({
-          platformId: BATCH_PLATFORM,
-          segmentId: segment,
-          audienceId: 'aud-time-bound',
-          dmpUserId,
-          partnerUserId: partnerIdOf(dmpUserId),
-          op: 'add',
-          ts,
-        }),
-      ),
+      memberships: adds(people.slice(record * 100, (record + 1) * 100), segment, 'aud-time-bound', ts),
     }));
 
     let clock = Date.now();
@@ -62,19 +50,7 @@ describe('deliver step bounded by its time', () => {
       },
     } as unknown as DynamoDBClient;
     const store = new DynamoPopulationStore(slowWrites, POPULATION_TABLE.localName);
-    const platform = harness.stack.config.platforms.find((p) => p.id === BATCH_PLATFORM) as ConnectedPlatform;
-    const secrets = JSON.parse(readFileSync(DEFAULT_SECRETS_PATH, 'utf8'));
-    const clients = new PartnerClients(
-      async () => secrets[`dmp-activation/local/platforms/${BATCH_PLATFORM}/api`],
-    );
-    const deps = {
-      environment: 'local',
-      platform: (id: number) => (id === BATCH_PLATFORM ? platform : undefined),
-      partnerFor: (p: ConnectedPlatform) => clients.for(p),
-      state: store,
-      accounting: store,
-      now: () => clock,
-    };
+    const deps = deliverDeps(harness, { state: store, accounting: store, now: () => clock });
 
     const first = await deliverRecords(records, deps, clock + 60_000);
 
