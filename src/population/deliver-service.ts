@@ -8,7 +8,7 @@ import {
   type RejectedEntry,
 } from './accounting.ts';
 import { type CallGate, deliverMemberships, type PartnerLike } from './delivery.ts';
-import type { MembershipStateStore } from './dynamo-store.ts';
+import type { IntentResult, MembershipStateStore } from './dynamo-store.ts';
 import { removalDueAt } from './expiry.ts';
 import { type Membership, membershipKey } from './membership.ts';
 import { type AppliedState, compareEvents, newestPerKey } from './ordering.ts';
@@ -66,6 +66,9 @@ export const INTENT_TIME_SHARE = 0.5;
 
 /** Concurrent writes of the store (src/population/dynamo-store.ts). */
 const WRITES_AT_ONCE = 16;
+
+/** Memberships checked against privacy requests and written as intents at a time. */
+const INTENT_CHUNK = 1000;
 
 /**
  * Calls stop early enough to write what comes after them (each message's progress, its tallies,
@@ -181,37 +184,14 @@ export async function deliverRecords(
         reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
       continue;
     }
-    const forgotten =
-      (await deps.forgotten?.([...new Set(memberships.map((m) => m.dmpUserId))])) ?? new Set<string>();
-    // A forgotten user's adds (routed before the request) are set aside, without the id.
-    const { newest, superseded, duplicates } = newestPerKey(
-      memberships.filter((item) => {
-        if (item.op === 'remove' || !forgotten.has(item.dmpUserId)) return true;
-        settle(item, STATUS.rejected);
-        rejections.push({
-          entry: {
-            id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
-            reason: 'forgotten',
-            detail: 'the user was forgotten by a privacy request',
-            platformId: item.platformId,
-            segmentId: item.segmentId,
-            audienceId: item.audienceId,
-            memberships: item.expiry ? 0 : 1,
-          },
-          platformId: item.platformId,
-          segmentId: item.segmentId,
-        });
-        return false;
-      }),
-    );
+    const { newest, superseded, duplicates } = newestPerKey(memberships);
     for (const item of superseded) settle(item, STATUS.superseded);
     for (const item of duplicates) settle(item, STATUS.elsewhere);
 
     // The intent is stored before the call: a stale event is refused against it even if this
-    // invocation dies (or times out) between the partner's answer and its progress write.
-    // A forgotten user's removal keeps no state (the privacy request deleted the rest): sent
-    // without an intent, settled in its message's progress, never stored.
-    const forgottenRemovals = newest.filter((item) => forgotten.has(item.dmpUserId));
+    // invocation dies (or times out) between the partner's answer and its progress write. Users
+    // are checked against privacy requests and intents written a chunk at a time, while the
+    // invocation has time to start them (the rest comes back at once, unstarted).
     const intentStart = now();
     const intentOptions = {
       callsEndBy: deadline,
@@ -219,15 +199,58 @@ export async function deliverRecords(
       stopAt: intentStopAt(startedAt, deadline),
       now,
     };
-    const toWrite = newest.filter((item) => !forgotten.has(item.dmpUserId));
-    const { claimed, refused, unstarted } = await deps.state.recordIntents(
-      toWrite,
-      intentStart,
-      intentOptions,
-    );
-    const writeRoundMs =
-      (now() - intentStart) / Math.max(1, Math.ceil((toWrite.length - unstarted.length) / WRITES_AT_ONCE));
-    for (const item of unstarted) unstartedRecordIds.add(item.recordId);
+    const claimed: IntentResult['claimed'] = [];
+    const refused: Tracked[] = [];
+    const forgottenRemovals: Tracked[] = [];
+    let written = 0;
+    for (let start = 0; start < newest.length; start += INTENT_CHUNK) {
+      const chunk = newest.slice(start, start + INTENT_CHUNK);
+      if (now() >= intentOptions.stopAt) {
+        for (const item of chunk) unstartedRecordIds.add(item.recordId);
+        continue;
+      }
+      let forgotten: Set<string>;
+      try {
+        forgotten =
+          (await deps.forgotten?.([...new Set(chunk.map((m) => m.dmpUserId))])) ?? new Set<string>();
+      } catch {
+        // The privacy check could not be read (timeouts after the SDK's retries): these
+        // memberships come back with their records, after a backoff; the others go on.
+        for (const item of chunk) fail(item);
+        continue;
+      }
+      const toWrite: Tracked[] = [];
+      for (const item of chunk) {
+        if (!forgotten.has(item.dmpUserId)) toWrite.push(item);
+        // A forgotten user's removal keeps no state (the privacy request deleted the rest): sent
+        // without an intent, settled in its message's progress, never stored.
+        else if (item.op === 'remove') forgottenRemovals.push(item);
+        // A forgotten user's add (routed before the request) is set aside, without the id.
+        else {
+          settle(item, STATUS.rejected);
+          rejections.push({
+            entry: {
+              id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
+              reason: 'forgotten',
+              detail: 'the user was forgotten by a privacy request',
+              platformId: item.platformId,
+              segmentId: item.segmentId,
+              audienceId: item.audienceId,
+              memberships: item.expiry ? 0 : 1,
+            },
+            platformId: item.platformId,
+            segmentId: item.segmentId,
+          });
+        }
+      }
+      const out = await deps.state.recordIntents(toWrite, now(), intentOptions);
+      claimed.push(...out.claimed);
+      refused.push(...out.refused);
+      for (const item of out.unstarted) unstartedRecordIds.add(item.recordId);
+      for (const item of out.failed) fail(item);
+      written += toWrite.length - out.unstarted.length;
+    }
+    const writeRoundMs = (now() - intentStart) / Math.max(1, Math.ceil(written / WRITES_AT_ONCE));
 
     // What the refused intents met, and the progress of messages whose calls may be under way.
     const met = refused.length > 0 ? await deps.state.getApplied(refused) : new Map<string, AppliedState>();

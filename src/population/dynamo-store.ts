@@ -67,6 +67,8 @@ export interface IntentResult {
   /** Outranked by the stored event, or the same event stored by another message. */
   readonly refused: PlacedMembership[];
   readonly unstarted: PlacedMembership[];
+  /** The write failed (a timeout, throttling after the SDK's retries): stored or not, unknown. */
+  readonly failed: PlacedMembership[];
 }
 
 export interface MembershipStateStore {
@@ -224,6 +226,7 @@ export class DynamoPopulationStore
     const claimed: IntentResult['claimed'] = [];
     const refused: PlacedMembership[] = [];
     const unstarted: PlacedMembership[] = [];
+    const failed: PlacedMembership[] = [];
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
       if (options.stopAt !== undefined && now() >= options.stopAt) {
         unstarted.push(m);
@@ -233,11 +236,12 @@ export class DynamoPopulationStore
         const previous = await this.writeIntent(m, nowMs, options, INTENT_CONDITION, {});
         claimed.push({ item: m, previous });
       } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException)) throw error;
-        refused.push(m);
+        if (error instanceof ConditionalCheckFailedException) refused.push(m);
+        // One failed write does not sink the others: its membership is retried with its record.
+        else failed.push(m);
       }
     });
-    return { claimed, refused, unstarted };
+    return { claimed, refused, unstarted, failed };
   }
 
   async takeOver(m: PlacedMembership, from: AppliedState, nowMs: number, options: IntentOptions) {

@@ -79,3 +79,51 @@ describe('deliver step bounded by its time', () => {
     expect(after.dlq - before.dlq).toBe(0);
   });
 });
+
+describe('deliver step against a table that times out', () => {
+  it('sends what it could store, and hands back only the record whose intent write failed', async () => {
+    await sync(harness, BATCH_PLATFORM, ['time-out-warm-up']);
+    await harness.send(audienceEvent(['time-out-warm-up'], { audience: 'aud-time-out' }));
+    await harness.idle();
+    const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-time-out');
+    const people = users('time-out', 30);
+    const records: DeliveryRecord[] = Array.from({ length: 3 }, (_, record) => ({
+      id: `time-out-record-${record}`,
+      lastReceive: false,
+      memberships: adds(people.slice(record * 10, (record + 1) * 10), segment, 'aud-time-out', Date.now()),
+    }));
+    const real = harness.store as unknown as { client: DynamoDBClient };
+    // The write of one membership of the second record times out (after the SDK's own retries).
+    const flaky = {
+      send: (command: Parameters<DynamoDBClient['send']>[0]) => {
+        const key = (command.input as { Key?: { pk?: { S?: string } } }).Key?.pk?.S ?? '';
+        if (command instanceof UpdateItemCommand && key.endsWith(people[15] as string)) {
+          return Promise.reject(Object.assign(new Error('socket timed out'), { name: 'TimeoutError' }));
+        }
+        return real.client.send(command as never);
+      },
+    } as unknown as DynamoDBClient;
+    const store = new DynamoPopulationStore(flaky, POPULATION_TABLE.localName);
+
+    const result = await deliverRecords(
+      records,
+      deliverDeps(harness, { state: store, accounting: store }),
+      Date.now() + 50_000,
+    );
+    expect([...result.failedRecordIds]).toEqual(['time-out-record-1']);
+    expect(result.unstartedRecordIds.size).toBe(0);
+    expect(result.delivered).toBe(29);
+    expect(harness.stack.partner.members(segment)).not.toContain(partnerIdOf(people[15] as string));
+
+    // The next receive of that record (the table answering again) settles the rest of it.
+    const again = await deliverRecords(
+      records.filter((record) => record.id === 'time-out-record-1'),
+      deliverDeps(harness),
+      Date.now() + 50_000,
+    );
+    expect(again).toMatchObject({ delivered: 1 });
+    expect(new Set(harness.stack.partner.members(segment))).toEqual(
+      new Set(['time-out-warm-up', ...people].map(partnerIdOf)),
+    );
+  });
+});
