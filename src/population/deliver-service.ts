@@ -290,7 +290,8 @@ export async function deliverRecords(
       // one that gave up on it (its DLQ, a redrive's new message) is taken over once its calls ended.
       const status =
         current.by && current.ix !== undefined ? progress.get(current.by)?.statuses[current.ix] : undefined;
-      if (status !== undefined && status !== STATUS.open) {
+      // (A state of the previous design says itself whether the partner acknowledged it.)
+      if ((status !== undefined && status !== STATUS.open) || current.acked === true) {
         settle(item, STATUS.elsewhere);
         continue;
       }
