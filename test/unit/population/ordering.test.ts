@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { callDeadline } from '../../../src/population/deliver-service.ts';
+import { callDeadline, intentStopAt } from '../../../src/population/deliver-service.ts';
 import { orderVerdict } from '../../../src/population/ordering.ts';
 import {
   IN_FLIGHT_MARGIN_MS,
@@ -28,6 +28,13 @@ describe('order against the stored intent', () => {
     // 20 progress and tally writes: 2 rounds of 16 at 100 ms each, kept twice; at least a second.
     expect(callDeadline(60_000, 100, 20)).toBe(59_000);
     expect(callDeadline(60_000, 1_000, 20)).toBe(56_000);
+    // Whole milliseconds (an abort signal takes nothing else).
+    expect(Number.isInteger(callDeadline(60_000, 333.3, 20))).toBe(true);
+  });
+
+  it('starts intents during the first half of the time left', () => {
+    expect(intentStopAt(1_000, 56_000)).toBe(28_500);
+    expect(intentStopAt(1_000, 1_001)).toBe(1_000);
   });
 });
 
