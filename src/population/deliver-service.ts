@@ -7,8 +7,8 @@ import {
   type RecordTally,
   type RejectedEntry,
 } from './accounting.ts';
-import { type CallGate, deliverMemberships, type PartnerLike } from './delivery.ts';
-import type { IntentResult, MembershipStateStore } from './dynamo-store.ts';
+import { type CallGate, deliverMemberships, PARTNER_DOWN_AFTER, type PartnerLike } from './delivery.ts';
+import type { IntentOptions, MembershipStateStore } from './dynamo-store.ts';
 import { removalDueAt } from './expiry.ts';
 import { type Membership, membershipKey } from './membership.ts';
 import { type AppliedState, compareEvents, newestPerKey } from './ordering.ts';
@@ -67,8 +67,11 @@ export const INTENT_TIME_SHARE = 0.5;
 /** Concurrent writes of the store (src/population/dynamo-store.ts). */
 const WRITES_AT_ONCE = 16;
 
-/** Memberships checked against privacy requests and written as intents at a time. */
+/** Memberships checked against privacy requests, written as intents and sent at a time. */
 const INTENT_CHUNK = 1000;
+
+/** Chunks whose calls may run while the next chunk's intents are written. */
+const CHUNKS_IN_FLIGHT = 2;
 
 /**
  * Calls stop early enough to write what comes after them (each message's progress, its tallies,
@@ -177,80 +180,60 @@ export async function deliverRecords(
     });
   };
 
-  for (const [platformId, memberships] of byPlatform) {
-    const platform = deps.platform(platformId);
-    if (!platform) {
-      for (const item of memberships)
-        reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
-      continue;
+  /**
+   * Checks a chunk's users against privacy requests and stores its intents (the intent is stored
+   * before the call: a stale event is refused against it even if this invocation dies, or times
+   * out, between the partner's answer and its progress write); returns what may be sent now.
+   */
+  const storeIntents = async (
+    chunk: readonly Tracked[],
+    intentOptions: IntentOptions,
+  ): Promise<{ items: Tracked[]; writeRoundMs: number }> => {
+    const none = { items: [], writeRoundMs: 0 };
+    let forgotten: Set<string>;
+    try {
+      forgotten = (await deps.forgotten?.([...new Set(chunk.map((m) => m.dmpUserId))])) ?? new Set<string>();
+    } catch {
+      // The privacy check could not be read (timeouts after the SDK's retries): these
+      // memberships come back with their records, after a backoff; the others go on.
+      for (const item of chunk) fail(item);
+      return none;
     }
-    const { newest, superseded, duplicates } = newestPerKey(memberships);
-    for (const item of superseded) settle(item, STATUS.superseded);
-    for (const item of duplicates) settle(item, STATUS.elsewhere);
-
-    // The intent is stored before the call: a stale event is refused against it even if this
-    // invocation dies (or times out) between the partner's answer and its progress write. Users
-    // are checked against privacy requests and intents written a chunk at a time, while the
-    // invocation has time to start them (the rest comes back at once, unstarted).
-    const intentStart = now();
-    const intentOptions = {
-      callsEndBy: deadline,
-      removeAt: (m: Membership) => removalDueAt(platform.connector, m),
-      stopAt: intentStopAt(startedAt, deadline),
-      now,
-    };
-    const claimed: IntentResult['claimed'] = [];
-    const refused: Tracked[] = [];
-    const forgottenRemovals: Tracked[] = [];
-    let written = 0;
-    for (let start = 0; start < newest.length; start += INTENT_CHUNK) {
-      const chunk = newest.slice(start, start + INTENT_CHUNK);
-      if (now() >= intentOptions.stopAt) {
-        for (const item of chunk) unstartedRecordIds.add(item.recordId);
-        continue;
-      }
-      let forgotten: Set<string>;
-      try {
-        forgotten =
-          (await deps.forgotten?.([...new Set(chunk.map((m) => m.dmpUserId))])) ?? new Set<string>();
-      } catch {
-        // The privacy check could not be read (timeouts after the SDK's retries): these
-        // memberships come back with their records, after a backoff; the others go on.
-        for (const item of chunk) fail(item);
-        continue;
-      }
-      const toWrite: Tracked[] = [];
-      for (const item of chunk) {
-        if (!forgotten.has(item.dmpUserId)) toWrite.push(item);
-        // A forgotten user's removal keeps no state (the privacy request deleted the rest): sent
-        // without an intent, settled in its message's progress, never stored.
-        else if (item.op === 'remove') forgottenRemovals.push(item);
-        // A forgotten user's add (routed before the request) is set aside, without the id.
-        else {
-          settle(item, STATUS.rejected);
-          rejections.push({
-            entry: {
-              id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
-              reason: 'forgotten',
-              detail: 'the user was forgotten by a privacy request',
-              platformId: item.platformId,
-              segmentId: item.segmentId,
-              audienceId: item.audienceId,
-              memberships: item.expiry ? 0 : 1,
-            },
+    const toWrite: Tracked[] = [];
+    // A forgotten user's removal keeps no state (the privacy request deleted the rest): sent
+    // without an intent, settled in its message's progress, never stored.
+    const items: Tracked[] = [];
+    for (const item of chunk) {
+      if (!forgotten.has(item.dmpUserId)) toWrite.push(item);
+      else if (item.op === 'remove') items.push(item);
+      // A forgotten user's add (routed before the request) is set aside, without the id.
+      else {
+        settle(item, STATUS.rejected);
+        rejections.push({
+          entry: {
+            id: `${item.recordId}#forgotten#${item.platformId}#${item.segmentId}#${item.ts}`,
+            reason: 'forgotten',
+            detail: 'the user was forgotten by a privacy request',
             platformId: item.platformId,
             segmentId: item.segmentId,
-          });
-        }
+            audienceId: item.audienceId,
+            memberships: item.expiry ? 0 : 1,
+          },
+          platformId: item.platformId,
+          segmentId: item.segmentId,
+        });
       }
-      const out = await deps.state.recordIntents(toWrite, now(), intentOptions);
-      claimed.push(...out.claimed);
-      refused.push(...out.refused);
-      for (const item of out.unstarted) unstartedRecordIds.add(item.recordId);
-      for (const item of out.failed) fail(item);
-      written += toWrite.length - out.unstarted.length;
     }
-    const writeRoundMs = (now() - intentStart) / Math.max(1, Math.ceil(written / WRITES_AT_ONCE));
+    const writeStart = now();
+    const { claimed, refused, unstarted, failed } = await deps.state.recordIntents(
+      toWrite,
+      writeStart,
+      intentOptions,
+    );
+    for (const item of unstarted) unstartedRecordIds.add(item.recordId);
+    for (const item of failed) fail(item);
+    const writeRoundMs =
+      (now() - writeStart) / Math.max(1, Math.ceil((toWrite.length - unstarted.length) / WRITES_AT_ONCE));
 
     // What the refused intents met, and the progress of messages whose calls may be under way.
     const met = refused.length > 0 ? await deps.state.getApplied(refused) : new Map<string, AppliedState>();
@@ -266,14 +249,13 @@ export async function deliverRecords(
     const progress: Map<string, MessageProgress> =
       others.size > 0 ? await deps.state.progressOf([...others]) : new Map();
 
-    const toSend: Tracked[] = [...forgottenRemovals];
     const defer = (item: Tracked, until: number) => {
       fail(item);
       retryAfter(until - now());
     };
     for (const { item, previous } of claimed) {
       const busyUntil = inFlightUntil(previous, item.recordId, progress, now());
-      if (busyUntil === undefined) toSend.push(item);
+      if (busyUntil === undefined) items.push(item);
       else defer(item, busyUntil);
     }
     for (const item of refused) {
@@ -288,49 +270,102 @@ export async function deliverRecords(
       }
       // The same event, stored by another message: that one accounts for it once it settled it;
       // one that gave up on it (its DLQ, a redrive's new message) is taken over once its calls ended.
+      // (A state of the previous design says itself whether the partner acknowledged it.)
       const status =
         current.by && current.ix !== undefined ? progress.get(current.by)?.statuses[current.ix] : undefined;
-      // (A state of the previous design says itself whether the partner acknowledged it.)
       if ((status !== undefined && status !== STATUS.open) || current.acked === true) {
         settle(item, STATUS.elsewhere);
         continue;
       }
       const busyUntil = inFlightUntil(current, item.recordId, progress, now());
       if (busyUntil !== undefined) defer(item, busyUntil);
-      else if (await deps.state.takeOver(item, current, now(), intentOptions)) toSend.push(item);
+      else if (await deps.state.takeOver(item, current, now(), intentOptions)) items.push(item);
       else fail(item);
     }
-    if (toSend.length === 0) continue;
+    return { items, writeRoundMs };
+  };
 
-    const partner = await deps.partnerFor(platform);
-    const gate = deps.gateFor?.(platform);
-    const outcome = await deliverMemberships(toSend, {
-      connector: platform.connector,
-      environment: deps.environment,
-      partner,
-      ...(gate ? { gate } : {}),
-      concurrency: platform.connector.population.mode === 'single' ? 16 : 4,
-      deadline: callDeadline(deadline, writeRoundMs, lines.size + 2),
+  for (const [platformId, memberships] of byPlatform) {
+    const platform = deps.platform(platformId);
+    if (!platform) {
+      for (const item of memberships)
+        reject(item, 'platform_unknown', `platform ${platformId} is not configured`);
+      continue;
+    }
+    const { newest, superseded, duplicates } = newestPerKey(memberships);
+    for (const item of superseded) settle(item, STATUS.superseded);
+    for (const item of duplicates) settle(item, STATUS.elsewhere);
+
+    const intentOptions = {
+      callsEndBy: deadline,
+      removeAt: (m: Membership) => removalDueAt(platform.connector, m),
+      stopAt: intentStopAt(startedAt, deadline),
       now,
-      onAcknowledged: (items, atMs) => {
-        for (const ts of new Set(items.map((item) => item.ts))) {
-          if (latencies.length < MAX_LATENCY_SAMPLES)
-            latencies.push({ platformId, ms: Math.max(0, atMs - ts) });
-        }
-      },
-    });
-    calls += outcome.calls;
-    counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
-    for (const item of outcome.delivered as Tracked[]) {
-      settle(item, STATUS.delivered);
-      if (!item.expiry) delivered += 1;
+    };
+    let partner: PartnerLike | undefined;
+    const gate = deps.gateFor?.(platform);
+    const sending: Promise<void>[] = [];
+    let failedCallsInRow = 0;
+    // A chunk's calls are awaited later: an unexpected error is kept, and thrown once all ended.
+    let sendError: unknown;
+    const keepError = (error: unknown) => {
+      sendError ??= error;
+    };
+    // A chunk at a time: the users are checked against privacy requests, the intents written,
+    // then the chunk is sent, so the first calls leave after one chunk's writes, not all of them.
+    // Chunks start while the invocation has time for them (the rest comes back at once, unstarted).
+    for (let start = 0; start < newest.length; start += INTENT_CHUNK) {
+      const chunk = newest.slice(start, start + INTENT_CHUNK);
+      if (now() >= intentOptions.stopAt) {
+        for (const item of chunk) unstartedRecordIds.add(item.recordId);
+        continue;
+      }
+      // The partner failed the last calls in a row: the rest is not tried now (delivery.ts).
+      if (failedCallsInRow >= PARTNER_DOWN_AFTER) {
+        for (const item of chunk) fail(item);
+        continue;
+      }
+      const toSend = await storeIntents(chunk, intentOptions);
+      if (toSend.items.length === 0) continue;
+      partner ??= await deps.partnerFor(platform);
+      // Sent while the next chunk is written: at most CHUNKS_IN_FLIGHT chunks' calls at once.
+      sending.push(
+        deliverMemberships(toSend.items, {
+          connector: platform.connector,
+          environment: deps.environment,
+          partner,
+          ...(gate ? { gate } : {}),
+          concurrency: platform.connector.population.mode === 'single' ? 16 : 4,
+          deadline: callDeadline(deadline, toSend.writeRoundMs, lines.size + 2),
+          now,
+          onAcknowledged: (items, atMs) => {
+            for (const ts of new Set(items.map((item) => item.ts))) {
+              if (latencies.length < MAX_LATENCY_SAMPLES)
+                latencies.push({ platformId, ms: Math.max(0, atMs - ts) });
+            }
+          },
+        }).then((outcome) => {
+          const allFailed = outcome.delivered.length === 0 && outcome.rejected.length === 0;
+          failedCallsInRow = allFailed ? failedCallsInRow + outcome.calls : 0;
+          calls += outcome.calls;
+          counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
+          for (const item of outcome.delivered as Tracked[]) {
+            settle(item, STATUS.delivered);
+            if (!item.expiry) delivered += 1;
+          }
+          for (const { item, reason, detail } of outcome.rejected) reject(item as Tracked, reason, detail);
+          for (const failure of outcome.failed) {
+            fail(failure.item as Tracked);
+            retryAfter(failure.retryAfterMs);
+          }
+        }, keepError),
+      );
+      if (sending.length >= CHUNKS_IN_FLIGHT) await sending.shift();
     }
-    for (const { item, reason, detail } of outcome.rejected) reject(item as Tracked, reason, detail);
-    for (const failure of outcome.failed) {
-      fail(failure.item as Tracked);
-      retryAfter(failure.retryAfterMs);
-    }
+    await Promise.all(sending);
+    if (sendError !== undefined) throw sendError;
   }
+
   // A record with a membership not started comes back at once, unless the partner (or a call
   // still under way elsewhere) asked for a wait on another of its memberships.
   for (const id of unstartedRecordIds) {
