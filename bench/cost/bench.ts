@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FUNCTIONS, type FunctionRuntimeSettings, runtimeOf } from '../../src/infra/resources.ts';
 import { REPO_ROOT } from '../fixtures.ts';
 import { type MembershipWorkMeasured, membershipWorkOfThisRun } from '../population-work.ts';
 import type { BenchModule, Figure } from '../registry.ts';
@@ -9,6 +10,8 @@ import {
   MEMBERSHIP_WORK_USERS,
   membershipPipelineOf,
   PARTNER_REQUEST_OVERHEAD_BYTES,
+  PLATFORM_LOG_BYTES_AT_INFO,
+  perSecond,
   REFERENCE_LOAD,
   SYNC_MIX,
   syncAssumptions,
@@ -26,6 +29,7 @@ import {
   syncCallbackWork,
   syncFloorWork,
   type Work,
+  xraySampledFraction,
 } from './model.ts';
 import { loadPrices, type Prices } from './prices.ts';
 import {
@@ -62,56 +66,63 @@ export function breakdown(cost: Cost): string {
 /** A change to the deployed design, priced on the same measured work. */
 export interface SyncLever {
   readonly name: string;
-  /** Part of the combined figure (the blind write and dropping the log line are alternatives). */
-  readonly combine: boolean;
   readonly assumptions?: Partial<SyncAssumptions>;
   readonly request?: (request: RequestWork) => RequestWork;
 }
 
 const getItemUnits = (request: RequestWork) => request.unitsByCommand['GetItemCommand'] ?? 0;
 
-/** What each choice of the deployed design costs or saves, on the steady-state mix. */
-export const SYNC_LEVERS: readonly SyncLever[] = [
-  {
-    // Without the read-then-decide: every callback is one unconditional write and no GetItem.
-    name: 'every callback writes blind (no GetItem, no skip of unchanged)',
-    combine: false,
-    request: (request) => ({
-      ...request,
-      dynamoCalls: request.writeUnits > 0 ? request.dynamoCalls - 1 : request.dynamoCalls,
-      readUnits: request.readUnits - getItemUnits(request),
-      writeUnits: Math.max(1, request.writeUnits),
-    }),
-  },
-  {
-    name: 'GetItem eventually consistent (conditional writes still guard races)',
-    combine: true,
-    request: (request) => ({ ...request, readUnits: request.readUnits - getItemUnits(request) / 2 }),
-  },
-  { name: 'no X-Ray active tracing', combine: true, assumptions: { xraySampledFraction: 0 } },
-  {
-    name: 'no Lambda platform log lines (systemLogLevel WARN)',
-    combine: true,
-    assumptions: { platformLogBytesPerInvocation: 0 },
-  },
-  {
-    name: 'no per-request INFO line (applicationLogLevel WARN)',
-    combine: false,
-    request: (request) => ({ ...request, logBytes: request.emfBytes }),
-  },
-  {
-    name: 'metrics from a log metric filter on the INFO line instead of EMF records',
-    combine: true,
-    request: (request) => ({ ...request, logBytes: request.logBytes - request.emfBytes }),
-  },
-];
+/**
+ * What each choice of the deployed design costs or saves, on the steady-state mix: the
+ * alternatives to what FUNCTIONS.userSync.runtime deploys (bench/cost/inputs.ts reads the same
+ * settings), and two store choices.
+ */
+export function syncLevers(runtime: FunctionRuntimeSettings = runtimeOf(FUNCTIONS.userSync)): SyncLever[] {
+  const atReferenceLoad = xraySampledFraction(perSecond(REFERENCE_LOAD.syncsPerMonth));
+  return [
+    {
+      // Without the read-then-decide: every callback is one unconditional write and no GetItem.
+      name: 'every callback writes blind (no GetItem, no skip of unchanged)',
+      request: (request) => ({
+        ...request,
+        dynamoCalls: request.writeUnits > 0 ? request.dynamoCalls - 1 : request.dynamoCalls,
+        readUnits: request.readUnits - getItemUnits(request),
+        writeUnits: Math.max(1, request.writeUnits),
+      }),
+    },
+    {
+      name: 'GetItem eventually consistent (not deployed: the read stays exact)',
+      request: (request) => ({ ...request, readUnits: request.readUnits - getItemUnits(request) / 2 }),
+    },
+    runtime.tracing === 'active'
+      ? { name: 'no X-Ray active tracing', assumptions: { xraySampledFraction: 0 } }
+      : {
+          name: 'X-Ray active tracing on (not deployed on user-sync)',
+          assumptions: { xraySampledFraction: atReferenceLoad },
+        },
+    runtime.systemLogLevel === 'INFO'
+      ? {
+          name: 'no Lambda platform log lines (systemLogLevel WARN)',
+          assumptions: { platformLogBytesPerInvocation: 0 },
+        }
+      : {
+          name: 'Lambda platform log lines (systemLogLevel INFO, not deployed on user-sync)',
+          assumptions: { platformLogBytesPerInvocation: PLATFORM_LOG_BYTES_AT_INFO },
+        },
+    {
+      name: 'no per-request INFO line (applicationLogLevel WARN: no funnel metrics either)',
+      request: (request) => ({ ...request, logBytes: request.emfBytes }),
+    },
+  ];
+}
 
 export interface SyncCosts {
   readonly perKind: readonly { kind: SyncKind; work: Work; cost: Cost; floor: Cost }[];
   readonly mix: { work: Work; cost: Cost; floor: Cost };
-  /** The mix priced with each lever pulled alone, then with the combinable ones together. */
+  /** The mix priced with each lever pulled alone. */
   readonly levers: readonly { name: string; cost: Cost }[];
-  readonly allCheapLevers: Cost;
+  /** The mix with the project's default runtime (active tracing, platform lines at INFO). */
+  readonly defaultRuntime: Cost;
 }
 
 function mixOf(measured: readonly RequestWork[], toWork: (request: RequestWork) => Work): Work {
@@ -158,8 +169,16 @@ export function syncCosts(measured: readonly RequestWork[], prices: Prices): Syn
   return {
     perKind,
     mix: { work, cost: costOf(work, prices), floor: costOf(floorWork, prices) },
-    levers: SYNC_LEVERS.map((lever) => ({ name: lever.name, cost: priced([lever]) })),
-    allCheapLevers: priced(SYNC_LEVERS.filter((lever) => lever.combine)),
+    levers: syncLevers().map((lever) => ({ name: lever.name, cost: priced([lever]) })),
+    defaultRuntime: priced([
+      {
+        name: "the project's default runtime",
+        assumptions: {
+          xraySampledFraction: xraySampledFraction(perSecond(REFERENCE_LOAD.syncsPerMonth)),
+          platformLogBytesPerInvocation: PLATFORM_LOG_BYTES_AT_INFO,
+        },
+      },
+    ]),
   };
 }
 
@@ -223,7 +242,7 @@ export function membershipNotes(measured: MembershipWorkMeasured, pipeline: Memb
   return [
     `membership, measured per membership over ${n.toLocaleString('en-US')} (bench/population-work.ts): ${units}; DynamoDB calls ${calls(measured.dynamoCalls)}; ${pipeline.usersPerMessage.toFixed(0)} users/audience message of ${(pipeline.messageBytes / 1024).toFixed(1)} KiB, ${pipeline.usersPerDeliveryMessage.toFixed(0)} users/delivery message of ${(pipeline.deliveryMessageBytes / 1024).toFixed(1)} KiB, ${pipeline.usersPerPartnerCall.toFixed(0)} users/partner call of ${(measured.partnerBodyBytes / Math.max(1, measured.partnerCalls) / 1024).toFixed(1)} KiB body`,
     `membership, measured: route ${measured.route.invocations} invocations (${pipeline.messagesPerRouteInvocation.toFixed(1)} messages, ${pipeline.routeFixedMs.toFixed(0)} ms each), deliver ${measured.deliver.invocations} (${(measured.deliver.records / Math.max(1, measured.deliver.invocations)).toFixed(1)} messages, ${pipeline.deliverMsPerInvocation.toFixed(0)} ms each), priced at ${pipeline.routeMemoryMb} / ${pipeline.deliverMemoryMb} MB arm64; SQS calls of the functions ${calls(measured.sqsCalls)} (${measured.functionSqsRequests} billed), producer ${measured.producerSqsRequests} billed; log ${pipeline.logBytesPerInvocation.toFixed(0)} B/invocation`,
-    `membership, assumed: durations are this machine's against local stand-ins (not AWS's), Lambda's SQS pollers receive 10 messages a call, platform log lines ${pipeline.platformLogBytesPerInvocation} B/invocation, X-Ray sampled at ${REFERENCE_LOAD.membershipChangesPerMonth.toExponential(0)} memberships/month, ${PARTNER_REQUEST_OVERHEAD_BYTES} B of headers per partner request`,
+    `membership, assumed: durations are this machine's against local stand-ins (not AWS's), Lambda's SQS pollers receive 10 messages a call, platform log lines ${pipeline.platformLogBytesPerInvocation} B/invocation and X-Ray ${pipeline.tracing ? 'sampled' : 'off'} as deployed, at ${REFERENCE_LOAD.membershipChangesPerMonth.toExponential(0)} memberships/month, ${PARTNER_REQUEST_OVERHEAD_BYTES} B of headers per partner request`,
   ];
 }
 
@@ -275,11 +294,10 @@ export const costBench: BenchModule = {
         ratio: cost.total / sync.mix.cost.total,
       })),
       versusFloor(
-        `6  mix, ${SYNC_LEVERS.filter((lever) => lever.combine).length} levers together (not the blind write, keeping the INFO line)`,
-        sync.allCheapLevers,
+        "6  mix with the project's default runtime (active tracing, Lambda platform lines)",
+        sync.defaultRuntime,
         sync.mix.floor,
         unitSync,
-        syncTarget,
       ),
       ...(pixelCost
         ? [{ name: '6  /sync pixel entry (once per chain)', value: perMillion(pixelCost), unit: '$/M' }]
@@ -321,6 +339,7 @@ export const costBench: BenchModule = {
     const notes = [
       `prices: ${prices.region} list prices recorded ${prices.recorded} (bench/cost/prices.json); baseline column = the floor, or for variants the design/mix they change`,
       `sync floor: 1 API request, 1 Lambda request of ${assumptions.dynamoRoundTripMs} ms at ${assumptions.memoryMb} MB arm64, 1 WRU, the same answer bytes; nothing else`,
+      `user-sync as deployed (FUNCTIONS.userSync.runtime, applied by the CDK stack): tracing ${runtimeOf(FUNCTIONS.userSync).tracing}, systemLogLevel ${runtimeOf(FUNCTIONS.userSync).systemLogLevel}, metrics ${runtimeOf(FUNCTIONS.userSync).metrics}`,
       `sync assumptions (not measurable locally): DynamoDB round trip ${assumptions.dynamoRoundTripMs} ms, CPU ${assumptions.cpuMsPerRequest} ms/request, Lambda platform log lines ${assumptions.platformLogBytesPerInvocation} B/invocation, X-Ray sampled share ${(assumptions.xraySampledFraction * 100).toFixed(2)} % at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month, ${assumptions.secretCallsPerRequest.toFixed(5)} Secrets Manager calls/request; mix ${Object.entries(
         SYNC_MIX,
       )
