@@ -53,14 +53,12 @@ describe('population metrics', () => {
       ['99999', [1200, 850]],
       ['77777', 40],
     ]);
-    const directive = (
-      latency[0]?.['_aws'] as {
-        CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Unit: string }[] }[];
-      }
-    ).CloudWatchMetrics[0];
-    expect(directive?.Namespace).toBe('DmpActivation');
-    expect(directive?.Dimensions.flat()).toEqual(expect.arrayContaining(['environment', 'platform']));
-    expect(directive?.Metrics[0]?.Unit).toBe('Milliseconds');
+    type Directive = { Namespace: string; Dimensions: string[][]; Metrics: { Unit: string }[] };
+    const first = latency[0] as { _aws: { CloudWatchMetrics: Directive[] } };
+    const [directive] = first._aws.CloudWatchMetrics as [Directive];
+    expect(directive.Namespace).toBe('DmpActivation');
+    expect(directive.Dimensions.flat()).toEqual(expect.arrayContaining(['environment', 'platform']));
+    expect(directive.Metrics[0]?.Unit).toBe('Milliseconds');
     // The counts are not mixed into the latency records.
     expect(latency.some((record) => POPULATION_METRICS.delivered in record)).toBe(false);
   });
