@@ -70,17 +70,26 @@ async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSB
   const platformId = Number(event.Records[0]?.eventSourceARN.split('-').pop()) || 0;
   metrics.count(POPULATION_METRICS.delivered, platformId, result.delivered);
   metrics.count(POPULATION_METRICS.failed, platformId, result.failedRecordIds.size);
+  for (const sample of result.latencies) metrics.latency(sample.platformId, sample.ms);
   metrics.flush();
   logger.info('delivered', {
     records: event.Records.length,
     failed: result.failedRecordIds.size,
+    unstarted: result.unstartedRecordIds.size,
     delivered: result.delivered,
     calls: result.calls,
     retryAfterMs: result.retryAfterMs,
   });
   for (const segment of segmentDeliveries(records, result.failedRecordIds))
     logger.info(SEGMENT_DELIVERY_MESSAGE, { ...segment });
-  return respond(event, context, result.failedRecordIds, runtime, () => result.retryAfterMs);
+  return respond(
+    event,
+    context,
+    result.failedRecordIds,
+    runtime,
+    () => result.retryAfterMs,
+    result.unstartedRecordIds,
+  );
 }
 
 export const handler = middy(handleDeliveries).use(injectLambdaContext(logger, { resetKeys: true }));

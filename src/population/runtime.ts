@@ -90,6 +90,8 @@ export async function respond(
   failed: ReadonlySet<string>,
   runtime: Pick<PopulationRuntime, 'queues' | 'retryBaseSeconds'>,
   retryAfterMs?: (record: SQSRecord) => number | undefined,
+  /** Failed records that come back at once (not tried: the invocation ran out of time). */
+  retryNow: ReadonlySet<string> = new Set(),
 ): Promise<SQSBatchResponse> {
   const byQueue = new Map<string, { receiptHandle: string; seconds: number }[]>();
   for (const record of event.Records) {
@@ -98,7 +100,9 @@ export async function respond(
     const list = byQueue.get(queue) ?? [];
     list.push({
       receiptHandle: record.receiptHandle,
-      seconds: retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
+      seconds: retryNow.has(record.messageId)
+        ? 0
+        : retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
     });
     byQueue.set(queue, list);
   }
