@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { EVENT_TO_PARTNER_LATENCY } from '../../src/observability/powertools.ts';
 import { SEGMENT_DELIVERY_MESSAGE } from '../../src/population/delivery-summary.ts';
 
 /**
@@ -10,11 +11,9 @@ import { SEGMENT_DELIVERY_MESSAGE } from '../../src/population/delivery-summary.
  * population.ts): event-to-partner latency per platform, and deliveries per segment.
  */
 
-/**
- * The deliver step's EMF metric: milliseconds from the DMP's event time to the partner's
- * acknowledgement, dimensions `environment` and `platform`, in METRICS_NAMESPACE.
- */
-export const EVENT_TO_PARTNER_LATENCY = 'EventToPartnerLatency';
+// The deliver step's EMF metric (src/observability/powertools.ts): milliseconds from the DMP's
+// event time to the partner's acknowledgement, dimensions `environment` and `platform`.
+export { EVENT_TO_PARTNER_LATENCY };
 export const LATENCY_PERCENTILES = ['p50', 'p95', 'p99'] as const;
 
 const PERIOD = Duration.minutes(5);
