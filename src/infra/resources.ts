@@ -269,7 +269,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: MAPPING_TABLE, access: 'read' },
       { table: SEGMENT_TABLE, access: 'readWrite' },
       { table: POPULATION_TABLE, access: 'readWrite' },
-      // File-mode platforms' memberships are staged for the exporter (src/files/factory.ts).
+      // File-mode platforms' memberships are staged for the exporter (src/files/staging-store.ts).
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
     ],
     secrets: 'platformApi',
