@@ -8,6 +8,9 @@ import { backoffDelayMs } from '../connectors/retry.ts';
  */
 export const BATCH_GET_MAX_KEYS = 100;
 
+/** BatchGetItem calls in flight at once per call of batchGetAll (never one per 100 keys of 20,000). */
+export const BATCH_GET_CONCURRENCY = 8;
+
 export type Key = Record<string, AttributeValue>;
 export type Item = Record<string, AttributeValue>;
 
@@ -38,8 +41,10 @@ export async function batchGetAll(
   for (let index = 0; index < keys.length; index += BATCH_GET_MAX_KEYS) {
     chunks.push(keys.slice(index, index + BATCH_GET_MAX_KEYS));
   }
-  await Promise.all(
-    chunks.map(async (chunk) => {
+  let next = 0;
+  const worker = async () => {
+    while (next < chunks.length) {
+      const chunk = chunks[next++] as Key[];
       let pending: Key[] = chunk;
       for (let attempt = 1; pending.length > 0; attempt++) {
         if (attempt > maxAttempts) {
@@ -64,7 +69,8 @@ export async function batchGetAll(
         items.push(...(result.Responses?.[tableName] ?? []));
         pending = (result.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
       }
-    }),
-  );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(BATCH_GET_CONCURRENCY, chunks.length) }, worker));
   return items;
 }

@@ -4,6 +4,14 @@ export { type ApiCredentials, ApiCredentialsSchema } from './api-credentials.ts'
 
 export { platformApiSecretName, platformSecretName, syncTokenKeySecretName } from './secret-names.ts';
 
+/**
+ * The key of the keyed digest (HMAC-SHA256) that stands for a user in tombstones, audit records and
+ * rejection records (src/privacy/digest.ts): without it, a list of ids cannot be matched to them.
+ */
+export function privacyKeySecretName(environment: string): string {
+  return `dmp-activation/${environment}/privacy-key`;
+}
+
 const secretValue = z.string().min(16, 'must be at least 16 characters');
 
 export const PlatformSecretSchema = z
@@ -22,6 +30,8 @@ export const SyncTokenKeySchema = z.object({
   /** Earlier keys, still accepted until the tokens they signed have expired. */
   previous: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,16}$/), secretValue).default({}),
 });
+
+export const PrivacyKeySchema = z.object({ key: z.string().min(32, 'must be at least 32 characters') });
 
 export type PlatformSecret = z.output<typeof PlatformSecretSchema>;
 export type SyncTokenKey = z.output<typeof SyncTokenKeySchema>;

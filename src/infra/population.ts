@@ -76,10 +76,26 @@ export const ROUTE_CONSUMER: QueueConsumerSettings = {
   functionTimeoutSeconds: FUNCTIONS.route.timeoutSeconds,
 };
 
+/**
+ * Memberships one deliver invocation is sized for: 20,000 intent writes at 16 at a time take about
+ * 10 s in AWS (a third of the time the deliver step gives its intents, INTENT_TIME_SHARE of the
+ * 60 s timeout); a bigger batch (slower writes, the local stand-ins) is bounded by the deliver
+ * step itself, which returns what it had no time to start.
+ */
+export const MEMBERSHIPS_PER_DELIVER_INVOCATION = 20_000;
+
+/**
+ * A platform's delivery event source: as many messages per invocation as fill
+ * MEMBERSHIPS_PER_DELIVER_INVOCATION when each packs `batchSize` users (10 to 100).
+ */
 export function deliveryConsumer(population: Connector['population']): QueueConsumerSettings {
   const windowSeconds = Math.min(300, Math.ceil(population.flushAfterMs / 1000));
+  const messages = Math.max(
+    10,
+    Math.min(100, Math.floor(MEMBERSHIPS_PER_DELIVER_INVOCATION / population.batchSize)),
+  );
   return {
-    batchSize: windowSeconds === 0 ? 10 : 100,
+    batchSize: windowSeconds === 0 ? 10 : messages,
     maxBatchingWindowSeconds: windowSeconds,
     maxConcurrency: population.concurrency,
     maxReceiveCount: DELIVERY_MAX_RECEIVE_COUNT,

@@ -8,6 +8,7 @@ import { ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.t
 import { type ConnectedPlatform, PartnerClients } from '../connectors/partner-clients.ts';
 import { POPULATION_ENV, RETRY_BASE_SECONDS, retryDelaySeconds } from '../infra/population.ts';
 import { POPULATION_TABLE, type TableDefinition } from '../infra/resources.ts';
+import { privacyKeyDigests, type UserDigests } from '../privacy/digest.ts';
 import { forgottenAmong } from '../privacy/forget.ts';
 import { DynamoPopulationStore } from './dynamo-store.ts';
 import { queueNameOf, SqsQueues } from './sqs-queues.ts';
@@ -27,6 +28,8 @@ export function tableName(table: TableDefinition): string {
 export interface PopulationRuntime {
   readonly config: EnvironmentConfig;
   readonly store: DynamoPopulationStore;
+  /** The keyed user digest of tombstones and rejection records (the privacy key, read on first use). */
+  readonly digests: UserDigests;
   readonly queues: SqsQueues;
   platform(platformId: number): PlatformConfig | undefined;
   connected(platformId: number): ConnectedPlatform | undefined;
@@ -42,11 +45,14 @@ export function populationRuntime(): PopulationRuntime {
   if (!prefix) throw new Error(`${POPULATION_ENV.deliveryQueuePrefix} is not set`);
   const platforms = new Map(config.platforms.map((platform) => [platform.id, platform]));
   const retryBase = Number(process.env[POPULATION_ENV.retryBaseSeconds] ?? RETRY_BASE_SECONDS);
-  const store = new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE));
+  const secrets = new JsonSecrets();
+  const digests = privacyKeyDigests(config.name, secrets);
+  const store = new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE), digests);
   return {
     config,
     store,
-    forgotten: (dmpUserIds) => forgottenAmong(dmpUserIds, config.name, store),
+    digests,
+    forgotten: (dmpUserIds) => forgottenAmong(dmpUserIds, digests, store),
     queues: new SqsQueues(sqsClient(), (platformId) => `${prefix}${platformId}`),
     platform: (platformId) => platforms.get(platformId),
     connected: (platformId) => {
@@ -84,6 +90,8 @@ export async function respond(
   failed: ReadonlySet<string>,
   runtime: Pick<PopulationRuntime, 'queues' | 'retryBaseSeconds'>,
   retryAfterMs?: (record: SQSRecord) => number | undefined,
+  /** Failed records that come back at once (not tried: the invocation ran out of time). */
+  retryNow: ReadonlySet<string> = new Set(),
 ): Promise<SQSBatchResponse> {
   const byQueue = new Map<string, { receiptHandle: string; seconds: number }[]>();
   for (const record of event.Records) {
@@ -92,7 +100,9 @@ export async function respond(
     const list = byQueue.get(queue) ?? [];
     list.push({
       receiptHandle: record.receiptHandle,
-      seconds: retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
+      seconds: retryNow.has(record.messageId)
+        ? 0
+        : retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
     });
     byQueue.set(queue, list);
   }
