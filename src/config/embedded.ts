@@ -4,13 +4,13 @@ import type { EnvironmentConfig } from './schema.ts';
 export const CONFIG_ENV_VAR = 'DMP_CONFIG_JSON';
 
 /**
- * The configuration embedded in a function, read without running the zod schemas again: for the
- * export-files functions, whose cold start would otherwise carry zod and every schema (a third of
- * the S3 exporter's bundle; `npm run bench -- --only cold`). It is validated before it is embedded:
+ * The configuration embedded in a function, read without running the zod schemas again: every
+ * Lambda's cold start would otherwise carry zod's full build and every configuration schema (a
+ * third of a bundle; `npm run bench -- --only cold`). It is validated before it is embedded:
  * `cdk synth` parses the environment with those schemas and inlines the parsed result
  * (lib/constructs/service-function.ts), and the local stack sets the same parsed result. Only a
  * structural check remains here, so that a wrong variable fails at cold start with a clear error.
- * Functions that take the configuration as an input validate it (loadRuntimeEnvironment).
+ * Untrusted inputs (event bodies, partner answers, secrets) are still validated at runtime.
  */
 export function embeddedEnvironment(env?: NodeJS.ProcessEnv): EnvironmentConfig {
   // Spelled out literally: esbuild's `define` replaces only this exact expression.

@@ -86,9 +86,10 @@ export { CONFIG_ENV_VAR } from './embedded.ts';
 export { formatIssues } from './issues.ts';
 
 /**
- * The configuration a Lambda runs with. In AWS it is inlined into the bundle at synth time
- * (esbuild `define` of `process.env.DMP_CONFIG_JSON`), so it needs no file read and no 4 KB
- * environment-variable budget; the local stack sets the same variable. Validated at cold start.
+ * The configuration a Lambda runs with, validated again with the full schemas. The functions read
+ * it with embeddedEnvironment (src/config/embedded.ts), which skips zod: this is what that read is
+ * tested against. In AWS it is inlined into the bundle at synth time (esbuild `define` of
+ * `process.env.DMP_CONFIG_JSON`); the local stack sets the same variable.
  */
 export function loadRuntimeEnvironment(env?: NodeJS.ProcessEnv): EnvironmentConfig {
   // Spelled out literally: esbuild's `define` replaces only this exact expression.

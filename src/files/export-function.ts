@@ -16,7 +16,7 @@ import { fileStagingFromEnv } from './staging-store.ts';
  * The export-files Lambdas, one per destination kind (lambdas/export-files: S3,
  * lambdas/export-files-sftp: SFTP), so that the S3 function never loads ssh2. Each handler module
  * passes its service name and how to reach a platform's target; everything else is shared here.
- * Called once at the handler module's load (cold start): configuration validated, clients created.
+ * Called once at the handler module's load (cold start): the embedded configuration, clients created.
  */
 
 export interface ExportFilesResult {

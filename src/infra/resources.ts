@@ -230,11 +230,14 @@ export interface FunctionRuntimeSettings {
   readonly metrics: 'emf' | 'logMetricFilters';
 }
 
-/** What a function without `runtime` gets. */
+/**
+ * What a function without `runtime` gets. Every function runs in Lambda, which hands it its role's
+ * credentials in the environment: none needs the default chain's other links at cold start.
+ */
 export const DEFAULT_RUNTIME: FunctionRuntimeSettings = {
   tracing: 'active',
   systemLogLevel: 'INFO',
-  credentials: 'defaultChain',
+  credentials: 'environment',
   metrics: 'emf',
 };
 

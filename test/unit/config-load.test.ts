@@ -75,8 +75,8 @@ describe('loadRuntimeEnvironment', () => {
   });
 });
 
-describe('embeddedEnvironment (the export functions: validated at synth, read without zod)', () => {
-  it('reads exactly what validating the embedded configuration again would give, for every shipped environment', () => {
+describe('embeddedEnvironment (every function: validated at synth, read without zod)', () => {
+  it('reads exactly what validating the embedded configuration again would give, for every shipped environment (every function reads it so)', () => {
     for (const name of ['local', 'dev', 'prod']) {
       // What lib/constructs/service-function.ts embeds: the parsed configuration as JSON.
       const embedded = JSON.stringify(loadEnvironmentFile(join(ENVIRONMENTS_DIR, `${name}.json`)));
