@@ -1,15 +1,16 @@
 import type { FileStaging } from '../files/staging.ts';
-import { type AccountingStore, CountBatch, type RejectedEntry } from './accounting.ts';
-import type { PendingStore } from './dynamo-store.ts';
-import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
+import { type AccountingStore, pendingEventKey, pendingTallies, type RejectedEntry } from './accounting.ts';
+import type { PendingEvent, PendingStore } from './dynamo-store.ts';
+import { packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
 
 /**
  * Releases pending events when a user's sync stores a partner id: fed by the mapping table's
  * change stream (a DynamoDB stream in AWS; the local stack delivers the same records), so the
  * user-sync Lambda stays one read and at most one write. The events go to the platform's delivery
- * queue first and are deleted from pending after, so a crash in between sends them twice at most
- * (the deliver step recognises the second one), never zero times.
+ * queue first, counted (their pending tallies deleted: the deliver step counts them from then on)
+ * and deleted from pending after, so a crash in between sends them twice at most (the deliver step
+ * recognises the second one), never zero times, and counts each once.
  */
 
 export interface StoredMapping {
@@ -50,7 +51,6 @@ export function mappingFromImage(
 }
 
 export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
-  const counts = new CountBatch();
   let released = 0;
   const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
   for (const mapping of mappings) {
@@ -59,10 +59,13 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
     const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
     if (pending.length === 0) continue;
     if (forgotten.has(mapping.dmpUserId)) {
-      await setAsideForgotten(pending, deps, counts);
+      await setAsideForgotten(pending, deps);
       continue;
     }
-    const memberships = pending.map((m) => ({ ...m, partnerUserId: mapping.partnerUserId }));
+    const memberships = pending.map(({ replaced: _replaced, ...m }) => ({
+      ...m,
+      partnerUserId: mapping.partnerUserId,
+    }));
     if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
     else {
       await deps.queues.send(
@@ -70,38 +73,26 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
         packDeliveryMessages(mapping.platformId, memberships, target.batchSize),
       );
     }
-    for (const m of pending) {
-      if (await deps.pending.deletePending(m)) {
-        counts.add(m.platformId, m.segmentId, 'pending', -1);
-        released++;
-      }
-    }
+    // Counted before the delete: a crash in between finds the events again on the stream's retry,
+    // sends them again (the deliver step recognises them) and writes the same tallies.
+    await deps.accounting.putEventTallies(pendingTallies(pending, {}));
+    for (const m of pending) if (await deps.pending.deletePending(m)) released++;
   }
-  await deps.accounting.addCounts(counts);
   return released;
 }
 
 /** Pending events of a forgotten user (routed just before the request): deleted, never released. */
-async function setAsideForgotten(
-  pending: readonly Omit<Membership, 'partnerUserId'>[],
-  deps: ReleaseDeps,
-  counts: CountBatch,
-): Promise<void> {
-  const setAside: RejectedEntry[] = [];
-  for (const m of pending) {
-    if (!(await deps.pending.deletePending(m))) continue;
-    counts.add(m.platformId, m.segmentId, 'pending', -1);
-    setAside.push({
-      id: `release#forgotten#${m.platformId}#${m.segmentId}#${m.ts}#${setAside.length}`,
-      reason: 'forgotten',
-      detail: 'the user was forgotten by a privacy request',
-      platformId: m.platformId,
-      segmentId: m.segmentId,
-      audienceId: m.audienceId,
-      memberships: 1,
-    });
-  }
-  const recorded = await deps.accounting.recordRejections(setAside);
-  for (const entry of setAside)
-    if (recorded.has(entry.id)) counts.add(entry.platformId as number, entry.segmentId as string, 'rejected');
+async function setAsideForgotten(pending: readonly PendingEvent[], deps: ReleaseDeps): Promise<void> {
+  const setAside: RejectedEntry[] = pending.map((m) => ({
+    id: `release#forgotten#${m.platformId}#${pendingEventKey(m)}`,
+    reason: 'forgotten',
+    detail: 'the user was forgotten by a privacy request',
+    platformId: m.platformId,
+    segmentId: m.segmentId,
+    audienceId: m.audienceId,
+    memberships: 1,
+  }));
+  await deps.accounting.recordRejections(setAside);
+  await deps.accounting.putEventTallies(pendingTallies(pending, { rejected: 1 }));
+  for (const m of pending) await deps.pending.deletePending(m);
 }

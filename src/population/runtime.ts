@@ -75,7 +75,8 @@ export function receiveCount(record: SQSRecord): number {
 /**
  * The partial batch response (Powertools' BatchProcessor): the records in `failed` are reported,
  * the others succeed. Their next try is delayed first, by visibility timeout (see
- * src/infra/population.ts). The record handler does no I/O (the work was done for the whole batch
+ * src/infra/population.ts); the records in `deferred` (not started for lack of time) are reported
+ * too, and made visible again at once. The record handler does no I/O (the work was done for the whole batch
  * before), so Powertools' sequential mode costs nothing and no unbounded parallelism arises.
  */
 export async function respond(
@@ -84,15 +85,19 @@ export async function respond(
   failed: ReadonlySet<string>,
   runtime: Pick<PopulationRuntime, 'queues' | 'retryBaseSeconds'>,
   retryAfterMs?: (record: SQSRecord) => number | undefined,
+  deferred: ReadonlySet<string> = new Set(),
 ): Promise<SQSBatchResponse> {
   const byQueue = new Map<string, { receiptHandle: string; seconds: number }[]>();
   for (const record of event.Records) {
-    if (!failed.has(record.messageId)) continue;
+    const isDeferred = deferred.has(record.messageId);
+    if (!failed.has(record.messageId) && !isDeferred) continue;
     const queue = queueNameOf(record.eventSourceARN);
     const list = byQueue.get(queue) ?? [];
     list.push({
       receiptHandle: record.receiptHandle,
-      seconds: retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
+      seconds: isDeferred
+        ? 0
+        : retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
     });
     byQueue.set(queue, list);
   }
@@ -106,6 +111,8 @@ export async function respond(
     event,
     async (record: SQSRecord) => {
       if (failed.has(record.messageId)) throw new Error('not settled in this invocation: retried later');
+      if (deferred.has(record.messageId))
+        throw new Error('not started in this invocation: taken again at once');
     },
     processor,
     { context, throwOnFullBatchFailure: false },

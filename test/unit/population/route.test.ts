@@ -65,14 +65,16 @@ function deps(staged: StagedMembership[] | undefined) {
     pending: {
       async putPending(memberships) {
         pending.push(...memberships);
-        return { stored: [...memberships], replaced: [] };
+        return { held: memberships.map((m) => ({ ...m, replaced: [] })), outranked: [] };
       },
       listPending: async () => [],
+      forgetReplaced: async () => {},
       deletePending: async () => true,
     },
     accounting: {
       addCounts: async (_: CountBatch) => {},
       putTallies: async () => {},
+      putEventTallies: async () => {},
       async recordRejections(entries) {
         rejected.push(...entries);
         return new Set(entries.map((entry) => entry.id));
@@ -177,6 +179,7 @@ describe('releasePending', () => {
         dmpUserId: 'late-user',
         op: 'add' as const,
         ts: 1,
+        replaced: [],
       },
     ];
     const deleted: number[] = [];
@@ -251,6 +254,7 @@ describe('a forgotten user (privacy request tombstone)', () => {
               dmpUserId: 'forgotten-1',
               op: 'add',
               ts: 1,
+              replaced: [],
             },
           ],
           deletePending: async (m) => {
