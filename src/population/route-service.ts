@@ -117,7 +117,8 @@ export async function routeWithinDeadline(
       for (const rest of groups.slice(index)) for (const record of rest) deferredRecordIds.add(record.id);
       break;
     }
-    const result = await routeRecords(group, deps, AbortSignal.timeout(Math.max(1, deadline - started)));
+    const signal = AbortSignal.timeout(Math.min(MAX_TIMER_MS, Math.max(1, deadline - started)));
+    const result = await routeRecords(group, deps, signal);
     spentMs += Math.max(1, now() - started);
     doneBytes += bytes;
     for (const id of result.failedRecordIds) failedRecordIds.add(id);
@@ -127,6 +128,8 @@ export async function routeWithinDeadline(
   }
   return { failedRecordIds, deferredRecordIds, routed, pending, rejected };
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const groupSize = (group: readonly AudienceRecord[]) =>
   group.reduce((sum, record) => sum + Buffer.byteLength(record.body), 0);

@@ -22,7 +22,12 @@ import {
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
 import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
-import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
+import {
+  type FunctionKey,
+  MAPPING_TABLE,
+  POPULATION_TABLE,
+  SEGMENT_TABLE,
+} from '../../src/infra/resources.ts';
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
@@ -63,6 +68,8 @@ export interface PopulationHarness {
 export interface HarnessOptions {
   /** Wraps the deliver handler (to crash it after its work, say). */
   readonly wrapDeliver?: (handler: LambdaHandler) => LambdaHandler;
+  /** Wraps any function's handler (the route's, the release's). */
+  readonly wrapFunction?: (key: FunctionKey, handler: LambdaHandler) => LambdaHandler;
 }
 
 export function usePopulationStack(options: HarnessOptions = {}): PopulationHarness {
@@ -85,7 +92,8 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
       scheduleEveryMs: 0,
       ...paths,
       loadFunction: async (key, definition) => {
-        const handler = await load(key, definition);
+        const loaded = await load(key, definition);
+        const handler = options.wrapFunction ? options.wrapFunction(key, loaded) : loaded;
         return key === 'deliver' && options.wrapDeliver ? options.wrapDeliver(handler) : handler;
       },
     });
