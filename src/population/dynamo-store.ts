@@ -8,8 +8,10 @@ import {
   PutItemCommand,
   QueryCommand,
   UpdateItemCommand,
+  type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
+import { batchWriteAll } from '../aws/batch-write.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
@@ -515,20 +517,20 @@ export class DynamoPopulationStore
   }
 
   async putEventTallies(tallies: readonly EventTally[]): Promise<void> {
-    await forEachLimited(tallies, WRITE_CONCURRENCY, async (tally) => {
+    // One write per key (the last one given), 25 a call.
+    const byKey = new Map<string, WriteRequest>();
+    for (const tally of tallies) {
       const counts: Record<string, AttributeValue> = {};
       for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
       const itemKey = key(eventTallyPk(tally.platformId, tally.key), tally.key);
-      if (Object.keys(counts).length === 0)
-        await this.client.send(new DeleteItemCommand({ TableName: this.tableName, Key: itemKey }));
-      else
-        await this.client.send(
-          new PutItemCommand({
-            TableName: this.tableName,
-            Item: { ...itemKey, seg: { S: tally.segmentId }, ...counts },
-          }),
-        );
-    });
+      byKey.set(
+        `${tally.platformId}\u0000${tally.key}`,
+        Object.keys(counts).length === 0
+          ? { DeleteRequest: { Key: itemKey } }
+          : { PutRequest: { Item: { ...itemKey, seg: { S: tally.segmentId }, ...counts } } },
+      );
+    }
+    await batchWriteAll(this.client, this.tableName, [...byKey.values()]);
   }
 
   /**

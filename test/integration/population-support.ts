@@ -70,6 +70,8 @@ export interface HarnessOptions {
   readonly wrapDeliver?: (handler: LambdaHandler) => LambdaHandler;
   /** Wraps any function's handler (the route's, the release's). */
   readonly wrapFunction?: (key: FunctionKey, handler: LambdaHandler) => LambdaHandler;
+  /** Runs once the environment is written under `dir` (platforms/local, secrets.json), before the stack starts. */
+  readonly configure?: (dir: string) => Promise<void> | void;
 }
 
 export function usePopulationStack(options: HarnessOptions = {}): PopulationHarness {
@@ -84,6 +86,7 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
   beforeAll(async () => {
     restoreOutput = quietLambdaOutput();
     const paths = writePopulationConfig(dir);
+    await options.configure?.(dir);
     const load = entryLoader(REPO_ROOT);
     stack = await startLocalStack({
       quiet: true,
