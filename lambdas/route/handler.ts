@@ -60,6 +60,8 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
     routed: result.routed,
     pending: result.pending,
     rejected: result.rejected,
+    // The failed records come back through the queue; this says why (no user ids).
+    ...(result.errors.size > 0 ? { errors: [...result.errors] } : {}),
   });
   const longestWait = Math.max(0, ...notReady.values());
   return respond(

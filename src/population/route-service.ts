@@ -71,6 +71,8 @@ export interface RouteServiceDeps {
 
 export interface RouteResult {
   readonly failedRecordIds: Set<string>;
+  /** Why records failed (distinct error names and messages, never a user id), for the log. */
+  readonly errors: Set<string>;
   readonly routed: number;
   readonly pending: number;
   readonly rejected: number;
@@ -103,6 +105,7 @@ export async function routeWithinDeadline(
   const reserveMs = options.reserveMs ?? 1000;
   const groups = groupRecords(records, options.groupBytes ?? ROUTE_GROUP_BYTES);
   const failedRecordIds = new Set<string>();
+  const errors = new Set<string>();
   const deferredRecordIds = new Set<string>();
   let routed = 0;
   let pending = 0;
@@ -122,11 +125,17 @@ export async function routeWithinDeadline(
     spentMs += Math.max(1, now() - started);
     doneBytes += bytes;
     for (const id of result.failedRecordIds) failedRecordIds.add(id);
+    for (const error of result.errors) errors.add(error);
     routed += result.routed;
     pending += result.pending;
     rejected += result.rejected;
   }
-  return { failedRecordIds, deferredRecordIds, routed, pending, rejected };
+  return { failedRecordIds, errors, deferredRecordIds, routed, pending, rejected };
+}
+
+function errorSummary(step: string, error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : 'unknown error';
+  return `${step}: ${text.slice(0, 200)}`;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -169,6 +178,7 @@ export async function routeRecords(
   const now = deps.now ?? Date.now;
   const rejections: { entry: RejectedEntry; platformId: number; segmentId: string }[] = [];
   const failed = new Set<string>();
+  const errors = new Set<string>();
   const work: Work[] = [];
   const segmentCache = new Map<string, Promise<{ partnerSegmentId: string }>>();
 
@@ -246,6 +256,7 @@ export async function routeRecords(
         } else {
           // Not ready yet, or a transient failure: the record comes back later; nothing is lost.
           failed.add(record.id);
+          errors.add(errorSummary('segment', error));
         }
       }
     }
@@ -260,17 +271,18 @@ export async function routeRecords(
    * queue (whatever was done already is recognised on the next receive: ordering state, conditional
    * writes, idempotent staging), and the other steps go on.
    */
-  const step = async (records: ReadonlySet<string>, work: () => Promise<void>) => {
+  const step = async (name: string, records: ReadonlySet<string>, work: () => Promise<void>) => {
     try {
       await work();
-    } catch {
+    } catch (error) {
       for (const id of records) failed.add(id);
+      errors.add(errorSummary(name, error));
     }
   };
   const bucket = <T>() => ({ items: [] as T[], records: new Set<string>() });
   if (deps.forgotten && live.length > 0) {
     let forgotten: Set<string> | undefined;
-    await step(new Set(live.map((item) => item.record.id)), async () => {
+    await step('tombstones', new Set(live.map((item) => item.record.id)), async () => {
       forgotten = await deps.forgotten?.([...new Set(live.flatMap((item) => item.users))]);
     });
     live = live.filter((item) => !failed.has(item.record.id));
@@ -302,7 +314,7 @@ export async function routeRecords(
     item.users.map((dmpUserId) => ({ platformId: item.platformId, dmpUserId })),
   );
   let partnerIds: Map<string, string> | undefined;
-  await step(new Set(live.map((item) => item.record.id)), async () => {
+  await step('mappings', new Set(live.map((item) => item.record.id)), async () => {
     partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();
   });
   if (partnerIds) {
@@ -340,13 +352,13 @@ export async function routeRecords(
     await Promise.all([
       toStage.items.length === 0
         ? Promise.resolve()
-        : step(toStage.records, async () => {
+        : step('file staging', toStage.records, async () => {
             if (!deps.files) throw new Error('file staging is not available in this deployment');
             await deps.files.stage(toStage.items.map(toStaged));
             routed += toStage.items.length;
           }),
       ...[...toDeliver].map(([platformId, { items, records }]) =>
-        step(records, async () => {
+        step('delivery queue', records, async () => {
           const platform = deps.platform(platformId) as ConnectedPlatform;
           await deps.queues.send(
             platformId,
@@ -357,7 +369,7 @@ export async function routeRecords(
       ),
       toPend.items.length === 0
         ? Promise.resolve()
-        : step(toPend.records, async () => {
+        : step('pending', toPend.records, async () => {
             const { held, outranked } = await deps.pending.putPending(
               toPend.items,
               now(),
@@ -386,5 +398,5 @@ export async function routeRecords(
     );
     for (const { entry } of rejections) rejected += entry.memberships;
   }
-  return { failedRecordIds: failed, routed, pending: pendingCount, rejected };
+  return { failedRecordIds: failed, errors, routed, pending: pendingCount, rejected };
 }
