@@ -1,7 +1,8 @@
 import type { FileStaging } from '../files/staging.ts';
 import { type AccountingStore, pendingEventKey, pendingTallies, type RejectedEntry } from './accounting.ts';
+import { forEachLimited } from './delivery.ts';
 import type { PendingEvent, PendingStore } from './dynamo-store.ts';
-import { packDeliveryMessages, toStaged } from './membership.ts';
+import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
 
 /**
@@ -50,34 +51,54 @@ export function mappingFromImage(
   };
 }
 
+/** Users whose pending events are read (and deleted) at once. */
+const RELEASE_CONCURRENCY = 16;
+
 export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
-  let released = 0;
   const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
-  for (const mapping of mappings) {
+  // The last change of each (platform, user) in the batch: its partner id is the one to use.
+  const latest = new Map<string, StoredMapping>();
+  for (const mapping of mappings) latest.set(`${mapping.platformId}#${mapping.dmpUserId}`, mapping);
+  const found: { mapping: StoredMapping; pending: PendingEvent[] }[] = [];
+  await forEachLimited([...latest.values()], RELEASE_CONCURRENCY, async (mapping) => {
     const target = deps.targetOf(mapping.platformId);
-    if (target === undefined || (target === 'file' && !deps.files)) continue;
+    if (target === undefined || (target === 'file' && !deps.files)) return;
     const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
-    if (pending.length === 0) continue;
-    if (forgotten.has(mapping.dmpUserId)) {
-      await setAsideForgotten(pending, deps);
-      continue;
-    }
+    if (pending.length > 0) found.push({ mapping, pending });
+  });
+  const setAside = found.filter(({ mapping }) => forgotten.has(mapping.dmpUserId));
+  if (setAside.length > 0)
+    await setAsideForgotten(
+      setAside.flatMap(({ pending }) => pending),
+      deps,
+    );
+  const releasing = found.filter(({ mapping }) => !forgotten.has(mapping.dmpUserId));
+  if (releasing.length === 0) return 0;
+
+  // Every user's events together: one staging, and per platform one packed send.
+  const byPlatform = new Map<number, Membership[]>();
+  const staged: Membership[] = [];
+  for (const { mapping, pending } of releasing) {
     const memberships = pending.map(({ replaced: _replaced, ...m }) => ({
       ...m,
       partnerUserId: mapping.partnerUserId,
     }));
-    if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
-    else {
-      await deps.queues.send(
-        mapping.platformId,
-        packDeliveryMessages(mapping.platformId, memberships, target.batchSize),
-      );
-    }
-    // Counted before the delete: a crash in between finds the events again on the stream's retry,
-    // sends them again (the deliver step recognises them) and writes the same tallies.
-    await deps.accounting.putEventTallies(pendingTallies(pending, {}));
-    for (const m of pending) if (await deps.pending.deletePending(m)) released++;
+    if (deps.targetOf(mapping.platformId) === 'file') staged.push(...memberships);
+    else byPlatform.set(mapping.platformId, [...(byPlatform.get(mapping.platformId) ?? []), ...memberships]);
   }
+  if (staged.length > 0) await deps.files?.stage(staged.map(toStaged));
+  for (const [platformId, memberships] of byPlatform) {
+    const target = deps.targetOf(platformId) as { readonly batchSize: number };
+    await deps.queues.send(platformId, packDeliveryMessages(platformId, memberships, target.batchSize));
+  }
+  // Counted before the delete: a crash in between finds the events again on the stream's retry,
+  // sends them again (the deliver step recognises them) and writes the same tallies.
+  const events = releasing.flatMap(({ pending }) => pending);
+  await deps.accounting.putEventTallies(pendingTallies(events, {}));
+  let released = 0;
+  await forEachLimited(events, RELEASE_CONCURRENCY, async (m) => {
+    if (await deps.pending.deletePending(m)) released++;
+  });
   return released;
 }
 
@@ -94,5 +115,7 @@ async function setAsideForgotten(pending: readonly PendingEvent[], deps: Release
   }));
   await deps.accounting.recordRejections(setAside);
   await deps.accounting.putEventTallies(pendingTallies(pending, { rejected: 1 }));
-  for (const m of pending) await deps.pending.deletePending(m);
+  await forEachLimited(pending, RELEASE_CONCURRENCY, async (m) => {
+    await deps.pending.deletePending(m);
+  });
 }
