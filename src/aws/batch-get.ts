@@ -1,5 +1,6 @@
 import { type AttributeValue, BatchGetItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { backoffDelayMs } from '../connectors/retry.ts';
+import { forEachLimited } from './limit.ts';
 
 /**
  * BatchGetItem over any number of keys: 100 keys a call (DynamoDB's limit), and the
@@ -20,6 +21,8 @@ export interface BatchGetOptions {
   readonly projection?: string;
   readonly expressionNames?: Record<string, string>;
   readonly maxAttempts?: number;
+  /** Calls at once (default 8): 10,000 keys are 100 calls, more than a connection pool holds. */
+  readonly concurrency?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
 }
@@ -38,33 +41,31 @@ export async function batchGetAll(
   for (let index = 0; index < keys.length; index += BATCH_GET_MAX_KEYS) {
     chunks.push(keys.slice(index, index + BATCH_GET_MAX_KEYS));
   }
-  await Promise.all(
-    chunks.map(async (chunk) => {
-      let pending: Key[] = chunk;
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        if (attempt > maxAttempts) {
-          throw new UnprocessedKeysError(
-            `${pending.length} keys still unprocessed after ${maxAttempts} rounds`,
-          );
-        }
-        if (attempt > 1)
-          await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
-        const result = await client.send(
-          new BatchGetItemCommand({
-            RequestItems: {
-              [tableName]: {
-                Keys: pending,
-                ...(options.consistentRead ? { ConsistentRead: true } : {}),
-                ...(options.projection ? { ProjectionExpression: options.projection } : {}),
-                ...(options.expressionNames ? { ExpressionAttributeNames: options.expressionNames } : {}),
-              },
-            },
-          }),
+  await forEachLimited(chunks, options.concurrency ?? 8, async (chunk) => {
+    let pending: Key[] = chunk;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > maxAttempts) {
+        throw new UnprocessedKeysError(
+          `${pending.length} keys still unprocessed after ${maxAttempts} rounds`,
         );
-        items.push(...(result.Responses?.[tableName] ?? []));
-        pending = (result.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
       }
-    }),
-  );
+      if (attempt > 1)
+        await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
+      const result = await client.send(
+        new BatchGetItemCommand({
+          RequestItems: {
+            [tableName]: {
+              Keys: pending,
+              ...(options.consistentRead ? { ConsistentRead: true } : {}),
+              ...(options.projection ? { ProjectionExpression: options.projection } : {}),
+              ...(options.expressionNames ? { ExpressionAttributeNames: options.expressionNames } : {}),
+            },
+          },
+        }),
+      );
+      items.push(...(result.Responses?.[tableName] ?? []));
+      pending = (result.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
+    }
+  });
   return items;
 }

@@ -1,5 +1,6 @@
 import { BatchWriteItemCommand, type DynamoDBClient, type WriteRequest } from '@aws-sdk/client-dynamodb';
 import { backoffDelayMs } from '../connectors/retry.ts';
+import { forEachLimited } from './limit.ts';
 
 /**
  * BatchWriteItem over any number of unconditional puts and deletes: 25 a call (DynamoDB's limit),
@@ -32,23 +33,17 @@ export async function batchWriteAll(
   const chunks: WriteRequest[][] = [];
   for (let index = 0; index < requests.length; index += BATCH_WRITE_MAX_ITEMS)
     chunks.push(requests.slice(index, index + BATCH_WRITE_MAX_ITEMS));
-  let next = 0;
-  const worker = async () => {
-    while (next < chunks.length) {
-      let pending = chunks[next++] as WriteRequest[];
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        if (attempt > maxAttempts)
-          throw new UnprocessedItemsError(
-            `${pending.length} writes still unprocessed after ${maxAttempts} rounds`,
-          );
-        if (attempt > 1)
-          await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
-        const result = await client.send(
-          new BatchWriteItemCommand({ RequestItems: { [tableName]: pending } }),
+  await forEachLimited(chunks, options.concurrency ?? 4, async (chunk) => {
+    let pending = chunk;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > maxAttempts)
+        throw new UnprocessedItemsError(
+          `${pending.length} writes still unprocessed after ${maxAttempts} rounds`,
         );
-        pending = result.UnprocessedItems?.[tableName] ?? [];
-      }
+      if (attempt > 1)
+        await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
+      const result = await client.send(new BatchWriteItemCommand({ RequestItems: { [tableName]: pending } }));
+      pending = result.UnprocessedItems?.[tableName] ?? [];
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, chunks.length) }, worker));
+  });
 }

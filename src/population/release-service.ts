@@ -1,6 +1,6 @@
+import { forEachLimited } from '../aws/limit.ts';
 import type { FileStaging } from '../files/staging.ts';
 import { type AccountingStore, pendingEventKey, pendingTallies, type RejectedEntry } from './accounting.ts';
-import { forEachLimited } from './delivery.ts';
 import type { PendingEvent, PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
