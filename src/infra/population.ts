@@ -13,9 +13,9 @@ import type { StreamConsumerSettings } from './streams.ts';
  * - `audience-events`: the DMP's producers write here (architecture section 4); the route
  *   function consumes it. Retention 4 days, so a 72 h outage of the service loses nothing.
  * - one delivery queue per API platform (`delivery-<platformId>`), consumed by the deliver
- *   function with the platform's micro-batching settings: up to 100 messages per invocation (each
- *   message packs up to `batchSize` users, so one invocation fills many partner calls), gathered
- *   for `flushAfterMs`, at most `concurrency` invocations at once.
+ *   function with the platform's micro-batching settings: up to 100 messages per invocation and
+ *   10,000 memberships (each message packs up to `batchSize` users, so one invocation fills many
+ *   partner calls), gathered for `flushAfterMs`, at most `concurrency` invocations at once.
  *
  * A failed record is not left to the queue's long visibility timeout: the handlers set its
  * visibility to a backoff (the partner's Retry-After when it gave one; else doubling from
@@ -81,10 +81,23 @@ export const ROUTE_CONSUMER: QueueConsumerSettings = {
   functionTimeoutSeconds: FUNCTIONS.route.timeoutSeconds,
 };
 
+/**
+ * Memberships one deliver invocation takes at most. Each costs a state read and two writes and its
+ * share of a call: 100 messages of 1000 users (100,000 memberships, 300,000 requests) cannot be
+ * done within the function's timeout even on DynamoDB, and an invocation that times out hands its
+ * whole batch back, to time out again (seen on the local stack with 200,000 users sent at once).
+ */
+export const DELIVERY_MEMBERSHIPS_PER_INVOCATION = 10_000;
+
 export function deliveryConsumer(population: Connector['population']): QueueConsumerSettings {
   const windowSeconds = Math.min(300, Math.ceil(population.flushAfterMs / 1000));
+  // Delivery messages pack up to `batchSize` users: enough of them for 10,000 memberships.
+  const messages = Math.max(
+    1,
+    Math.min(100, Math.floor(DELIVERY_MEMBERSHIPS_PER_INVOCATION / population.batchSize)),
+  );
   return {
-    batchSize: windowSeconds === 0 ? 10 : 100,
+    batchSize: windowSeconds === 0 ? Math.min(10, messages) : messages,
     maxBatchingWindowSeconds: windowSeconds,
     maxConcurrency: population.concurrency,
     maxReceiveCount: DELIVERY_MAX_RECEIVE_COUNT,
