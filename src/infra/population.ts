@@ -89,13 +89,19 @@ export const ROUTE_CONSUMER: QueueConsumerSettings = {
  */
 export const DELIVERY_MEMBERSHIPS_PER_INVOCATION = 10_000;
 
-export function deliveryConsumer(population: Connector['population']): QueueConsumerSettings {
+/**
+ * The local stack's bound instead (one process, one DynamoDB stand-in of a few hundred writes a
+ * second shared by every invocation): docs/local-stack.md.
+ */
+export const LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION = 1000;
+
+export function deliveryConsumer(
+  population: Connector['population'],
+  membershipsPerInvocation: number = DELIVERY_MEMBERSHIPS_PER_INVOCATION,
+): QueueConsumerSettings {
   const windowSeconds = Math.min(300, Math.ceil(population.flushAfterMs / 1000));
-  // Delivery messages pack up to `batchSize` users: enough of them for 10,000 memberships.
-  const messages = Math.max(
-    1,
-    Math.min(100, Math.floor(DELIVERY_MEMBERSHIPS_PER_INVOCATION / population.batchSize)),
-  );
+  // Delivery messages pack up to `batchSize` users: enough of them for the memberships' bound.
+  const messages = Math.max(1, Math.min(100, Math.floor(membershipsPerInvocation / population.batchSize)));
   return {
     batchSize: windowSeconds === 0 ? Math.min(10, messages) : messages,
     maxBatchingWindowSeconds: windowSeconds,
@@ -140,7 +146,10 @@ export function deliveryPlatforms<
  * stack alike: route <- audience-events; deliver <- each platform's delivery queue; releasePending
  * <- the mapping table's stream; expireMemberships every minute (where a partner needs it).
  */
-export function populationEventSources(config: EnvironmentConfig): EventSourceDefinition[] {
+export function populationEventSources(
+  config: EnvironmentConfig,
+  deliveryMembershipsPerInvocation: number = DELIVERY_MEMBERSHIPS_PER_INVOCATION,
+): EventSourceDefinition[] {
   return [
     {
       kind: 'queue',
@@ -161,7 +170,7 @@ export function populationEventSources(config: EnvironmentConfig): EventSourceDe
           localName: deliveryQueueName(config.name, platform.id),
           retentionSeconds: DELIVERY_RETENTION_SECONDS,
         },
-        settings: deliveryConsumer(platform.connector.population),
+        settings: deliveryConsumer(platform.connector.population, deliveryMembershipsPerInvocation),
       }),
     ),
     {
