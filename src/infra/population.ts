@@ -93,7 +93,7 @@ export const DELIVERY_MEMBERSHIPS_PER_INVOCATION = 10_000;
  * The local stack's bound instead (one process, one DynamoDB stand-in of a few hundred writes a
  * second shared by every invocation): docs/local-stack.md.
  */
-export const LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION = 1000;
+export const LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION = 3000;
 
 export function deliveryConsumer(
   population: Connector['population'],
