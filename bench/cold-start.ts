@@ -1,8 +1,15 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { type BuildOptions, build, type Metafile } from 'esbuild';
 import { CONFIG_ENV_VAR } from '../src/config/load.ts';
+import {
+  BUNDLE_MAIN_FIELDS,
+  BUNDLE_TARGET,
+  bundleAliases,
+  ENVIRONMENT_CREDENTIALS_MODULE,
+  ESM_REQUIRE_BANNER,
+} from '../src/infra/bundling.ts';
 import { populationEnvironment } from '../src/infra/population.ts';
 import {
   commonEnvironment,
@@ -22,35 +29,22 @@ import { median, quantile, runCaptured } from './runner.ts';
  * time `import()` of each bundle, alternately.
  */
 
-/** The banner of lib/constructs/service-function.ts (read from there; this copy if it moved). */
-const FALLBACK_BANNER =
-  "import { createRequire as __dmpCreateRequire } from 'node:module'; const require = __dmpCreateRequire(import.meta.url);";
-
-async function esmRequireBanner(): Promise<{ banner: string; fromSource: boolean }> {
-  const source = await readFile(join(REPO_ROOT, 'lib', 'constructs', 'service-function.ts'), 'utf8');
-  const match = /const ESM_REQUIRE_BANNER =\s*"((?:[^"\\]|\\.)*)"/.exec(source);
-  return match?.[1]
-    ? { banner: JSON.parse(`"${match[1]}"`) as string, fromSource: true }
-    : { banner: FALLBACK_BANNER, fromSource: false };
-}
-
 /** What `NodejsFunction` passes to esbuild for this project's functions (bundling props there). */
-export async function lambdaBuildOptions(outfile: string): Promise<BuildOptions> {
-  const { banner } = await esmRequireBanner();
+export function lambdaBuildOptions(outfile: string): BuildOptions {
   // As the construct does: the validated config as a JS string literal (JSON inside a JSON string).
   const configLiteral = JSON.stringify(JSON.stringify(localConfig()));
   return {
     absWorkingDir: REPO_ROOT,
     bundle: true,
-    target: 'node24',
+    target: BUNDLE_TARGET,
     platform: 'node',
     format: 'esm',
     outfile,
     minify: true,
     sourcemap: false,
     treeShaking: true,
-    mainFields: ['module', 'main'],
-    banner: { js: banner },
+    mainFields: [...BUNDLE_MAIN_FIELDS],
+    banner: { js: ESM_REQUIRE_BANNER },
     define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
     metafile: true,
     logLevel: 'silent',
@@ -179,7 +173,6 @@ export interface FunctionColdStart extends ImportComparison {
 
 export interface ColdStartResult {
   readonly functions: readonly FunctionColdStart[];
-  readonly bannerFromSource: boolean;
   /** `import { z }` vs `import * as z` from zod, one z.object, same build options. */
   readonly zodNamedBytes: number;
   readonly zodNamespaceBytes: number;
@@ -197,19 +190,9 @@ interface Variant {
 
 const same = (options: BuildOptions) => options;
 
-/** Resolves `name` to a module with the given source (a stand-in for a dependency). */
-function stubPlugin(name: string, contents: string): Plugin {
-  return {
-    name: `stub-${name}`,
-    setup(build) {
-      build.onResolve({ filter: new RegExp(`^${name.replace(/[/.]/g, '\\$&')}$`) }, () => ({
-        path: name,
-        namespace: 'bench-stub',
-      }));
-      build.onLoad({ filter: /.*/, namespace: 'bench-stub' }, () => ({ contents, loader: 'js' }));
-    },
-  };
-}
+const ENVIRONMENT_CREDENTIALS_ALIAS = {
+  '@aws-sdk/credential-provider-node': ENVIRONMENT_CREDENTIALS_MODULE,
+};
 
 const VARIANTS: readonly Variant[] = [
   {
@@ -241,15 +224,11 @@ const VARIANTS: readonly Variant[] = [
     }),
   },
   {
-    // What importing the GPP decoder only when a request carries `gpp` would save at cold start.
-    name: 'handler without @iabgpp/cmpapi (GPP decoding stubbed)',
-    handler: (options) => ({
-      ...options,
-      plugins: [
-        stubPlugin('@iabgpp/cmpapi', 'export class GppModel { constructor() { throw new Error("stub"); } }'),
-      ],
-    }),
-    baseline: same,
+    // The baseline with the credential provider a function of `runtime.credentials: 'environment'`
+    // is bundled with: what the handler weighs beyond its clients, credentials set aside.
+    name: 'both bundles with the environment-only credential provider',
+    handler: same,
+    baseline: (options) => ({ ...options, alias: { ...options.alias, ...ENVIRONMENT_CREDENTIALS_ALIAS } }),
   },
 ];
 
@@ -301,16 +280,15 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
         adjust: (options: BuildOptions) => BuildOptions,
         source?: string,
       ) => {
-        const base = await lambdaBuildOptions(
-          join(dir, key, variant, source ? 'baseline.mjs' : 'handler.mjs'),
-        );
+        const base = lambdaBuildOptions(join(dir, key, variant, source ? 'baseline.mjs' : 'handler.mjs'));
         const adjusted = adjust(
           source
             ? {
                 ...base,
                 stdin: { contents: source, resolveDir: REPO_ROOT, sourcefile: 'baseline.ts', loader: 'ts' },
               }
-            : { ...base, entryPoints: [join(REPO_ROOT, definition.entry)] },
+            : // The function's module substitutions, as the CDK bundles it (src/infra/bundling.ts).
+              { ...base, entryPoints: [join(REPO_ROOT, definition.entry)], alias: bundleAliases(definition) },
         );
         // The function's own externals, as the CDK bundles it (ssh2's optional native parts).
         return bundle({
@@ -336,7 +314,7 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
     }
     const zod = async (name: string, contents: string) =>
       bundle({
-        ...(await lambdaBuildOptions(join(dir, name, 'index.mjs'))),
+        ...lambdaBuildOptions(join(dir, name, 'index.mjs')),
         stdin: { contents, resolveDir: REPO_ROOT, sourcefile: `${name}.ts`, loader: 'ts' },
       });
     const zodObject = 'export const schema = z.object({ id: z.number(), name: z.string() });\n';
@@ -344,7 +322,6 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
     const zodNamespace = await zod('zod-namespace', `import * as z from 'zod';\n${zodObject}`);
     return {
       functions,
-      bannerFromSource: (await esmRequireBanner()).fromSource,
       zodNamedBytes: zodNamed.bytes,
       zodNamespaceBytes: zodNamespace.bytes,
     };
@@ -412,9 +389,6 @@ export const coldStartBench: BenchModule = {
       baseline: result.zodNamespaceBytes,
       ratio: result.zodNamedBytes / result.zodNamespaceBytes,
     });
-    if (!result.bannerFromSource) {
-      notes.push('ESM_REQUIRE_BANNER not found in lib/constructs/service-function.ts; the copy was used');
-    }
     return {
       id: 'cold',
       title:

@@ -13,6 +13,7 @@ import {
   MAPPING_TABLE,
   POPULATION_TABLE,
   ROUTES,
+  runtimeOf,
   SEGMENT_TABLE,
   STACK_OUTPUTS,
   stackName,
@@ -165,6 +166,10 @@ export class DmpActivationStack extends Stack {
       config,
       api: this.api.api,
       functions: Object.fromEntries(Object.values(functions).map((fn) => [fn.node.id, fn.function])),
+      syncLogGroup:
+        functions.userSync && runtimeOf(FUNCTIONS.userSync).metrics === 'logMetricFilters'
+          ? functions.userSync.logGroup
+          : undefined,
     });
     if (this.files && functions.exportFiles)
       this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);

@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FUNCTIONS, type FunctionRuntimeSettings, runtimeOf } from '../../src/infra/resources.ts';
 import { REPO_ROOT } from '../fixtures.ts';
 import type { BenchModule, Figure } from '../registry.ts';
 import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
@@ -7,6 +8,8 @@ import {
   MEMBERSHIP_BYTES,
   MEMBERSHIP_DESIGN,
   MEMBERSHIP_DESIGN_SOURCE,
+  PLATFORM_LOG_BYTES_AT_INFO,
+  perSecond,
   REFERENCE_LOAD,
   SYNC_MIX,
   syncAssumptions,
@@ -23,6 +26,7 @@ import {
   syncCallbackWork,
   syncFloorWork,
   type Work,
+  xraySampledFraction,
 } from './model.ts';
 import { loadPrices, type Prices } from './prices.ts';
 import {
@@ -58,56 +62,63 @@ export function breakdown(cost: Cost): string {
 /** A change to the deployed design, priced on the same measured work. */
 export interface SyncLever {
   readonly name: string;
-  /** Part of the combined figure (the blind write and dropping the log line are alternatives). */
-  readonly combine: boolean;
   readonly assumptions?: Partial<SyncAssumptions>;
   readonly request?: (request: RequestWork) => RequestWork;
 }
 
 const getItemUnits = (request: RequestWork) => request.unitsByCommand['GetItemCommand'] ?? 0;
 
-/** What each choice of the deployed design costs or saves, on the steady-state mix. */
-export const SYNC_LEVERS: readonly SyncLever[] = [
-  {
-    // Without the read-then-decide: every callback is one unconditional write and no GetItem.
-    name: 'every callback writes blind (no GetItem, no skip of unchanged)',
-    combine: false,
-    request: (request) => ({
-      ...request,
-      dynamoCalls: request.writeUnits > 0 ? request.dynamoCalls - 1 : request.dynamoCalls,
-      readUnits: request.readUnits - getItemUnits(request),
-      writeUnits: Math.max(1, request.writeUnits),
-    }),
-  },
-  {
-    name: 'GetItem eventually consistent (conditional writes still guard races)',
-    combine: true,
-    request: (request) => ({ ...request, readUnits: request.readUnits - getItemUnits(request) / 2 }),
-  },
-  { name: 'no X-Ray active tracing', combine: true, assumptions: { xraySampledFraction: 0 } },
-  {
-    name: 'no Lambda platform log lines (systemLogLevel WARN)',
-    combine: true,
-    assumptions: { platformLogBytesPerInvocation: 0 },
-  },
-  {
-    name: 'no per-request INFO line (applicationLogLevel WARN)',
-    combine: false,
-    request: (request) => ({ ...request, logBytes: request.emfBytes }),
-  },
-  {
-    name: 'metrics from a log metric filter on the INFO line instead of EMF records',
-    combine: true,
-    request: (request) => ({ ...request, logBytes: request.logBytes - request.emfBytes }),
-  },
-];
+/**
+ * What each choice of the deployed design costs or saves, on the steady-state mix: the
+ * alternatives to what FUNCTIONS.userSync.runtime deploys (bench/cost/inputs.ts reads the same
+ * settings), and two store choices.
+ */
+export function syncLevers(runtime: FunctionRuntimeSettings = runtimeOf(FUNCTIONS.userSync)): SyncLever[] {
+  const atReferenceLoad = xraySampledFraction(perSecond(REFERENCE_LOAD.syncsPerMonth));
+  return [
+    {
+      // Without the read-then-decide: every callback is one unconditional write and no GetItem.
+      name: 'every callback writes blind (no GetItem, no skip of unchanged)',
+      request: (request) => ({
+        ...request,
+        dynamoCalls: request.writeUnits > 0 ? request.dynamoCalls - 1 : request.dynamoCalls,
+        readUnits: request.readUnits - getItemUnits(request),
+        writeUnits: Math.max(1, request.writeUnits),
+      }),
+    },
+    {
+      name: 'GetItem eventually consistent (not deployed: the read stays exact)',
+      request: (request) => ({ ...request, readUnits: request.readUnits - getItemUnits(request) / 2 }),
+    },
+    runtime.tracing === 'active'
+      ? { name: 'no X-Ray active tracing', assumptions: { xraySampledFraction: 0 } }
+      : {
+          name: 'X-Ray active tracing on (not deployed on user-sync)',
+          assumptions: { xraySampledFraction: atReferenceLoad },
+        },
+    runtime.systemLogLevel === 'INFO'
+      ? {
+          name: 'no Lambda platform log lines (systemLogLevel WARN)',
+          assumptions: { platformLogBytesPerInvocation: 0 },
+        }
+      : {
+          name: 'Lambda platform log lines (systemLogLevel INFO, not deployed on user-sync)',
+          assumptions: { platformLogBytesPerInvocation: PLATFORM_LOG_BYTES_AT_INFO },
+        },
+    {
+      name: 'no per-request INFO line (applicationLogLevel WARN: no funnel metrics either)',
+      request: (request) => ({ ...request, logBytes: request.emfBytes }),
+    },
+  ];
+}
 
 export interface SyncCosts {
   readonly perKind: readonly { kind: SyncKind; work: Work; cost: Cost; floor: Cost }[];
   readonly mix: { work: Work; cost: Cost; floor: Cost };
-  /** The mix priced with each lever pulled alone, then with the combinable ones together. */
+  /** The mix priced with each lever pulled alone. */
   readonly levers: readonly { name: string; cost: Cost }[];
-  readonly allCheapLevers: Cost;
+  /** The mix with the project's default runtime (active tracing, platform lines at INFO). */
+  readonly defaultRuntime: Cost;
 }
 
 function mixOf(measured: readonly RequestWork[], toWork: (request: RequestWork) => Work): Work {
@@ -154,8 +165,16 @@ export function syncCosts(measured: readonly RequestWork[], prices: Prices): Syn
   return {
     perKind,
     mix: { work, cost: costOf(work, prices), floor: costOf(floorWork, prices) },
-    levers: SYNC_LEVERS.map((lever) => ({ name: lever.name, cost: priced([lever]) })),
-    allCheapLevers: priced(SYNC_LEVERS.filter((lever) => lever.combine)),
+    levers: syncLevers().map((lever) => ({ name: lever.name, cost: priced([lever]) })),
+    defaultRuntime: priced([
+      {
+        name: "the project's default runtime",
+        assumptions: {
+          xraySampledFraction: xraySampledFraction(perSecond(REFERENCE_LOAD.syncsPerMonth)),
+          platformLogBytesPerInvocation: PLATFORM_LOG_BYTES_AT_INFO,
+        },
+      },
+    ]),
   };
 }
 
@@ -249,11 +268,10 @@ export const costBench: BenchModule = {
         ratio: cost.total / sync.mix.cost.total,
       })),
       versusFloor(
-        `6  mix, ${SYNC_LEVERS.filter((lever) => lever.combine).length} levers together (not the blind write, keeping the INFO line)`,
-        sync.allCheapLevers,
+        "6  mix with the project's default runtime (active tracing, Lambda platform lines)",
+        sync.defaultRuntime,
         sync.mix.floor,
         unitSync,
-        syncTarget,
       ),
       ...(pixelCost
         ? [{ name: '6  /sync pixel entry (once per chain)', value: perMillion(pixelCost), unit: '$/M' }]
@@ -289,6 +307,7 @@ export const costBench: BenchModule = {
     const notes = [
       `prices: ${prices.region} list prices recorded ${prices.recorded} (bench/cost/prices.json); baseline column = the floor, or for variants the design/mix they change`,
       `sync floor: 1 API request, 1 Lambda request of ${assumptions.dynamoRoundTripMs} ms at ${assumptions.memoryMb} MB arm64, 1 WRU, the same answer bytes; nothing else`,
+      `user-sync as deployed (FUNCTIONS.userSync.runtime, applied by the CDK stack): tracing ${runtimeOf(FUNCTIONS.userSync).tracing}, systemLogLevel ${runtimeOf(FUNCTIONS.userSync).systemLogLevel}, metrics ${runtimeOf(FUNCTIONS.userSync).metrics}`,
       `sync assumptions (not measurable locally): DynamoDB round trip ${assumptions.dynamoRoundTripMs} ms, CPU ${assumptions.cpuMsPerRequest} ms/request, Lambda platform log lines ${assumptions.platformLogBytesPerInvocation} B/invocation, X-Ray sampled share ${(assumptions.xraySampledFraction * 100).toFixed(2)} % at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month, ${assumptions.secretCallsPerRequest.toFixed(5)} Secrets Manager calls/request; mix ${Object.entries(
         SYNC_MIX,
       )

@@ -1,4 +1,4 @@
-import { FUNCTIONS } from '../../src/infra/resources.ts';
+import { FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 import {
   type MembershipPipeline,
   type SyncAssumptions,
@@ -26,8 +26,16 @@ export const perSecond = (perMonth: number) => perMonth / SECONDS_PER_MONTH;
 export const SYNC_SECRETS_PER_CONTAINER = 2;
 export const SECRET_CACHE_SECONDS = 300;
 
-/** Sync assumptions at the reference load (X-Ray's sampled share depends on the rate). */
+/** Lambda's JSON platform lines per invocation (platform.start, platform.report with X-Ray ids). */
+export const PLATFORM_LOG_BYTES_AT_INFO = 550;
+
+/**
+ * Sync assumptions at the reference load. Tracing and Lambda's own log lines are read from the
+ * user-sync function's deployed settings (FUNCTIONS.userSync.runtime, which the CDK stack applies):
+ * the figure priced is the configuration deployed. X-Ray's sampled share depends on the rate.
+ */
 export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerMonth): SyncAssumptions {
+  const runtime = runtimeOf(FUNCTIONS.userSync);
   return {
     memoryMb: FUNCTIONS.userSync.memorySizeMb,
     // In-region DynamoDB single-item calls answer in single-digit milliseconds; 5 ms is a
@@ -36,9 +44,9 @@ export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerM
     // Parsing, consent, tokens and the SDK's serialisation at 512 MB (0.29 of a vCPU): the domain
     // benchmark's callback is ~20-50 us on a full core, the SDK's pipeline a few hundred us per call.
     cpuMsPerRequest: 3,
-    // Lambda's JSON platform lines per invocation (platform.start, platform.report with X-Ray ids).
-    platformLogBytesPerInvocation: 550,
-    xraySampledFraction: xraySampledFraction(perSecond(syncsPerMonth)),
+    // At systemLogLevel WARN Lambda writes none of its lines for a request that went well.
+    platformLogBytesPerInvocation: runtime.systemLogLevel === 'INFO' ? PLATFORM_LOG_BYTES_AT_INFO : 0,
+    xraySampledFraction: runtime.tracing === 'active' ? xraySampledFraction(perSecond(syncsPerMonth)) : 0,
     // Each container caches each secret 5 minutes (src/aws/secrets.ts): the platform's secret and
     // the token key, read by a container serving ~10 requests per second.
     secretCallsPerRequest: secretCallsPerRequest(SYNC_SECRETS_PER_CONTAINER, SECRET_CACHE_SECONDS, 10),

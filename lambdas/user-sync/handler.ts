@@ -8,8 +8,13 @@ import {
   SyncTokenKeySchema,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
-import { MAPPING_TABLE } from '../../src/infra/resources.ts';
-import { createLogger, PowertoolsSyncMetrics } from '../../src/observability/powertools.ts';
+import { COMMON_ENV, MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import {
+  ENVIRONMENT_FIELD,
+  SYNC_COUNT_MESSAGE,
+  syncCountFields,
+} from '../../src/observability/sync-metric-filters.ts';
 import { ForgetRequests } from '../../src/privacy/requests.ts';
 import {
   answerDeadlineMs,
@@ -24,8 +29,13 @@ import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
 
 // Cold start: configuration validated (a bad one fails here, loudly), clients created once.
 const SERVICE_NAME = 'user-sync';
-const logger = createLogger(SERVICE_NAME);
 const config = loadRuntimeEnvironment();
+// One line per browser request, paid per request: the compact format (src/observability/logger.ts),
+// with the environment, which the funnel's metric filters read as a dimension.
+const logger = createLogger(SERVICE_NAME, {
+  persistentKeys: { [ENVIRONMENT_FIELD]: process.env[COMMON_ENV.environmentName] ?? config.name },
+  compact: true,
+});
 const tableName = process.env[MAPPING_TABLE.envVar];
 if (!tableName) throw new Error(`${MAPPING_TABLE.envVar} is not set`);
 
@@ -34,7 +44,6 @@ const forgetRequests = new ForgetRequests(dynamoDbClient(), tableName);
 const service = new UserSyncService({
   config,
   store: new DynamoMappingStore(dynamoDbClient(), tableName),
-  metrics: new PowertoolsSyncMetrics(SERVICE_NAME),
   now: () => Math.floor(Date.now() / 1000),
   // An opt-out is a privacy request: removals at every partner, tombstone (src/privacy).
   forget: (dmpUserId) => forgetRequests.request(dmpUserId),
@@ -65,13 +74,15 @@ async function handleRequest(
   try {
     // Whatever the store or Secrets Manager do, the browser gets our 503 pixel in time.
     const response = await withDeadline(route(request), answerDeadlineMs(context.getRemainingTimeInMillis()));
+    // One line per request, with its counts: the funnel's metrics (src/observability/sync-metric-filters.ts).
+    const counts = syncCountFields(response.counts);
     logger.info('sync request', {
       route: event.routeKey,
       status: response.status,
       outcome: response.outcome,
-      reason: response.reason,
-      platformId: response.platformId,
+      ...counts.line,
     });
+    for (const extra of counts.extraLines) logger.info(SYNC_COUNT_MESSAGE, { ...extra });
     // `debug=1` explains every decision; deployed stacks have it off unless their file says so.
     return toHttpResult(response, request.debug && config.debugTraces !== false);
   } catch (error) {
@@ -89,8 +100,8 @@ function errorSummary(error: unknown): { name: string; message: string } {
 }
 
 /**
- * What Powertools' injectLambdaContext middleware did (request id and function in every line,
- * temporary keys reset), without Middy's per-request machinery on the hot path.
+ * What Powertools' injectLambdaContext middleware did (the request id and a container's first
+ * `cold_start` in its lines, temporary keys reset), without Middy's per-request machinery.
  */
 export async function handler(
   event: APIGatewayProxyEventV2,

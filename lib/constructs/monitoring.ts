@@ -3,10 +3,12 @@ import type { HttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import { SYNC_METRIC_FILTERS, type SyncMetricFilter } from '../../src/observability/sync-metric-filters.ts';
 import { runbookLine } from '../runbook.ts';
 
 export interface MonitoringProps {
@@ -14,6 +16,20 @@ export interface MonitoringProps {
   readonly api: HttpApi;
   /** Functions to alarm on, by a short display name. */
   readonly functions: Readonly<Record<string, lambda.IFunction>>;
+  /**
+   * The user-sync function's log group, when its funnel metrics come from its log line
+   * (`runtime.metrics: 'logMetricFilters'`): the metric filters that make them are created on it.
+   */
+  readonly syncLogGroup?: logs.ILogGroup | undefined;
+}
+
+/** The CloudWatch Logs pattern of a filter: every field equal to its value, or present (`*`). */
+export function filterPatternOf(filter: SyncMetricFilter): logs.IFilterPattern {
+  return logs.FilterPattern.all(
+    ...Object.entries(filter.match).map(([field, value]) =>
+      value === '*' ? logs.FilterPattern.exists(field) : logs.FilterPattern.stringValue(field, '=', value),
+    ),
+  );
 }
 
 const PERIOD = Duration.minutes(5);
@@ -69,6 +85,21 @@ export class Monitoring extends Construct {
       }),
     );
 
+    // The sync funnel's counts, from the one INFO line per request (src/observability/sync-metric-filters.ts).
+    if (props.syncLogGroup) {
+      for (const filter of SYNC_METRIC_FILTERS) {
+        new logs.MetricFilter(this, `SyncMetric${filter.metricName}`, {
+          logGroup: props.syncLogGroup,
+          metricNamespace: METRICS_NAMESPACE,
+          metricName: filter.metricName,
+          filterPattern: filterPatternOf(filter),
+          metricValue: '1',
+          dimensions: { ...filter.dimensions },
+          unit: cloudwatch.Unit.COUNT,
+        });
+      }
+    }
+
     const functions = Object.entries(props.functions);
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `DmpActivation-${config.name}`,
@@ -80,8 +111,8 @@ export class Monitoring extends Construct {
         width: 24,
         left: SYNC_METRICS.names.map(
           (metricName) =>
-            // A search: one line per dimension set the handler emits (the `platform` dimension,
-            // plus Powertools' default `service`), so new platforms appear without a redeploy;
+            // A search: one line per dimension set the metric filters emit (platform, and the
+            // reason or outcome where there is one), so new platforms appear without a redeploy;
             // only this environment's records, should several share the account and region.
             new cloudwatch.SearchExpression({
               expression: `SEARCH('Namespace="${METRICS_NAMESPACE}" MetricName="${metricName}" ${SYNC_METRICS.environmentDimension}="${config.name}"', 'Sum', 300)`,

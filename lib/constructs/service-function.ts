@@ -7,7 +7,13 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { CONFIG_ENV_VAR } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
-import { commonEnvironment, type FunctionDefinition } from '../../src/infra/resources.ts';
+import {
+  BUNDLE_MAIN_FIELDS,
+  BUNDLE_TARGET,
+  bundleAliases,
+  ESM_REQUIRE_BANNER,
+} from '../../src/infra/bundling.ts';
+import { commonEnvironment, type FunctionDefinition, runtimeOf } from '../../src/infra/resources.ts';
 import { acknowledgeNag } from '../nag.ts';
 import { REPO_ROOT } from '../repo.ts';
 import { logRetention } from './log-retention.ts';
@@ -25,14 +31,6 @@ export interface ServiceFunctionProps {
 
 /** CloudFormation metadata key under which each function carries the configuration it bundles. */
 export const CONFIG_METADATA_KEY = 'DmpActivation::Config';
-
-/**
- * ESM output still meets CommonJS dependencies that call `require` (some AWS SDK and Powertools
- * internals) or read `__dirname` / `__filename` when they load (ssh2's WebAssembly poly1305):
- * give the module scope a real `require` and both names.
- */
-const ESM_REQUIRE_BANNER =
-  "import { createRequire as __dmpCreateRequire } from 'node:module'; import { fileURLToPath as __dmpFileURLToPath } from 'node:url'; import { dirname as __dmpDirname } from 'node:path'; const require = __dmpCreateRequire(import.meta.url); const __filename = __dmpFileURLToPath(import.meta.url); const __dirname = __dmpDirname(__filename);";
 
 const XRAY_REASON =
   'xray:PutTraceSegments and xray:PutTelemetryRecords (added by Lambda active tracing) do not support ' +
@@ -53,6 +51,7 @@ export class ServiceFunction extends Construct {
   constructor(scope: Construct, id: string, props: ServiceFunctionProps) {
     super(scope, id);
     const { definition, config } = props;
+    const runtime = runtimeOf(definition);
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
 
     this.logGroup = new logs.LogGroup(this, 'LogGroup', {
@@ -88,7 +87,10 @@ export class ServiceFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
-      tracing: lambda.Tracing.ACTIVE,
+      // Lambda's own lines (start, end, report) are INFO: WARN keeps only its failures.
+      systemLogLevelV2:
+        runtime.systemLogLevel === 'WARN' ? lambda.SystemLogLevel.WARN : lambda.SystemLogLevel.INFO,
+      tracing: runtime.tracing === 'active' ? lambda.Tracing.ACTIVE : lambda.Tracing.DISABLED,
       ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       environment: {
         ...commonEnvironment(definition, config.name),
@@ -97,13 +99,17 @@ export class ServiceFunction extends Construct {
       bundling: {
         forceDockerBundling: false,
         format: OutputFormat.ESM,
-        target: 'node24',
-        mainFields: ['module', 'main'],
+        target: BUNDLE_TARGET,
+        mainFields: [...BUNDLE_MAIN_FIELDS],
         banner: ESM_REQUIRE_BANNER,
         minify: true,
         sourceMap: false,
         bundleAwsSDK: true,
-        esbuildArgs: { '--tree-shaking': 'true' },
+        esbuildArgs: {
+          '--tree-shaking': 'true',
+          // Module substitutions (the environment-only credential provider), from the repo root.
+          '--alias': Object.entries(bundleAliases(definition)).map(([from, to]) => `${from}=${to}`),
+        },
         externalModules: [...(definition.bundleExternal ?? [])],
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },
       },
@@ -111,8 +117,9 @@ export class ServiceFunction extends Construct {
     // The bundle's hash alone would make `cdk diff` say "code changed" for any config edit; the
     // same config as resource metadata makes the diff show which setting changed, line by line.
     (this.function.node.defaultChild as lambda.CfnFunction).addMetadata(CONFIG_METADATA_KEY, config);
-    // Active tracing adds the X-Ray statement to the role's default policy.
+    // Active tracing adds the X-Ray statement to the role's default policy (without it: nothing to acknowledge).
     const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy');
-    if (defaultPolicy) acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);
+    if (defaultPolicy && runtime.tracing === 'active')
+      acknowledgeNag(defaultPolicy, 'AwsSolutions-IAM5[Resource::*]', XRAY_REASON);
   }
 }

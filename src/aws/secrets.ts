@@ -15,6 +15,11 @@ export class SecretError extends Error {
 
 export class JsonSecrets {
   private readonly provider: SecretsProvider;
+  /**
+   * The provider hands back its cached object until `maxAgeSeconds` pass: each value is validated
+   * once, not on every request that reads it (a new value is a new object, validated again).
+   */
+  private readonly validated = new WeakMap<object, { schema: z.ZodType; data: unknown }>();
 
   constructor(private readonly maxAgeSeconds = 300) {
     this.provider = new SecretsProvider({ clientConfig: { ...SDK_CLIENT_SETTINGS } });
@@ -30,9 +35,13 @@ export class JsonSecrets {
       throw new SecretError(`secret ${name} could not be read: ${errorName(error)}`);
     }
     if (raw === undefined) return undefined;
+    const cacheable = typeof raw === 'object' && raw !== null ? raw : undefined;
+    const known = cacheable ? this.validated.get(cacheable) : undefined;
+    if (known?.schema === schema) return known.data as z.output<S>;
     const parsed = schema.safeParse(raw);
     if (!parsed.success)
       throw new SecretError(`secret ${name} is malformed: ${formatIssues(parsed.error).join('; ')}`);
+    if (cacheable) this.validated.set(cacheable, { schema, data: parsed.data });
     return parsed.data;
   }
 }

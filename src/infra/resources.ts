@@ -184,7 +184,51 @@ export interface FunctionDefinition {
    * `connector.files.everyMinutes` minutes, with the event `{ "platformId": <id> }`.
    */
   readonly schedule?: { readonly perPlatformMode: 'file' };
+  /**
+   * How the function runs in AWS where it departs from the project's defaults (DEFAULT_RUNTIME).
+   * The CDK stack applies these (lib/constructs/service-function.ts) and the cost model prices the
+   * same values (bench/cost/inputs.ts): what is priced is what is deployed.
+   */
+  readonly runtime?: FunctionRuntimeSettings;
 }
+
+export interface FunctionRuntimeSettings {
+  /**
+   * `active`: Lambda samples requests into X-Ray (the first each second, then 5 %); `off`: no
+   * traces (the function's role then needs no X-Ray statement).
+   */
+  readonly tracing: 'active' | 'off';
+  /**
+   * Lambda's own log lines (`platform.start`, `platform.report`, ...) are INFO; at WARN only
+   * failures are written (timeouts, out-of-memory, init errors). Durations stay in the Lambda
+   * metrics. Needs the JSON log format, which every function uses.
+   */
+  readonly systemLogLevel: 'INFO' | 'WARN';
+  /**
+   * `environment`: the SDK clients read the credentials Lambda puts in the environment and nothing
+   * else. The default chain's other links (SSO, shared files, web identity, container and instance
+   * metadata) and the STS/SSO clients they load are never reached in Lambda: the bundle substitutes
+   * src/aws/environment-credentials.ts for `@aws-sdk/credential-provider-node` (src/infra/bundling.ts).
+   */
+  readonly credentials: 'defaultChain' | 'environment';
+  /**
+   * `emf`: Powertools writes an embedded-metric-format record per count; `logMetricFilters`: the
+   * counts ride on the function's one INFO line per request and CloudWatch Logs metric filters
+   * (src/observability/sync-metric-filters.ts) turn them into the same metrics.
+   */
+  readonly metrics: 'emf' | 'logMetricFilters';
+}
+
+/** What a function without `runtime` gets. */
+export const DEFAULT_RUNTIME: FunctionRuntimeSettings = {
+  tracing: 'active',
+  systemLogLevel: 'INFO',
+  credentials: 'defaultChain',
+  metrics: 'emf',
+};
+
+export const runtimeOf = (definition: FunctionDefinition): FunctionRuntimeSettings =>
+  definition.runtime ?? DEFAULT_RUNTIME;
 
 export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
   userSync: {
@@ -194,6 +238,15 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 5,
     tables: [{ table: MAPPING_TABLE, access: 'readWrite' }],
     secrets: 'platforms+syncTokenKey',
+    // The per-browser path, a billion calls a month at a large DMP: its observability is chosen
+    // for its price (docs/operations.md, "Tracing and logs of the sync path"). Every request still
+    // leaves one INFO line with its outcome and counts; failures are still logged and alarmed.
+    runtime: {
+      tracing: 'off',
+      systemLogLevel: 'WARN',
+      credentials: 'environment',
+      metrics: 'logMetricFilters',
+    },
   },
   /** Audience events in: validates, looks up partner ids, obtains partner segments, hands out work. */
   route: {

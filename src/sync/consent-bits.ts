@@ -181,3 +181,75 @@ export function readGppHeader(text: string): number[] {
   }
   return ids;
 }
+
+/**
+ * GPP's US sections (7 US national, 8-23 the states) and its US Privacy section (6): fixed-size
+ * fields, nothing to expand. Only their opt-outs matter to us, so only those are read: the bit
+ * offsets of `SaleOptOut`, `SharingOptOut` and `TargetedAdvertisingOptOut` in each section's core
+ * segment (the text before its first `.`), and the core segment's length. The layouts are those
+ * of the IAB's @iabgpp/cmpapi 3.2.0, which the tests check this table against field by field
+ * (test/unit/consent-us-sections.test.ts), and whose decoding these readers match verdict for
+ * verdict on generated strings (test/property/consent-us-sections.test.ts).
+ */
+export interface UsCoreLayout {
+  /** Bits of the core segment: a shorter one does not decode. */
+  readonly bits: number;
+  /** Bit offsets of the opt-out fields the section has (2-bit values, 1 = opted out). */
+  readonly optOuts: readonly number[];
+}
+
+export const US_CORE_LAYOUTS: Readonly<Record<number, UsCoreLayout>> = {
+  7: { bits: 70, optOuts: [18, 20, 22] }, // usnat: sale, sharing, targeted advertising
+  8: { bits: 46, optOuts: [12, 14] }, // usca: sale, sharing
+  9: { bits: 40, optOuts: [12, 14] }, // usva: sale, targeted advertising (and below)
+  10: { bits: 38, optOuts: [12, 14] }, // usco
+  11: { bits: 42, optOuts: [14, 16] }, // usut
+  12: { bits: 44, optOuts: [12, 14] }, // usct
+  13: { bits: 46, optOuts: [12, 14] }, // usfl
+  14: { bits: 46, optOuts: [12, 14] }, // usmt
+  15: { bits: 52, optOuts: [12, 14] }, // usor
+  16: { bits: 42, optOuts: [12, 14] }, // ustx
+  17: { bits: 52, optOuts: [12, 14] }, // usde
+  18: { bits: 42, optOuts: [14, 16] }, // usia
+  19: { bits: 42, optOuts: [12, 14] }, // usne
+  20: { bits: 46, optOuts: [12, 14] }, // usnh
+  21: { bits: 54, optOuts: [12, 14] }, // usnj
+  22: { bits: 42, optOuts: [12, 14] }, // ustn
+  23: { bits: 42, optOuts: [12, 14] }, // usmn
+};
+
+/** The US section ids (besides US Privacy, 6) read by readUsOptOut. */
+export const US_SECTION_IDS = Object.keys(US_CORE_LAYOUTS).map(Number);
+export const GPP_SECTION_USP_V1 = 6;
+
+/**
+ * Lengths of a usnat core segment written before it grew (12 to 16 sensitive-data categories, 2 to
+ * 3 child consents): the IAB library pads them to the current layout, so they decode.
+ */
+const USNAT_LEGACY_BITS = new Set([60, 66]);
+/** 2-bit US opt-out fields: 1 = opted out (0 = not applicable, 2 = did not opt out). */
+const US_OPTED_OUT = 1;
+
+/**
+ * Whether a GPP US section (6-23) records an opt-out of sale, sharing or targeted advertising.
+ * Throws `invalid` when the section does not decode (or is not one of those sections).
+ */
+export function readUsOptOut(sectionId: number, encoded: string): boolean {
+  const dot = encoded.indexOf('.');
+  const core = dot === -1 ? encoded : encoded.slice(0, dot);
+  if (sectionId === GPP_SECTION_USP_V1) {
+    // `1YNN`: version, notice, opt-out of sale, LSPA covered. As in the IAB library, four characters
+    // decode whatever they are; only a `Y` in the third says "opted out".
+    if (core.length !== 4) throw invalid('not a US Privacy string');
+    return core.charAt(2) === 'Y';
+  }
+  const layout = US_CORE_LAYOUTS[sectionId];
+  if (!layout) throw invalid('not a US section');
+  const bits = new BitReader(core);
+  if (bits.length < layout.bits && !(sectionId === 7 && USNAT_LEGACY_BITS.has(bits.length)))
+    throw invalid('US section shorter than its fields');
+  return layout.optOuts.some((offset) => {
+    bits.position = offset;
+    return bits.int(2) === US_OPTED_OUT;
+  });
+}

@@ -1,5 +1,12 @@
-import { GppModel } from '@iabgpp/cmpapi';
-import { ConsentBitsError, readGppHeader, readTcfCore, type TcfCore } from './consent-bits.ts';
+import {
+  ConsentBitsError,
+  GPP_SECTION_USP_V1,
+  readGppHeader,
+  readTcfCore,
+  readUsOptOut,
+  type TcfCore,
+  US_SECTION_IDS,
+} from './consent-bits.ts';
 
 /**
  * Consent and privacy signals of a sync request. No consent means no mapping and no redirect to
@@ -14,10 +21,11 @@ import { ConsentBitsError, readGppHeader, readTcfCore, type TcfCore } from './co
  *    Without a `gdpr` signal the environment's `gdprAppliesWhenUnknown` decides.
  * 4. `us_privacy` (CCPA USP v1) with an opt-out of sale (`1?Y?`) refuses.
  *
- * A request's strings are decoded once, for every partner at a time, in bounded work: the TCF v2
- * core segment and the GPP header by our own readers (consent-bits.ts), which check the bit budget
- * of range sections before reading them and never expand a range; GPP's US sections (fixed-size
- * fields, nothing to expand) by the IAB's @iabgpp/cmpapi, one section at a time. A string that
+ * A request's strings are decoded once, for every partner at a time, in bounded work, by our own
+ * readers (consent-bits.ts): the TCF v2 core segment and the GPP header, whose range sections are
+ * checked against their bit budget before they are read and never expanded, and GPP's US sections
+ * (fixed-size fields, of which only the opt-outs are read; the same verdicts as the IAB's
+ * @iabgpp/cmpapi, which the Lambda bundle no longer carries). A string that
  * does not decode counts as no consent, never as consent; one whose range sections exceed their
  * budget is refused as `consent_gdpr_over_budget` / `consent_gpp_over_budget`.
  */
@@ -59,12 +67,6 @@ export type ConsentVerdict =
 export const MAX_CONSENT_SIGNAL_LENGTH = 4096;
 
 const GPP_SECTION_TCF_EU_V2 = 2;
-const GPP_SECTION_USP_V1 = 6;
-/** US national (7) and the state sections: fixed-size fields, decoded by @iabgpp/cmpapi. */
-const GPP_US_SECTIONS = { first: 7, last: 23 } as const;
-const US_OPT_OUT_FIELDS = ['SaleOptOut', 'SharingOptOut', 'TargetedAdvertisingOptOut'] as const;
-/** GPP's value for "opted out" in US sections (0 = not applicable, 2 = did not opt out). */
-const GPP_OPTED_OUT = 1;
 const PURPOSE_STORE_AND_ACCESS = 1;
 
 export function readConsentSignals(
@@ -206,30 +208,14 @@ function decodeGpp(
 
 /** A US (or USP v1) section's opt-outs; sections of any other kind are not read and refuse. */
 function checkUsSection(sid: number, encoded: string): Refusal | undefined {
-  const isUsp = sid === GPP_SECTION_USP_V1;
-  if (!isUsp && (sid < GPP_US_SECTIONS.first || sid > GPP_US_SECTIONS.last))
+  if (sid !== GPP_SECTION_USP_V1 && !US_SECTION_IDS.includes(sid))
     return { allowed: false, reason: 'consent_gpp_invalid' };
-  const model = new GppModel();
   try {
-    model.decodeSectionById(sid, encoded);
-  } catch {
-    return { allowed: false, reason: 'consent_gpp_invalid' };
+    return readUsOptOut(sid, encoded) ? { allowed: false, reason: 'consent_gpp_optout' } : undefined;
+  } catch (error) {
+    // A section we cannot read is no consent.
+    return bitsRefusal(error, 'consent_gpp_invalid', 'consent_gpp_invalid');
   }
-  const fields = isUsp ? (['OptOutSale'] as const) : US_OPT_OUT_FIELDS;
-  const optedOutValue = isUsp ? 'Y' : GPP_OPTED_OUT;
-  let readable = 0;
-  for (const field of fields) {
-    let value: unknown;
-    try {
-      value = model.getFieldValueBySectionId(sid, field);
-    } catch {
-      continue; // a field this section does not have, or a section that does not decode
-    }
-    readable++;
-    if (value === optedOutValue) return { allowed: false, reason: 'consent_gpp_optout' };
-  }
-  // A section we cannot read is no consent.
-  return readable === 0 ? { allowed: false, reason: 'consent_gpp_invalid' } : undefined;
 }
 
 function decodeGdpr(

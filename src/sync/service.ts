@@ -63,6 +63,15 @@ export interface SyncResponse {
   readonly platformId?: number | undefined;
   readonly setCookies: readonly string[];
   readonly trace: readonly TraceEntry[];
+  /** The funnel counts this request made, in order (the handler logs them; see SyncMetrics). */
+  readonly counts: readonly SyncCount[];
+}
+
+/** One count of the sync funnel: a metric, the platform it concerns, and a reason where it has one. */
+export interface SyncCount {
+  readonly name: SyncMetricName;
+  readonly platformId?: number | undefined;
+  readonly reason?: string | undefined;
 }
 
 export interface TraceEntry {
@@ -71,7 +80,10 @@ export interface TraceEntry {
   readonly platformId?: number;
 }
 
-/** Counts of the sync funnel, per platform. */
+/**
+ * Counts of the sync funnel, per platform, as they happen. Optional: every response also carries
+ * its request's counts (`SyncResponse.counts`), which the Lambda handler writes on its log line.
+ */
 export interface SyncMetrics {
   count(name: SyncMetricName, platformId: number | undefined, reason?: string): void;
 }
@@ -87,7 +99,7 @@ export interface UserSyncDeps {
   readonly config: EnvironmentConfig;
   readonly store: MappingStore;
   readonly secrets: SyncSecrets;
-  readonly metrics: SyncMetrics;
+  readonly metrics?: SyncMetrics | undefined;
   /** Epoch seconds. */
   readonly now: () => number;
   /** `/optout` hands the user to the privacy request path (src/privacy) besides deleting mappings. */
@@ -170,7 +182,13 @@ export class UserSyncService {
     const next = await this.nextRedirect(request, dmpUserId, synced, candidates, 1, trace, onlyPlatform);
     cookies.push(...next.setCookies);
     if (!next.location)
-      return { status: 200, outcome: 'nothing_due', setCookies: cookies, trace: trace.entries };
+      return {
+        status: 200,
+        outcome: 'nothing_due',
+        setCookies: cookies,
+        trace: trace.entries,
+        counts: trace.counts,
+      };
     return {
       status: 302,
       outcome: 'redirected',
@@ -178,6 +196,7 @@ export class UserSyncService {
       platformId: next.platformId,
       setCookies: cookies,
       trace: trace.entries,
+      counts: trace.counts,
     };
   }
 
@@ -312,11 +331,7 @@ export class UserSyncService {
     });
     if (outcome === 'static_token_cannot_replace' || outcome === 'static_token_rate_limited')
       return this.reject(outcome, platform.id, cookies, trace);
-    this.deps.metrics.count(
-      outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored',
-      platform.id,
-      outcome,
-    );
+    this.count(trace, outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored', platform.id, outcome);
     trace.add('mapping', describeOutcome(outcome), platform.id);
     cookies.push(this.userCookie(dmpUserId));
     // What the chain needs next comes from the cookie, with this sighting added: no store query.
@@ -350,6 +365,7 @@ export class UserSyncService {
       platformId: platform.id,
       setCookies: cookies,
       trace: trace.entries,
+      counts: trace.counts,
     };
   }
 
@@ -373,17 +389,18 @@ export class UserSyncService {
         await this.deps.forget?.(user);
       } catch {
         trace.add('mapping', 'deleting the stored mappings failed: opt-out remembered, retry /optout');
-        this.deps.metrics.count('SyncRejected', undefined, 'optout_incomplete');
+        this.count(trace, 'SyncRejected', undefined, 'optout_incomplete');
         return {
           status: 503,
           outcome: 'opted_out',
           reason: 'optout_incomplete',
           setCookies: [optOutCookie],
           trace: trace.entries,
+          counts: trace.counts,
         };
       }
     }
-    this.deps.metrics.count('OptOut', undefined);
+    this.count(trace, 'OptOut', undefined);
     return {
       status: 200,
       outcome: 'opted_out',
@@ -394,6 +411,7 @@ export class UserSyncService {
         expireCookie(COOKIE_SYNCED, cookieDomain),
       ],
       trace: trace.entries,
+      counts: trace.counts,
     };
   }
 
@@ -422,7 +440,7 @@ export class UserSyncService {
       }
       const consent = this.consentFor(request, platform, trace);
       if (!consent.allowed) {
-        this.deps.metrics.count('SyncRejected', platform.id, consent.reason);
+        this.count(trace, 'SyncRejected', platform.id, consent.reason);
         continue;
       }
       const forwarded = forwardedConsent(consent.signals);
@@ -437,7 +455,7 @@ export class UserSyncService {
         this.deps.config.userSync.allowedHosts,
       );
       if (baseUrl === undefined) {
-        this.deps.metrics.count('SyncRejected', platform.id, 'host_not_allowed');
+        this.count(trace, 'SyncRejected', platform.id, 'host_not_allowed');
         trace.add(
           'redirect',
           'refused: the request host is not one of ours (set publicBaseUrl)',
@@ -456,12 +474,12 @@ export class UserSyncService {
       });
       const partnerUrl = buildPartnerSyncUrl(platform.sync, callbackUrl, forwarded);
       if (!partnerUrl.ok) {
-        this.deps.metrics.count('SyncRejected', platform.id, partnerUrl.reason);
+        this.count(trace, 'SyncRejected', platform.id, partnerUrl.reason);
         trace.add('redirect', 'refused: the filled template leaves the partner origin', platform.id);
         continue;
       }
-      this.deps.metrics.count('SyncRedirected', platform.id);
-      trace.add('redirect', `sync due: redirecting to ${new URL(partnerUrl.url).origin}`, platform.id);
+      this.count(trace, 'SyncRedirected', platform.id);
+      trace.add('redirect', `sync due: redirecting to ${partnerUrl.origin}`, platform.id);
       const { cookieDomain } = this.deps.config.userSync;
       return {
         location: partnerUrl.url,
@@ -515,15 +533,21 @@ export class UserSyncService {
     });
   }
 
+  private count(trace: Trace, name: SyncMetricName, platformId: number | undefined, reason?: string): void {
+    trace.counts.push(reason === undefined ? { name, platformId } : { name, platformId, reason });
+    this.deps.metrics?.count(name, platformId, reason);
+  }
+
   private optedOut(platformId: number | undefined, trace: Trace): SyncResponse {
     trace.add('consent', 'browser opted out: nothing stored, no redirect', platformId);
-    this.deps.metrics.count('SyncRejected', platformId, 'opted_out');
+    this.count(trace, 'SyncRejected', platformId, 'opted_out');
     return {
       status: platformId === undefined ? 200 : 451,
       outcome: 'opted_out',
       reason: 'opted_out',
       setCookies: [],
       trace: trace.entries,
+      counts: trace.counts,
     };
   }
 
@@ -533,10 +557,18 @@ export class UserSyncService {
     setCookies: readonly string[],
     trace: Trace,
   ): SyncResponse {
-    this.deps.metrics.count('SyncRejected', platformId, reason);
+    this.count(trace, 'SyncRejected', platformId, reason);
     trace.add('refused', reason, platformId);
     const status = STATUS_OF_REASON.find(([pattern]) => pattern.test(reason))?.[1] ?? 400;
-    return { status, outcome: 'rejected', reason, platformId, setCookies, trace: trace.entries };
+    return {
+      status,
+      outcome: 'rejected',
+      reason,
+      platformId,
+      setCookies,
+      trace: trace.entries,
+      counts: trace.counts,
+    };
   }
 }
 
@@ -574,6 +606,7 @@ function describeOutcome(outcome: string): string {
 
 class Trace {
   readonly entries: TraceEntry[] = [];
+  readonly counts: SyncCount[] = [];
   add(step: string, detail: string, platformId?: number): void {
     this.entries.push(platformId === undefined ? { step, detail } : { step, detail, platformId });
   }

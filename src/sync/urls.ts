@@ -59,11 +59,19 @@ const PLACEHOLDER = /\{(out|gdpr|gdpr_consent|us_privacy|gpp|gpp_sid)\}/g;
 
 /** The only origin a platform's redirects may go to: its template's. */
 export function allowedSyncOrigin(settings: Pick<SyncSettings, 'urlTemplate'>): string {
-  return new URL(settings.urlTemplate.replaceAll(PLACEHOLDER, '')).origin;
+  let origin = templateOrigins.get(settings.urlTemplate);
+  if (origin === undefined) {
+    origin = new URL(settings.urlTemplate.replaceAll(PLACEHOLDER, '')).origin;
+    templateOrigins.set(settings.urlTemplate, origin);
+  }
+  return origin;
 }
 
+/** Origins of the configured templates, parsed once per template rather than per redirect. */
+const templateOrigins = new Map<string, string>();
+
 export type PartnerUrlResult =
-  | { readonly ok: true; readonly url: string }
+  | { readonly ok: true; readonly url: string; readonly origin: string }
   | { readonly ok: false; readonly reason: 'redirect_off_allowlist' };
 
 /** Fills the partner's sync template; refuses any result that would leave the partner's origin. */
@@ -90,7 +98,7 @@ export function buildPartnerSyncUrl(
     return { ok: false, reason: 'redirect_off_allowlist' };
   }
   return origin === allowedSyncOrigin(settings)
-    ? { ok: true, url }
+    ? { ok: true, url, origin }
     : { ok: false, reason: 'redirect_off_allowlist' };
 }
 

@@ -257,6 +257,7 @@ const UNTAGGABLE = [
   'AWS::ApiGatewayV2::Route',
   'AWS::IAM::Policy',
   'AWS::Lambda::Permission',
+  'AWS::Logs::MetricFilter',
   'AWS::Route53::RecordSet',
   'AWS::SQS::QueuePolicy',
   'AWS::S3::BucketPolicy',

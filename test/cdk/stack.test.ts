@@ -32,12 +32,14 @@ import {
   MAPPING_TABLE,
   POPULATION_TABLE,
   ROUTES,
+  runtimeOf,
   SEGMENT_TABLE,
   STACK_OUTPUTS,
   TABLES,
   type TableDefinition,
 } from '../../src/infra/resources.ts';
 import { POPULATION_METRICS } from '../../src/observability/powertools.ts';
+import { SYNC_METRIC_FILTERS } from '../../src/observability/sync-metric-filters.ts';
 import { configErrorOf } from '../support/config.ts';
 import { useTempDirs } from '../support/temp-dirs.ts';
 
@@ -198,10 +200,13 @@ describe('the CDK app', () => {
           .filter((platform) => platform.connector)
           .map((platform) => `${stackId}/Secrets/Platform${platform.id}Api/Resource AwsSolutions-SMG4`),
         `${stackId}/Secrets/SyncTokenKey/Resource AwsSolutions-SMG4`,
-        ...builtFunctions(config).map(
-          (definition) =>
-            `${stackId}/${definition.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
-        ),
+        // Active tracing's X-Ray statement: every function but those deployed without tracing.
+        ...builtFunctions(config)
+          .filter((definition) => runtimeOf(definition).tracing === 'active')
+          .map(
+            (definition) =>
+              `${stackId}/${definition.id}/Role/DefaultPolicy/Resource AwsSolutions-IAM5[Resource::*]`,
+          ),
         // Public routes only: the privacy route is IAM-authorized.
         ...ROUTES.filter((route) => !route.auth).map(
           (route) =>
@@ -265,8 +270,10 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
         Handler: 'index.handler',
         MemorySize: definition.memorySizeMb,
         Timeout: definition.timeoutSeconds,
-        LoggingConfig: { LogFormat: 'JSON' },
-        TracingConfig: { Mode: 'Active' },
+        LoggingConfig: {
+          LogFormat: 'JSON',
+          SystemLogLevel: runtimeOf(definition).systemLogLevel,
+        },
         Environment: {
           Variables: {
             DMP_ENVIRONMENT: config.name,
@@ -278,6 +285,10 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
           },
         },
       });
+      // Active tracing, or none at all (no PassThrough either): the definition's choice.
+      if (runtimeOf(definition).tracing === 'active')
+        expect(fn.Properties['TracingConfig']).toEqual({ Mode: 'Active' });
+      else expect(fn.Properties['TracingConfig']).toBeUndefined();
       const variables = (fn.Properties['Environment'] as { Variables: Record<string, unknown> }).Variables;
       expect(Object.keys(variables)).not.toContain('DMP_CONFIG_JSON');
       expect(Object.keys(variables)).not.toContain('AWS_NODEJS_CONNECTION_REUSE_ENABLED');
@@ -587,6 +598,51 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     );
     expect(deadLetterQueues.length).toBeGreaterThanOrEqual(1);
     for (const logicalId of deadLetterQueues) expect(dashboard, logicalId).toContain(`"${logicalId}"`);
+  });
+
+  it('counts the sync funnel with metric filters on the user-sync log line, as SYNC_METRIC_FILTERS says', () => {
+    const { template } = env(name);
+    const userSync = functionOf(template, FUNCTIONS.userSync);
+    const logGroup = (userSync.Properties['LoggingConfig'] as { LogGroup: unknown }).LogGroup;
+    const filters = Object.values(resources(template, 'AWS::Logs::MetricFilter'));
+    expect(filters).toHaveLength(SYNC_METRIC_FILTERS.length);
+    for (const filter of SYNC_METRIC_FILTERS) {
+      const found = filters.find(
+        (resource) =>
+          (resource.Properties['MetricTransformations'] as { MetricName: string }[])[0]!.MetricName ===
+          filter.metricName,
+      );
+      expect(found, filter.metricName).toBeDefined();
+      expect(found!.Properties['LogGroupName']).toEqual(logGroup);
+      expect(found!.Properties['MetricTransformations']).toEqual([
+        {
+          MetricNamespace: 'DmpActivation',
+          MetricName: filter.metricName,
+          MetricValue: '1',
+          Unit: 'Count',
+          Dimensions: Object.entries(filter.dimensions).map(([Key, Value]) => ({ Key, Value })),
+        },
+      ]);
+      for (const [field, value] of Object.entries(filter.match))
+        expect(found!.Properties['FilterPattern']).toContain(`(${field} = "${value}")`);
+    }
+  });
+
+  it('bundles user-sync with the environment-only credential provider (no STS, SSO or metadata clients)', () => {
+    const { template } = env(name);
+    const bundleOf = (definition: FunctionDefinition) => {
+      const key = (functionOf(template, definition).Properties['Code'] as { S3Key: string }).S3Key;
+      return readFileSync(join(assemblyDirectory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
+    };
+    const userSync = bundleOf(FUNCTIONS.userSync);
+    expect(userSync).toContain('AWS_SECRET_ACCESS_KEY');
+    for (const marker of ['AssumeRoleWithWebIdentity', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'sso_start_url'])
+      expect(userSync, marker).not.toContain(marker);
+    // A function on the default chain keeps it.
+    const other = builtFunctions(env(name).config).find(
+      (definition) => runtimeOf(definition).credentials === 'defaultChain',
+    );
+    if (other) expect(bundleOf(other)).toContain('AssumeRoleWithWebIdentity');
   });
 
   it('exports ApiUrl, MappingTableName, SegmentTableName, SyncPixelUrl and FileStagingTableName', () => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
+import { SYNC_METRIC_FILTERS } from '../../src/observability/sync-metric-filters.ts';
 import { type SignatureAlgorithm, signSyncCallback } from '../../src/sync/signature.ts';
 
 /**
@@ -414,6 +415,39 @@ export function emfRecords(lines: readonly string[]): EmfRecord[] {
     } catch {
       return [];
     }
+  });
+}
+
+/** One metric a CloudWatch Logs metric filter would publish from a log line. */
+export interface FilteredMetric {
+  readonly name: string;
+  readonly dimensions: Readonly<Record<string, string>>;
+}
+
+/**
+ * What the user-sync function's metric filters (SYNC_METRIC_FILTERS, the same data the CDK stack
+ * turns into AWS::Logs::MetricFilter) publish from these lines: a filter matches a JSON line whose
+ * fields equal its values (`*`: any string value), and reads each dimension from its field.
+ */
+export function filteredMetrics(lines: readonly string[]): FilteredMetric[] {
+  return lines.flatMap((line) => {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return [];
+    }
+    const field = (path: string) => parsed[path.replace(/^\$\./, '')];
+    return SYNC_METRIC_FILTERS.filter((filter) =>
+      Object.entries(filter.match).every(([path, value]) =>
+        value === '*' ? typeof field(path) === 'string' : field(path) === value,
+      ),
+    ).map((filter) => ({
+      name: filter.metricName,
+      dimensions: Object.fromEntries(
+        Object.entries(filter.dimensions).map(([dimension, path]) => [dimension, String(field(path))]),
+      ),
+    }));
   });
 }
 

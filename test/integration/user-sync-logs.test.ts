@@ -5,6 +5,7 @@ import {
   emfRecords,
   expectGif,
   expectRefusal,
+  filteredMetrics,
   HOST_VENDOR_ID,
   knownBrowser,
   mintedCallback,
@@ -19,9 +20,9 @@ import {
 } from './support.ts';
 
 /**
- * What the handler prints (it runs in this process: Powertools writes JSON logs and EMF metric
- * records to stdout/stderr, captured by the harness): no user id, partner id, token or secret in
- * any line; every refusal counted as SyncRejected with its reason.
+ * What the handler prints (it runs in this process: Powertools writes JSON logs to stdout/stderr,
+ * captured by the harness): no user id, partner id, token or secret in any line; every refusal
+ * counted as SyncRejected with its reason by the metric filters the stack puts on the log group.
  */
 
 const harness = useStack();
@@ -177,24 +178,18 @@ describe('handler logs and metrics', () => {
     }
   });
 
-  it('counts every refusal as SyncRejected (EMF) with platform and reason dimensions', () => {
-    const records = emfRecords(harness.output.lines);
-    const rejected = records.filter((record) =>
-      record._aws.CloudWatchMetrics.some((metric) => metric.Metrics.some((m) => m.Name === 'SyncRejected')),
-    );
-    for (const record of rejected) {
-      const directive = record._aws.CloudWatchMetrics[0]!;
-      expect(directive.Namespace).toBe('DmpActivation');
-      expect(directive.Dimensions.flat()).toEqual(
-        expect.arrayContaining(['environment', 'platform', 'reason']),
-      );
-      expect(record['environment']).toBe('local');
-      expect(record['SyncRejected']).toBe(1);
-      expect(typeof record['reason']).toBe('string');
+  it('counts every refusal as SyncRejected, with platform and reason, through the metric filters', () => {
+    const metrics = filteredMetrics(harness.output.lines);
+    // No EMF record any more: the counts ride on the request's log line.
+    expect(emfRecords(harness.output.lines)).toEqual([]);
+    const rejected = metrics.filter((metric) => metric.name === 'SyncRejected');
+    for (const metric of rejected) {
+      expect(Object.keys(metric.dimensions).sort()).toEqual(['environment', 'platform', 'reason']);
+      expect(metric.dimensions['environment']).toBe('local');
     }
     const counted = new Map<string, number>();
-    for (const record of rejected) {
-      const reason = record['reason'] as string;
+    for (const metric of rejected) {
+      const reason = metric.dimensions['reason']!;
       counted.set(reason, (counted.get(reason) ?? 0) + 1);
     }
     for (const [reason, count] of expectedReasons) {
@@ -203,17 +198,40 @@ describe('handler logs and metrics', () => {
     // Per platform: the signed platform's refusals carry its id.
     expect(
       rejected.some(
-        (record) =>
-          record['reason'] === 'signature_invalid' && record['platform'] === String(SIGNED_PLATFORM),
+        (metric) =>
+          metric.dimensions['reason'] === 'signature_invalid' &&
+          metric.dimensions['platform'] === String(SIGNED_PLATFORM),
       ),
     ).toBe(true);
-    expect(rejected.some((record) => record['reason'] === 'platform_unknown')).toBe(true);
+    expect(
+      rejected.some(
+        (metric) =>
+          metric.dimensions['reason'] === 'platform_unknown' && metric.dimensions['platform'] === '12345',
+      ),
+    ).toBe(true);
 
-    // The funnel's other counts are there too.
-    const names = new Set(
-      records.flatMap((record) => record._aws.CloudWatchMetrics.flatMap((m) => m.Metrics.map((x) => x.Name))),
-    );
+    // The funnel's other counts are there too, each with its platform.
+    const names = new Set(metrics.map((metric) => metric.name));
     for (const name of ['SyncRedirected', 'MappingStored', 'SyncRejected', 'OptOut'])
       expect(names).toContain(name);
+    for (const metric of metrics.filter((m) => m.name === 'SyncRedirected' || m.name === 'MappingStored'))
+      expect(metric.dimensions['platform']).toMatch(/^\d+$/);
+  });
+
+  it('writes one line per request, with its counts on it', () => {
+    const requestLines = harness.output.lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((entry) => entry['message'] === 'sync request');
+    expect(requestLines.length).toBeGreaterThan(20);
+    // Compact: the request id, not what the log group says already (function name, ARN, memory).
+    for (const entry of requestLines) {
+      expect(typeof entry['function_request_id']).toBe('string');
+      for (const key of ['function_arn', 'function_name', 'function_memory_size', 'service', 'sampling_rate'])
+        expect(entry, key).not.toHaveProperty(key);
+    }
+    // A stored mapping that continued the chain: the mapping and the redirect on one line.
+    expect(
+      requestLines.some((entry) => entry['metric'] === 'MappingStored' && typeof entry['next'] === 'string'),
+    ).toBe(true);
   });
 });

@@ -2,6 +2,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { syncLevers } from '../../bench/cost/bench.ts';
+import { PLATFORM_LOG_BYTES_AT_INFO, syncAssumptions } from '../../bench/cost/inputs.ts';
 import {
   billedMs,
   costOf,
@@ -19,6 +21,7 @@ import {
   xraySampledFraction,
 } from '../../bench/cost/model.ts';
 import { loadPrices, PRICES_FILE } from '../../bench/cost/prices.ts';
+import { DEFAULT_RUNTIME, FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 
 // Every expected figure below is worked out by hand from bench/cost/prices.json (us-east-1):
 // API Gateway HTTP $1.00/M requests, Lambda $0.20/M requests and $0.0000133334 per GB-s (arm64),
@@ -182,6 +185,26 @@ describe('syncs', () => {
     });
     // 1 + 0.2 + 5 ms x 0.5 GB x 13.3334 (= 0.0333335) + 0.625 + 658 B x 0.09/GiB x 1e6
     expect(perMillion(costOf(floor, prices))).toBeCloseTo(1.8583335 + (658 / GIB) * 0.09e6, 6);
+  });
+});
+
+describe('syncs as deployed', () => {
+  it('reads tracing and Lambda log lines from the settings the CDK stack applies', () => {
+    const runtime = runtimeOf(FUNCTIONS.userSync);
+    const assumptions = syncAssumptions();
+    expect(assumptions.xraySampledFraction > 0).toBe(runtime.tracing === 'active');
+    expect(assumptions.platformLogBytesPerInvocation).toBe(
+      runtime.systemLogLevel === 'INFO' ? PLATFORM_LOG_BYTES_AT_INFO : 0,
+    );
+  });
+
+  it('prices the alternative to each deployed choice', () => {
+    const names = (runtime = runtimeOf(FUNCTIONS.userSync)) => syncLevers(runtime).map((lever) => lever.name);
+    const off = { ...DEFAULT_RUNTIME, tracing: 'off', systemLogLevel: 'WARN' } as const;
+    expect(names(off)).toContain('X-Ray active tracing on (not deployed on user-sync)');
+    expect(names(DEFAULT_RUNTIME)).toContain('no X-Ray active tracing');
+    expect(names(off).some((name) => name.startsWith('Lambda platform log lines'))).toBe(true);
+    expect(names(DEFAULT_RUNTIME)).toContain('no Lambda platform log lines (systemLogLevel WARN)');
   });
 });
 

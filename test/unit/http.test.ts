@@ -43,7 +43,7 @@ function event(overrides: Partial<APIGatewayProxyEventV2> = {}): APIGatewayProxy
 }
 
 function response(overrides: Partial<SyncResponse> = {}): SyncResponse {
-  return { status: 200, outcome: 'stored', setCookies: [], trace: [], ...overrides };
+  return { status: 200, outcome: 'stored', setCookies: [], trace: [], counts: [], ...overrides };
 }
 
 /** A 1x1 GIF whose only pixel is transparent: what a browser shows as nothing. */
