@@ -132,7 +132,9 @@ async function conservation(platformId: number, label: string, count: number, re
 }
 
 describe('population through a partner written independently from the seed', () => {
-  it('micro batch: numbers for segment ids, a count as the only answer, 500s after the work', async () => {
+  it('micro batch: numbers for segment ids, a count as the only answer, 500s after the work', {
+    timeout: 120_000,
+  }, async () => {
     const { segment, calls } = await conservation(BATCH, 'batch', 1000, 200);
     // The fourth call (adds) was answered 500 after it was applied: its 250 users came twice.
     expect(partner.repeatedAdds(segment).size).toBe(250);
@@ -142,7 +144,7 @@ describe('population through a partner written independently from the seed', () 
     expect(calls).toBe(partner.calls.batch);
   });
 
-  it('no batch: one call per user, removals by its DELETE', async () => {
+  it('no batch: one call per user, removals by its DELETE', { timeout: 120_000 }, async () => {
     const singleBefore = partner.calls.single;
     await conservation(SINGLE, 'single', 60, 20);
     expect(partner.calls.single - singleBefore).toBeGreaterThanOrEqual(80);

@@ -73,14 +73,17 @@ const difference = (after: Partial<Totals>, before: Partial<Totals>) =>
   );
 
 describe('the route step within its time', () => {
-  it('finishes the message it started and hands back the others: nothing lost, nothing counted twice', async () => {
-    // Three messages of 1200 users (ids long enough that each message is a group of its own).
-    const people = users('little-time-route-user', 3600);
+  it('finishes the message it started and hands back the others: nothing lost, nothing counted twice', {
+    timeout: 120_000,
+  }, async () => {
+    // Three messages of 330 users whose ids are long enough (106 characters) that each message
+    // (about 35 KiB) is a routing group of its own.
+    const people = users(`little-time-route-${'x'.repeat(80)}`, 990);
     await sync(harness, BATCH_PLATFORM, people);
     await harness.idle();
     const before = await statsTotals(BATCH_PLATFORM);
     const bodies = [0, 1, 2].map((n) =>
-      JSON.stringify(audienceEvent(people.slice(n * 1200, (n + 1) * 1200), { audience: 'aud-little-time' })),
+      JSON.stringify(audienceEvent(people.slice(n * 330, (n + 1) * 330), { audience: 'aud-little-time' })),
     );
     const event: SQSEvent = {
       Records: bodies.map((body, n) => ({
@@ -108,14 +111,14 @@ describe('the route step within its time', () => {
     ]);
     await harness.idle();
     const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-little-time');
-    expect(harness.stack.partner.members(segment)).toHaveLength(1200);
+    expect(harness.stack.partner.members(segment)).toHaveLength(330);
 
     // The queue brings the two back (as SQS does with reported failures).
     for (const body of bodies.slice(1)) await harness.send(body);
     await harness.idle();
     expect(new Set(harness.stack.partner.members(segment))).toEqual(new Set(people.map(partnerIdOf)));
     expect(difference(await statsTotals(BATCH_PLATFORM), before)).toEqual({
-      delivered: 3600,
+      delivered: 990,
       pending: 0,
       rejected: 0,
       dlq: 0,
@@ -124,12 +127,14 @@ describe('the route step within its time', () => {
     const state = harness.stack.partner.population
       .state()
       .find((entry) => String(entry.segment_id) === segment);
-    expect(state).toMatchObject({ adds: 3600, duplicateAdds: 0 });
+    expect(state).toMatchObject({ adds: 990, duplicateAdds: 0 });
   });
 });
 
 describe('route and release counts under crashes', () => {
-  it('counts every membership once when the route dies before counting pending users and the release before deleting them', async () => {
+  it('counts every membership once when the route dies before counting pending users and the release before deleting them', {
+    timeout: 120_000,
+  }, async () => {
     const before = await statsTotals(BATCH_PLATFORM);
     const people = users('crash-pending', 600);
     const [kept, cancelled] = [people.slice(0, 300), people.slice(300)];
