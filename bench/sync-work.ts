@@ -69,14 +69,25 @@ const WRITE_COMMANDS = new Set([
 
 interface Capacity {
   readonly CapacityUnits?: number;
+  readonly TableName?: string;
 }
 
-/** Counts every call of `client` and the capacity DynamoDB reports for it, until `detach()`. */
-function countDynamoWork(client: DynamoDBClient) {
+/**
+ * Counts every call of `client` and the capacity DynamoDB reports for it (in total, by command and
+ * by table, reads and writes apart), until `detach()`.
+ */
+export function countDynamoWork(client: DynamoDBClient) {
   let calls: Record<string, number> = {};
   let unitsByCommand: Record<string, number> = {};
   let readUnits = 0;
   let writeUnits = 0;
+  let byTable: Record<string, { read: number; write: number }> = {};
+  const addTable = (table: string | undefined, units: number, write: boolean) => {
+    const entry = byTable[table ?? 'unknown'] ?? { read: 0, write: 0 };
+    if (write) entry.write += units;
+    else entry.read += units;
+    byTable[table ?? 'unknown'] = entry;
+  };
   const name = 'benchWorkCounter';
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -94,14 +105,15 @@ function countDynamoWork(client: DynamoDBClient) {
         if ((error as Error).name === 'ConditionalCheckFailedException' && WRITE_COMMANDS.has(command)) {
           unitsByCommand[command] = (unitsByCommand[command] ?? 0) + 1;
           writeUnits += 1;
+          addTable((args.input as { TableName?: string }).TableName, 1, true);
         }
         throw error;
       }
       const reported = (result.output as { ConsumedCapacity?: Capacity | Capacity[] }).ConsumedCapacity;
-      const units = (Array.isArray(reported) ? reported : reported ? [reported] : []).reduce(
-        (sum, capacity) => sum + (capacity.CapacityUnits ?? 0),
-        0,
-      );
+      const capacities = Array.isArray(reported) ? reported : reported ? [reported] : [];
+      for (const capacity of capacities)
+        addTable(capacity.TableName, capacity.CapacityUnits ?? 0, WRITE_COMMANDS.has(command));
+      const units = capacities.reduce((sum, capacity) => sum + (capacity.CapacityUnits ?? 0), 0);
       unitsByCommand[command] = (unitsByCommand[command] ?? 0) + units;
       if (WRITE_COMMANDS.has(command)) writeUnits += units;
       else readUnits += units;
@@ -111,11 +123,12 @@ function countDynamoWork(client: DynamoDBClient) {
   );
   return {
     take() {
-      const taken = { calls, unitsByCommand, readUnits, writeUnits };
+      const taken = { calls, unitsByCommand, readUnits, writeUnits, byTable };
       calls = {};
       unitsByCommand = {};
       readUnits = 0;
       writeUnits = 0;
+      byTable = {};
       return taken;
     },
     detach: () => client.middlewareStack.remove(name),
@@ -123,7 +136,7 @@ function countDynamoWork(client: DynamoDBClient) {
 }
 
 /** Counts (and swallows) what the process writes to stdout/stderr: the handler's log. */
-function countLogBytes() {
+export function countLogBytes() {
   const originals = { stdout: process.stdout.write, stderr: process.stderr.write };
   let bytes = 0;
   let text = '';

@@ -12,9 +12,15 @@ import type { JsonSecrets } from '../src/aws/secrets.ts';
 import type { Connector } from '../src/config/connector.ts';
 import { ConfigError, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../src/config/schema.ts';
-import { type ApiCredentials, ApiCredentialsSchema, platformApiSecretName } from '../src/config/secrets.ts';
+import {
+  ApiCredentialsSchema,
+  PrivacyKeySchema,
+  platformApiSecretName,
+  privacyKeySecretName,
+} from '../src/config/secrets.ts';
 import type { CredentialsSource, PartnerClients } from '../src/connectors/partner-clients.ts';
 import { SEGMENT_TABLE, type STACK_OUTPUTS, type TableDefinition } from '../src/infra/resources.ts';
+import type { UserDigests } from '../src/privacy/digest.ts';
 import type { SegmentService } from '../src/segments/segment-service.ts';
 import type { DynamoSegmentStore } from '../src/segments/segment-store.ts';
 import { CliError, UsageError } from './framework.ts';
@@ -176,6 +182,9 @@ export class CliContext {
   private fileConfigCache: EnvironmentConfig | undefined;
   private localCache: LocalEndpoints | undefined;
   private credentialsCache: CredentialsSource | undefined;
+  private secretsCache:
+    | Promise<{ reader: JsonSecrets; SecretError: typeof import('../src/aws/secrets.ts').SecretError }>
+    | undefined;
   private clientsCache: Promise<PartnerClients> | undefined;
   private segmentTableCache: Promise<TableTarget> | undefined;
 
@@ -223,18 +232,22 @@ export class CliContext {
   }
 
   /**
-   * Reads a platform's API credentials (its `…/platforms/<id>/api` secret) through JsonSecrets, as
-   * the handlers do. Local: the stack's Secrets Manager stand-in with fake credentials; deployed:
-   * Secrets Manager with the default credential chain.
+   * Reads a secret of the environment through JsonSecrets, as the handlers do. Local: the stack's
+   * Secrets Manager stand-in with fake credentials; deployed: Secrets Manager with the default
+   * credential chain. CliError (naming the secret and where it was looked for) when it is missing,
+   * unreadable or malformed; the value never appears in an error.
    */
-  credentialsSource(): CredentialsSource {
-    if (this.credentialsCache) return this.credentialsCache;
+  private readSecret<S extends import('zod').ZodType>(
+    name: string,
+    schema: S,
+    missing: string,
+  ): Promise<import('zod').output<S>> {
     let where: string;
     if (this.isLocal) {
       const local = this.localEndpoints();
       // Nothing from the operator's shell may take the SDK to real AWS.
-      for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL'])
-        this.patch.set(name, undefined);
+      for (const variable of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL'])
+        this.patch.set(variable, undefined);
       this.patch.set('AWS_ENDPOINT_URL_SECRETS_MANAGER', local.secretsEndpoint);
       this.patch.set('AWS_REGION', local.region);
       this.patch.set('AWS_ACCESS_KEY_ID', LOCAL_CREDENTIALS.accessKeyId);
@@ -248,32 +261,49 @@ export class CliContext {
     }
     // Loaded on first use (the Secrets Manager client is a large module) and created after
     // process.env is set: the SDK client reads its endpoint and region from there.
-    let secrets: Promise<{
-      reader: JsonSecrets;
-      SecretError: typeof import('../src/aws/secrets.ts').SecretError;
-    }>;
-    const environment = this.environment;
-    this.credentialsCache = async (platformId) => {
-      const name = platformApiSecretName(environment, platformId);
-      secrets ??= import('../src/aws/secrets.ts').then((module) => ({
-        reader: new module.JsonSecrets(),
-        SecretError: module.SecretError,
-      }));
-      const { reader, SecretError } = await secrets;
-      let secret: ApiCredentials | undefined;
+    this.secretsCache ??= import('../src/aws/secrets.ts').then((module) => ({
+      reader: new module.JsonSecrets(),
+      SecretError: module.SecretError,
+    }));
+    return this.secretsCache.then(async ({ reader, SecretError }) => {
+      let secret: import('zod').output<S> | undefined;
       try {
-        secret = await reader.read(name, ApiCredentialsSchema);
+        secret = await reader.read(name, schema);
       } catch (error) {
         if (error instanceof SecretError)
           throw new CliError(`${error.message} from ${where}`, { cause: error });
         throw error;
       }
-      if (secret === undefined) {
-        throw new CliError(`no secret ${name} in ${where}: the platform's API credentials live there`);
-      }
+      if (secret === undefined) throw new CliError(`no secret ${name} in ${where}: ${missing}`);
       return secret;
-    };
+    });
+  }
+
+  /** A platform's API credentials (its `…/platforms/<id>/api` secret). */
+  credentialsSource(): CredentialsSource {
+    this.credentialsCache ??= (platformId) =>
+      this.readSecret(
+        platformApiSecretName(this.environment, platformId),
+        ApiCredentialsSchema,
+        "the platform's API credentials live there",
+      );
     return this.credentialsCache;
+  }
+
+  /**
+   * The environment's keyed user digest (src/privacy/digest.ts), with the privacy key the stack
+   * created in Secrets Manager: what tombstones, audit and rejection records hold instead of an id.
+   */
+  async userDigests(): Promise<UserDigests> {
+    const { UserDigests } = await import('../src/privacy/digest.ts');
+    return new UserDigests(this.environment, async () => {
+      const secret = await this.readSecret(
+        privacyKeySecretName(this.environment),
+        PrivacyKeySchema,
+        'the privacy key the stack creates (docs/privacy.md)',
+      );
+      return secret.key;
+    });
   }
 
   /**

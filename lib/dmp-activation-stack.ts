@@ -26,6 +26,7 @@ type TableAccess = FunctionDefinition['tables'][number]['access'];
 import { filePlatforms } from '../src/files/platforms.ts';
 import { deliveryPlatforms, expiringPlatforms } from '../src/infra/population.ts';
 import { createDataTable } from './constructs/data-table.ts';
+import { deliveryWidgets } from './constructs/delivery-dashboard.ts';
 import { FileDelivery } from './constructs/file-delivery.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Population } from './constructs/population.ts';
@@ -142,6 +143,7 @@ export class DmpActivationStack extends Stack {
         );
       }
       if (definition.secrets === 'platforms+syncTokenKey') this.secrets.grantGetValue(fn.role);
+      if (definition.privacyKey) this.secrets.grantPrivacyKey(fn.role);
       // The population functions read the API credentials of the platforms they call, never those
       // of file platforms (SFTP keys: the exporter's own grant, FileDelivery.attachExporter).
       if (definition.secrets === 'platformApi' && !definition.schedule) {
@@ -182,6 +184,8 @@ export class DmpActivationStack extends Stack {
       tables,
       monitoring: this.monitoring,
     });
+    if (functions.deliver)
+      this.monitoring.dashboard.addWidgets(...deliveryWidgets(config, functions.deliver.logGroup));
     new CfnOutput(this, STACK_OUTPUTS.audienceQueueUrl, {
       value: this.population.audienceEvents.queue.queueUrl,
       description: 'SQS queue the DMP producers send audience events to (docs/population.md)',

@@ -4,7 +4,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { ConfigError, formatIssues } from '../src/config/load.ts';
 import {
   PlatformSecretSchema,
+  PrivacyKeySchema,
   platformSecretName,
+  privacyKeySecretName,
   SyncTokenKeySchema,
   syncTokenKeySecretName,
 } from '../src/config/secrets.ts';
@@ -50,9 +52,11 @@ export function loadLocalSecrets(path: string, environmentName: string): Record<
     const schema =
       name === syncTokenKeySecretName(environmentName)
         ? SyncTokenKeySchema
-        : name.startsWith(platformPrefix)
-          ? PlatformSecretSchema
-          : undefined;
+        : name === privacyKeySecretName(environmentName)
+          ? PrivacyKeySchema
+          : name.startsWith(platformPrefix)
+            ? PlatformSecretSchema
+            : undefined;
     if (!schema) continue;
     const result = schema.safeParse(value);
     if (!result.success) problems.push(...formatIssues(result.error).map((issue) => `${name}: ${issue}`));

@@ -12,12 +12,7 @@ import {
   type EventSourceDefinition,
   eventSourcesOf,
 } from '../src/infra/event-sources.ts';
-import {
-  LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION,
-  POPULATION_ENV,
-  populationEnvironment,
-  populationEventSources,
-} from '../src/infra/population.ts';
+import { POPULATION_ENV, populationEnvironment } from '../src/infra/population.ts';
 import {
   BUCKETS,
   commonEnvironment,
@@ -393,16 +388,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
     const dataDir = options.dataDir ? resolve(options.dataDir) : undefined;
     // Declarations may depend on the platforms, not on the partner's URL: the file's config will do.
-    const eventSources = eventSourcesOf(
-      fileConfig,
-      (options.eventSources ?? EVENT_SOURCES).map((declare) =>
-        // One process and one DynamoDB stand-in for every invocation: smaller deliver batches.
-        declare === populationEventSources
-          ? (config: EnvironmentConfig) =>
-              populationEventSources(config, LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION)
-          : declare,
-      ),
-    );
+    const eventSources = eventSourcesOf(fileConfig, options.eventSources ?? EVENT_SOURCES);
 
     const dynamo = await startDynamoDbEndpoint({
       ...(dataDir ? { path: join(dataDir, 'dynamodb') } : {}),

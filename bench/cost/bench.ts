@@ -2,12 +2,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FUNCTIONS, type FunctionRuntimeSettings, runtimeOf } from '../../src/infra/resources.ts';
 import { REPO_ROOT } from '../fixtures.ts';
+import { type MembershipWorkMeasured, membershipWorkOfThisRun } from '../population-work.ts';
 import type { BenchModule, Figure } from '../registry.ts';
 import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
 import {
   MEMBERSHIP_BYTES,
-  MEMBERSHIP_DESIGN,
-  MEMBERSHIP_DESIGN_SOURCE,
+  MEMBERSHIP_WORK_USERS,
+  membershipPipelineOf,
+  PARTNER_REQUEST_OVERHEAD_BYTES,
   PLATFORM_LOG_BYTES_AT_INFO,
   perSecond,
   REFERENCE_LOAD,
@@ -18,6 +20,7 @@ import {
   COST_LINES,
   type Cost,
   costOf,
+  type MembershipPipeline,
   membershipFloorWork,
   membershipWork,
   mixWork,
@@ -42,8 +45,9 @@ import {
 
 /**
  * Section "cost" of `npm run bench`: dollars per million syncs from the work measured in this run
- * (bench/sync-work.ts) and per million memberships from the population design, each beside its
- * floor, and what three design choices cost or save. Prices: bench/cost/prices.json.
+ * (bench/sync-work.ts) and per million memberships from the work measured in this run
+ * (bench/population-work.ts), each beside its floor, and what three design choices cost or save.
+ * Prices: bench/cost/prices.json.
  */
 
 /** Targets of the issue. */
@@ -186,8 +190,7 @@ export interface MembershipCosts {
   readonly withoutState: Cost;
 }
 
-export function membershipCosts(prices: Prices): MembershipCosts {
-  const design = MEMBERSHIP_DESIGN;
+export function membershipCosts(prices: Prices, design: MembershipPipeline): MembershipCosts {
   return {
     design: costOf(membershipWork(design, prices), prices),
     floor: costOf(membershipFloorWork(design, prices), prices),
@@ -224,6 +227,25 @@ export function membershipCosts(prices: Prices): MembershipCosts {
   };
 }
 
+/** What the membership row is made of: the measured counts, and what is still assumed. */
+export function membershipNotes(measured: MembershipWorkMeasured, pipeline: MembershipPipeline): string[] {
+  const n = measured.memberships;
+  const units = Object.entries(measured.dynamoByTable)
+    .map(
+      ([table, { read, write }]) => `${table} ${(read / n).toFixed(4)} RRU + ${(write / n).toFixed(4)} WRU`,
+    )
+    .join(', ');
+  const calls = (record: Readonly<Record<string, number>>) =>
+    Object.entries(record)
+      .map(([command, count]) => `${command.replace(/Command$/, '')} ${count}`)
+      .join(', ');
+  return [
+    `membership, measured per membership over ${n.toLocaleString('en-US')} (bench/population-work.ts): ${units}; DynamoDB calls ${calls(measured.dynamoCalls)}; ${pipeline.usersPerMessage.toFixed(0)} users/audience message of ${(pipeline.messageBytes / 1024).toFixed(1)} KiB, ${pipeline.usersPerDeliveryMessage.toFixed(0)} users/delivery message of ${(pipeline.deliveryMessageBytes / 1024).toFixed(1)} KiB, ${pipeline.usersPerPartnerCall.toFixed(0)} users/partner call of ${(measured.partnerBodyBytes / Math.max(1, measured.partnerCalls) / 1024).toFixed(1)} KiB body`,
+    `membership, measured: route ${measured.route.invocations} invocations (${pipeline.messagesPerRouteInvocation.toFixed(1)} messages, ${pipeline.routeFixedMs.toFixed(0)} ms each), deliver ${measured.deliver.invocations} (${(measured.deliver.records / Math.max(1, measured.deliver.invocations)).toFixed(1)} messages, ${pipeline.deliverMsPerInvocation.toFixed(0)} ms each), priced at ${pipeline.routeMemoryMb} / ${pipeline.deliverMemoryMb} MB arm64; SQS calls of the functions ${calls(measured.sqsCalls)} (${measured.functionSqsRequests} billed), producer ${measured.producerSqsRequests} billed; log ${pipeline.logBytesPerInvocation.toFixed(0)} B/invocation`,
+    `membership, assumed: durations are this machine's against local stand-ins (not AWS's), Lambda's SQS pollers receive 10 messages a call, platform log lines ${pipeline.platformLogBytesPerInvocation} B/invocation and X-Ray ${pipeline.tracing ? 'sampled' : 'off'} as deployed, at ${REFERENCE_LOAD.membershipChangesPerMonth.toExponential(0)} memberships/month, ${PARTNER_REQUEST_OVERHEAD_BYTES} B of headers per partner request`,
+  ];
+}
+
 function versusFloor(name: string, cost: Cost, floor: Cost, unit: string, target?: Figure['target']): Figure {
   return {
     name,
@@ -237,12 +259,16 @@ function versusFloor(name: string, cost: Cost, floor: Cost, unit: string, target
 
 export const costBench: BenchModule = {
   id: 'cost',
-  describe: 'cost model: $ per million syncs (measured work) and memberships (design), against the floor',
-  async run() {
+  describe: 'cost model: $ per million syncs and memberships (work measured in this run), against the floor',
+  async run({ quick }) {
     const prices = loadPrices();
     const measured = await syncWorkOfThisRun();
     const sync = syncCosts(measured, prices);
-    const members = membershipCosts(prices);
+    const memberWork = await membershipWorkOfThisRun(
+      quick ? MEMBERSHIP_WORK_USERS.quick : MEMBERSHIP_WORK_USERS.full,
+    );
+    const pipeline = membershipPipelineOf(memberWork);
+    const members = membershipCosts(prices, pipeline);
     const syncTarget = { on: 'ratio', atMost: SYNC_TARGET_RATIO } as const;
     const unitSync = '$/M syncs';
     const unitMember = '$/M memberships';
@@ -276,10 +302,16 @@ export const costBench: BenchModule = {
       ...(pixelCost
         ? [{ name: '6  /sync pixel entry (once per chain)', value: perMillion(pixelCost), unit: '$/M' }]
         : []),
-      versusFloor('6  membership (DESIGN figures, not measured)', members.design, members.floor, unitMember, {
-        on: 'value',
-        atMost: MEMBERSHIP_TARGET_DOLLARS_PER_MILLION,
-      }),
+      versusFloor(
+        `6  membership, measured (${memberWork.memberships.toLocaleString('en-US')} through the local stack)`,
+        members.design,
+        members.floor,
+        unitMember,
+        {
+          on: 'value',
+          atMost: MEMBERSHIP_TARGET_DOLLARS_PER_MILLION,
+        },
+      ),
       {
         name: '6  membership without per-membership state',
         value: perMillion(members.withoutState),
@@ -321,7 +353,7 @@ export const costBench: BenchModule = {
         : []),
       `mix, per million: ${breakdown(sync.mix.cost)}`,
       `read-then-skip vs blind write: a strongly consistent GetItem (1 RRU, ${money(prices.dynamodbOnDemand.readUnitsPerMillion)}/M) saves a write (${money(prices.dynamodbOnDemand.writeUnitsPerMillion)}/M) on every unchanged callback: it pays off above ${((prices.dynamodbOnDemand.readUnitsPerMillion / prices.dynamodbOnDemand.writeUnitsPerMillion) * 100).toFixed(0)} % unchanged callbacks`,
-      `membership: DESIGN figures from ${MEMBERSHIP_DESIGN_SOURCE} (bench/cost/inputs.ts) until the population benchmark measures them: ${MEMBERSHIP_DESIGN.usersPerMessage} users/message, ${MEMBERSHIP_DESIGN.usersPerPartnerCall} users/partner call, ${MEMBERSHIP_DESIGN.mappingReadUnits} RRU mapping read, state ${MEMBERSHIP_DESIGN.stateReadUnitsPerMembership} RRU + ${MEMBERSHIP_DESIGN.stateWriteUnitsPerMembership} WRU per membership`,
+      ...membershipNotes(memberWork, pipeline),
       `membership, per million: ${breakdown(members.design)}`,
       `membership floor, per million: ${breakdown(members.floor)}`,
     ];

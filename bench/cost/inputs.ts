@@ -1,4 +1,5 @@
 import { FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
+import type { MembershipWorkMeasured } from '../population-work.ts';
 import {
   type MembershipPipeline,
   type SyncAssumptions,
@@ -61,8 +62,9 @@ export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerM
  */
 export const SYNC_MIX = { new: 0.3, refreshed: 0.5, changed: 0.05, unchanged: 0.15 } as const;
 
-/** Git commit of the `pop` branch the membership design figures were read from. */
-export const MEMBERSHIP_DESIGN_SOURCE = 'pop branch 5cc3a11 (src/population/dynamo-store.ts, membership.ts)';
+/** Where the membership design figures (scaling, docs/scaling.md) come from. */
+export const MEMBERSHIP_DESIGN_SOURCE =
+  'src/population/dynamo-store.ts and deliver-service.ts (one intent write per membership, progress per message)';
 
 /** Bytes per user in each message or request, and each one's fixed part (JSON envelopes). */
 export const MEMBERSHIP_BYTES = {
@@ -78,8 +80,9 @@ export const MEMBERSHIP_BYTES = {
 } as const;
 
 /**
- * Membership work from the population design until the population benchmark measures it. Labelled
- * "design figures" wherever printed.
+ * Membership work from the population design: what docs/scaling.md sizes the limits with. The cost
+ * model prices the work measured in the run instead (membershipPipelineOf). Labelled "design
+ * figures" wherever printed.
  */
 export const MEMBERSHIP_DESIGN: MembershipPipeline = {
   // The DMP packs one audience's users in one message (shared/design/architecture.md, section 4).
@@ -94,19 +97,20 @@ export const MEMBERSHIP_DESIGN: MembershipPipeline = {
   routeMemoryMb: 512,
   // Eventually consistent mapping lookups, items well under 4 KB.
   mappingReadUnits: 0.5,
-  // The design keeps the newest event per membership: a strongly consistent read (1 RRU), a
-  // conditional write of the intent before the call and one of the acknowledgement after it
-  // (2 WRU: order holds whatever the timing, docs/population.md section 3).
-  stateReadUnitsPerMembership: 1,
-  stateWriteUnitsPerMembership: 2,
+  // The design keeps the newest event per membership: a conditional write of the intent before
+  // the call (1 WRU: order holds whatever the timing, docs/population.md section 3); what the partner
+  // acknowledged is written once per delivery message (2 WRU per 1000), as are the tallies; the
+  // privacy check reads a tombstone per user at the route and at the deliver step (2 x 0.5 RRU).
+  stateReadUnitsPerMembership: 1.001,
+  stateWriteUnitsPerMembership: 1.003,
   usersPerPartnerCall: 1000,
   usersPerDeliveryMessage: 1000,
   // Two 64 KB chunks.
   deliveryMessageBytes: 1000 * MEMBERSHIP_BYTES.perDeliveryItem + MEMBERSHIP_BYTES.deliveryEnvelope,
   partnerCallsPerDeliverInvocation: 1,
-  // The partner's answer (~200 ms) plus the state reads and 2 x 1000 conditional writes.
-  deliverMsPerInvocation: 800,
-  deliverMemoryMb: 512,
+  // The partner's answer (~200 ms) plus 1000 conditional writes, 16 at a time.
+  deliverMsPerInvocation: 600,
+  deliverMemoryMb: FUNCTIONS.deliver.memorySizeMb,
   partnerRequestBytes: 1000 * MEMBERSHIP_BYTES.perPartnerItem + MEMBERSHIP_BYTES.partnerEnvelope,
   logBytesPerInvocation: 2000,
   platformLogBytesPerInvocation: 550,
@@ -114,3 +118,48 @@ export const MEMBERSHIP_DESIGN: MembershipPipeline = {
   membershipsPerSecond: perSecond(REFERENCE_LOAD.membershipChangesPerMonth),
   messagesPerReceive: 10,
 };
+
+/**
+ * Bytes of a partner request beyond its body (request line, headers, TLS records): assumed, the
+ * reference partner's log keeps bodies only.
+ */
+export const PARTNER_REQUEST_OVERHEAD_BYTES = 500;
+
+/** Memberships the cost model's measurement delivers (bench/population-work.ts). */
+export const MEMBERSHIP_WORK_USERS = { full: 20_000, quick: 2_000 } as const;
+
+/**
+ * The pipeline as measured in this run: packing, invocations, durations, capacity units and bytes
+ * per membership from bench/population-work.ts. Still assumed: Lambda's platform log lines, X-Ray's
+ * sampling at the reference load, ten messages per SQS receive (Lambda's pollers), the request
+ * overhead above; durations are this machine's, against local stand-ins (not AWS's).
+ */
+export function membershipPipelineOf(measured: MembershipWorkMeasured): MembershipPipeline {
+  const per = (total: number, count: number) => (count > 0 ? total / count : 0);
+  const invocations = measured.route.invocations + measured.deliver.invocations;
+  return {
+    ...MEMBERSHIP_DESIGN,
+    usersPerMessage: per(measured.memberships, measured.audienceMessages),
+    messageBytes: per(measured.audienceBytes, measured.audienceMessages),
+    messagesPerRouteInvocation: per(measured.route.records, measured.route.invocations),
+    routeFixedMs: per(measured.route.ms, measured.route.invocations),
+    routeMsPer1000Users: 0,
+    routeMemoryMb: FUNCTIONS.route.memorySizeMb,
+    mappingReadUnits: per(measured.mappingReadUnits, measured.memberships),
+    stateReadUnitsPerMembership: per(measured.stateReadUnits, measured.memberships),
+    stateWriteUnitsPerMembership: per(measured.stateWriteUnits, measured.memberships),
+    usersPerPartnerCall: per(measured.memberships, measured.partnerCalls),
+    usersPerDeliveryMessage: per(measured.memberships, measured.deliveryMessages),
+    deliveryMessageBytes: per(measured.deliveryBytes, measured.deliveryMessages),
+    partnerCallsPerDeliverInvocation: per(measured.partnerCalls, measured.deliver.invocations),
+    deliverMsPerInvocation: per(measured.deliver.ms, measured.deliver.invocations),
+    deliverMemoryMb: FUNCTIONS.deliver.memorySizeMb,
+    partnerRequestBytes:
+      per(measured.partnerBodyBytes, measured.partnerCalls) + PARTNER_REQUEST_OVERHEAD_BYTES,
+    logBytesPerInvocation: per(measured.logBytes, invocations),
+    // As deployed (FUNCTIONS' runtime settings, which the CDK stack applies).
+    platformLogBytesPerInvocation:
+      runtimeOf(FUNCTIONS.deliver).systemLogLevel === 'INFO' ? PLATFORM_LOG_BYTES_AT_INFO : 0,
+    tracing: runtimeOf(FUNCTIONS.deliver).tracing === 'active',
+  };
+}

@@ -4,7 +4,7 @@ import { filesCommand } from './files.ts';
 import { mappingsCommand } from './mappings.ts';
 import { platformsListCommand, platformsValidateCommand } from './platforms.ts';
 import { rejectedCommand, sendCommand, statsCommand, whyCommand } from './population.ts';
-import { forgetCommand } from './privacy.ts';
+import { forgetAuditCommand, forgetCommand } from './privacy.ts';
 import { segmentsCommand, segmentsEnsureCommand, segmentsResolveCommand } from './segments.ts';
 import { platformsTestSyncCommand } from './test-sync.ts';
 
@@ -26,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   statsCommand,
   rejectedCommand,
   forgetCommand,
+  forgetAuditCommand,
   dlqListCommand,
   dlqRedriveCommand,
 ];

@@ -49,6 +49,18 @@ export async function readMappings(
   dmpUserId: string,
   options: { readonly destroy?: boolean } = {},
 ): Promise<MappingView[]> {
+  return (await readUserPartition(target, dmpUserId, options)).mappings;
+}
+
+/**
+ * The user's mappings, and whether a privacy request forgot the user: its forget markers
+ * (src/sync/mapping-store.ts) hold no partner id and are not mappings.
+ */
+async function readUserPartition(
+  target: TableTarget,
+  dmpUserId: string,
+  options: { readonly destroy?: boolean } = {},
+): Promise<{ mappings: MappingView[]; forgotten: boolean }> {
   const [{ QueryCommand }, { unmarshall }] = await Promise.all([
     import('@aws-sdk/client-dynamodb'),
     import('@aws-sdk/util-dynamodb'),
@@ -80,7 +92,14 @@ export async function readMappings(
     if (options.destroy) target.client.destroy();
   }
   const now = Math.floor(Date.now() / 1000);
-  return items.map((item) => toView(item, now)).sort((a, b) => a.platformId - b.platformId);
+  const isMarker = (item: Record<string, unknown>) => item['forgotten'] === true;
+  return {
+    mappings: items
+      .filter((item) => !isMarker(item))
+      .map((item) => toView(item, now))
+      .sort((a, b) => a.platformId - b.platformId),
+    forgotten: items.some((item) => isMarker(item) && Number(item['expiresAt']) > now),
+  };
 }
 
 export const mappingsCommand: Command = {
@@ -97,7 +116,7 @@ export const mappingsCommand: Command = {
     '  --endpoint <url>   DynamoDB endpoint (local stack without endpoints.json, or any DynamoDB-compatible one)',
     '  --table <name>     table name (skips the lookup)',
     '  --region <region>  AWS region (default: the environment config, else the AWS SDK default)',
-    '  --json             {"dmpUserId": ..., "mappings": [...]}',
+    '  --json             {"dmpUserId": ..., "mappings": [...], "forgotten": true|false}',
   ].join('\n'),
   options: TARGET_OPTIONS,
   positionals: { min: 1, max: 1 },
@@ -112,14 +131,18 @@ export const mappingsCommand: Command = {
     }
     const dmpUserId = given;
     const target = await resolveTable(targetFlags(values), MAPPING_TABLE, 'mappingTableName', io.env);
-    const mappings = await readMappings(target, dmpUserId, { destroy: true });
+    const { mappings, forgotten } = await readUserPartition(target, dmpUserId, { destroy: true });
 
     if (json) {
-      io.stdout(JSON.stringify({ dmpUserId, mappings }, null, 2));
+      io.stdout(JSON.stringify({ dmpUserId, mappings, forgotten }, null, 2));
       return 0;
     }
     if (mappings.length === 0) {
-      io.stdout(`No mappings for DMP user ${dmpUserId} in ${target.description}.`);
+      io.stdout(
+        `No mappings for DMP user ${dmpUserId} in ${target.description}.${
+          forgotten ? ' The user was forgotten by a privacy request: syncs are refused (user_forgotten).' : ''
+        }`,
+      );
       return 0;
     }
     io.stdout(`Mappings of DMP user ${dmpUserId} in ${target.description}:\n`);

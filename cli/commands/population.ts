@@ -212,6 +212,7 @@ export const whyCommand: Command = {
       const { DynamoPopulationStore } = await populationStore();
       const { DynamoMappingStore } = await import('../../src/sync/mapping-store.ts');
       const store = new DynamoPopulationStore(population.client, population.tableName);
+      const digest = await (await context.userDigests()).of(dmpUserId);
       const nowSeconds = Math.floor(Date.now() / 1000);
       const mapping = (
         await new DynamoMappingStore(mappingTable.client, mappingTable.tableName).listForUser(
@@ -223,7 +224,7 @@ export const whyCommand: Command = {
       const pending = await store.listPending(platformId, dmpUserId);
       const rejected = (await store.rejections()).filter(
         (entry) =>
-          entry['dmpUserId'] === dmpUserId &&
+          entry['userDigest'] === digest &&
           (entry['platformId'] === undefined || entry['platformId'] === platformId),
       );
       const segments = memberships.map((m) => {
@@ -251,9 +252,12 @@ export const whyCommand: Command = {
           ? 'a partner id exists now: the release is under way (or failed: see the release function)'
           : 'no partner id yet (the user has not synced with this platform): delivered as soon as the sync stores one',
       }));
+      // A privacy request's tombstone: the user's events are set aside, its syncs refused.
+      const forgotten = (await store.tombstoned([digest])).has(digest);
       const report = {
         dmpUserId,
         platformId,
+        forgotten,
         partnerUserId: mapping?.partnerUserId ?? null,
         synced: mapping !== undefined,
         segments: [...segments, ...waiting],
@@ -266,6 +270,10 @@ export const whyCommand: Command = {
       const lines = [
         `${dmpUserId} at platform ${platformId}: ${mapping ? `partner id ${mapping.partnerUserId} (last synced ${mapping.lastSeen})` : 'not synced (no partner id)'}`,
       ];
+      if (forgotten)
+        lines.push(
+          '  forgotten by a privacy request (dmp forget audit --user): its events are set aside, its syncs refused',
+        );
       if (report.segments.length === 0 && rejected.length === 0)
         lines.push('no population event for this user and platform');
       for (const segment of report.segments) {
@@ -336,19 +344,27 @@ export const statsCommand: Command = {
 export const rejectedCommand: Command = {
   name: 'rejected',
   summary: 'audience events and memberships set aside, with their reason (last 14 days)',
-  usage: '[--days N] [--json] [--env <name>]',
-  help: ['  --days N           how far back (default 14, the longest kept)', TARGET_HELP].join('\n'),
-  options: { ...TARGET_OPTIONS, days: { type: 'string' } },
+  usage: '[--days N] [--user <dmpUserId>] [--json] [--env <name>]',
+  help: [
+    '  --days N           how far back (default 14, the longest kept)',
+    "  --user <id>        only this DMP user's rejections (records hold a keyed digest, not the id)",
+    TARGET_HELP,
+  ].join('\n'),
+  options: { ...TARGET_OPTIONS, days: { type: 'string' }, user: { type: 'string' } },
   async run({ values, json, io }) {
     const days = Number(stringOption(values, 'days') ?? 14);
     if (!Number.isInteger(days) || days < 1 || days > 15) throw new UsageError('--days must be 1-15');
+    const user = stringOption(values, 'user');
+    if (user !== undefined && !isValidDmpUserId(user))
+      throw new UsageError(`invalid DMP user id '${String(user).slice(0, 140)}'`);
     const context = CliContext.open(targetFlags(values), io.env);
     try {
       const population = await context.table(POPULATION_TABLE, 'populationTableName');
       const { DynamoPopulationStore } = await populationStore();
-      const entries = await new DynamoPopulationStore(population.client, population.tableName).rejections(
-        days,
-      );
+      const digest = user === undefined ? undefined : await (await context.userDigests()).of(user);
+      const entries = (
+        await new DynamoPopulationStore(population.client, population.tableName).rejections(days)
+      ).filter((entry) => digest === undefined || entry['userDigest'] === digest);
       if (json) {
         io.stdout(JSON.stringify({ rejected: entries }));
         return undefined;
@@ -359,13 +375,13 @@ export const rejectedCommand: Command = {
       }
       io.stdout(
         renderTable(
-          ['at', 'reason', 'platform', 'audience', 'user', 'memberships', 'detail'],
+          ['at', 'reason', 'platform', 'audience', 'user digest', 'memberships', 'detail'],
           entries.map((entry) => [
             String(entry['at'] ?? ''),
             String(entry['reason'] ?? ''),
             entry['platformId'] === undefined ? '' : String(entry['platformId']),
             String(entry['audienceId'] ?? ''),
-            String(entry['dmpUserId'] ?? ''),
+            String(entry['userDigest'] ?? '').slice(0, 12),
             String(entry['memberships'] ?? ''),
             String(entry['detail'] ?? entry['snippet'] ?? '').slice(0, 120),
           ]),

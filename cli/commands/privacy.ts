@@ -50,12 +50,14 @@ export const forgetCommand: Command = {
         import('../../src/privacy/forget.ts'),
         import('../../src/privacy/wiring.ts'),
       ]);
+      const digests = await context.userDigests();
       const audit = await forget.forgetUser(
         dmpUserId,
         'cli',
         wiring.forgetDeps({
           config,
-          population: new DynamoPopulationStore(population.client, population.tableName),
+          digests,
+          population: new DynamoPopulationStore(population.client, population.tableName, digests),
           mappings: new DynamoMappingStore(mappingTable.client, mappingTable.tableName),
           queues: new SqsQueues(await context.sqsClient(), (platformId) =>
             deliveryQueueName(context.environment, platformId),
@@ -73,6 +75,80 @@ export const forgetCommand: Command = {
             `deleted: ${audit.mappingsDeleted} mapping(s), ${audit.pendingDeleted} pending event(s), ${audit.statesDeleted} membership state(s), ${audit.stagedDeleted} staged file row(s), ${audit.rejectionsDeleted} rejection record(s)`,
           ].join('\n'),
         );
+    } finally {
+      context.close();
+    }
+    return undefined;
+  },
+};
+
+/**
+ * `dmp forget audit`: the audit records of privacy requests of one month (who asked, when, what
+ * was removed and deleted), without ids; `--user` finds one user's by its keyed digest.
+ */
+export const forgetAuditCommand: Command = {
+  name: 'forget audit',
+  summary: 'audit records of privacy requests (a month, or one user by its keyed digest)',
+  usage: '[--month YYYY-MM] [--user <dmpUserId>] [--json] [--env <name>]',
+  help: [
+    '  --month YYYY-MM    the month of the requests (default: this month, UTC)',
+    '  --user <id>        only the requests of this DMP user (records hold a keyed digest, not the id)',
+    '  --env <name>       a deployed environment (default: the local stack)',
+  ].join('\n'),
+  options: { ...TARGET_OPTIONS, month: { type: 'string' }, user: { type: 'string' } },
+  async run({ values, json, io }) {
+    const month =
+      typeof values['month'] === 'string' ? values['month'] : new Date().toISOString().slice(0, 7);
+    if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month))
+      throw new UsageError(`--month must be YYYY-MM, got '${String(month).slice(0, 40)}'`);
+    const user = typeof values['user'] === 'string' ? values['user'] : undefined;
+    if (user !== undefined && !isValidDmpUserId(user))
+      throw new UsageError(`invalid DMP user id '${String(user).slice(0, 140)}'`);
+    const context = CliContext.open(targetFlags(values), io.env);
+    try {
+      const population = await context.table(POPULATION_TABLE, 'populationTableName');
+      const { DynamoPopulationStore } = await import('../../src/population/dynamo-store.ts');
+      const digest = user === undefined ? undefined : await (await context.userDigests()).of(user);
+      const audits = (await new DynamoPopulationStore(population.client, population.tableName).audits(month))
+        .filter((audit) => digest === undefined || audit['digest'] === digest)
+        .sort((a, b) => String(a['at']).localeCompare(String(b['at'])));
+      if (json) {
+        io.stdout(JSON.stringify({ month, audits }));
+        return undefined;
+      }
+      if (audits.length === 0) {
+        io.stdout(`no privacy request in ${month}${user === undefined ? '' : ' for this user'}`);
+        return undefined;
+      }
+      const { renderTable } = await import('../format.ts');
+      io.stdout(
+        renderTable(
+          [
+            'at',
+            'source',
+            'digest',
+            'platforms',
+            'removals',
+            'mappings',
+            'pending',
+            'states',
+            'staged',
+            'rejections',
+          ],
+          audits.map((audit) => [
+            String(audit['at'] ?? ''),
+            String(audit['source'] ?? ''),
+            `${String(audit['digest'] ?? '').slice(0, 16)}…`,
+            String(audit['platforms'] ?? '') || '-',
+            String(audit['removalsSent'] ?? 0),
+            String(audit['mappingsDeleted'] ?? 0),
+            String(audit['pendingDeleted'] ?? 0),
+            String(audit['statesDeleted'] ?? 0),
+            String(audit['stagedDeleted'] ?? 0),
+            String(audit['rejectionsDeleted'] ?? 0),
+          ]),
+        ),
+      );
     } finally {
       context.close();
     }

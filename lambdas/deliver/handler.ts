@@ -10,6 +10,7 @@ import {
   PowertoolsPopulationMetrics,
 } from '../../src/observability/powertools.ts';
 import { deliverRecords } from '../../src/population/deliver-service.ts';
+import { SEGMENT_DELIVERY_MESSAGE, segmentDeliveries } from '../../src/population/delivery-summary.ts';
 import { DynamoCallGate } from '../../src/population/dynamo-adapters.ts';
 import { decodeDeliveryMessage } from '../../src/population/membership.ts';
 import {
@@ -48,12 +49,13 @@ function gateFor(platformId: number, rate: number | undefined) {
 async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   // Calls end 5 s before the function would time out, leaving time to record and respond.
   const deadline = Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - 5000);
+  const records = event.Records.map((record) => ({
+    id: record.messageId,
+    memberships: decodeDeliveryMessage(record.body),
+    lastReceive: receiveCount(record) >= DELIVERY_MAX_RECEIVE_COUNT,
+  }));
   const result = await deliverRecords(
-    event.Records.map((record) => ({
-      id: record.messageId,
-      memberships: decodeDeliveryMessage(record.body),
-      lastReceive: receiveCount(record) >= DELIVERY_MAX_RECEIVE_COUNT,
-    })),
+    records,
     {
       environment: runtime.config.name,
       platform: runtime.connected,
@@ -68,15 +70,26 @@ async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSB
   const platformId = Number(event.Records[0]?.eventSourceARN.split('-').pop()) || 0;
   metrics.count(POPULATION_METRICS.delivered, platformId, result.delivered);
   metrics.count(POPULATION_METRICS.failed, platformId, result.failedRecordIds.size);
+  for (const sample of result.latencies) metrics.latency(sample.platformId, sample.ms);
   metrics.flush();
   logger.info('delivered', {
     records: event.Records.length,
     failed: result.failedRecordIds.size,
+    unstarted: result.unstartedRecordIds.size,
     delivered: result.delivered,
     calls: result.calls,
     retryAfterMs: result.retryAfterMs,
   });
-  return respond(event, context, result.failedRecordIds, runtime, () => result.retryAfterMs);
+  for (const segment of segmentDeliveries(records, result.failedRecordIds))
+    logger.info(SEGMENT_DELIVERY_MESSAGE, { ...segment });
+  return respond(
+    event,
+    context,
+    result.failedRecordIds,
+    runtime,
+    () => result.retryAfterMs,
+    result.unstartedRecordIds,
+  );
 }
 
 export const handler = middy(handleDeliveries).use(injectLambdaContext(logger, { resetKeys: true }));

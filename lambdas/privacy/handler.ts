@@ -19,6 +19,7 @@ const logger = createLogger('privacy');
 const runtime = populationRuntime();
 const deps = forgetDeps({
   config: runtime.config,
+  digests: runtime.digests,
   population: runtime.store,
   mappings: new DynamoMappingStore(dynamoDbClient(), tableName(MAPPING_TABLE)),
   queues: runtime.queues,

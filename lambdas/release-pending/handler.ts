@@ -28,6 +28,7 @@ const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
 const mappingTable = tableName(MAPPING_TABLE);
 const forgetting = forgetDeps({
   config: runtime.config,
+  digests: runtime.digests,
   population: runtime.store,
   mappings: new DynamoMappingStore(dynamoDbClient(), mappingTable),
   queues: runtime.queues,

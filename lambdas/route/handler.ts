@@ -64,10 +64,11 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
     ...(result.errors.size > 0 ? { errors: [...result.errors] } : {}),
   });
   const longestWait = Math.max(0, ...notReady.values());
+  // Records not started for lack of time are reported too, and come back at once.
   return respond(
     event,
     context,
-    result.failedRecordIds,
+    new Set([...result.failedRecordIds, ...result.deferredRecordIds]),
     runtime,
     () => longestWait || undefined,
     result.deferredRecordIds,

@@ -6,6 +6,7 @@ import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import {
   platformApiSecretName,
   platformSecretName,
+  privacyKeySecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
 import { acknowledgeNag } from '../nag.ts';
@@ -24,6 +25,10 @@ const SYNC_KEY_NO_ROTATION_REASON =
   'they signed expire); a Secrets Manager rotation Lambda replacing the key in place would invalidate ' +
   'tokens in flight.';
 
+const PRIVACY_KEY_NO_ROTATION_REASON =
+  'The privacy key digests forgotten users (tombstones, audit and rejection records, docs/privacy.md); ' +
+  'a key replaced in place would no longer find the tombstones it wrote, letting forgotten users back.';
+
 /**
  * The service's secrets, under the names src/config/secrets.ts defines: per platform with sync
  * settings its static `plsec` token and the partner's HMAC signing keys; per platform with a
@@ -32,6 +37,8 @@ const SYNC_KEY_NO_ROTATION_REASON =
  */
 export class ServiceSecrets extends Construct {
   readonly syncTokenKey: secretsmanager.Secret;
+  /** The key of the keyed user digest (src/privacy/digest.ts), generated, never shown to a partner. */
+  readonly privacyKey: secretsmanager.Secret;
   readonly platforms: ReadonlyMap<number, secretsmanager.Secret>;
   /** API credentials per connected platform; read by no function yet (the delivery ones will). */
   readonly apiSecrets: ReadonlyMap<number, secretsmanager.Secret>;
@@ -86,6 +93,30 @@ export class ServiceSecrets extends Construct {
       removalPolicy,
     });
     acknowledgeNag(this.syncTokenKey, 'AwsSolutions-SMG4', SYNC_KEY_NO_ROTATION_REASON);
+
+    this.privacyKey = new secretsmanager.Secret(this, 'PrivacyKey', {
+      secretName: privacyKeySecretName(config.name),
+      description: 'HMAC key of the user digest in tombstones, privacy audit and rejection records',
+      generateSecretString: {
+        secretStringTemplate: '{}',
+        generateStringKey: 'key',
+        excludePunctuation: true,
+        passwordLength: 64,
+      },
+      // Kept with the data: the retained tables' tombstones are found by it.
+      removalPolicy,
+    });
+    acknowledgeNag(this.privacyKey, 'AwsSolutions-SMG4', PRIVACY_KEY_NO_ROTATION_REASON);
+  }
+
+  /** secretsmanager:GetSecretValue on the privacy key only. */
+  grantPrivacyKey(grantee: iam.IGrantable): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.privacyKey.secretArn],
+      }),
+    );
   }
 
   /** What the user-sync function reads: platform sync secrets and the token key, never API credentials. */

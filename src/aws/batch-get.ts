@@ -9,6 +9,9 @@ import { forEachLimited } from './limit.ts';
  */
 export const BATCH_GET_MAX_KEYS = 100;
 
+/** BatchGetItem calls in flight at once per call of batchGetAll (never one per 100 keys of 20,000). */
+export const BATCH_GET_CONCURRENCY = 8;
+
 export type Key = Record<string, AttributeValue>;
 export type Item = Record<string, AttributeValue>;
 
@@ -21,7 +24,7 @@ export interface BatchGetOptions {
   readonly projection?: string;
   readonly expressionNames?: Record<string, string>;
   readonly maxAttempts?: number;
-  /** Calls at once (default 8): 10,000 keys are 100 calls, more than a connection pool holds. */
+  /** Calls at once (default BATCH_GET_CONCURRENCY). */
   readonly concurrency?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
@@ -41,7 +44,7 @@ export async function batchGetAll(
   for (let index = 0; index < keys.length; index += BATCH_GET_MAX_KEYS) {
     chunks.push(keys.slice(index, index + BATCH_GET_MAX_KEYS));
   }
-  await forEachLimited(chunks, options.concurrency ?? 8, async (chunk) => {
+  await forEachLimited(chunks, options.concurrency ?? BATCH_GET_CONCURRENCY, async (chunk) => {
     let pending: Key[] = chunk;
     for (let attempt = 1; pending.length > 0; attempt++) {
       if (attempt > maxAttempts) {

@@ -21,6 +21,14 @@ export function syncTokenKeySecretName(environment: string): string {
   return `dmp-activation/${environment}/sync-token-key`;
 }
 
+/**
+ * The key of the keyed digest (HMAC-SHA256) that stands for a user in tombstones, audit records and
+ * rejection records (src/privacy/digest.ts): without it, a list of ids cannot be matched to them.
+ */
+export function privacyKeySecretName(environment: string): string {
+  return `dmp-activation/${environment}/privacy-key`;
+}
+
 const secretValue = z.string().min(16, 'must be at least 16 characters');
 
 export const PlatformSecretSchema = z
@@ -39,6 +47,8 @@ export const SyncTokenKeySchema = z.object({
   /** Earlier keys, still accepted until the tokens they signed have expired. */
   previous: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,16}$/), secretValue).default({}),
 });
+
+export const PrivacyKeySchema = z.object({ key: z.string().min(32, 'must be at least 32 characters') });
 
 /**
  * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;

@@ -82,28 +82,25 @@ export const ROUTE_CONSUMER: QueueConsumerSettings = {
 };
 
 /**
- * Memberships one deliver invocation takes at most. Each costs a state read and two writes and its
- * share of a call: 100 messages of 1000 users (100,000 memberships, 300,000 requests) cannot be
- * done within the function's timeout even on DynamoDB, and an invocation that times out hands its
- * whole batch back, to time out again (seen on the local stack with 200,000 users sent at once).
+ * Memberships one deliver invocation is sized for: 20,000 intent writes at 16 at a time take about
+ * 10 s in AWS (a third of the time the deliver step gives its intents, INTENT_TIME_SHARE of the
+ * 60 s timeout); a bigger batch (slower writes, the local stand-ins) is bounded by the deliver
+ * step itself, which returns what it had no time to start.
  */
-export const DELIVERY_MEMBERSHIPS_PER_INVOCATION = 10_000;
+export const MEMBERSHIPS_PER_DELIVER_INVOCATION = 20_000;
 
 /**
- * The local stack's bound instead (one process, one DynamoDB stand-in of a few hundred writes a
- * second shared by every invocation): docs/local-stack.md.
+ * A platform's delivery event source: as many messages per invocation as fill
+ * MEMBERSHIPS_PER_DELIVER_INVOCATION when each packs `batchSize` users (10 to 100).
  */
-export const LOCAL_DELIVERY_MEMBERSHIPS_PER_INVOCATION = 3000;
-
-export function deliveryConsumer(
-  population: Connector['population'],
-  membershipsPerInvocation: number = DELIVERY_MEMBERSHIPS_PER_INVOCATION,
-): QueueConsumerSettings {
+export function deliveryConsumer(population: Connector['population']): QueueConsumerSettings {
   const windowSeconds = Math.min(300, Math.ceil(population.flushAfterMs / 1000));
-  // Delivery messages pack up to `batchSize` users: enough of them for the memberships' bound.
-  const messages = Math.max(1, Math.min(100, Math.floor(membershipsPerInvocation / population.batchSize)));
+  const messages = Math.max(
+    10,
+    Math.min(100, Math.floor(MEMBERSHIPS_PER_DELIVER_INVOCATION / population.batchSize)),
+  );
   return {
-    batchSize: windowSeconds === 0 ? Math.min(10, messages) : messages,
+    batchSize: windowSeconds === 0 ? 10 : messages,
     maxBatchingWindowSeconds: windowSeconds,
     maxConcurrency: population.concurrency,
     maxReceiveCount: DELIVERY_MAX_RECEIVE_COUNT,
@@ -146,10 +143,7 @@ export function deliveryPlatforms<
  * stack alike: route <- audience-events; deliver <- each platform's delivery queue; releasePending
  * <- the mapping table's stream; expireMemberships every minute (where a partner needs it).
  */
-export function populationEventSources(
-  config: EnvironmentConfig,
-  deliveryMembershipsPerInvocation: number = DELIVERY_MEMBERSHIPS_PER_INVOCATION,
-): EventSourceDefinition[] {
+export function populationEventSources(config: EnvironmentConfig): EventSourceDefinition[] {
   return [
     {
       kind: 'queue',
@@ -170,7 +164,7 @@ export function populationEventSources(
           localName: deliveryQueueName(config.name, platform.id),
           retentionSeconds: DELIVERY_RETENTION_SECONDS,
         },
-        settings: deliveryConsumer(platform.connector.population, deliveryMembershipsPerInvocation),
+        settings: deliveryConsumer(platform.connector.population),
       }),
     ),
     {

@@ -68,8 +68,12 @@ export const SEGMENT_TABLE: TableDefinition = {
 
 /**
  * Segment population's state (src/population/dynamo-store.ts), one table, keyed by prefix:
- * - `m#<platformId>#<dmpUserId>` / `<segmentId>`: the last membership event applied at the partner
- *   (ts, op, partner id): orders adds and removes, and makes a redelivery a no-op;
+ * - `m#<platformId>#<dmpUserId>` / `<segmentId>`: the newest membership event, stored as the intent
+ *   before the partner call (ts, op, partner id, the delivery message and position that sent it):
+ *   orders adds and removes;
+ * - `prog#<messageId>` / `-`: what became of each membership of a delivery message (progress.ts):
+ *   a redelivery sends and counts nothing settled again;
+ * - `tally#<platformId>` / `<messageId>#<segmentId>`: the outcomes of a settled delivery message;
  * - `pending#<platformId>#<dmpUserId>` / `<segmentId>`: an event for a user not synced yet;
  * - `stats#<platformId>` / `<segmentId>`: delivered, pending, rejected, dlq, superseded counts;
  * - `rejected#<yyyy-mm-dd>` / `<iso time>#<id>`: what was set aside, and why (`dmp rejected`);
@@ -77,7 +81,7 @@ export const SEGMENT_TABLE: TableDefinition = {
  * - `expiry-swept#<platformId>` / `-`: how far the expiry sweep has come (src/population/expiry.ts).
  * Everything but the counts and the sweep's mark expires through `expiresAt` (epoch seconds).
  *
- * The sparse `byExpiry` index holds only the applied adds whose removal the service must send at
+ * The sparse `byExpiry` index holds only the stored adds whose removal the service must send at
  * expiry (partners that take removals but no lifetime): `xq` = `x#<platformId>#<shard>`, `xt` =
  * when the removal is due (epoch seconds). Writing a removal drops the membership from it.
  */
@@ -172,6 +176,11 @@ export interface FunctionDefinition {
    */
   readonly secrets: 'platforms+syncTokenKey' | 'platformApi' | 'none';
   /**
+   * Reads the privacy key (src/privacy/digest.ts): the functions that look up tombstones or record
+   * or delete a user's rejections.
+   */
+  readonly privacyKey?: true;
+  /**
    * Modules left out of the bundle (esbuild externals). ssh2's optional native parts: its crypto
    * binding (`*.node`) and `cpu-features`; ssh2 loads both in a try/catch and falls back to pure
    * JavaScript, which is what runs on arm64 Lambda.
@@ -262,6 +271,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
     ],
     secrets: 'platformApi',
+    privacyKey: true,
   },
   /** A platform's delivery queue: micro-batches (or single calls) to the partner's API. */
   deliver: {
@@ -271,6 +281,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     timeoutSeconds: 60,
     tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'platformApi',
+    privacyKey: true,
   },
   /** The mapping table's stream: a user's sync releases the user's pending events; an opt-out is forgotten. */
   releasePending: {
@@ -286,6 +297,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
+    privacyKey: true,
   },
   /** `POST /privacy/forget` (IAM-authorized): the DMP's privacy requests (src/privacy). */
   privacy: {
@@ -300,6 +312,7 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: SEGMENT_TABLE, access: 'read' },
     ],
     secrets: 'none',
+    privacyKey: true,
   },
   /** Every minute: the removals of memberships that expired, for partners that take no lifetime. */
   expireMemberships: {

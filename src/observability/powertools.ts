@@ -55,12 +55,19 @@ export const POPULATION_METRICS = {
   errors: 'PartnerErrors',
 } as const;
 
+/**
+ * From an audience event's `ts` (the DMP's decision time) to the partner's acknowledgement of the
+ * call that carried it, per platform, in milliseconds (one value per call and event time).
+ */
+export const EVENT_TO_PARTNER_LATENCY = 'EventToPartnerLatency';
+
 export type PopulationMetricName = (typeof POPULATION_METRICS)[keyof typeof POPULATION_METRICS];
 
 /** Counts per platform, batched in one EMF record per (platform, name) per invocation. */
 export class PowertoolsPopulationMetrics {
   private readonly metrics: Metrics;
   private readonly pending = new Map<string, number>();
+  private readonly latencies = new Map<number, number[]>();
 
   constructor(serviceName: string) {
     this.metrics = environmentMetrics(serviceName);
@@ -72,7 +79,21 @@ export class PowertoolsPopulationMetrics {
     this.pending.set(key, (this.pending.get(key) ?? 0) + by);
   }
 
+  /** Event-to-partner latencies of this invocation (EVENT_TO_PARTNER_LATENCY). */
+  latency(platformId: number, ms: number): void {
+    const list = this.latencies.get(platformId) ?? [];
+    list.push(ms);
+    this.latencies.set(platformId, list);
+  }
+
   flush(): void {
+    // One EMF record per platform holding every value (CloudWatch takes percentiles over them).
+    for (const [platformId, values] of this.latencies) {
+      this.metrics.addDimension(SYNC_METRICS.platformDimension, String(platformId));
+      for (const ms of values) this.metrics.addMetric(EVENT_TO_PARTNER_LATENCY, MetricUnit.Milliseconds, ms);
+      this.metrics.publishStoredMetrics();
+    }
+    this.latencies.clear();
     for (const [key, value] of this.pending) {
       const [platformId, name] = key.split('\u0000') as [string, PopulationMetricName];
       const single = this.metrics.singleMetric();

@@ -73,6 +73,8 @@ export interface DeliveryDeps extends PlanContext {
   /** Epoch ms by which every call must have ended. */
   readonly deadline: number;
   readonly now?: () => number;
+  /** Told of each call's acknowledged items, when the answer came (event-to-partner latency). */
+  readonly onAcknowledged?: (items: readonly Membership[], atMs: number) => void;
 }
 
 type ItemVerdict = { ok: true } | { ok: false; detail: string };
@@ -152,7 +154,8 @@ export async function deliverMemberships<T extends Membership>(
     let body: unknown;
     try {
       const answer = await deps.partner.call(planned.request, {
-        signal: AbortSignal.timeout(remaining),
+        // AbortSignal.timeout takes whole milliseconds only.
+        signal: AbortSignal.timeout(Math.ceil(remaining)),
         onTry: (status, retryAfterMs) => deps.gate?.observe(status, retryAfterMs),
       });
       body = answer.json();
@@ -190,11 +193,14 @@ export async function deliverMemberships<T extends Membership>(
       }
       return bisect(items);
     }
+    const acknowledged: T[] = [];
     verdicts.forEach((verdict, index) => {
       const item = items[index] as T;
-      if (verdict.ok) outcome.delivered.push(item);
+      if (verdict.ok) acknowledged.push(item);
       else outcome.rejected.push({ item, reason: 'partner_refused', detail: verdict.detail });
     });
+    outcome.delivered.push(...acknowledged);
+    if (acknowledged.length > 0) deps.onAcknowledged?.(acknowledged, now());
   };
 
   const bisect = async (items: readonly T[]): Promise<void> => {

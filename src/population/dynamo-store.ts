@@ -13,6 +13,7 @@ import {
 import { batchGetAll } from '../aws/batch-get.ts';
 import { batchWriteAll } from '../aws/batch-write.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
+import type { UserDigests } from '../privacy/digest.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
   type AccountingStore,
@@ -27,15 +28,17 @@ import { forEachLimited } from './delivery.ts';
 import { expiryPartition, expiryShard } from './expiry.ts';
 import type { Membership } from './membership.ts';
 import type { AppliedState } from './ordering.ts';
+import { type MessageProgress, type PlacedMembership, STATUS } from './progress.ts';
 
 /**
  * Population state in one DynamoDB table (layout: POPULATION_TABLE in src/infra/resources.ts).
  *
- * Cost per membership delivered (on demand, docs/population.md): one strongly consistent read of
- * its state (BatchGetItem, 1 RRU), one conditional write of the intent (1 WRU) before the call and
- * one of the acknowledgement (1 WRU) after it. The intent is written only if newer than what is
- * stored, so concurrent Lambdas cannot put an older event over a newer one, and an event stored
- * before the call stands whatever happens to the process after it.
+ * Cost per membership delivered (on demand, docs/population.md section 6): one conditional write
+ * of its intent before the partner call (1 WRU), nothing else per membership. The intent is
+ * written only if it ranks above what is stored (or repeats its own message's unsettled intent),
+ * so concurrent Lambdas cannot put an older event over a newer one, and an event stored before the
+ * call stands whatever happens to the process after it. What the partner acknowledged is written
+ * once per delivery message (its progress, src/population/progress.ts), not per membership.
  */
 
 /** Stored events are kept this long after they stop mattering (SQS keeps a message 14 days). */
@@ -48,43 +51,55 @@ export interface StoredMembership extends AppliedState {
   readonly segmentId: string;
   readonly audienceId: string;
   readonly partnerUserId: string;
+  /** When the partner acknowledged it, else when its intent was stored. */
   readonly at?: string | undefined;
   readonly ttlSeconds?: number | undefined;
 }
 
-export interface MembershipStateStore {
-  /** The last applied event per membership (keyed by membershipKey). */
-  getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>>;
-  /**
-   * Stores each event as the membership's intent (not acknowledged) BEFORE the partner call, if it
-   * ranks above what is stored or repeats an unacknowledged intent: a stale event compared against
-   * it later is skipped even if this process dies after the call. `refused` are outranked.
-   */
-  recordIntents(
-    memberships: readonly Membership[],
-    nowMs: number,
-    options?: IntentOptions,
-  ): Promise<{ claimed: Membership[]; refused: Membership[] }>;
-  /**
-   * Marks intents acknowledged by the partner; `overtaken` are those whose intent was replaced
-   * meanwhile (a newer event, or a repeat of it by another message). An add for which `removeAt`
-   * gives a time (epoch seconds) enters the expiry index (src/population/expiry.ts).
-   */
-  recordAcknowledged(
-    memberships: readonly Membership[],
-    nowMs: number,
-    options?: RecordOptions,
-  ): Promise<{ recorded: Membership[]; overtaken: Membership[] }>;
-}
-
 export interface IntentOptions {
-  /** The delivery message applying it (kept as the state's `by`). */
-  readonly appliedBy?: (membership: Membership) => string;
-}
-
-export interface RecordOptions extends IntentOptions {
+  /** When the calls of this invocation end at the latest (epoch ms), kept as the intent's `dl`. */
+  readonly callsEndBy: number;
   /** When the removal of an add is due (epoch seconds): it enters the expiry index. */
   readonly removeAt?: (membership: Membership) => number | undefined;
+  /** No write starts after this time (epoch ms): the memberships not written are `unstarted`. */
+  readonly stopAt?: number;
+  readonly now?: () => number;
+}
+
+export interface IntentResult {
+  /** Written; `previous` is the stored event it replaced (its message, position and `dl`). */
+  readonly claimed: { item: PlacedMembership; previous?: AppliedState | undefined }[];
+  /** Outranked by the stored event, or the same event stored by another message. */
+  readonly refused: PlacedMembership[];
+  readonly unstarted: PlacedMembership[];
+  /** The write failed (a timeout, throttling after the SDK's retries): stored or not, unknown. */
+  readonly failed: PlacedMembership[];
+}
+
+export interface MembershipStateStore {
+  /** The progress of delivery messages (strongly consistent), by message id. */
+  progressOf(recordIds: readonly string[]): Promise<Map<string, MessageProgress>>;
+  /** Writes (or rewrites) the progress of delivery messages. */
+  recordProgress(entries: readonly { recordId: string; statuses: string }[], nowMs: number): Promise<void>;
+  /** The stored event per membership (keyed by membershipKey), strongly consistent. */
+  getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>>;
+  /**
+   * Stores each event as the membership's intent BEFORE the partner call, if it ranks above what
+   * is stored or repeats its own message's intent: a stale event compared against it later is
+   * refused even if this process dies after the call.
+   */
+  recordIntents(
+    memberships: readonly PlacedMembership[],
+    nowMs: number,
+    options: IntentOptions,
+  ): Promise<IntentResult>;
+  /** Stores the intent in place of the same event stored by another message, if still stored. */
+  takeOver(
+    membership: PlacedMembership,
+    from: AppliedState,
+    nowMs: number,
+    options: IntentOptions,
+  ): Promise<boolean>;
 }
 
 /** The expiry index (the table's sparse `byExpiry` index) and the sweep's watermark. */
@@ -159,14 +174,28 @@ function key(pk: string, sk: string): Record<string, AttributeValue> {
 
 /** DynamoDB condition: the stored event ranks below the incoming one (see ordering.ts). */
 const NEWER_CONDITION = 'attribute_not_exists(pk) OR ts < :ts OR (ts = :ts AND #op = :add AND :op = :remove)';
-/** ...or is the same event, not acknowledged yet (it is sent again: ordering.ts). */
-const INTENT_CONDITION = `${NEWER_CONDITION} OR (ts = :ts AND #op = :op AND ack = :no)`;
+/** ...or is the same event stored by the same message (a receive that did not settle it). */
+const INTENT_CONDITION = `${NEWER_CONDITION} OR (ts = :ts AND #op = :op AND rid = :rid)`;
+/** The same event, still stored by the other message (taken over: progress.ts). */
+const TAKE_OVER_CONDITION = 'ts = :ts AND #op = :op AND rid = :from';
+
+function appliedOf(item: Record<string, AttributeValue>): AppliedState {
+  return {
+    ts: Number(item['ts']?.N),
+    op: item['op']?.S === 'remove' ? 'remove' : 'add',
+    by: item['rid']?.S,
+    ix: item['ix']?.N === undefined ? undefined : Number(item['ix'].N),
+    dl: item['dl']?.N === undefined ? undefined : Number(item['dl'].N),
+    acked: item['ack']?.BOOL,
+  };
+}
 
 function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
   return Math.floor(m.ts / 1000) + (m.ttlSeconds ?? 0) + KEEP_SECONDS;
 }
 
 const sweepKey = (platformId: number) => key(`expiry-swept#${platformId}`, '-');
+const progressKey = (recordId: string) => key(`prog#${recordId}`, '-');
 
 export class DynamoPopulationStore
   implements MembershipStateStore, PendingStore, AccountingStore, ExpiryIndex, ForgetPopulationStore
@@ -174,7 +203,17 @@ export class DynamoPopulationStore
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    /**
+     * The keyed user digest (src/privacy/digest.ts): rejection records hold it, never the id.
+     * Needed to record or delete a user's rejections; reading them does without.
+     */
+    private readonly digests?: UserDigests,
   ) {}
+
+  private async digester(): Promise<(dmpUserId: string) => string> {
+    if (!this.digests) throw new Error('the population store has no privacy key: it cannot digest a user id');
+    return this.digests.digester();
+  }
 
   async getApplied(memberships: readonly Membership[]): Promise<Map<string, AppliedState>> {
     const keys = new Map<string, Record<string, AttributeValue>>();
@@ -185,117 +224,139 @@ export class DynamoPopulationStore
       );
     const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
       consistentRead: true,
-      projection: 'pk, sk, ts, #op, rid, ack',
+      projection: 'pk, sk, ts, #op, rid, ix, dl, ack',
       expressionNames: { '#op': 'op' },
     });
     const applied = new Map<string, AppliedState>();
     for (const item of items) {
       const [, platformId, ...user] = (item['pk']?.S ?? '').split('#');
-      applied.set(`${platformId}#${item['sk']?.S}#${user.join('#')}`, {
-        ts: Number(item['ts']?.N),
-        op: item['op']?.S === 'remove' ? 'remove' : 'add',
-        by: item['rid']?.S,
-        acked: item['ack']?.BOOL !== false,
-      });
+      applied.set(`${platformId}#${item['sk']?.S}#${user.join('#')}`, appliedOf(item));
     }
     return applied;
   }
 
-  async recordIntents(memberships: readonly Membership[], nowMs: number, options: IntentOptions = {}) {
-    const { appliedBy } = options;
-    const claimed: Membership[] = [];
-    const refused: Membership[] = [];
-    await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
-      const set = [
-        'ts = :ts',
-        '#op = :op',
-        'p = :p',
-        'aud = :aud',
-        '#at = :at',
-        'expiresAt = :exp',
-        'ack = :no',
-      ];
-      // Not in the expiry index until acknowledged: a new intent drops the older add's entry.
-      const remove: string[] = [EXPIRY_INDEX.partition, EXPIRY_INDEX.sort];
-      const by = appliedBy?.(m);
-      if (by === undefined) remove.push('rid');
-      else set.push('rid = :rid');
-      if (m.ttlSeconds === undefined) remove.push('life');
-      else set.push('life = :ttl');
-      try {
-        await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
-            UpdateExpression: `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`,
-            ConditionExpression: INTENT_CONDITION,
-            ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
-            ExpressionAttributeValues: {
-              ':ts': { N: String(m.ts) },
-              ':op': { S: m.op },
-              ':add': { S: 'add' },
-              ':remove': { S: 'remove' },
-              ':no': { BOOL: false },
-              ':p': { S: m.partnerUserId },
-              ':aud': { S: m.audienceId },
-              ':at': { S: new Date(nowMs).toISOString() },
-              ':exp': { N: String(expiresAt(m)) },
-              ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
-              ...(by === undefined ? {} : { ':rid': { S: by } }),
-            },
-          }),
-        );
-        claimed.push(m);
-      } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException)) throw error;
-        refused.push(m);
-      }
+  async progressOf(recordIds: readonly string[]): Promise<Map<string, MessageProgress>> {
+    const items = await batchGetAll(this.client, this.tableName, [...new Set(recordIds)].map(progressKey), {
+      consistentRead: true,
+      projection: 'pk, s, t',
     });
-    return { claimed, refused };
+    return new Map(
+      items.map((item) => [
+        (item['pk']?.S ?? '').slice('prog#'.length),
+        { statuses: item['s']?.S ?? '', writtenAt: Number(item['t']?.N ?? 0) },
+      ]),
+    );
   }
 
-  async recordAcknowledged(memberships: readonly Membership[], nowMs: number, options: RecordOptions = {}) {
-    const { removeAt, appliedBy } = options;
-    const recorded: Membership[] = [];
-    const overtaken: Membership[] = [];
+  async recordProgress(entries: readonly { recordId: string; statuses: string }[], nowMs: number) {
+    await forEachLimited(entries, WRITE_CONCURRENCY, async ({ recordId, statuses }) => {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: {
+            ...progressKey(recordId),
+            s: { S: statuses },
+            t: { N: String(nowMs) },
+            expiresAt: { N: String(Math.floor(nowMs / 1000) + KEEP_SECONDS) },
+          },
+        }),
+      );
+    });
+  }
+
+  async recordIntents(
+    memberships: readonly PlacedMembership[],
+    nowMs: number,
+    options: IntentOptions,
+  ): Promise<IntentResult> {
+    const now = options.now ?? Date.now;
+    const claimed: IntentResult['claimed'] = [];
+    const refused: PlacedMembership[] = [];
+    const unstarted: PlacedMembership[] = [];
+    const failed: PlacedMembership[] = [];
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
-      // Due already (a late event): due now, so the next sweep takes it (its window overlaps).
-      const due = m.op === 'add' ? removeAt?.(m) : undefined;
-      const dueAt = due === undefined ? undefined : Math.max(due, Math.floor(nowMs / 1000));
-      const set = ['ack = :yes', '#at = :at'];
-      if (dueAt !== undefined) set.push(`${EXPIRY_INDEX.partition} = :xq`, `${EXPIRY_INDEX.sort} = :xt`);
-      const by = appliedBy?.(m);
+      if (options.stopAt !== undefined && now() >= options.stopAt) {
+        unstarted.push(m);
+        return;
+      }
       try {
-        await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
-            UpdateExpression: `SET ${set.join(', ')}`,
-            // Still this message's intent: not replaced by a newer event, nor by a repeat of it.
-            ConditionExpression: `ts = :ts AND #op = :op AND ${by === undefined ? 'attribute_not_exists(rid)' : 'rid = :rid'}`,
-            ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
-            ExpressionAttributeValues: {
-              ':ts': { N: String(m.ts) },
-              ':op': { S: m.op },
-              ':yes': { BOOL: true },
-              ':at': { S: new Date(nowMs).toISOString() },
-              ...(by === undefined ? {} : { ':rid': { S: by } }),
-              ...(dueAt === undefined
-                ? {}
-                : {
-                    ':xq': { S: expiryPartition(m.platformId, expiryShard(m.dmpUserId)) },
-                    ':xt': { N: String(dueAt) },
-                  }),
-            },
-          }),
-        );
-        recorded.push(m);
+        const previous = await this.writeIntent(m, nowMs, options, INTENT_CONDITION, {});
+        claimed.push({ item: m, previous });
       } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException)) throw error;
-        overtaken.push(m);
+        if (error instanceof ConditionalCheckFailedException) refused.push(m);
+        // One failed write does not sink the others: its membership is retried with its record.
+        else failed.push(m);
       }
     });
-    return { recorded, overtaken };
+    return { claimed, refused, unstarted, failed };
+  }
+
+  async takeOver(m: PlacedMembership, from: AppliedState, nowMs: number, options: IntentOptions) {
+    if (from.by === undefined) return false;
+    try {
+      await this.writeIntent(m, nowMs, options, TAKE_OVER_CONDITION, { ':from': { S: from.by } });
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * The intent write, returning the event it replaced. An add whose removal is due enters the
+   * expiry index with it (src/population/expiry.ts); a removal leaves the index.
+   */
+  private async writeIntent(
+    m: PlacedMembership,
+    nowMs: number,
+    options: IntentOptions,
+    condition: string,
+    values: Record<string, AttributeValue>,
+  ): Promise<AppliedState | undefined> {
+    const set = ['ts = :ts', '#op = :op', 'p = :p', 'aud = :aud', '#at = :at', 'expiresAt = :exp'];
+    set.push('rid = :rid', 'ix = :ix', 'dl = :dl');
+    // `ack` was the flag of states written before the progress records.
+    const remove = ['ack'];
+    if (m.ttlSeconds === undefined) remove.push('life');
+    else set.push('life = :ttl');
+    // Due already (a late event): due now, so the next sweep takes it (its window overlaps).
+    const due = m.op === 'add' ? options.removeAt?.(m) : undefined;
+    const dueAt = due === undefined ? undefined : Math.max(due, Math.floor(nowMs / 1000));
+    if (dueAt === undefined) remove.push(EXPIRY_INDEX.partition, EXPIRY_INDEX.sort);
+    else set.push(`${EXPIRY_INDEX.partition} = :xq`, `${EXPIRY_INDEX.sort} = :xt`);
+    const out = await this.client.send(
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: key(memberPk(m.platformId, m.dmpUserId), m.segmentId),
+        UpdateExpression: `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`,
+        ConditionExpression: condition,
+        ExpressionAttributeNames: { '#at': 'at', '#op': 'op' },
+        ExpressionAttributeValues: {
+          ':ts': { N: String(m.ts) },
+          ':op': { S: m.op },
+          // DynamoDB refuses values the expressions do not use.
+          ...(condition.includes(':add') ? { ':add': { S: 'add' }, ':remove': { S: 'remove' } } : {}),
+          ':p': { S: m.partnerUserId },
+          ':aud': { S: m.audienceId },
+          ':at': { S: new Date(nowMs).toISOString() },
+          ':exp': { N: String(expiresAt(m)) },
+          ':rid': { S: m.recordId },
+          ':ix': { N: String(m.index) },
+          ':dl': { N: String(options.callsEndBy) },
+          ...(m.ttlSeconds === undefined ? {} : { ':ttl': { N: String(m.ttlSeconds) } }),
+          ...(dueAt === undefined
+            ? {}
+            : {
+                ':xq': { S: expiryPartition(m.platformId, expiryShard(m.dmpUserId)) },
+                ':xt': { N: String(dueAt) },
+              }),
+          ...values,
+        },
+        // The replaced event comes back with the write, at no extra cost.
+        ReturnValues: 'UPDATED_OLD',
+      }),
+    );
+    return out.Attributes?.['ts'] === undefined ? undefined : appliedOf(out.Attributes);
   }
 
   async dueAdds(
@@ -353,17 +414,27 @@ export class DynamoPopulationStore
 
   /** Every segment's stored event for a user at a platform (`dmp why`). */
   async membershipsOf(platformId: number, dmpUserId: string): Promise<StoredMembership[]> {
-    const items = await this.queryAll(memberPk(platformId, dmpUserId));
-    return items.map((item) => ({
-      segmentId: item['sk']?.S ?? '',
-      ts: Number(item['ts']?.N),
-      op: item['op']?.S === 'remove' ? 'remove' : 'add',
-      audienceId: item['aud']?.S ?? '',
-      partnerUserId: item['p']?.S ?? '',
-      at: item['at']?.S,
-      acked: item['ack']?.BOOL !== false,
-      ttlSeconds: item['life']?.N === undefined ? undefined : Number(item['life'].N),
-    }));
+    const items = await this.queryAll(memberPk(platformId, dmpUserId), true);
+    const progress = await this.progressOf(items.flatMap((item) => (item['rid']?.S ? [item['rid'].S] : [])));
+    return items.map((item) => {
+      const applied = appliedOf(item);
+      const settled =
+        applied.by === undefined || applied.ix === undefined
+          ? undefined
+          : progress.get(applied.by)?.statuses[applied.ix];
+      // States written before the progress records carry their own flag (undefined: acknowledged).
+      const acked = applied.acked ?? (applied.ix === undefined || settled === STATUS.delivered);
+      const ackedAt = acked && applied.by !== undefined ? progress.get(applied.by)?.writtenAt : undefined;
+      return {
+        ...applied,
+        segmentId: item['sk']?.S ?? '',
+        audienceId: item['aud']?.S ?? '',
+        partnerUserId: item['p']?.S ?? '',
+        at: ackedAt === undefined ? item['at']?.S : new Date(ackedAt).toISOString(),
+        acked,
+        ttlSeconds: item['life']?.N === undefined ? undefined : Number(item['life'].N),
+      };
+    });
   }
 
   async putPending(
@@ -556,6 +627,7 @@ export class DynamoPopulationStore
   async recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>> {
     const recorded = new Set<string>();
     const now = new Date();
+    const digest = entries.some((entry) => entry.dmpUserId !== undefined) ? await this.digester() : undefined;
     await forEachLimited(entries, WRITE_CONCURRENCY, async (entry) => {
       try {
         await this.client.send(
@@ -572,7 +644,10 @@ export class DynamoPopulationStore
               ...(entry.platformId === undefined ? {} : { platformId: { N: String(entry.platformId) } }),
               ...(entry.segmentId === undefined ? {} : { segmentId: { S: entry.segmentId } }),
               ...(entry.audienceId === undefined ? {} : { audienceId: { S: entry.audienceId } }),
-              ...(entry.dmpUserId === undefined ? {} : { dmpUserId: { S: entry.dmpUserId } }),
+              // The keyed digest, not the id: `dmp rejected --user <id>` computes it to find them.
+              ...(entry.dmpUserId === undefined || !digest
+                ? {}
+                : { userDigest: { S: digest(entry.dmpUserId) } }),
               ...(entry.snippet === undefined ? {} : { snippet: { S: entry.snippet.slice(0, 300) } }),
             },
             ConditionExpression: 'attribute_not_exists(pk)',
@@ -601,7 +676,7 @@ export class DynamoPopulationStore
           platformId: item['platformId']?.N === undefined ? undefined : Number(item['platformId'].N),
           segmentId: item['segmentId']?.S,
           audienceId: item['audienceId']?.S,
-          dmpUserId: item['dmpUserId']?.S,
+          userDigest: item['userDigest']?.S,
           snippet: item['snippet']?.S,
         });
       }
@@ -642,12 +717,16 @@ export class DynamoPopulationStore
     return this.deleteAll(pendingPk(platformId, dmpUserId));
   }
 
-  /** Deletes the rejection records that name the user (14 days of them). */
+  /** Deletes the rejection records of the user (by its keyed digest; 14 days of them). */
   async deleteRejectionsOf(dmpUserId: string, days = 15, nowMs = Date.now()): Promise<number> {
+    const digest = (await this.digester())(dmpUserId);
     let deleted = 0;
     for (let day = 0; day < days; day++) {
       const pk = `rejected#${new Date(nowMs - day * 86_400_000).toISOString().slice(0, 10)}`;
-      const items = (await this.queryAll(pk, true)).filter((item) => item['dmpUserId']?.S === dmpUserId);
+      // Records written before rejections held the digest (at most 14 days old) named the id.
+      const items = (await this.queryAll(pk, true)).filter(
+        (item) => item['userDigest']?.S === digest || item['dmpUserId']?.S === dmpUserId,
+      );
       await forEachLimited(items, WRITE_CONCURRENCY, async (item) => {
         await this.client.send(
           new DeleteItemCommand({ TableName: this.tableName, Key: key(pk, item['sk']?.S ?? '') }),

@@ -17,9 +17,14 @@ export interface AppliedState {
   readonly op: Op;
   /** The delivery message (SQS message id) whose delivery applied it (accounting, deliver-service.ts). */
   readonly by?: string | undefined;
+  /** Its position in that message (its status in the message's progress, progress.ts). */
+  readonly ix?: number | undefined;
+  /** When the calls of the invocation that stored it end at the latest (epoch ms). */
+  readonly dl?: number | undefined;
   /**
    * False while the event is only intended: stored (so that older events compare against it)
-   * before the partner call, not yet acknowledged. Undefined counts as acknowledged.
+   * before the partner call, not yet acknowledged. Undefined counts as acknowledged. (States
+   * written since the progress records carry no flag: progress.ts says whether they were.)
    */
   readonly acked?: boolean | undefined;
 }

@@ -8,6 +8,7 @@ import { ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.t
 import { type ConnectedPlatform, PartnerClients } from '../connectors/partner-clients.ts';
 import { POPULATION_ENV, RETRY_BASE_SECONDS, retryDelaySeconds } from '../infra/population.ts';
 import { POPULATION_TABLE, type TableDefinition } from '../infra/resources.ts';
+import { privacyKeyDigests, type UserDigests } from '../privacy/digest.ts';
 import { forgottenAmong } from '../privacy/forget.ts';
 import { DynamoPopulationStore } from './dynamo-store.ts';
 import { queueNameOf, SqsQueues } from './sqs-queues.ts';
@@ -27,6 +28,8 @@ export function tableName(table: TableDefinition): string {
 export interface PopulationRuntime {
   readonly config: EnvironmentConfig;
   readonly store: DynamoPopulationStore;
+  /** The keyed user digest of tombstones and rejection records (the privacy key, read on first use). */
+  readonly digests: UserDigests;
   readonly queues: SqsQueues;
   platform(platformId: number): PlatformConfig | undefined;
   connected(platformId: number): ConnectedPlatform | undefined;
@@ -42,11 +45,14 @@ export function populationRuntime(): PopulationRuntime {
   if (!prefix) throw new Error(`${POPULATION_ENV.deliveryQueuePrefix} is not set`);
   const platforms = new Map(config.platforms.map((platform) => [platform.id, platform]));
   const retryBase = Number(process.env[POPULATION_ENV.retryBaseSeconds] ?? RETRY_BASE_SECONDS);
-  const store = new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE));
+  const secrets = new JsonSecrets();
+  const digests = privacyKeyDigests(config.name, secrets);
+  const store = new DynamoPopulationStore(dynamoDbClient(), tableName(POPULATION_TABLE), digests);
   return {
     config,
     store,
-    forgotten: (dmpUserIds) => forgottenAmong(dmpUserIds, config.name, store),
+    digests,
+    forgotten: (dmpUserIds) => forgottenAmong(dmpUserIds, digests, store),
     queues: new SqsQueues(sqsClient(), (platformId) => `${prefix}${platformId}`),
     platform: (platformId) => platforms.get(platformId),
     connected: (platformId) => {
@@ -75,8 +81,7 @@ export function receiveCount(record: SQSRecord): number {
 /**
  * The partial batch response (Powertools' BatchProcessor): the records in `failed` are reported,
  * the others succeed. Their next try is delayed first, by visibility timeout (see
- * src/infra/population.ts); the records in `deferred` (not started for lack of time) are reported
- * too, and made visible again at once. The record handler does no I/O (the work was done for the whole batch
+ * src/infra/population.ts). The record handler does no I/O (the work was done for the whole batch
  * before), so Powertools' sequential mode costs nothing and no unbounded parallelism arises.
  */
 export async function respond(
@@ -85,17 +90,17 @@ export async function respond(
   failed: ReadonlySet<string>,
   runtime: Pick<PopulationRuntime, 'queues' | 'retryBaseSeconds'>,
   retryAfterMs?: (record: SQSRecord) => number | undefined,
-  deferred: ReadonlySet<string> = new Set(),
+  /** Failed records that come back at once (not tried: the invocation ran out of time). */
+  retryNow: ReadonlySet<string> = new Set(),
 ): Promise<SQSBatchResponse> {
   const byQueue = new Map<string, { receiptHandle: string; seconds: number }[]>();
   for (const record of event.Records) {
-    const isDeferred = deferred.has(record.messageId);
-    if (!failed.has(record.messageId) && !isDeferred) continue;
+    if (!failed.has(record.messageId)) continue;
     const queue = queueNameOf(record.eventSourceARN);
     const list = byQueue.get(queue) ?? [];
     list.push({
       receiptHandle: record.receiptHandle,
-      seconds: isDeferred
+      seconds: retryNow.has(record.messageId)
         ? 0
         : retryDelaySeconds(receiveCount(record), retryAfterMs?.(record), runtime.retryBaseSeconds),
     });
@@ -111,8 +116,6 @@ export async function respond(
     event,
     async (record: SQSRecord) => {
       if (failed.has(record.messageId)) throw new Error('not settled in this invocation: retried later');
-      if (deferred.has(record.messageId))
-        throw new Error('not started in this invocation: taken again at once');
     },
     processor,
     { context, throwOnFullBatchFailure: false },

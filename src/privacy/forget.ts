@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { EnvironmentConfig } from '../config/schema.ts';
 import { type AccountingStore, pendingTallies } from '../population/accounting.ts';
 import type { PendingEvent } from '../population/dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from '../population/membership.ts';
 import type { DeliveryQueues } from '../population/route-service.ts';
+import type { UserDigests } from './digest.ts';
 
 /**
  * Privacy requests (`dmp forget`, the DMP's `POST /privacy/forget`, a browser's `/optout`): one
@@ -11,7 +11,7 @@ import type { DeliveryQueues } from '../population/route-service.ts';
  * back), then sends a removal of every membership a platform holds through the normal population
  * path (delivery queue, or file staging), deletes the user's mappings, pending events, membership
  * states, staged file rows and rejection records, and writes an audit record. The tombstone and the
- * audit hold only a digest of the id, never the id.
+ * audit hold only the keyed digest of the id (src/privacy/digest.ts), never the id.
  *
  * Every step is idempotent: a request that fails half-way is simply made again.
  */
@@ -19,15 +19,6 @@ import type { DeliveryQueues } from '../population/route-service.ts';
 /** Tombstones live as long as a browser may still carry the id in its `dmp_uid` cookie. */
 export function tombstoneSeconds(config: Pick<EnvironmentConfig, 'userSync'>): number {
   return config.userSync.cookieMaxAgeDays * 86_400;
-}
-
-/**
- * The digest that stands for a user in tombstones and audit records: SHA-256 over the environment
- * name and the id. DMP ids are random (minted, 128 bits), so the digest cannot be reversed by
- * enumeration; it is pseudonymous, not secret: whoever holds an id can test it.
- */
-export function userDigest(environment: string, dmpUserId: string): string {
-  return createHash('sha256').update(`dmp-forget\u0000${environment}\u0000${dmpUserId}`).digest('hex');
 }
 
 export type ForgetSource = 'cli' | 'api' | 'optout';
@@ -60,6 +51,8 @@ export interface ForgetMappings {
     nowSeconds: number,
   ): Promise<readonly { platformId: number; partnerUserId: string }[]>;
   deleteUser(dmpUserId: string): Promise<number>;
+  /** Marks the user forgotten for the sync path at these platforms, until then (src/sync/mapping-store.ts). */
+  putForgetMarkers(dmpUserId: string, platformIds: readonly number[], untilSeconds: number): Promise<void>;
 }
 
 /** File-mode platforms' staging: published adds get a staged removal; unpublished rows go. */
@@ -76,10 +69,13 @@ export interface ForgetFiles {
 }
 
 export interface ForgetDeps {
-  readonly environment: string;
+  /** The keyed digest that stands for the user in the tombstone and the audit record. */
+  readonly digests: UserDigests;
   readonly config: Pick<EnvironmentConfig, 'userSync'>;
   /** Platforms with a connector: how each takes memberships. */
   readonly platforms: readonly { readonly id: number; readonly mode: 'file' | { batchSize: number } }[];
+  /** Platforms a browser syncs with: each gets a forget marker in the user's mapping partition. */
+  readonly syncPlatformIds: readonly number[];
   readonly population: ForgetPopulationStore;
   readonly mappings: ForgetMappings;
   readonly queues: DeliveryQueues;
@@ -106,8 +102,9 @@ export async function forgetUser(
   deps: ForgetDeps,
 ): Promise<ForgetAudit> {
   const nowMs = (deps.now ?? Date.now)();
-  const digest = userDigest(deps.environment, dmpUserId);
-  await deps.population.putTombstone(digest, Math.floor(nowMs / 1000) + tombstoneSeconds(deps.config));
+  const digest = await deps.digests.of(dmpUserId);
+  const untilSeconds = Math.floor(nowMs / 1000) + tombstoneSeconds(deps.config);
+  await deps.population.putTombstone(digest, untilSeconds);
 
   const mappings = new Map(
     (await deps.mappings.listForUser(dmpUserId, 0)).map((m) => [m.platformId, m.partnerUserId]),
@@ -158,6 +155,9 @@ export async function forgetUser(
     if (removals.length > 0 || mappings.has(platform.id)) platforms.add(platform.id);
   }
   const mappingsDeleted = await deps.mappings.deleteUser(dmpUserId);
+  // After the deletion, so that a mapping a callback stored meanwhile is overwritten too: from now
+  // on a browser that still carries the id stores nothing (`user_forgotten`).
+  await deps.mappings.putForgetMarkers(dmpUserId, deps.syncPlatformIds, untilSeconds);
   const rejectionsDeleted = await deps.population.deleteRejectionsOf(dmpUserId);
   const audit: ForgetAudit = {
     digest,
@@ -178,11 +178,14 @@ export async function forgetUser(
 /** The ids among `dmpUserIds` that were forgotten (a tombstone lives). */
 export async function forgottenAmong(
   dmpUserIds: Iterable<string>,
-  environment: string,
+  digests: UserDigests,
   tombstones: Pick<TombstoneStore, 'tombstoned'>,
 ): Promise<Set<string>> {
+  const ids = [...dmpUserIds];
+  if (ids.length === 0) return new Set();
+  const digest = await digests.digester();
   const byDigest = new Map<string, string>();
-  for (const id of dmpUserIds) byDigest.set(userDigest(environment, id), id);
+  for (const id of ids) byDigest.set(digest(id), id);
   if (byDigest.size === 0) return new Set();
   const found = await tombstones.tombstoned([...byDigest.keys()]);
   return new Set([...found].map((digest) => byDigest.get(digest) as string));

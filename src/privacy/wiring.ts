@@ -4,11 +4,13 @@ import type { DynamoPopulationStore } from '../population/dynamo-store.ts';
 import type { DeliveryQueues } from '../population/route-service.ts';
 import type { DynamoSegmentStore } from '../segments/segment-store.ts';
 import type { DynamoMappingStore } from '../sync/mapping-store.ts';
+import type { UserDigests } from './digest.ts';
 import type { ForgetDeps } from './forget.ts';
 
 /** A forget request's dependencies from the stores, shared by the CLI and the privacy Lambda. */
 export function forgetDeps(input: {
   readonly config: EnvironmentConfig;
+  readonly digests: UserDigests;
   readonly population: DynamoPopulationStore;
   readonly mappings: DynamoMappingStore;
   readonly queues: DeliveryQueues;
@@ -17,7 +19,7 @@ export function forgetDeps(input: {
 }): ForgetDeps {
   const { files, segments } = input;
   return {
-    environment: input.config.name,
+    digests: input.digests,
     config: input.config,
     platforms: input.config.platforms.flatMap((platform) => {
       const population = platform.connector?.population;
@@ -29,6 +31,9 @@ export function forgetDeps(input: {
         },
       ];
     }),
+    syncPlatformIds: input.config.platforms
+      .filter((platform) => platform.sync)
+      .map((platform) => platform.id),
     population: input.population,
     mappings: input.mappings,
     queues: input.queues,

@@ -7,14 +7,17 @@ import {
   PutItemCommand,
   QueryCommand,
   UpdateItemCommand,
+  type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { backoffDelayMs } from '../connectors/retry.ts';
 import {
   type ChangeLimits,
   decideMappingWrite,
+  type ForgottenRefusal,
   type MappingRecord,
   type SightingOutcome,
   type StaticTokenRefusal,
+  USER_FORGOTTEN,
   VERIFIED_CALLBACK,
 } from './mapping.ts';
 
@@ -43,7 +46,7 @@ export interface SightingInput {
   readonly expected?: 'new' | 'refresh' | 'unchanged';
 }
 
-export type SightingResult = SightingOutcome | StaticTokenRefusal;
+export type SightingResult = SightingOutcome | StaticTokenRefusal | ForgottenRefusal;
 
 export interface MappingStore {
   /** `consistent`: a strongly consistent read (the opt-out must see every mapping). */
@@ -52,6 +55,15 @@ export interface MappingStore {
     nowSeconds: number,
     options?: { consistent?: boolean },
   ): Promise<MappingRecord[]>;
+  /**
+   * listForUser, and whether a privacy request forgot the user (its forget markers, found by the
+   * same query): `/sync` then redirects the browser to no partner. Optional: a store without
+   * markers need not have it.
+   */
+  readUser?(
+    dmpUserId: string,
+    nowSeconds: number,
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }>;
   recordSighting(input: SightingInput): Promise<SightingResult>;
   deleteUser(dmpUserId: string): Promise<number>;
   /** True the first time a key is claimed; false for a replay while the guard lives. */
@@ -83,7 +95,23 @@ export class DynamoMappingStore implements MappingStore {
     nowSeconds: number,
     options: { consistent?: boolean } = {},
   ): Promise<MappingRecord[]> {
+    return (await this.queryUser(dmpUserId, nowSeconds, options)).mappings;
+  }
+
+  readUser(
+    dmpUserId: string,
+    nowSeconds: number,
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }> {
+    return this.queryUser(dmpUserId, nowSeconds, {});
+  }
+
+  private async queryUser(
+    dmpUserId: string,
+    nowSeconds: number,
+    options: { consistent?: boolean },
+  ): Promise<{ mappings: MappingRecord[]; forgotten: boolean }> {
     const records: MappingRecord[] = [];
+    let forgotten = false;
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(
@@ -96,13 +124,14 @@ export class DynamoMappingStore implements MappingStore {
         }),
       );
       for (const item of page.Items ?? []) {
+        if (isLiveForgetMarker(item, nowSeconds)) forgotten = true;
         const record = toRecord(item);
         // TTL deletion lags by up to two days: an expired item is already gone for us.
         if (record && record.expiresAt > nowSeconds) records.push(record);
       }
       startKey = page.LastEvaluatedKey;
     } while (startKey);
-    return records;
+    return { mappings: records, forgotten };
   }
 
   /**
@@ -165,11 +194,16 @@ export class DynamoMappingStore implements MappingStore {
       }
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      if (isLiveForgetMarker(error.Item, input.nowSeconds)) return USER_FORGOTTEN;
       current = error.Item ? toRecord(error.Item) : undefined;
     }
 
     for (let attempt = 1; ; attempt++) {
-      current ??= await this.read(key);
+      if (current === undefined) {
+        const item = await this.read(key);
+        if (isLiveForgetMarker(item, input.nowSeconds)) return USER_FORGOTTEN;
+        current = item ? toRecord(item) : undefined;
+      }
       const write = decideMappingWrite(
         current,
         input.partnerUserId,
@@ -188,11 +222,14 @@ export class DynamoMappingStore implements MappingStore {
               new PutItemCommand({
                 TableName: this.tableName,
                 Item: newItem(key, input, now, expiresAt, (write.replacesVersion ?? 0) + 1, verified),
+                // Absent, or an expired item that is no mapping (a forget marker past its life).
                 ConditionExpression:
-                  write.replacesVersion === undefined ? 'attribute_not_exists(pk)' : 'version = :expected',
+                  write.replacesVersion === undefined
+                    ? 'attribute_not_exists(pk) OR expiresAt <= :nowSeconds'
+                    : 'version = :expected',
                 ExpressionAttributeValues:
                   write.replacesVersion === undefined
-                    ? undefined
+                    ? { ':nowSeconds': nowSeconds }
                     : { ':expected': { N: String(write.replacesVersion) } },
               }),
             );
@@ -255,30 +292,64 @@ export class DynamoMappingStore implements MappingStore {
     }
   }
 
-  private async read(key: ReturnType<typeof mappingKey>): Promise<MappingRecord | undefined> {
+  private async read(
+    key: ReturnType<typeof mappingKey>,
+  ): Promise<Record<string, AttributeValue> | undefined> {
     const result = await this.client.send(
       new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
     );
-    return result.Item ? toRecord(result.Item) : undefined;
+    return result.Item;
+  }
+
+  /**
+   * A privacy request's sync markers: one item per platform in the user's partition, in place of
+   * (or instead of) the mapping, holding no partner id, living until `untilSeconds` (TTL). Every
+   * sighting path of recordSighting meets the item it would write, so a browser that still
+   * carries the forgotten id is refused (`user_forgotten`) with the calls it makes anyway: the
+   * creating put's condition fails on the live marker, the refresh's condition fails on its
+   * missing partner id, and the read sees it. listForUser and deleteUser skip markers (no
+   * partner id); the release stream ignores them for the same reason.
+   */
+  async putForgetMarkers(
+    dmpUserId: string,
+    platformIds: readonly number[],
+    untilSeconds: number,
+  ): Promise<void> {
+    const requests = platformIds.map((platformId) => ({
+      PutRequest: {
+        Item: {
+          ...mappingKey(dmpUserId, platformId),
+          forgotten: { BOOL: true },
+          expiresAt: { N: String(untilSeconds) },
+        },
+      },
+    }));
+    await this.batchWrite(requests, 'could not write every forget marker of the user');
   }
 
   async deleteUser(dmpUserId: string): Promise<number> {
     // Strongly consistent: a mapping stored a moment ago must be deleted too.
     const records = await this.listForUser(dmpUserId, 0, { consistent: true });
-    for (let index = 0; index < records.length; index += 25) {
-      let requests = records.slice(index, index + 25).map((record) => ({
-        DeleteRequest: { Key: mappingKey(dmpUserId, record.platformId) },
-      }));
+    await this.batchWrite(
+      records.map((record) => ({ DeleteRequest: { Key: mappingKey(dmpUserId, record.platformId) } })),
+      'could not delete every mapping of the user',
+    );
+    return records.length;
+  }
+
+  /** BatchWriteItem in chunks of 25, unprocessed items retried with backoff. */
+  private async batchWrite(all: readonly WriteRequest[], failure: string): Promise<void> {
+    for (let index = 0; index < all.length; index += 25) {
+      let requests = all.slice(index, index + 25);
       for (let attempt = 1; requests.length > 0; attempt++) {
-        if (attempt > MAX_WRITE_ATTEMPTS) throw new Error('could not delete every mapping of the user');
+        if (attempt > MAX_WRITE_ATTEMPTS) throw new Error(failure);
         if (attempt > 1) await sleep(backoffDelayMs(attempt - 1, STORE_BACKOFF, this.random));
         const result = await this.client.send(
-          new BatchWriteItemCommand({ RequestItems: { [this.tableName]: requests } }),
+          new BatchWriteItemCommand({ RequestItems: { [this.tableName]: [...requests] } }),
         );
-        requests = (result.UnprocessedItems?.[this.tableName] ?? []) as typeof requests;
+        requests = result.UnprocessedItems?.[this.tableName] ?? [];
       }
     }
-    return records.length;
   }
 
   async claimReplayGuard(platformId: number, digest: string, expiresAtSeconds: number): Promise<boolean> {
@@ -300,6 +371,11 @@ export class DynamoMappingStore implements MappingStore {
       throw error;
     }
   }
+}
+
+/** A forget marker (putForgetMarkers) that still refuses mappings. */
+function isLiveForgetMarker(item: Record<string, AttributeValue> | undefined, nowSeconds: number): boolean {
+  return item?.['forgotten']?.BOOL === true && Number(item['expiresAt']?.N ?? 0) > nowSeconds;
 }
 
 function toRecord(item: Record<string, AttributeValue>): MappingRecord | undefined {

@@ -29,6 +29,10 @@ export type Assurance = 'static' | 'verified';
 
 export type StaticTokenRefusal = 'static_token_cannot_replace' | 'static_token_rate_limited';
 
+/** The user was forgotten by a privacy request: its sync marker refuses any mapping (docs/privacy.md). */
+export const USER_FORGOTTEN = 'user_forgotten';
+export type ForgottenRefusal = typeof USER_FORGOTTEN;
+
 /** What a static-token callback may do to a stored id (docs/user-sync.md, "What each mode guarantees"). */
 export interface ChangeLimits {
   readonly assurance: Assurance;

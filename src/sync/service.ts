@@ -14,7 +14,7 @@ import {
   recordSyncAttempt,
   serializeCookie,
 } from './cookies.ts';
-import type { ChangeLimits } from './mapping.ts';
+import { type ChangeLimits, USER_FORGOTTEN } from './mapping.ts';
 import type { MappingStore } from './mapping-store.ts';
 import { decideDue } from './schedule.ts';
 import { verifySyncSignature } from './signature.ts';
@@ -121,7 +121,7 @@ const MAX_UNLISTED_PARAM_LENGTH = 4096;
 
 const STATUS_OF_REASON: ReadonlyArray<[RegExp, SyncResponse['status']]> = [
   [/^(token_|signature_|replayed|static_token_|platform_misconfigured|dmp_user_missing)/, 403],
-  [/^(consent_|opted_out)/, 451],
+  [/^(consent_|opted_out|user_forgotten)/, 451],
 ];
 
 type SyncedPlatform = PlatformConfig & { readonly sync: SyncSettings };
@@ -172,7 +172,13 @@ export class UserSyncService {
     // The store is the truth at the start of a chain; the callbacks continue from the cookie.
     const synced = new Map<number, number>();
     if (existingUser === dmpUserId) {
-      for (const record of await this.deps.store.listForUser(dmpUserId, this.deps.now())) {
+      const { store } = this.deps;
+      const user = store.readUser
+        ? await store.readUser(dmpUserId, this.deps.now())
+        : { mappings: await store.listForUser(dmpUserId, this.deps.now()), forgotten: false };
+      // A privacy request forgot this id: no partner is asked, and the cookie is not renewed.
+      if (user.forgotten) return this.reject(USER_FORGOTTEN, undefined, [], trace);
+      for (const record of user.mappings) {
         synced.set(record.platformId, Date.parse(record.lastSeen) / 1000);
       }
     }
@@ -329,7 +335,11 @@ export class UserSyncService {
       refreshAfterSeconds,
       limits,
     });
-    if (outcome === 'static_token_cannot_replace' || outcome === 'static_token_rate_limited')
+    if (
+      outcome === 'static_token_cannot_replace' ||
+      outcome === 'static_token_rate_limited' ||
+      outcome === USER_FORGOTTEN
+    )
       return this.reject(outcome, platform.id, cookies, trace);
     this.count(trace, outcome === 'unchanged' ? 'MappingUnchanged' : 'MappingStored', platform.id, outcome);
     trace.add('mapping', describeOutcome(outcome), platform.id);

@@ -19,6 +19,7 @@ import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import {
   platformApiSecretName,
   platformSecretName,
+  privacyKeySecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
 import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
@@ -200,6 +201,7 @@ describe('the CDK app', () => {
           .filter((platform) => platform.connector)
           .map((platform) => `${stackId}/Secrets/Platform${platform.id}Api/Resource AwsSolutions-SMG4`),
         `${stackId}/Secrets/SyncTokenKey/Resource AwsSolutions-SMG4`,
+        `${stackId}/Secrets/PrivacyKey/Resource AwsSolutions-SMG4`,
         // Active tracing's X-Ray statement: every function but those deployed without tracing.
         ...builtFunctions(config)
           .filter((definition) => runtimeOf(definition).tracing === 'active')
@@ -428,8 +430,12 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     const apiSecretNames = config.platforms.map((platform) =>
       platformApiSecretName(config.name, platform.id),
     );
+    const privacyKeyId = Object.keys(secretResources).find(
+      (id) => secretResources[id]!['Properties']['Name'] === privacyKeySecretName(config.name),
+    );
     const secretRefs = (api: boolean) =>
       Object.keys(secretResources)
+        .filter((id) => id !== privacyKeyId)
         .filter((id) => apiSecretNames.includes(secretResources[id]!['Properties']['Name']) === api)
         .sort()
         .map((id) => ({ Ref: id }));
@@ -472,7 +478,15 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
           expect(indexes.some((resource) => resource.includes(`/index/${index.name}"`))).toBe(true);
         }
       }
-      const secrets = statements.filter((s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')));
+      const onPrivacyKey = (s: (typeof statements)[number]) =>
+        JSON.stringify(s.Resource) === JSON.stringify({ Ref: privacyKeyId });
+      // The privacy key: exactly the functions that look up tombstones or digest a user, alone in its statement.
+      const privacy = statements.filter(onPrivacyKey);
+      expect(privacy, definition.id).toHaveLength(definition.privacyKey ? 1 : 0);
+      for (const statement of privacy) expect(statement.Action).toBe('secretsmanager:GetSecretValue');
+      const secrets = statements.filter(
+        (s) => asList(s.Action).some((a) => a.startsWith('secretsmanager:')) && !onPrivacyKey(s),
+      );
       if (
         definition.secrets === 'none' ||
         (definition.secrets === 'platformApi' && secretRefs(true).length === 0)
@@ -515,11 +529,20 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     ).toEqual([]);
   });
 
-  it('creates a generated secret per syncing platform, an API-credentials secret per connected one, and the sync-token key', () => {
+  it('creates a generated secret per syncing platform, an API-credentials secret per connected one, the sync-token key and the privacy key', () => {
     const { template, config } = env(name);
     const syncing = config.platforms.filter((platform) => platform.sync);
     const connected = config.platforms.filter((platform) => platform.connector);
-    template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + connected.length + 1);
+    template.resourceCountIs('AWS::SecretsManager::Secret', syncing.length + connected.length + 2);
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Name: privacyKeySecretName(config.name),
+      GenerateSecretString: {
+        SecretStringTemplate: '{}',
+        GenerateStringKey: 'key',
+        ExcludePunctuation: true,
+        PasswordLength: 64,
+      },
+    });
     for (const platform of connected) {
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         Name: platformApiSecretName(config.name, platform.id),

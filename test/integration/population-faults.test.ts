@@ -1,6 +1,7 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { deliveryQueueName } from '../../src/infra/population.ts';
+import { userDigest } from '../../src/privacy/digest.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
@@ -13,6 +14,7 @@ import {
   usePopulationStack,
   users,
 } from './population-support.ts';
+import { PRIVACY_KEY } from './support.ts';
 
 /**
  * Population against a partner that misbehaves: 429 with Retry-After, 30% 500s after doing the
@@ -139,7 +141,8 @@ describe('population under partner faults', () => {
     expect(rejected).toContainEqual(
       expect.objectContaining({
         reason: 'partner_refused',
-        dmpUserId: 'poison-000123',
+        // The user's keyed digest, never the id (docs/privacy.md).
+        userDigest: userDigest(PRIVACY_KEY, 'local', 'poison-000123'),
         platformId: BATCH_PLATFORM,
       }),
     );

@@ -1,7 +1,7 @@
 import type { SQSEvent } from 'aws-lambda';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
-import type { Membership } from '../../src/population/membership.ts';
+import { STATUS } from '../../src/population/progress.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
@@ -14,9 +14,11 @@ import {
 
 /**
  * Order whatever the timing: the deliver Lambda dies (a crash, the function timeout) after the
- * partner acknowledged a membership and before its state is written. Here an add dies so, then a
- * later remove of some of its users dies so, then the add comes back first: the stale add must not
- * put the removed users back at the partner, and every membership ends counted exactly once.
+ * partner acknowledged a membership and before that is written (its message's progress). Here an
+ * add dies so, then a later remove of some of its users dies so, then the add comes back first:
+ * the stale add must not put the removed users back at the partner, and every membership ends
+ * counted exactly once. The remove meets the add's intents while the dead add's calls could still
+ * be under way (until its deadline): it is held back until then, and sent after.
  */
 
 const settled: { event: SQSEvent; crashed: boolean }[] = [];
@@ -44,9 +46,11 @@ async function delivery(matches: (entry: { event: SQSEvent; crashed: boolean }) 
 
 const harness = usePopulationStack({
   // A crashed batch is left invisible: the test brings it back when it wants (time compressed).
+  // Each invocation has 8 s left (its calls end 3 s on): what a dead one may still have under way.
   wrapDeliver: (handler) => async (event, context) => {
+    const shortened = { ...context, getRemainingTimeInMillis: () => 8_000 };
     try {
-      const result = await handler(event, context);
+      const result = await handler(event, shortened);
       settle(event as SQSEvent, false);
       return result;
     } catch (error) {
@@ -71,18 +75,18 @@ describe('population order under crashes', () => {
     const before = await harness.totals(BATCH_PLATFORM);
 
     // The write after the partner's acknowledgement dies once for the add and once for the remove.
-    let crashOn: Membership['op'] | undefined = 'add';
-    const acknowledge = DynamoPopulationStore.prototype.recordAcknowledged;
-    vi.spyOn(DynamoPopulationStore.prototype, 'recordAcknowledged').mockImplementation(function (
+    let crashNext = true;
+    const writeProgress = DynamoPopulationStore.prototype.recordProgress;
+    vi.spyOn(DynamoPopulationStore.prototype, 'recordProgress').mockImplementation(function (
       this: DynamoPopulationStore,
-      memberships,
-      ...rest
+      entries,
+      nowMs,
     ) {
-      if (crashOn !== undefined && memberships.some((m) => m.op === crashOn)) {
-        crashOn = undefined;
-        return Promise.reject(new Error('timed out between the partner call and the state write'));
+      if (crashNext && entries.some((entry) => entry.statuses.includes(STATUS.delivered))) {
+        crashNext = false;
+        return Promise.reject(new Error('timed out between the partner call and the progress write'));
       }
-      return acknowledge.call(this, memberships, ...rest);
+      return writeProgress.call(this, entries, nowMs);
     });
 
     const now = Date.now();
@@ -93,7 +97,7 @@ describe('population order under crashes', () => {
     const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-order-crash');
     expect(new Set(harness.stack.partner.members(segment))).toEqual(new Set(people.map(partnerIdOf)));
 
-    crashOn = 'remove';
+    crashNext = true;
     await harness.send(
       audienceEvent(removed, {
         audience: 'aud-order-crash',

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchWriteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -20,7 +20,8 @@ import {
   writeEndpointsFile,
 } from '../../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
-import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { DEFAULT_SECRETS_PATH, endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { type ConnectedPlatform, PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import {
   type FunctionKey,
@@ -29,13 +30,16 @@ import {
   SEGMENT_TABLE,
 } from '../../src/infra/resources.ts';
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
+import type { DeliverServiceDeps } from '../../src/population/deliver-service.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
+import type { Membership } from '../../src/population/membership.ts';
+import { UserDigests } from '../../src/privacy/digest.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 import { runDmpInProcess } from '../support/cli.ts';
 import { quietLambdaOutput } from '../support/local-stack.ts';
 import { BATCH_PLATFORM, SINGLE_PLATFORM, writePopulationConfig } from '../support/population-config.ts';
-import { MappingTable } from './support.ts';
+import { MappingTable, PRIVACY_KEY } from './support.ts';
 
 /**
  * Harness of the population integration tests: the real local stack (route, deliver and release
@@ -106,7 +110,11 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
       region: LOCAL_REGION,
       credentials: LOCAL_CREDENTIALS,
     });
-    store = new DynamoPopulationStore(dynamodb, POPULATION_TABLE.localName);
+    store = new DynamoPopulationStore(
+      dynamodb,
+      POPULATION_TABLE.localName,
+      new UserDigests('local', async () => PRIVACY_KEY),
+    );
     sqs = new SQSClient({
       endpoint: stack.sqsEndpoint,
       region: LOCAL_REGION,
@@ -283,4 +291,46 @@ export async function dmpAgainst(harness: PopulationHarness, argv: string[]) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What the deliver handler gives the deliver step, for calling it directly (with the test's own
+ * store or clock): platform 99999 of the stack's configuration, its partner client with the local
+ * API credentials, the harness's population store.
+ */
+export function deliverDeps(
+  harness: PopulationHarness,
+  overrides: Partial<DeliverServiceDeps> = {},
+): DeliverServiceDeps {
+  const platform = harness.stack.config.platforms.find((p) => p.id === BATCH_PLATFORM) as ConnectedPlatform;
+  const secrets = JSON.parse(readFileSync(DEFAULT_SECRETS_PATH, 'utf8'));
+  const clients = new PartnerClients(
+    async () => secrets[`dmp-activation/local/platforms/${BATCH_PLATFORM}/api`],
+  );
+  return {
+    environment: 'local',
+    platform: (id) => (id === BATCH_PLATFORM ? platform : undefined),
+    partnerFor: (p) => clients.for(p),
+    state: harness.store,
+    accounting: harness.store,
+    ...overrides,
+  };
+}
+
+/** Adds of `dmpUsers` to a segment of platform 99999 at `ts`, as a delivery message carries them. */
+export function adds(
+  dmpUsers: readonly string[],
+  segmentId: string,
+  audienceId: string,
+  ts: number,
+): Membership[] {
+  return dmpUsers.map((dmpUserId) => ({
+    platformId: BATCH_PLATFORM,
+    segmentId,
+    audienceId,
+    dmpUserId,
+    partnerUserId: partnerIdOf(dmpUserId),
+    op: 'add',
+    ts,
+  }));
 }

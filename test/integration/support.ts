@@ -25,6 +25,7 @@ export const STATIC_TOKEN = 'verysecure';
 export const SIGNING_KID = 'k1';
 export const SIGNING_SECRET = 'reference-partner-shared-secret-1';
 export const TOKEN_SIGNING_KEY = 'local-only-sync-token-signing-key';
+export const PRIVACY_KEY = 'local-only-privacy-digest-key-0000000000';
 /** From config/environments/local.json. */
 export const STATIC_PLATFORM = 99999;
 export const SIGNED_PLATFORM = 88888;

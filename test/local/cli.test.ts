@@ -16,6 +16,7 @@ const USER = 'dmpUser_0001-abc';
 interface MappingsJson {
   readonly dmpUserId: string;
   readonly mappings: Record<string, unknown>[];
+  readonly forgotten: boolean;
 }
 
 describe('dmp CLI', () => {
@@ -86,6 +87,7 @@ describe('dmp CLI', () => {
     const output = JSON.parse(result.stdout) as MappingsJson;
     expect(output).toEqual({
       dmpUserId: USER,
+      forgotten: false,
       mappings: [
         {
           platformId: 88888,

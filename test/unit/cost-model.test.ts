@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { syncLevers } from '../../bench/cost/bench.ts';
-import { PLATFORM_LOG_BYTES_AT_INFO, syncAssumptions } from '../../bench/cost/inputs.ts';
+import {
+  membershipPipelineOf,
+  PARTNER_REQUEST_OVERHEAD_BYTES,
+  PLATFORM_LOG_BYTES_AT_INFO,
+  syncAssumptions,
+} from '../../bench/cost/inputs.ts';
 import {
   billedMs,
   costOf,
@@ -21,6 +26,7 @@ import {
   xraySampledFraction,
 } from '../../bench/cost/model.ts';
 import { loadPrices, PRICES_FILE } from '../../bench/cost/prices.ts';
+import type { MembershipWorkMeasured } from '../../bench/population-work.ts';
 import { DEFAULT_RUNTIME, FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 
 // Every expected figure below is worked out by hand from bench/cost/prices.json (us-east-1):
@@ -270,5 +276,53 @@ describe('memberships', () => {
     const traced = membershipWork({ ...pipeline, tracing: true }, prices);
     // 1000 memberships/s over 1000 users per invocation: 1 invocation/s each, all sampled
     expect(traced.xrayTraces).toBeCloseTo(2 / 1000, 12);
+  });
+});
+
+describe('memberships measured in the run', () => {
+  it('prices what bench/population-work.ts counted, per membership', () => {
+    const measured: MembershipWorkMeasured = {
+      memberships: 4000,
+      audienceMessages: 4,
+      audienceBytes: 64_000,
+      producerSqsRequests: 1,
+      sqsCalls: { SendMessageBatchCommand: 1 },
+      functionSqsRequests: 5,
+      deliveryMessages: 8,
+      deliveryBytes: 296_000,
+      route: { invocations: 2, records: 4, ms: 500 },
+      deliver: { invocations: 2, records: 8, ms: 3000 },
+      partnerCalls: 4,
+      partnerBodyBytes: 176_000,
+      dynamoCalls: { UpdateItemCommand: 4000 },
+      dynamoByTable: {},
+      mappingReadUnits: 2000,
+      stateReadUnits: 4004,
+      stateWriteUnits: 4012,
+      logBytes: 4000,
+    };
+    const pipeline = membershipPipelineOf(measured);
+    expect(pipeline).toMatchObject({
+      usersPerMessage: 1000,
+      messageBytes: 16_000,
+      messagesPerRouteInvocation: 2,
+      routeFixedMs: 250,
+      routeMsPer1000Users: 0,
+      mappingReadUnits: 0.5,
+      stateReadUnitsPerMembership: 1.001,
+      stateWriteUnitsPerMembership: 1.003,
+      usersPerPartnerCall: 1000,
+      usersPerDeliveryMessage: 500,
+      deliveryMessageBytes: 37_000,
+      partnerCallsPerDeliverInvocation: 2,
+      deliverMsPerInvocation: 1500,
+      partnerRequestBytes: 44_000 + PARTNER_REQUEST_OVERHEAD_BYTES,
+      logBytesPerInvocation: 1000,
+    });
+    // Route: 2000 users and 250 ms per invocation; deliver: 2000 users and 1500 ms per invocation.
+    const work = membershipWork(pipeline, prices);
+    expect(work.lambdaBilledMs).toBeCloseTo(250 / 2000 + 1500 / 2000, 12);
+    expect(work.dynamoReadUnits).toBeCloseTo(1.501, 12);
+    expect(work.dynamoWriteUnits).toBeCloseTo(1.003, 12);
   });
 });
