@@ -101,16 +101,38 @@ export function sdkClientsIn(bundleResult: Bundle): string[] {
     .sort();
 }
 
-/** A module importing only those clients and constructing one of each, as a handler does at init. */
-export function sdkOnlySource(clients: readonly string[]): string {
+/**
+ * Clients of other protocols that a function exists to use, as the SDK clients are for AWS: the
+ * SFTP exporter's baseline holds `ssh2-sftp-client` (on ssh2) besides its SDK clients. Each is a
+ * package whose default export is the client class.
+ */
+const PROTOCOL_CLIENTS = new Set(['ssh2-sftp-client']);
+
+/** The protocol clients (PROTOCOL_CLIENTS) a bundle contains. */
+export function protocolClientsIn(bundleResult: Bundle): string[] {
+  return bytesByPackage(bundleResult)
+    .map(({ name }) => name)
+    .filter((name) => PROTOCOL_CLIENTS.has(name))
+    .sort();
+}
+
+/**
+ * A module importing only those clients and constructing one of each, as a handler does at init
+ * (SDK clients, then any protocol client of PROTOCOL_CLIENTS).
+ */
+export function sdkOnlySource(clients: readonly string[], protocolClients: readonly string[] = []): string {
   const lines = clients.map((client, index) => {
     const className = SDK_CLIENT_CLASSES[client];
     if (!className)
       throw new Error(`bench/cold-start.ts: add the client class of ${client} to SDK_CLIENT_CLASSES`);
     return `import { ${className} as Client${index} } from '${client}';`;
   });
-  const clientsList = clients.map((_, index) => `new Client${index}({})`).join(', ');
-  return `${lines.join('\n')}\nexport const client = [${clientsList}];\n`;
+  const constructed = clients.map((_, index) => `new Client${index}({})`);
+  protocolClients.forEach((name, index) => {
+    lines.push(`import Protocol${index} from '${name}';`);
+    constructed.push(`new Protocol${index}()`);
+  });
+  return `${lines.join('\n')}\nexport const client = [${constructed.join(', ')}];\n`;
 }
 
 const IMPORT_SCRIPT = `
@@ -165,7 +187,7 @@ export interface ImportComparison {
 
 export interface FunctionColdStart extends ImportComparison {
   readonly key: FunctionKey;
-  /** The SDK clients found in the handler bundle, which the baseline imports alone. */
+  /** The SDK (and protocol) clients found in the handler bundle, which the baseline imports alone. */
   readonly sdkClients: readonly string[];
   readonly topPackages: readonly { name: string; bytes: number }[];
   readonly variants: readonly ({ readonly name: string } & ImportComparison)[];
@@ -298,7 +320,8 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
       };
       const handler = await build('deployed', same);
       const sdkClients = sdkClientsIn(handler);
-      const baselineSource = sdkOnlySource(sdkClients);
+      const protocolClients = protocolClientsIn(handler);
+      const baselineSource = sdkOnlySource(sdkClients, protocolClients);
       const baseline = await build('deployed', same, baselineSource);
       const deployed = await compareImports(handler, baseline, definition, options.runs);
       const variants: FunctionColdStart['variants'][number][] = [];
@@ -310,7 +333,13 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
           ...(await compareImports(variantHandler, variantBaseline, definition, options.runs)),
         });
       }
-      functions.push({ key, ...deployed, sdkClients, topPackages: bytesByPackage(handler), variants });
+      functions.push({
+        key,
+        ...deployed,
+        sdkClients: [...sdkClients, ...protocolClients],
+        topPackages: bytesByPackage(handler),
+        variants,
+      });
     }
     const zod = async (name: string, contents: string) =>
       bundle({
@@ -392,7 +421,7 @@ export const coldStartBench: BenchModule = {
     return {
       id: 'cold',
       title:
-        '4. cold start in fresh node processes: each Lambda bundle against a bundle of only the SDK clients it uses',
+        '4. cold start in fresh node processes: each Lambda bundle against a bundle of only the SDK clients it uses (and, for the SFTP exporter, the SFTP client)',
       figures,
       notes,
     };

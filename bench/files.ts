@@ -30,7 +30,7 @@ import { formatBytes, formatRatio, median, quantile, runCaptured } from './runne
  * - Memory: one window of N staged ids through the whole exporter (rows -> lines -> TSV -> gzip ->
  *   a target that discards the bytes), in a fresh node process each with its old space limited to
  *   HEAP_LIMIT_MB (a window held in memory could not finish), peak RSS sampled every 20 ms;
- *   1,000,000 ids against 100,000: flat memory means a ratio near 1. (The rows come from a
+ *   10,000,000 ids against 1,000,000: flat memory means a ratio near 1. (The rows come from a
  *   generator standing in for DynamoDB: a million conditional puts into dynalite would take hours.)
  */
 
@@ -302,7 +302,8 @@ export const filesBench: BenchModule = {
       quick ? { ids: 200_000, rounds: 3 } : { ids: 1_000_000, rounds: 7 },
     );
     const memory = await runFilesMemory(
-      quick ? { small: 10_000, large: 100_000 } : { small: 100_000, large: 1_000_000 },
+      // Issue 9 asks for a window of 1,000,000 ids, issue 10 for 10,000,000: both, one against the other.
+      quick ? { small: 10_000, large: 100_000 } : { small: 1_000_000, large: 10_000_000 },
     );
     const count = (n: number) => n.toLocaleString('en');
     const figures: Figure[] = [

@@ -237,11 +237,11 @@ export class CliContext {
    * credential chain. CliError (naming the secret and where it was looked for) when it is missing,
    * unreadable or malformed; the value never appears in an error.
    */
-  private readSecret<S extends import('zod').ZodType>(
+  private readSecret<S extends import('zod/v4/core').$ZodType>(
     name: string,
     schema: S,
     missing: string,
-  ): Promise<import('zod').output<S>> {
+  ): Promise<import('zod/v4/core').output<S>> {
     let where: string;
     if (this.isLocal) {
       const local = this.localEndpoints();

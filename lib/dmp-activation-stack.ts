@@ -46,7 +46,9 @@ export interface DmpActivationStackProps extends StackProps {
  * files, the expiry sweep only where a partner takes removal calls but no lifetime.
  */
 export function functionIsBuilt(definition: FunctionDefinition, config: EnvironmentConfig): boolean {
-  if (definition.schedule?.perPlatformMode === 'file') return filePlatforms(config).length > 0;
+  const schedule = definition.schedule;
+  if (schedule?.perPlatformMode === 'file')
+    return filePlatforms(config).some((platform) => platform.files.destination.type === schedule.destination);
   if (definition === FUNCTIONS.expireMemberships) return expiringPlatforms(config).length > 0;
   return true;
 }
@@ -173,8 +175,11 @@ export class DmpActivationStack extends Stack {
           ? functions.userSync.logGroup
           : undefined,
     });
-    if (this.files && functions.exportFiles)
-      this.files.attachExporter(functions.exportFiles, this.secrets.apiSecrets, this.monitoring);
+    this.files?.attachExporters(
+      { s3: functions.exportFiles, sftp: functions.exportFilesSftp },
+      this.secrets.apiSecrets,
+      this.monitoring,
+    );
 
     this.population = new Population(this, 'Population', {
       config,

@@ -41,6 +41,16 @@ export interface LocalEndpoints {
   readonly secretsEndpoint: string;
   /** Table construct id (e.g. MappingTable) -> local table name. */
   readonly tableNames: Readonly<Record<string, string>>;
+  /** The embedded SFTP server (local/local-sftp.ts), when a local platform delivers files to it. */
+  readonly sftp?: {
+    readonly host: string;
+    readonly port: number;
+    readonly username: string;
+    readonly hostKeySha256: string;
+    /** Remote `/` on this machine. */
+    readonly root: string;
+    readonly clientKeyFile: string;
+  };
 }
 
 export function endpointsFilePath(dataDir: string = DEFAULT_DATA_DIR): string {

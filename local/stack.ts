@@ -47,6 +47,7 @@ export { LOCAL_CREDENTIALS, LOCAL_REGION };
 import { resolveLocalhostSubdomains, startLocalFauxqs } from './fauxqs.ts';
 import { startHttpApi } from './http-api.ts';
 import { entryLoader, type FunctionLoader, LocalFunction } from './lambda.ts';
+import { type LocalSftp, startLocalSftp } from './local-sftp.ts';
 import { type PartnerPlatform, type ReferencePartner, startReferencePartner } from './reference-partner.ts';
 import { loadLocalSecrets, startSecretsManager } from './secrets-manager.ts';
 
@@ -73,6 +74,8 @@ export interface LocalStackOptions {
   readonly dynamodbPort?: number;
   readonly sqsS3Port?: number;
   readonly secretsPort?: number;
+  /** Port of the embedded SFTP server (docs/local-stack.md); 0 (default) picks a free one. */
+  readonly sftpPort?: number;
   /** Keep DynamoDB (LevelDB) and SQS/S3 (SQLite) data here; in memory when absent. */
   readonly dataDir?: string;
   readonly configPath?: string;
@@ -107,6 +110,8 @@ export interface LocalStack {
   readonly sqsEndpoint: string;
   readonly s3Endpoint: string;
   readonly secretsEndpoint: string;
+  /** The embedded SFTP server, when a local platform delivers files to it. */
+  readonly sftp: LocalSftp | undefined;
   /** Table construct id (e.g. MappingTable) -> local table name. */
   readonly tableNames: Readonly<Record<string, string>>;
   /** The environment variables the stack set for the handlers. */
@@ -149,6 +154,18 @@ export function endpointsOf(stack: LocalStack, pid: number = process.pid): Local
     s3Endpoint: stack.s3Endpoint,
     secretsEndpoint: stack.secretsEndpoint,
     tableNames: stack.tableNames,
+    ...(stack.sftp
+      ? {
+          sftp: {
+            host: stack.sftp.host,
+            port: stack.sftp.port,
+            username: stack.sftp.username,
+            hostKeySha256: stack.sftp.hostKeySha256,
+            root: stack.sftp.root,
+            clientKeyFile: stack.sftp.clientKeyFile,
+          },
+        }
+      : {}),
   };
 }
 
@@ -404,8 +421,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     cleanups.push(() => fauxqs.stop());
     cleanups.push(resolveLocalhostSubdomains());
+    // Platforms that deliver files to the embedded SFTP server: started, pinned, keyed.
+    const localSftp = await startLocalSftp(fileConfig, secretValues, {
+      dataDir,
+      port: options.sftpPort ?? 0,
+    });
+    cleanups.push(() => localSftp.stop());
     const secrets = await startSecretsManager({
-      values: secretValues,
+      values: localSftp.secrets,
       region,
       port: options.secretsPort ?? 0,
     });
@@ -418,7 +441,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       ...(dataDir ? { stateFile: join(dataDir, 'reference-partner', 'state.json') } : {}),
     });
     cleanups.push(() => partner.stop());
-    const config = rewritePartnerOrigin(fileConfig, partner.url);
+    const config = rewritePartnerOrigin(localSftp.config, partner.url);
 
     const dynamodb = new DynamoDBClient({ region, endpoint: dynamo.url, credentials: LOCAL_CREDENTIALS });
     cleanups.push(() => dynamodb.destroy());
@@ -545,6 +568,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       sqsEndpoint: fauxqs.url,
       s3Endpoint: fauxqs.url,
       secretsEndpoint: secrets.url,
+      sftp: localSftp.sftp,
       tableNames: Object.fromEntries((TABLES as readonly TableDefinition[]).map((t) => [t.id, t.localName])),
       env,
       config,

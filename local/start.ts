@@ -13,8 +13,8 @@ import { endpointsOf, type LocalStack, startLocalStack } from './stack.ts';
 /**
  * `npm start`: the whole service on this machine. Data lives in `.local-data/` (or
  * DMP_LOCAL_DATA_DIR) between runs (`--fresh` wipes it first, `--memory` keeps nothing). Ports:
- * PORT (3000), PARTNER_PORT (3001), and DYNAMODB_PORT, SQS_S3_PORT, SECRETS_PORT (free ports when
- * unset).
+ * PORT (3000), PARTNER_PORT (3001), SFTP_PORT (2222, the embedded SFTP server), and DYNAMODB_PORT,
+ * SQS_S3_PORT, SECRETS_PORT (free ports when unset).
  */
 
 const USAGE = `usage: npm start [-- --fresh | --memory]
@@ -22,7 +22,8 @@ const USAGE = `usage: npm start [-- --fresh | --memory]
   --fresh    wipe .local-data/ before starting
   --memory   keep no data at all (nothing written but .local-data/endpoints.json)
 
-environment: PORT (3000), PARTNER_PORT (3001), DYNAMODB_PORT, SQS_S3_PORT, SECRETS_PORT (free ports),
+environment: PORT (3000), PARTNER_PORT (3001), SFTP_PORT (2222), DYNAMODB_PORT, SQS_S3_PORT,
+             SECRETS_PORT (free ports),
              DMP_LOCAL_DATA_DIR (.local-data)`;
 
 function port(name: string, fallback: number): number {
@@ -67,7 +68,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (args.fresh) {
-    for (const part of ['dynamodb', 'fauxqs', 'reference-partner'])
+    // The embedded SFTP server's files go; its keys stay (the host key remains pinned).
+    for (const part of ['dynamodb', 'fauxqs', 'reference-partner', join('sftp', 'root')])
       rmSync(join(dataDir, part), { recursive: true, force: true });
   }
 
@@ -79,13 +81,14 @@ async function main(): Promise<void> {
       dynamodbPort: port('DYNAMODB_PORT', 0),
       sqsS3Port: port('SQS_S3_PORT', 0),
       secretsPort: port('SECRETS_PORT', 0),
+      sftpPort: port('SFTP_PORT', 2222),
       ...(args.memory ? {} : { dataDir: dataDir }),
     });
   } catch (error) {
     const message = (error as Error).message;
     console.error(`Local stack failed to start: ${message}`);
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      console.error('A port is in use: set PORT / PARTNER_PORT (or stop what holds it).');
+      console.error('A port is in use: set PORT / PARTNER_PORT / SFTP_PORT (or stop what holds it).');
     }
     if (process.env['DEBUG']) console.error(error);
     process.exit(1);
@@ -105,6 +108,11 @@ async function main(): Promise<void> {
     `  SQS:                ${stack.sqsEndpoint}`,
     `  S3:                 ${stack.s3Endpoint}`,
     `  Secrets Manager:    ${stack.secretsEndpoint}`,
+    ...(stack.sftp
+      ? [
+          `  SFTP (embedded):    sftp://${stack.sftp.username}@${stack.sftp.host}:${stack.sftp.port}  (host key ${stack.sftp.hostKeySha256}; files in ${stack.sftp.root})`,
+        ]
+      : []),
     `  endpoints file:     ${endpointsFile}`,
     '',
     ...stack.summary.map((line) => `  ${line}`),

@@ -1,3 +1,4 @@
+import { join as joinPath } from 'node:path';
 import { localEndpointsFile, readEndpointsFile } from '../../local/endpoints.ts';
 import { windowKey } from '../../src/files/naming.ts';
 import { type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
@@ -151,10 +152,29 @@ export const filesCommand: Command = {
       target.client.destroy();
     }
     const s3Endpoint = local?.found ? local.endpoints.s3Endpoint : undefined;
+    const sftp = local?.found ? local.endpoints.sftp : undefined;
+    /** The embedded SFTP server's directory of a destination it serves (`sftp://host:port/dir`). */
+    const localDirectory = (destination: string): string | undefined => {
+      const prefix = sftp ? `sftp://${sftp.host}:${sftp.port}` : undefined;
+      if (!sftp || !prefix || !destination.startsWith(`${prefix}/`)) return undefined;
+      return joinPath(sftp.root, destination.slice(prefix.length));
+    };
 
     if (json) {
       io.stdout(
-        JSON.stringify({ environment, ...(s3Endpoint ? { s3Endpoint } : {}), platforms: views }, null, 2),
+        JSON.stringify(
+          {
+            environment,
+            ...(s3Endpoint ? { s3Endpoint } : {}),
+            ...(sftp ? { sftp } : {}),
+            platforms: views.map((view) => {
+              const directory = localDirectory(view.destination);
+              return directory ? { ...view, localDirectory: directory } : view;
+            }),
+          },
+          null,
+          2,
+        ),
       );
       return 0;
     }
@@ -165,8 +185,9 @@ export const filesCommand: Command = {
     for (const view of views) {
       io.stdout(`Platform ${view.platformId} (${view.name}): files go to ${view.destination}`);
       io.stdout(`  windows staged and not yet published: ${view.pendingWindows}\n`);
+      const directory = localDirectory(view.destination);
       if (view.windows.length === 0) {
-        io.stdout('  nothing published yet\n');
+        io.stdout(`  nothing published yet${directory ? ` (files will appear in ${directory})` : ''}\n`);
         continue;
       }
       io.stdout(
@@ -196,6 +217,13 @@ export const filesCommand: Command = {
         io.stdout(`  (or: aws --endpoint-url ${s3Endpoint} s3 cp ${example.location} - | gunzip | head)`);
       } else if (example?.location.startsWith('s3://')) {
         io.stdout(`\n  read one: aws s3 cp ${example.location} - | gunzip | head`);
+      } else if (example && directory && sftp) {
+        // The embedded SFTP server of `npm start`: its files are on this machine.
+        io.stdout(`\n  read one: gunzip -c ${joinPath(directory, example.name)} | head`);
+        io.stdout(
+          `  (or over SFTP: sftp -i ${sftp.clientKeyFile} -P ${sftp.port} ${sftp.username}@${sftp.host}:${example.location.slice(`sftp://${sftp.host}:${sftp.port}`.length)} . && gunzip -c ${example.name} | head;`,
+        );
+        io.stdout(`   the server's host key is ${sftp.hostKeySha256})`);
       } else if (example) {
         io.stdout(`\n  on the partner's SFTP server: ${example.location}`);
       }

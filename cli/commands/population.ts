@@ -12,6 +12,7 @@ import { CliContext, findPlatform, parsePlatformId } from '../context.ts';
 import { progressBar, renderTable } from '../format.ts';
 import { CliError, type Command, UsageError } from '../framework.ts';
 import { TARGET_OPTIONS, targetFlags } from '../target.ts';
+import { fileAccounting, fileWhy } from './file-accounting.ts';
 
 /** The SDK-backed stores, loaded on use: `dmp --help` and other commands load no AWS SDK client. */
 const populationStore = () => import('../../src/population/dynamo-store.ts');
@@ -242,6 +243,12 @@ export const whyCommand: Command = {
             : `the ${event} is being sent (stored at ${m.at}, not acknowledged by the partner yet: retried by the queue, or in the DLQ); older events for this segment are ignored`,
         };
       });
+      // File-mode platforms: staged for a file, delivered once the file is published.
+      const connector = findPlatform(context.fileConfig(), platformId).connector;
+      const files =
+        connector?.population.mode === 'file'
+          ? await fileWhy(context, platformId, connector.files?.opColumn ?? false, dmpUserId)
+          : [];
       const waiting = pending.map((m) => ({
         segmentId: m.segmentId,
         audienceId: m.audienceId,
@@ -260,7 +267,7 @@ export const whyCommand: Command = {
         forgotten,
         partnerUserId: mapping?.partnerUserId ?? null,
         synced: mapping !== undefined,
-        segments: [...segments, ...waiting],
+        segments: [...segments, ...files, ...waiting],
         rejected,
       };
       if (json) {
@@ -295,7 +302,11 @@ export const statsCommand: Command = {
   name: 'stats',
   summary: 'delivered, pending, rejected, DLQ and superseded memberships per platform and segment',
   usage: '[--platform <id>] [--json] [--env <name>]',
-  help: ['  --platform <id>    one platform (default: every API platform)', TARGET_HELP].join('\n'),
+  help: [
+    '  --platform <id>    one platform (default: every platform that takes memberships)',
+    '  file-mode platforms add `pendingFile`: staged, counted as delivered once their file is published',
+    TARGET_HELP,
+  ].join('\n'),
   options: { ...TARGET_OPTIONS, platform: { type: 'string' } },
   async run({ values, json, io }) {
     const context = CliContext.open(targetFlags(values), io.env);
@@ -304,16 +315,30 @@ export const statsCommand: Command = {
       const only = stringOption(values, 'platform');
       const platforms = only
         ? [findPlatform(config, parsePlatformId(only)).id]
-        : deliveryPlatforms(config.platforms).map((platform) => platform.id);
+        : config.platforms.filter((platform) => platform.connector).map((platform) => platform.id);
+      const apiPlatforms = new Set(deliveryPlatforms(config.platforms).map((platform) => platform.id));
       const population = await context.table(POPULATION_TABLE, 'populationTableName');
       const { DynamoPopulationStore } = await populationStore();
       const store = new DynamoPopulationStore(population.client, population.tableName);
+      const files = await fileAccounting(
+        context,
+        platforms.filter(
+          (platformId) => findPlatform(config, platformId).connector?.population.mode === 'file',
+        ),
+      );
       const rows: Record<string, unknown>[] = [];
       for (const platformId of [0, ...platforms]) {
+        if (platformId !== 0 && !apiPlatforms.has(platformId) && !files.has(platformId)) continue;
+        const fileCounts = files.get(platformId) ?? new Map();
         for (const { segmentId, counts } of await store.stats(platformId)) {
           if (platformId === 0 && only) continue;
-          rows.push({ platformId, segmentId, ...counts });
+          const file = fileCounts.get(segmentId);
+          fileCounts.delete(segmentId);
+          rows.push({ platformId, segmentId, ...counts, ...mergeFileCounts(counts, file) });
         }
+        // Segments with file deliveries only (no pending, rejected... counted by population).
+        for (const [segmentId, file] of fileCounts)
+          rows.push({ platformId, segmentId, ...mergeFileCounts({}, file) });
       }
       if (json) {
         io.stdout(JSON.stringify({ environment: context.environment, rows }));
@@ -323,7 +348,11 @@ export const statsCommand: Command = {
         io.stdout('no population counts yet');
         return undefined;
       }
-      const columns = [...OUTCOMES, 'calls'] as const;
+      const columns = [
+        ...OUTCOMES,
+        ...(rows.some((row) => row['pendingFile'] !== undefined) ? (['pendingFile'] as const) : []),
+        'calls',
+      ] as const;
       io.stdout(
         renderTable(
           ['platform', 'segment', ...columns],
@@ -340,6 +369,22 @@ export const statsCommand: Command = {
     return undefined;
   },
 };
+
+/**
+ * A file-mode platform's row: its staged changes awaiting their file (`pendingFile`), and those of
+ * published windows added to `delivered` and `superseded`.
+ */
+function mergeFileCounts(
+  counts: Record<string, number>,
+  file: { pendingFile: number; delivered: number; superseded: number } | undefined,
+): Record<string, number> {
+  if (!file) return {};
+  return {
+    pendingFile: file.pendingFile,
+    delivered: (counts['delivered'] ?? 0) + file.delivered,
+    superseded: (counts['superseded'] ?? 0) + file.superseded,
+  };
+}
 
 export const rejectedCommand: Command = {
   name: 'rejected',

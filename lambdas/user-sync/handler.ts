@@ -1,7 +1,7 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
 import { JsonSecrets, SecretError } from '../../src/aws/secrets.ts';
-import { loadRuntimeEnvironment } from '../../src/config/load.ts';
+import { embeddedEnvironment } from '../../src/config/embedded.ts';
 import {
   PlatformSecretSchema,
   platformSecretName,
@@ -27,9 +27,10 @@ import {
 import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
 import { type SyncResponse, UserSyncService } from '../../src/sync/service.ts';
 
-// Cold start: configuration validated (a bad one fails here, loudly), clients created once.
+// Cold start: configuration validated at synth and embedded (src/config/embedded.ts), clients
+// created once.
 const SERVICE_NAME = 'user-sync';
-const config = loadRuntimeEnvironment();
+const config = embeddedEnvironment();
 // One line per browser request, paid per request: the compact format (src/observability/logger.ts),
 // with the environment, which the funnel's metric filters read as a dimension.
 const logger = createLogger(SERVICE_NAME, {

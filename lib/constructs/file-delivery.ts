@@ -7,7 +7,12 @@ import * as cxapi from 'aws-cdk-lib/cx-api';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import { exportFilesInput, type FilePlatform, filePlatforms } from '../../src/files/platforms.ts';
-import { FILE_METRICS, METRICS_NAMESPACE, SYNC_METRICS } from '../../src/infra/resources.ts';
+import {
+  FILE_METRICS,
+  functionServiceName,
+  METRICS_NAMESPACE,
+  SYNC_METRICS,
+} from '../../src/infra/resources.ts';
 import { acknowledgeNag } from '../nag.ts';
 import { runbookLine } from '../runbook.ts';
 import { FunctionSchedule } from './function-schedule.ts';
@@ -109,9 +114,13 @@ export class FileDelivery extends Construct {
     }
   }
 
-  /** Grants, schedules and alarms of the export-files function. */
-  attachExporter(
-    exporter: ServiceFunction,
+  /**
+   * Grants, schedules and alarms of the export functions: `s3` serves the platforms whose files go
+   * to S3 (object writes under each platform's prefix, the partner's role, its KMS key), `sftp`
+   * those that go to SFTP (their API secrets: the S3 function reads no secret at all).
+   */
+  attachExporters(
+    exporters: { readonly s3?: ServiceFunction | undefined; readonly sftp?: ServiceFunction | undefined },
     apiSecrets: ReadonlyMap<number, secretsmanager.Secret>,
     monitoring: Monitoring,
   ): void {
@@ -123,6 +132,12 @@ export class FileDelivery extends Construct {
     const keys = new Set<string>();
     const roles = new Set<string>();
     const secrets = new Set<string>();
+    const exporterOf = (platform: FilePlatform): ServiceFunction => {
+      const kind = platform.files.destination.type;
+      const exporter = exporters[kind];
+      if (!exporter) throw new Error(`no export function for ${kind} (platform ${platform.platformId})`);
+      return exporter;
+    };
     for (const platform of this.platforms) {
       const destination = platform.files.destination;
       if (destination.type === 'sftp') {
@@ -157,32 +172,32 @@ export class FileDelivery extends Construct {
       );
       if (destination.kmsKeyArn) keys.add(destination.kmsKeyArn);
     }
-    const role = exporter.role;
-    if (objects.size > 0) {
+    const s3Role = exporters.s3?.role;
+    if (s3Role && objects.size > 0) {
       // PutObject and the multipart calls; GetObject for HeadObject (is a file already there?).
-      role.addToPrincipalPolicy(
+      s3Role.addToPrincipalPolicy(
         new iam.PolicyStatement({
           actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
           resources: [...objects],
         }),
       );
-      const defaultPolicy = role.node.tryFindChild('DefaultPolicy');
+      const defaultPolicy = s3Role.node.tryFindChild('DefaultPolicy');
       for (const resource of nagResources)
         if (defaultPolicy)
           acknowledgeNag(defaultPolicy, `AwsSolutions-IAM5[Resource::${resource}]`, PREFIX_NAG_REASON);
     }
-    if (keys.size > 0) {
-      role.addToPrincipalPolicy(
+    if (s3Role && keys.size > 0) {
+      s3Role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [...keys] }),
       );
     }
-    if (roles.size > 0) {
-      role.addToPrincipalPolicy(
+    if (s3Role && roles.size > 0) {
+      s3Role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['sts:AssumeRole'], resources: [...roles] }),
       );
     }
-    if (secrets.size > 0) {
-      role.addToPrincipalPolicy(
+    if (exporters.sftp && secrets.size > 0) {
+      exporters.sftp.role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [...secrets] }),
       );
     }
@@ -193,7 +208,7 @@ export class FileDelivery extends Construct {
       // construct); the input names the platform, as the local stack's declaration does.
       this.schedules.push(
         new FunctionSchedule(this, `Export${platform.platformId}`, {
-          function: exporter.function,
+          function: exporterOf(platform).function,
           everyMinutes: every,
           input: exportFilesInput(platform.platformId),
           description: `${config.name}: export files of platform ${platform.platformId} every ${every} min`,
@@ -204,7 +219,7 @@ export class FileDelivery extends Construct {
         namespace: METRICS_NAMESPACE,
         metricName: FILE_METRICS.failing,
         dimensionsMap: {
-          service: 'export-files',
+          service: functionServiceName(exporterOf(platform).definition),
           [SYNC_METRICS.environmentDimension]: config.name,
           [SYNC_METRICS.platformDimension]: String(platform.platformId),
         },

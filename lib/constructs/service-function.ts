@@ -44,6 +44,7 @@ const XRAY_REASON =
  * Logs go to an explicit log group (JSON, retention from config); the role carries no managed policy.
  */
 export class ServiceFunction extends Construct {
+  readonly definition: FunctionDefinition;
   readonly function: NodejsFunction;
   readonly role: iam.Role;
   readonly logGroup: logs.LogGroup;
@@ -51,6 +52,7 @@ export class ServiceFunction extends Construct {
   constructor(scope: Construct, id: string, props: ServiceFunctionProps) {
     super(scope, id);
     const { definition, config } = props;
+    this.definition = definition;
     const runtime = runtimeOf(definition);
     const removalPolicy = config.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
 

@@ -1,6 +1,8 @@
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
-import type * as z from 'zod';
-import { formatIssues } from '../config/load.ts';
+// zod's core `safeParse` takes any schema (full or mini build) and is what both builds run: a
+// function whose schemas are mini ones carries no full zod for reading a secret.
+import * as z from 'zod/v4/core';
+import { formatIssues } from '../config/issues.ts';
 import { SDK_CLIENT_SETTINGS } from './clients.ts';
 
 /**
@@ -19,14 +21,14 @@ export class JsonSecrets {
    * The provider hands back its cached object until `maxAgeSeconds` pass: each value is validated
    * once, not on every request that reads it (a new value is a new object, validated again).
    */
-  private readonly validated = new WeakMap<object, { schema: z.ZodType; data: unknown }>();
+  private readonly validated = new WeakMap<object, { schema: z.$ZodType; data: unknown }>();
 
   constructor(private readonly maxAgeSeconds = 300) {
     this.provider = new SecretsProvider({ clientConfig: { ...SDK_CLIENT_SETTINGS } });
   }
 
   /** The parsed secret, or undefined when no secret of that name exists. */
-  async read<S extends z.ZodType>(name: string, schema: S): Promise<z.output<S> | undefined> {
+  async read<S extends z.$ZodType>(name: string, schema: S): Promise<z.output<S> | undefined> {
     let raw: unknown;
     try {
       raw = await this.provider.get(name, { maxAge: this.maxAgeSeconds, transform: 'json' });
@@ -38,7 +40,7 @@ export class JsonSecrets {
     const cacheable = typeof raw === 'object' && raw !== null ? raw : undefined;
     const known = cacheable ? this.validated.get(cacheable) : undefined;
     if (known?.schema === schema) return known.data as z.output<S>;
-    const parsed = schema.safeParse(raw);
+    const parsed = z.safeParse(schema, raw);
     if (!parsed.success)
       throw new SecretError(`secret ${name} is malformed: ${formatIssues(parsed.error).join('; ')}`);
     if (cacheable) this.validated.set(cacheable, { schema, data: parsed.data });

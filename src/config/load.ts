@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type * as z from 'zod';
+import { CONFIG_ENV_VAR } from './embedded.ts';
+import { formatIssues } from './issues.ts';
 import { type EnvironmentConfig, EnvironmentSchema, type PlatformConfig, PlatformSchema } from './schema.ts';
 
 /** A configuration that failed validation; the message names the source and every bad field. */
@@ -12,13 +13,6 @@ export class ConfigError extends Error {
   ) {
     super(`${source}: invalid configuration\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
   }
-}
-
-export function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((issue) => {
-    const path = issue.path.length === 0 ? '(root)' : issue.path.map(String).join('.');
-    return `${path}: ${issue.message}`;
-  });
 }
 
 /** Validates an already-parsed environment document. */
@@ -88,12 +82,14 @@ export function loadEnvironmentFile(path: string): EnvironmentConfig {
   return parseEnvironment(document, path);
 }
 
-export const CONFIG_ENV_VAR = 'DMP_CONFIG_JSON';
+export { CONFIG_ENV_VAR } from './embedded.ts';
+export { formatIssues } from './issues.ts';
 
 /**
- * The configuration a Lambda runs with. In AWS it is inlined into the bundle at synth time
- * (esbuild `define` of `process.env.DMP_CONFIG_JSON`), so it needs no file read and no 4 KB
- * environment-variable budget; the local stack sets the same variable. Validated at cold start.
+ * The configuration a Lambda runs with, validated again with the full schemas. The functions read
+ * it with embeddedEnvironment (src/config/embedded.ts), which skips zod: this is what that read is
+ * tested against. In AWS it is inlined into the bundle at synth time (esbuild `define` of
+ * `process.env.DMP_CONFIG_JSON`); the local stack sets the same variable.
  */
 export function loadRuntimeEnvironment(env?: NodeJS.ProcessEnv): EnvironmentConfig {
   // Spelled out literally: esbuild's `define` replaces only this exact expression.

@@ -1,25 +1,8 @@
 import * as z from 'zod';
 
-/**
- * Secrets live in AWS Secrets Manager under predictable names, one per platform and one for the
- * key that signs the tokens `/sync` mints. The CDK stack creates them with generated values; the
- * local stack serves the same names from `config/local-secrets.json`.
- */
-export function platformSecretName(environment: string, platformId: number): string {
-  return `dmp-activation/${environment}/platforms/${platformId}`;
-}
+export { type ApiCredentials, ApiCredentialsSchema } from './api-credentials.ts';
 
-/**
- * The partner API's credentials live in a secret of their own, so that the public-facing
- * user-sync function, which reads the platform secret, can never read them.
- */
-export function platformApiSecretName(environment: string, platformId: number): string {
-  return `dmp-activation/${environment}/platforms/${platformId}/api`;
-}
-
-export function syncTokenKeySecretName(environment: string): string {
-  return `dmp-activation/${environment}/sync-token-key`;
-}
+export { platformApiSecretName, platformSecretName, syncTokenKeySecretName } from './secret-names.ts';
 
 /**
  * The key of the keyed digest (HMAC-SHA256) that stands for a user in tombstones, audit records and
@@ -50,16 +33,5 @@ export const SyncTokenKeySchema = z.object({
 
 export const PrivacyKeySchema = z.object({ key: z.string().min(32, 'must be at least 32 characters') });
 
-/**
- * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;
- * bearer `token`; apiKey `apiKey`; oauth2ClientCredentials `clientId`, `clientSecret`; hmac
- * `keyId`, `key`.
- */
-export const ApiCredentialsSchema = z.record(
-  z.string().regex(/^[A-Za-z][A-Za-z0-9]{0,31}$/),
-  z.string().min(1).max(8192),
-);
-
 export type PlatformSecret = z.output<typeof PlatformSecretSchema>;
-export type ApiCredentials = z.output<typeof ApiCredentialsSchema>;
 export type SyncTokenKey = z.output<typeof SyncTokenKeySchema>;

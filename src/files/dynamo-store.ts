@@ -10,7 +10,7 @@ import {
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import type { ExportStore, PendingWindow } from './exporter.ts';
 import { type FileWindow, parseWindowKey, windowEndMs, windowKey, windowOf } from './naming.ts';
-import type { PublicationRecord } from './publication.ts';
+import { type FileAccounting, type PublicationRecord, settledCounts } from './publication.ts';
 import type { FileStaging, StagedMembership } from './staging.ts';
 import type { StagedRow } from './tsv.ts';
 
@@ -70,6 +70,9 @@ export interface DynamoFileStoreOptions {
   readonly retentionDays?: number;
 }
 
+/** Later than any window: `pendingWindows(platform, LATEST_WINDOW_MS)` lists them all. */
+export const LATEST_WINDOW_MS = Date.UTC(9999, 11, 31);
+
 const SEGMENT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const DMP_USER_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -96,6 +99,10 @@ export interface MembershipDelivery {
   /** `published`: in a published file; `empty`: its window published nothing (cancelled out). */
   readonly state: 'staged' | 'published' | 'empty';
   readonly files: readonly string[];
+  /** When the window was settled (published or found empty). */
+  readonly publishedAt?: string;
+  /** Where its files went (`s3://bucket/prefix`, `sftp://host:port/dir`), once known. */
+  readonly destination?: string;
 }
 
 export class DynamoFileStore implements FileStaging, ExportStore {
@@ -351,9 +358,70 @@ export class DynamoFileStore implements FileStaging, ExportStore {
         window,
         state,
         files: state === 'published' ? (record?.files ?? []).map((file) => file.name) : [],
+        ...(state !== 'staged' && record?.publishedAt ? { publishedAt: record.publishedAt } : {}),
+        ...(record ? { destination: record.destination } : {}),
       });
     }
     return deliveries;
+  }
+
+  /**
+   * The accounting of a file-mode platform per segment (`dmp stats`): changes in settled windows
+   * count as delivered or superseded from their publication records (written by key, so a rerun
+   * after a crash counts nothing twice); changes in windows not settled yet are `pendingFile`,
+   * counted from the staged rows themselves (a COUNT query per shard: such windows are few, the
+   * open one and any in their grace period or failing).
+   */
+  async accounting(platformId: number): Promise<Map<string, FileAccounting>> {
+    const bySegment = new Map<string, FileAccounting>();
+    const of = (segmentId: string) => {
+      let counts = bySegment.get(segmentId);
+      if (!counts) {
+        counts = { pendingFile: 0, delivered: 0, superseded: 0 };
+        bySegment.set(segmentId, counts);
+      }
+      return counts;
+    };
+    const settled = new Set<string>();
+    for await (const item of this.query({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: marshall({ ':pk': `pub#${platformId}` }),
+      ConsistentRead: true,
+    })) {
+      const record = toRecord(item);
+      if (record.state === 'publishing') continue;
+      settled.add(`${windowKey(record.window)}#${record.segmentId}`);
+      const { delivered, superseded } = settledCounts(record);
+      const counts = of(record.segmentId);
+      counts.delivered += delivered;
+      counts.superseded += superseded;
+    }
+    for (const pending of await this.pendingWindows(platformId, LATEST_WINDOW_MS)) {
+      const key = windowKey(pending.window);
+      if (settled.has(`${key}#${pending.segmentId}`)) continue;
+      let staged = 0;
+      for (let shard = 0; shard < pending.shards; shard += 1) {
+        let startKey: Record<string, AttributeValue> | undefined;
+        do {
+          const page = await this.client.send(
+            new QueryCommand({
+              TableName: this.tableName,
+              IndexName: 'byWindow',
+              KeyConditionExpression: 'wpk = :wpk',
+              ExpressionAttributeValues: {
+                ':wpk': { S: `w#${platformId}#${pending.segmentId}#${key}#${shard}` },
+              },
+              Select: 'COUNT',
+              ExclusiveStartKey: startKey,
+            }),
+          );
+          staged += page.Count ?? 0;
+          startKey = page.LastEvaluatedKey;
+        } while (startKey);
+      }
+      of(pending.segmentId).pendingFile += staged;
+    }
+    return bySegment;
   }
 
   /**

@@ -10,7 +10,15 @@ import {
   retryDelayMs,
   totalRows,
 } from './publication.ts';
-import { type GzipTsv, gzipTsv, linesOf, PartSplitter, type StagedRow, type WrittenFile } from './tsv.ts';
+import {
+  type GzipTsv,
+  gzipTsv,
+  linesOf,
+  PartSplitter,
+  type RowTally,
+  type StagedRow,
+  type WrittenFile,
+} from './tsv.ts';
 
 /**
  * The scheduled export of one file-mode platform: for every (segment, window) with staged changes
@@ -249,7 +257,10 @@ export class FileExporter {
     const checkpoint = async (step: string, name?: string) =>
       this.deps.checkpoint?.(step, { segmentId: pending.segmentId, ...(name ? { name } : {}) });
 
-    const splitter = new PartSplitter(linesOf(store.rows(pending), settings.opColumn));
+    // Every run reads all of the window's rows (published parts are skipped, not unread), so the
+    // tally is complete and the same whatever run settles the window.
+    const tally: RowTally = { memberships: 0, superseded: 0 };
+    const splitter = new PartSplitter(linesOf(store.rows(pending), settings.opColumn, tally));
     const nameOf = (part: number) =>
       renderFileName(settings.nameTemplate, {
         segmentId: pending.segmentId,
@@ -297,7 +308,7 @@ export class FileExporter {
     }
 
     if (record.files.length === 0) {
-      await save({ state: 'empty', failures: 0, publishedAt: stamp() });
+      await save({ state: 'empty', failures: 0, publishedAt: stamp(), ...tally });
       return { ...outcomeBase(pending), outcome: 'empty', files: [], rows: 0 };
     }
     if (settings.manifest && record.manifest?.step !== 'published') {
@@ -321,7 +332,7 @@ export class FileExporter {
       await save({ manifest: { ...manifest, step: 'published' } });
       await checkpoint('manifest', name);
     }
-    await save({ state: 'published', failures: 0, publishedAt: stamp() });
+    await save({ state: 'published', failures: 0, publishedAt: stamp(), ...tally });
     const rows = totalRows(record);
     const bytes = record.files.reduce((sum, file) => sum + (file.bytes ?? 0), 0);
     this.deps.metrics?.published(pending.platformId, record.files.length, rows, bytes);

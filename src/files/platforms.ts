@@ -12,6 +12,9 @@ export interface FilePlatform {
   readonly files: FilesSettings;
 }
 
+/** How a platform's files leave: each kind has its own export function (lambdas/export-files*). */
+export type FileDestinationKind = FilesSettings['destination']['type'];
+
 /** Platforms of the environment whose population mode is `file`. */
 export function filePlatforms(config: EnvironmentConfig): FilePlatform[] {
   return config.platforms.flatMap((platform) =>

@@ -49,6 +49,31 @@ export interface PublicationRecord {
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly publishedAt?: string;
+  /**
+   * For the accounting, set when the window is settled: the staged changes it held (one per
+   * accepted membership event) and those a later change of the same user replaced. A pure function
+   * of the staged rows, so a rerun after a crash records the same figures.
+   */
+  readonly memberships?: number;
+  readonly superseded?: number;
+}
+
+/** Per segment: staged changes awaiting their file, delivered (file published), superseded. */
+export interface FileAccounting {
+  pendingFile: number;
+  delivered: number;
+  superseded: number;
+}
+
+/**
+ * What a settled window counts as: its staged changes are delivered (the file carries the last
+ * change of each user; without an op column a removal is delivered by leaving the user out), except
+ * those superseded by a later change in the same window.
+ */
+export function settledCounts(record: PublicationRecord): { delivered: number; superseded: number } {
+  const memberships = record.memberships ?? totalRows(record);
+  const superseded = record.superseded ?? 0;
+  return { delivered: memberships - superseded, superseded };
 }
 
 export function totalRows(record: Pick<PublicationRecord, 'files'>): number {

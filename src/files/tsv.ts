@@ -22,17 +22,30 @@ export interface FileLine {
   readonly op: 'add' | 'remove';
 }
 
+/** What a window's rows amount to, for the accounting (`dmp stats`): counted while reading them. */
+export interface RowTally {
+  /** Staged changes read (one per accepted membership event). */
+  memberships: number;
+  /** Changes followed by a later change of the same user in the window: only the last one counts. */
+  superseded: number;
+}
+
 /**
  * One line per user: its last change in the window (rows of one user arrive together, in event
  * order). Without an op column a file lists additions only, so a user whose last change is a
- * removal is left out (an add then a remove in one window cancel out).
+ * removal is left out (an add then a remove in one window cancel out). `tally` counts the rows.
  */
-export async function* linesOf(rows: AsyncIterable<StagedRow>, opColumn: boolean): AsyncGenerator<FileLine> {
+export async function* linesOf(
+  rows: AsyncIterable<StagedRow>,
+  opColumn: boolean,
+  tally: RowTally = { memberships: 0, superseded: 0 },
+): AsyncGenerator<FileLine> {
   let current: StagedRow | undefined;
   for await (const row of rows) {
+    tally.memberships += 1;
     if (current && current.dmpUserId !== row.dmpUserId) {
       if (opColumn || current.op === 'add') yield { partnerUserId: current.partnerUserId, op: current.op };
-    }
+    } else if (current) tally.superseded += 1;
     current = row;
   }
   if (current && (opColumn || current.op === 'add'))

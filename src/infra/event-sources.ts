@@ -81,7 +81,8 @@ export const EVENT_SOURCES: readonly EventSourceDeclarations[] = [
   (config) =>
     filePlatforms(config).map((platform) => ({
       kind: 'schedule',
-      function: 'exportFiles',
+      // One export function per destination kind: the S3 one never loads ssh2.
+      function: platform.files.destination.type === 'sftp' ? 'exportFilesSftp' : 'exportFiles',
       name: exportFilesScheduleName(platform.platformId),
       everyMinutes: platform.files.everyMinutes,
       input: exportFilesInput(platform.platformId),

@@ -160,6 +160,7 @@ export type FunctionKey =
   | 'releasePending'
   | 'expireMemberships'
   | 'exportFiles'
+  | 'exportFilesSftp'
   | 'privacy';
 
 export interface FunctionDefinition {
@@ -189,10 +190,11 @@ export interface FunctionDefinition {
   /** Buckets the function writes objects to. */
   readonly buckets?: readonly BucketDefinition[];
   /**
-   * Invoked on a schedule, once per platform of the given population mode, every
-   * `connector.files.everyMinutes` minutes, with the event `{ "platformId": <id> }`.
+   * Invoked on a schedule, once per platform of the given population mode whose files go to the
+   * given kind of destination, every `connector.files.everyMinutes` minutes, with the event
+   * `{ "platformId": <id> }`.
    */
-  readonly schedule?: { readonly perPlatformMode: 'file' };
+  readonly schedule?: { readonly perPlatformMode: 'file'; readonly destination: 's3' | 'sftp' };
   /**
    * How the function runs in AWS where it departs from the project's defaults (DEFAULT_RUNTIME).
    * The CDK stack applies these (lib/constructs/service-function.ts) and the cost model prices the
@@ -228,11 +230,14 @@ export interface FunctionRuntimeSettings {
   readonly metrics: 'emf' | 'logMetricFilters';
 }
 
-/** What a function without `runtime` gets. */
+/**
+ * What a function without `runtime` gets. Every function runs in Lambda, which hands it its role's
+ * credentials in the environment: none needs the default chain's other links at cold start.
+ */
 export const DEFAULT_RUNTIME: FunctionRuntimeSettings = {
   tracing: 'active',
   systemLogLevel: 'INFO',
-  credentials: 'defaultChain',
+  credentials: 'environment',
   metrics: 'emf',
 };
 
@@ -323,6 +328,10 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     tables: [{ table: POPULATION_TABLE, access: 'readWrite' }],
     secrets: 'none',
   },
+  /**
+   * File-mode platforms whose files go to S3 (our outbox or a partner's bucket). Apart from the
+   * SFTP exporter, so that it never loads ssh2 (cold start) and holds no SFTP secret.
+   */
   exportFiles: {
     id: 'ExportFilesFunction',
     entry: 'lambdas/export-files/handler.ts',
@@ -333,9 +342,22 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
       { table: FILE_STAGING_TABLE, access: 'readWrite' },
       { table: SEGMENT_TABLE, access: 'read' },
     ],
-    secrets: 'platformApi',
+    secrets: 'none',
     buckets: [FILE_OUTBOX_BUCKET],
-    schedule: { perPlatformMode: 'file' },
+    schedule: { perPlatformMode: 'file', destination: 's3' },
+  },
+  /** File-mode platforms whose files go to a partner's SFTP server (credentials in its API secret). */
+  exportFilesSftp: {
+    id: 'ExportFilesSftpFunction',
+    entry: 'lambdas/export-files-sftp/handler.ts',
+    memorySizeMb: 1769,
+    timeoutSeconds: 900,
+    tables: [
+      { table: FILE_STAGING_TABLE, access: 'readWrite' },
+      { table: SEGMENT_TABLE, access: 'read' },
+    ],
+    secrets: 'platformApi',
+    schedule: { perPlatformMode: 'file', destination: 'sftp' },
     bundleExternal: ['cpu-features', '*.node'],
   },
 };

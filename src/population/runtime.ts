@@ -2,7 +2,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { dynamoDbClient, sqsClient } from '../aws/clients.ts';
 import { JsonSecrets, SecretError } from '../aws/secrets.ts';
-import { loadRuntimeEnvironment } from '../config/load.ts';
+import { embeddedEnvironment } from '../config/embedded.ts';
 import type { EnvironmentConfig, PlatformConfig } from '../config/schema.ts';
 import { ApiCredentialsSchema, platformApiSecretName } from '../config/secrets.ts';
 import { type ConnectedPlatform, PartnerClients } from '../connectors/partner-clients.ts';
@@ -40,7 +40,7 @@ export interface PopulationRuntime {
 
 /** Configuration, population table and queues: what every population function needs. */
 export function populationRuntime(): PopulationRuntime {
-  const config = loadRuntimeEnvironment();
+  const config = embeddedEnvironment();
   const prefix = process.env[POPULATION_ENV.deliveryQueuePrefix];
   if (!prefix) throw new Error(`${POPULATION_ENV.deliveryQueuePrefix} is not set`);
   const platforms = new Map(config.platforms.map((platform) => [platform.id, platform]));

@@ -84,9 +84,10 @@ beforeAll(() => {
   template = Template.fromStack(stack);
 });
 
-function exportFunction() {
+/** The export function of S3 destinations (`export-files`) or of SFTP ones (`export-files-sftp`). */
+function exportFunction(serviceName: 'export-files' | 'export-files-sftp' = 'export-files') {
   const functions = template.findResources('AWS::Lambda::Function', {
-    Properties: { Environment: { Variables: { POWERTOOLS_SERVICE_NAME: 'export-files' } } },
+    Properties: { Environment: { Variables: { POWERTOOLS_SERVICE_NAME: serviceName } } },
   });
   const entries = Object.entries(functions);
   expect(entries).toHaveLength(1);
@@ -147,22 +148,29 @@ describe('file delivery in the stack', () => {
     expect(list['Condition']).toEqual({ StringLike: { 's3:prefix': ['partner-501/*'] } });
   });
 
-  it('runs the exporter on arm64 with its table, its outbox and nothing more', () => {
-    const { fn } = exportFunction();
-    expect(fn.Properties).toMatchObject({
-      Runtime: 'nodejs24.x',
-      Architectures: ['arm64'],
-      MemorySize: FUNCTIONS.exportFiles.memorySizeMb,
-      Timeout: FUNCTIONS.exportFiles.timeoutSeconds,
-    });
-    const variables = (fn.Properties['Environment'] as { Variables: Record<string, unknown> }).Variables;
-    expect(Object.keys(variables)).toEqual(
-      expect.arrayContaining([FILE_STAGING_TABLE.envVar, FILE_OUTBOX_BUCKET.envVar]),
-    );
+  it('runs one exporter per destination kind on arm64, each with its table (the S3 one its outbox)', () => {
+    for (const [serviceName, key] of [
+      ['export-files', 'exportFiles'],
+      ['export-files-sftp', 'exportFilesSftp'],
+    ] as const) {
+      const { fn } = exportFunction(serviceName);
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        MemorySize: FUNCTIONS[key].memorySizeMb,
+        Timeout: FUNCTIONS[key].timeoutSeconds,
+      });
+      const variables = Object.keys(
+        (fn.Properties['Environment'] as { Variables: Record<string, unknown> }).Variables,
+      );
+      expect(variables).toContain(FILE_STAGING_TABLE.envVar);
+      if (serviceName === 'export-files') expect(variables).toContain(FILE_OUTBOX_BUCKET.envVar);
+      else expect(variables).not.toContain(FILE_OUTBOX_BUCKET.envVar);
+    }
   });
 
-  it('grants the exporter exactly its destinations: prefixes, the partner role, the KMS key, the SFTP secret', () => {
-    const { fn } = exportFunction();
+  function statementsOf(serviceName: 'export-files' | 'export-files-sftp') {
+    const { fn } = exportFunction(serviceName);
     const roleId = (fn.Properties['Role'] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     const policies = Object.values(
       template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: roleId }] } }),
@@ -170,8 +178,12 @@ describe('file delivery in the stack', () => {
       Properties: { PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } };
     }[];
     const statements = policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement);
-    const byAction = (action: string) =>
-      statements.filter((statement) => [statement.Action].flat().includes(action));
+    return (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
+  }
+
+  it('grants each exporter exactly its destinations: prefixes, the partner role, the KMS key; the SFTP secret', () => {
+    const byAction = statementsOf('export-files');
+    const sftpByAction = statementsOf('export-files-sftp');
 
     const s3 = byAction('s3:PutObject');
     expect(s3).toHaveLength(1);
@@ -183,16 +195,19 @@ describe('file delivery in the stack', () => {
     expect(s3Resources).not.toContain('partner-drop/');
     expect(byAction('sts:AssumeRole').map((statement) => statement.Resource)).toEqual([ROLE_ARN]);
     expect(byAction('kms:GenerateDataKey').map((statement) => statement.Resource)).toEqual([KMS_ARN]);
+    // The S3 exporter reads no secret; the SFTP one only its platform's, and writes no object.
+    expect(byAction('secretsmanager:GetSecretValue')).toEqual([]);
     const secrets = JSON.stringify(
-      byAction('secretsmanager:GetSecretValue').map((statement) => statement.Resource),
+      sftpByAction('secretsmanager:GetSecretValue').map((statement) => statement.Resource),
     );
     expect(secrets).toContain('Platform504Api');
     expect(secrets).not.toContain('Platform501Api');
-    expect(statements.flatMap((statement) => [statement.Action].flat())).not.toContain('s3:*');
+    expect(sftpByAction('s3:PutObject')).toEqual([]);
+    expect(byAction('s3:*')).toEqual([]);
     expect(platformApiSecretName('filetest', 504)).toBe('dmp-activation/filetest/platforms/504/api');
   });
 
-  it('schedules one run per file platform at its interval, with its id as input', () => {
+  it('schedules one run per file platform at its interval, with its id as input, on its kind of exporter', () => {
     const schedules = Object.values(template.findResources('AWS::Scheduler::Schedule')) as {
       Properties: {
         ScheduleExpression: string;
@@ -210,14 +225,23 @@ describe('file delivery in the stack', () => {
     expect(byPlatform[502]!.ScheduleExpression).toBe('rate(5 minutes)');
     for (const schedule of Object.values(byPlatform))
       expect(schedule.Target.RetryPolicy).toMatchObject({ MaximumRetryAttempts: 2 });
+    const arnOf = (schedule: { Target: unknown } | undefined) =>
+      JSON.stringify((schedule?.Target as { Arn?: unknown } | undefined)?.Arn);
+    expect(arnOf(byPlatform[501])).toContain(exportFunction('export-files').id);
+    expect(arnOf(byPlatform[504])).toContain(exportFunction('export-files-sftp').id);
   });
 
   it('alarms per platform when its files fail to publish repeatedly', () => {
     for (const platformId of ['501', '502', '503', '504']) {
+      // On the metric of the function that serves the platform (its service name).
+      const service = platformId === '504' ? 'export-files-sftp' : 'export-files';
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         MetricName: 'FilePublicationFailing',
         Namespace: 'DmpActivation',
-        Dimensions: Match.arrayWith([{ Name: 'platform', Value: platformId }]),
+        Dimensions: Match.arrayWith([
+          { Name: 'platform', Value: platformId },
+          { Name: 'service', Value: service },
+        ]),
         Threshold: 1,
         AlarmDescription: Match.stringLikeRegexp('Runbook: docs/operations\\.md#file-publication-failing$'),
       });
@@ -225,8 +249,16 @@ describe('file delivery in the stack', () => {
     expect(readFileSync(join(REPO_ROOT, RUNBOOK), 'utf8')).toMatch(/^### file-publication-failing$/m);
   });
 
-  it('bundles ssh2 without its native parts: only the pure JavaScript path ships to arm64', () => {
-    const { fn } = exportFunction();
+  it('keeps ssh2 out of the S3 exporter entirely', () => {
+    const { fn } = exportFunction('export-files');
+    const key = (fn.Properties['Code'] as { S3Key: string }).S3Key.replace(/\.zip$/, '');
+    const bundle = readFileSync(join(assembly, `asset.${key}`, 'index.mjs'), 'utf8');
+    expect(bundle).not.toContain('ssh-ed25519');
+    expect(bundle).not.toContain('sshcrypto.node');
+  });
+
+  it('bundles ssh2 in the SFTP exporter without its native parts: only the pure JavaScript path ships to arm64', () => {
+    const { fn } = exportFunction('export-files-sftp');
     const key = (fn.Properties['Code'] as { S3Key: string }).S3Key.replace(/\.zip$/, '');
     const dir = join(assembly, `asset.${key}`);
     const files = readdirSync(dir, { recursive: true }) as string[];

@@ -651,21 +651,25 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
-  it('bundles user-sync with the environment-only credential provider (no STS, SSO or metadata clients)', () => {
-    const { template } = env(name);
+  it('bundles every function with the environment-only credential provider (no STS, SSO or metadata clients)', () => {
+    const { template, config } = env(name);
     const bundleOf = (definition: FunctionDefinition) => {
       const key = (functionOf(template, definition).Properties['Code'] as { S3Key: string }).S3Key;
       return readFileSync(join(assemblyDirectory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
     };
-    const userSync = bundleOf(FUNCTIONS.userSync);
-    expect(userSync).toContain('AWS_SECRET_ACCESS_KEY');
-    for (const marker of ['AssumeRoleWithWebIdentity', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'sso_start_url'])
-      expect(userSync, marker).not.toContain(marker);
-    // A function on the default chain keeps it.
-    const other = builtFunctions(env(name).config).find(
-      (definition) => runtimeOf(definition).credentials === 'defaultChain',
-    );
-    if (other) expect(bundleOf(other)).toContain('AssumeRoleWithWebIdentity');
+    const built = builtFunctions(config);
+    expect(built).toContain(FUNCTIONS.userSync);
+    for (const definition of built) {
+      expect(runtimeOf(definition).credentials, definition.id).toBe('environment');
+      const bundled = bundleOf(definition);
+      expect(bundled, definition.id).toContain('AWS_SECRET_ACCESS_KEY');
+      for (const marker of [
+        'AssumeRoleWithWebIdentity',
+        'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+        'sso_start_url',
+      ])
+        expect(bundled, `${definition.id}: ${marker}`).not.toContain(marker);
+    }
   });
 
   it('exports ApiUrl, MappingTableName, SegmentTableName, SyncPixelUrl and FileStagingTableName', () => {

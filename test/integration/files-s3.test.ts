@@ -12,10 +12,10 @@ import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack
 import { FilesSchema } from '../../src/config/connector.ts';
 import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
-import { fileStore } from '../../src/files/factory.ts';
 import { renderFileName, windowOf } from '../../src/files/naming.ts';
 import { exportFilesScheduleName } from '../../src/files/platforms.ts';
 import type { StagedMembership } from '../../src/files/staging.ts';
+import { fileStore } from '../../src/files/staging-store.ts';
 import { S3Target } from '../../src/files/targets/s3.ts';
 import { gzipTsv } from '../../src/files/tsv.ts';
 import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';

@@ -106,7 +106,7 @@ describe('dmp platforms', () => {
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('local');
-      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888, 99998]);
+      expect(output.platforms.map((platform) => platform.id)).toEqual([99999, 88888, 99998, 99997]);
       expect(output.platforms[0]).toEqual({
         id: 99999,
         name: "Reference partner (the seed's API)",
@@ -179,7 +179,7 @@ describe('dmp platforms', () => {
         join(REPO_ROOT, 'config', 'environments', 'local.json'),
       ]);
       expect(local.stdout).toContain(
-        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks", platform 99998 "Reference partner, legacy file delivery")`,
+        `(environment local: platform 99999 "Reference partner (the seed's API)", platform 88888 "Reference partner, signed callbacks", platform 99998 "Reference partner, legacy file delivery", platform 99997 "Reference partner, legacy file delivery over SFTP")`,
       );
     });
 

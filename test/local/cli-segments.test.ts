@@ -405,7 +405,7 @@ describe('dmp segments', { timeout: 120_000 }, () => {
     );
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain(
-      'unknown platform 12345 in environment local (platforms: 99999, 88888, 99998)',
+      'unknown platform 12345 in environment local (platforms: 99999, 88888, 99998, 99997)',
     );
     const syncOnly = await run(
       ['segments', 'ensure', '--platform', '88888', '--audience', 'a', '--name', 'x'],

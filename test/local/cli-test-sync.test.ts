@@ -282,7 +282,7 @@ describe('dmp platforms test-sync', { timeout: 120_000 }, () => {
     const unknown = await runDmpInProcess(['platforms', 'test-sync', '12345'], cli.env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe(
-      'dmp platforms test-sync: unknown platform 12345 in environment local (platforms: 99999, 88888, 99998)',
+      'dmp platforms test-sync: unknown platform 12345 in environment local (platforms: 99999, 88888, 99998, 99997)',
     );
   });
 });

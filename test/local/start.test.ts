@@ -23,6 +23,7 @@ function start(dataDir: string, args: string[] = []): Promise<Started> {
       HOME: process.env['HOME'] ?? '/tmp',
       PORT: '0',
       PARTNER_PORT: '0',
+      SFTP_PORT: '0',
       DMP_LOCAL_DATA_DIR: dataDir,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,6 +73,11 @@ describe('npm start (local/start.ts)', () => {
       expect(running.output()).toContain(url);
     }
     expect(running.output()).toMatch(/GET \/sync\s+-> userSync \(lambdas\/user-sync\/handler\.ts\)/);
+    // The embedded SFTP server of the SFTP file platform, with the host key it pins.
+    expect(endpoints.sftp).toMatchObject({ host: '127.0.0.1', username: 'dmp-local' });
+    expect(running.output()).toContain(
+      `SFTP (embedded):    sftp://dmp-local@127.0.0.1:${endpoints.sftp?.port}  (host key ${endpoints.sftp?.hostKeySha256}`,
+    );
     // The HTTP API answers (an unknown route, so as not to depend on the handler's behaviour).
     const response = await fetch(`${endpoints.apiUrl}/no-such-route`);
     expect(response.status).toBe(404);

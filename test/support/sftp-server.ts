@@ -1,25 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { generateKeyPairSync, timingSafeEqual } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
-import ssh2 from 'ssh2';
+import { join } from 'node:path';
+import { generateSshKey, startEmbeddedSftpServer } from '../../local/sftp-server.ts';
 import { hostKeyFingerprint } from '../../src/files/targets/sftp.ts';
 
 /**
@@ -161,176 +145,34 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// In-process: ssh2's server, SFTP v3 over a directory of this machine.
-
-const { Server, utils } = ssh2;
-const { OPEN_MODE, STATUS_CODE } = utils.sftp;
+// In-process: the embedded server of the local stack (ssh2's server API), remote paths = local ones.
 
 async function startInProcess(): Promise<TestSftpServer> {
   const dir = mkdtempSync(join(tmpdir(), 'dmp-sftp-'));
   const uploadPath = join(dir, 'upload');
   mkdirSync(uploadPath);
-  const pem = (type: 'rsa') =>
-    generateKeyPairSync(type, {
-      modulusLength: 2048,
-      publicKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-    }).privateKey;
-  const hostKey = pem('rsa');
-  const clientKey = pem('rsa');
-  const allowed = utils.parseKey(clientKey);
-  const host = utils.parseKey(hostKey);
-  if (allowed instanceof Error || host instanceof Error) throw new Error('cannot parse generated keys');
+  const clientKey = generateSshKey();
   const username = 'dmp-test';
-  let output = '';
-  const log = (line: string) => {
-    output += `${line}\n`;
-  };
-  const clients = new Set<ssh2.Connection>();
-
-  const server = new Server({ hostKeys: [hostKey] }, (client) => {
-    clients.add(client);
-    client.on('close', () => clients.delete(client));
-    client.on('error', (error) => log(`client error: ${error.message}`));
-    client.on('authentication', (ctx) => {
-      if (
-        ctx.method === 'publickey' &&
-        ctx.username === username &&
-        ctx.key.algo === allowed.type &&
-        ctx.key.data.length === allowed.getPublicSSH().length &&
-        timingSafeEqual(ctx.key.data, allowed.getPublicSSH()) &&
-        (!ctx.signature || allowed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo))
-      ) {
-        if (ctx.signature) log(`Accepted publickey for ${username}`);
-        ctx.accept();
-        return;
-      }
-      ctx.reject(['publickey']);
-    });
-    client.on('ready', () => {
-      client.on('session', (acceptSession) => {
-        const session = acceptSession();
-        session.on('sftp', (acceptSftp) => serveSftp(acceptSftp(), log));
-      });
-    });
+  const server = await startEmbeddedSftpServer({
+    root: '/',
+    hostKey: generateSshKey(),
+    username,
+    clientKey,
   });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
   return {
     kind: 'in-process',
-    host: '127.0.0.1',
-    port,
-    hostKeySha256: hostKeyFingerprint(host.getPublicSSH()),
+    host: server.host,
+    port: server.port,
+    hostKeySha256: server.hostKeySha256,
     username,
     privateKey: clientKey,
     uploadPath,
-    log: () => output,
+    log: () => server.log(),
     async stop() {
-      for (const client of clients) client.end();
-      await new Promise<void>((done) => server.close(() => done()));
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-type Sftp = ssh2.SFTPWrapper;
-
-function serveSftp(sftp: Sftp, log: (line: string) => void): void {
-  const handles = new Map<number, { fd: number; path: string }>();
-  let nextHandle = 1;
-  const handleOf = (buffer: Buffer) => handles.get(buffer.readUInt32BE(0));
-  const fail = (reqid: number, error: unknown) => {
-    const code = (error as NodeJS.ErrnoException).code;
-    sftp.status(reqid, code === 'ENOENT' ? STATUS_CODE.NO_SUCH_FILE : STATUS_CODE.FAILURE);
-  };
-  const attrsOf = (stats: import('node:fs').Stats) => ({
-    mode: Number(stats.mode),
-    uid: Number(stats.uid),
-    gid: Number(stats.gid),
-    size: Number(stats.size),
-    atime: Math.floor(Number(stats.atimeMs) / 1000),
-    mtime: Math.floor(Number(stats.mtimeMs) / 1000),
-  });
-  sftp.on('OPEN', (reqid, filename, flags) => {
-    try {
-      let mode = 'r';
-      if (flags & OPEN_MODE.WRITE) mode = flags & OPEN_MODE.TRUNC || flags & OPEN_MODE.CREAT ? 'w' : 'r+';
-      const fd = openSync(resolve(filename), mode);
-      const id = nextHandle++;
-      handles.set(id, { fd, path: filename });
-      const handle = Buffer.alloc(4);
-      handle.writeUInt32BE(id);
-      sftp.handle(reqid, handle);
-    } catch (error) {
-      fail(reqid, error);
-    }
-  });
-  sftp.on('WRITE', (reqid, handle, offset, data) => {
-    const open = handleOf(handle);
-    if (!open) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    try {
-      writeSync(open.fd, data, 0, data.length, offset);
-      sftp.status(reqid, STATUS_CODE.OK);
-    } catch (error) {
-      fail(reqid, error);
-    }
-  });
-  sftp.on('CLOSE', (reqid, handle) => {
-    const open = handleOf(handle);
-    if (!open) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    closeSync(open.fd);
-    handles.delete(handle.readUInt32BE(0));
-    sftp.status(reqid, STATUS_CODE.OK);
-  });
-  sftp.on('FSTAT', (reqid, handle) => {
-    const open = handleOf(handle);
-    if (!open) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    sftp.attrs(reqid, attrsOf(fstatSync(open.fd)));
-  });
-  const stat = (reqid: number, path: string) => {
-    try {
-      sftp.attrs(reqid, attrsOf(statSync(resolve(path))));
-    } catch (error) {
-      fail(reqid, error);
-    }
-  };
-  sftp.on('STAT', stat);
-  sftp.on('LSTAT', stat);
-  sftp.on('REALPATH', (reqid, path) => {
-    const absolute = resolve('/', path);
-    sftp.name(reqid, [{ filename: absolute, longname: absolute, attrs: {} as ssh2.Attributes }]);
-  });
-  sftp.on('RENAME', (reqid, from, to) => {
-    // SFTP v3 rename does not overwrite (as OpenSSH's).
-    if (existsSync(resolve(to))) return sftp.status(reqid, STATUS_CODE.FAILURE);
-    try {
-      renameSync(resolve(from), resolve(to));
-      log(`rename ${from} -> ${to}`);
-      sftp.status(reqid, STATUS_CODE.OK);
-    } catch (error) {
-      fail(reqid, error);
-    }
-  });
-  sftp.on('REMOVE', (reqid, path) => {
-    try {
-      unlinkSync(resolve(path));
-      sftp.status(reqid, STATUS_CODE.OK);
-    } catch (error) {
-      fail(reqid, error);
-    }
-  });
-  sftp.on('OPENDIR', (reqid, path) => {
-    try {
-      readdirSync(resolve(path));
-      sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED);
-    } catch (error) {
-      fail(reqid, error);
-    }
-  });
-  sftp.on('end', () => {
-    for (const { fd } of handles.values()) closeSync(fd);
-    handles.clear();
-  });
 }
 
 // ---------------------------------------------------------------------------------------------

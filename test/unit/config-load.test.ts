@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
+import { embeddedEnvironment } from '../../src/config/embedded.ts';
 import { CONFIG_ENV_VAR, loadEnvironmentFile, loadRuntimeEnvironment } from '../../src/config/load.ts';
 import { configErrorOf } from '../support/config.ts';
 
@@ -70,5 +72,24 @@ describe('loadRuntimeEnvironment', () => {
     );
     expect(error.source).toBe(CONFIG_ENV_VAR);
     expect(error.problems.some((problem) => problem.startsWith('platforms: '))).toBe(true);
+  });
+});
+
+describe('embeddedEnvironment (every function: validated at synth, read without zod)', () => {
+  it('reads exactly what validating the embedded configuration again would give, for every shipped environment (every function reads it so)', () => {
+    for (const name of ['local', 'dev', 'prod']) {
+      // What lib/constructs/service-function.ts embeds: the parsed configuration as JSON.
+      const embedded = JSON.stringify(loadEnvironmentFile(join(ENVIRONMENTS_DIR, `${name}.json`)));
+      const env = { [CONFIG_ENV_VAR]: embedded };
+      expect(embeddedEnvironment(env), name).toEqual(loadRuntimeEnvironment(env));
+    }
+  });
+
+  it('refuses a missing, unreadable or foreign value with the variable named', () => {
+    expect(() => embeddedEnvironment({})).toThrow(`${CONFIG_ENV_VAR} is not set`);
+    expect(() => embeddedEnvironment({ [CONFIG_ENV_VAR]: '{"name":' })).toThrow('is not valid JSON');
+    expect(() => embeddedEnvironment({ [CONFIG_ENV_VAR]: '{"name":"x","platforms":[{}]}' })).toThrow(
+      'is not a validated environment configuration',
+    );
   });
 });

@@ -135,6 +135,16 @@ describe('file lines', () => {
     ]);
   });
 
+  it('tallies the changes read and those a later change of the same user superseded', async () => {
+    for (const opColumn of [false, true]) {
+      const tally = { memberships: 0, superseded: 0 };
+      await collect(linesOf(from(rows), opColumn, tally));
+      // u2's add and u3's removal are replaced by their later change; u2's removal is delivered
+      // (without an op column, by leaving u2 out).
+      expect(tally).toEqual({ memberships: 5, superseded: 2 });
+    }
+  });
+
   it('writes gzipped TSV, one or two columns, and reports rows, bytes and SHA-256', async () => {
     const lines: FileLine[] = [
       { partnerUserId: 'abc', op: 'add' },

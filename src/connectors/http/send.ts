@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 
 /**
  * The one HTTP primitive every partner call goes through: an undici request over a keep-alive
@@ -48,16 +48,23 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   body.destroy();
 }
 
-let shared: Agent | undefined;
+let shared: Promise<Agent> | undefined;
 
-/** The process's connection pool: keep-alive, one pool per partner origin. */
-export function sharedAgent(): Agent {
-  shared ??= new Agent({
-    keepAliveTimeout: 10_000,
-    keepAliveMaxTimeout: 60_000,
-    connectTimeout: 5_000,
-    connections: 64,
-  });
+/**
+ * The process's connection pool: keep-alive, one pool per partner origin. undici is loaded on the
+ * first partner call, not at import: it is half of a bundle that makes partner calls and is left
+ * out of the bundles that never make one (esbuild drops an unreached dynamic import).
+ */
+export function sharedAgent(): Promise<Agent> {
+  shared ??= import('undici').then(
+    ({ Agent }) =>
+      new Agent({
+        keepAliveTimeout: 10_000,
+        keepAliveMaxTimeout: 60_000,
+        connectTimeout: 5_000,
+        connections: 64,
+      }),
+  );
   return shared;
 }
 
@@ -71,7 +78,7 @@ export interface HttpSendOptions {
 export function createHttpSend(options: HttpSendOptions = {}): HttpSend {
   const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   return async (request) => {
-    const dispatcher = options.dispatcher ?? sharedAgent();
+    const dispatcher = options.dispatcher ?? (await sharedAgent());
     const timeout = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const response = await dispatcher.request({
       origin: request.origin,

@@ -2,7 +2,9 @@ import type { Readable } from 'node:stream';
 import { HeadObjectCommand, NotFound, S3Client } from '@aws-sdk/client-s3';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
+import { FILE_OUTBOX_BUCKET } from '../../infra/resources.ts';
 import type { FileTarget, TargetSession } from '../exporter.ts';
+import type { FilePlatform } from '../platforms.ts';
 
 /**
  * An S3 file drop: our outbox bucket, or a partner's bucket (directly through its bucket policy, or
@@ -87,4 +89,32 @@ export class S3Target implements FileTarget {
       async close() {},
     };
   }
+}
+
+/**
+ * The S3 target of a platform: its own bucket (directly, or through the partner's role), else the
+ * outbox named by the function's environment (FILE_OUTBOX_BUCKET_NAME).
+ */
+export function s3TargetFor(
+  platform: FilePlatform,
+  s3: S3Client,
+  env: NodeJS.ProcessEnv = process.env,
+): FileTarget {
+  const destination = platform.files.destination;
+  if (destination.type !== 's3')
+    throw new Error(`platform ${platform.platformId} delivers files by ${destination.type}, not s3`);
+  const bucket = destination.bucket ?? env[FILE_OUTBOX_BUCKET.envVar];
+  if (!bucket)
+    throw new Error(
+      `${FILE_OUTBOX_BUCKET.envVar} is not set (platform ${platform.platformId} uses the outbox)`,
+    );
+  const options = {
+    bucket,
+    prefix: destination.prefix,
+    externalId: destination.externalId,
+    kmsKeyArn: destination.kmsKeyArn,
+  };
+  return destination.roleArn
+    ? S3Target.withRole(s3, { ...options, roleArn: destination.roleArn })
+    : new S3Target(s3, options);
 }

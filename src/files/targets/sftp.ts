@@ -2,8 +2,11 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import SftpClient from 'ssh2-sftp-client';
+import { type ApiCredentials, ApiCredentialsSchema } from '../../config/api-credentials.ts';
+import { platformApiSecretName } from '../../config/secret-names.ts';
 import type { FileTarget, TargetSession } from '../exporter.ts';
 import { temporaryNameOf } from '../naming.ts';
+import type { FilePlatform } from '../platforms.ts';
 
 /**
  * An SFTP file drop, with `ssh2-sftp-client` (pure JavaScript ssh2; its optional native crypto
@@ -133,4 +136,44 @@ export class SftpTarget implements FileTarget {
       },
     };
   }
+}
+
+/** The SFTP credentials in the platform's API secret. */
+export function sftpCredentialsOf(
+  secret: ApiCredentials | undefined,
+  secretName: string,
+  auth: 'key' | 'password',
+): SftpCredentials {
+  const username = secret?.['sftpUsername'];
+  const privateKey = secret?.['sftpPrivateKey'];
+  const password = secret?.['sftpPassword'];
+  if (!username) throw new Error(`secret ${secretName} has no sftpUsername`);
+  if (auth === 'key' && !privateKey)
+    throw new Error(`secret ${secretName} has no sftpPrivateKey (auth: key)`);
+  if (auth === 'password' && !password)
+    throw new Error(`secret ${secretName} has no sftpPassword (auth: password)`);
+  return auth === 'key'
+    ? { username, privateKey, passphrase: secret?.['sftpPassphrase'] }
+    : { username, password };
+}
+
+/** Reads a JSON secret (JsonSecrets.read). */
+export type ReadSecret = (
+  name: string,
+  schema: typeof ApiCredentialsSchema,
+) => Promise<ApiCredentials | undefined>;
+
+/** The SFTP target of a platform; its credentials are read from its API secret on each session. */
+export function sftpTargetFor(
+  platform: FilePlatform,
+  environment: string,
+  readSecret: ReadSecret,
+): FileTarget {
+  const destination = platform.files.destination;
+  if (destination.type !== 'sftp')
+    throw new Error(`platform ${platform.platformId} delivers files by ${destination.type}, not sftp`);
+  const secretName = platformApiSecretName(environment, platform.platformId);
+  return new SftpTarget(destination, async () =>
+    sftpCredentialsOf(await readSecret(secretName, ApiCredentialsSchema), secretName, destination.auth),
+  );
 }

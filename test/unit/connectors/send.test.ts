@@ -86,7 +86,7 @@ describe('createHttpSend', () => {
   });
 
   it('shares one keep-alive agent per process by default', async () => {
-    expect(sharedAgent()).toBe(sharedAgent());
+    expect(await sharedAgent()).toBe(await sharedAgent());
     const send = createHttpSend();
     const answer = await send({ method: 'GET', origin: server.origin, path: '/shared', headers: {} });
     expect(answer.status).toBe(201);

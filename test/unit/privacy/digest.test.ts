@@ -1,5 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import * as z from 'zod/v4/core';
 import { PrivacyKeySchema } from '../../../src/config/secrets.ts';
 import { privacyKeyDigests, UserDigests, userDigest } from '../../../src/privacy/digest.ts';
 
@@ -39,7 +40,7 @@ describe('the keyed user digest', () => {
     const present = privacyKeyDigests('prod', {
       read: async (name, schema) => {
         names.push(name);
-        return schema.parse({ key: KEY });
+        return z.parse(schema, { key: KEY });
       },
     });
     expect(await present.of('user-0001')).toBe(userDigest(KEY, 'prod', 'user-0001'));
