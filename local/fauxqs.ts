@@ -43,6 +43,36 @@ async function onLoopback<T>(start: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * fauxqs 2.4.1 with persisted data (`dataDir`, SQLite) loses a message whose visibility is set to
+ * 0 (ChangeMessageVisibility, or its batch form, with VisibilityTimeout 0: "receive it again now"):
+ * its statement writes NULL into the NOT NULL receive count, so the call fails after the message
+ * was taken out of flight and before it was put back, and the message is gone until a restart.
+ * The statement is replaced by one that clears only the receipt handle and the deadline (what the
+ * in-memory store does). Idempotent; the in-memory mode is untouched.
+ */
+async function fixVisibilityResetOnPersistedQueues(): Promise<void> {
+  // The package exports only its entry: the module is found beside it.
+  const module = (await import(new URL('./persistence.js', import.meta.resolve('fauxqs')).href)) as {
+    PersistenceManager?: { prototype: Record<string, unknown> };
+  };
+  const prototype = module.PersistenceManager?.prototype;
+  if (!prototype || typeof prototype['updateMessageReady'] !== 'function')
+    throw new Error('fauxqs changed: PersistenceManager.updateMessageReady is gone; review local/fauxqs.ts');
+  if (prototype['__dmpFixed']) return;
+  prototype['updateMessageReady'] = function (
+    this: { db: { prepare(sql: string): { run(...values: unknown[]): unknown } } },
+    messageId: string,
+  ) {
+    this.db
+      .prepare(
+        'UPDATE sqs_messages SET receipt_handle = NULL, visibility_deadline = NULL WHERE message_id = ?',
+      )
+      .run(messageId);
+  };
+  prototype['__dmpFixed'] = true;
+}
+
 export async function startLocalFauxqs(options: {
   readonly region: string;
   readonly dataDir?: string;
@@ -52,7 +82,10 @@ export async function startLocalFauxqs(options: {
   // it: a restart over the same data must listen on the same port again.
   const portFile = options.dataDir ? join(options.dataDir, 'port') : undefined;
   let port = options.port ?? 0;
-  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  if (options.dataDir) {
+    mkdirSync(options.dataDir, { recursive: true });
+    await fixVisibilityResetOnPersistedQueues();
+  }
   if (portFile && port === 0 && existsSync(portFile))
     port = Number(readFileSync(portFile, 'utf8').trim()) || 0;
   const server = await onLoopback(() =>

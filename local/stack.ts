@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { FauxqsServer } from 'fauxqs';
+import { SHARED_CLIENT_SOCKETS_ENV } from '../src/aws/clients.ts';
 import { CONFIG_ENV_VAR, loadEnvironmentFile } from '../src/config/load.ts';
 import type { EnvironmentConfig } from '../src/config/schema.ts';
 import { PlatformSecretSchema, platformSecretName } from '../src/config/secrets.ts';
@@ -476,6 +477,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       [CONFIG_ENV_VAR]: JSON.stringify(config),
       ...populationEnvironment(config.name),
       [POPULATION_ENV.retryBaseSeconds]: String(options.populationRetryBaseSeconds ?? 1),
+      // Every function shares the SDK clients here (src/aws/clients.ts): a pool for all of them.
+      [SHARED_CLIENT_SOCKETS_ENV]: '512',
     };
     envPatch.clear(CLEARED_ENV);
     envPatch.set(baseEnv);

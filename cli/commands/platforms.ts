@@ -1,6 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { deploymentProblems } from '../../lib/deployment.ts';
+import { localEndpointsFile, readEndpointsFile } from '../../local/endpoints.ts';
+import { rewritePartnerOrigin } from '../../local/partner-origin.ts';
 import {
   ConfigError,
   loadEnvironmentFile,
@@ -82,6 +84,17 @@ export function platformView(platform: PlatformConfig): PlatformView {
   };
 }
 
+/** The local environment with the reference partner's URLs where it listens (as local/stack.ts rewrites them). */
+function withLocalPartnerOrigin(config: EnvironmentConfig, env: NodeJS.ProcessEnv): EnvironmentConfig {
+  if (config.name !== 'local') return config;
+  const running = readEndpointsFile(localEndpointsFile(env));
+  if (running.found) return rewritePartnerOrigin(config, running.endpoints.partnerUrl);
+  const port = Number(env['PARTNER_PORT']);
+  return Number.isInteger(port) && port > 0 && port < 65_536
+    ? rewritePartnerOrigin(config, `http://127.0.0.1:${port}`)
+    : config;
+}
+
 export const platformsListCommand: Command = {
   name: 'platforms list',
   summary: "List an environment's execution platforms as its config files define them",
@@ -92,12 +105,14 @@ export const platformsListCommand: Command = {
     '                and config/platforms/<name>/*.json',
     '  --json        {"environment": ..., "platforms": [{"id", "name", "sync", "connector"}]}',
     '',
-    'Reads the config files only: no AWS call, no running stack needed.',
+    'Reads the config files only: no AWS call, no running stack needed. For the local environment,',
+    'URLs that name the reference partner show where it listens: the running stack (npm start),',
+    'else PARTNER_PORT, else 127.0.0.1:3001.',
   ].join('\n'),
   options: { env: { type: 'string' } },
   run({ values, json, io }) {
     const name = environmentName({ env: typeof values['env'] === 'string' ? values['env'] : undefined });
-    const config: EnvironmentConfig = loadEnvironmentConfig(name);
+    const config: EnvironmentConfig = withLocalPartnerOrigin(loadEnvironmentConfig(name), io.env);
     const platforms = config.platforms.map(platformView);
     if (json) {
       io.stdout(JSON.stringify({ environment: config.name, platforms }, null, 2));

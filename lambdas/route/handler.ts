@@ -7,7 +7,7 @@ import { PENDING_KEEP_SECONDS } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import { DynamoMappingLookup } from '../../src/population/dynamo-adapters.ts';
-import { routeRecords } from '../../src/population/route-service.ts';
+import { routeWithinDeadline } from '../../src/population/route-service.ts';
 import { partnerClients, populationRuntime, respond, tableName } from '../../src/population/runtime.ts';
 import { SegmentNotReadyError, SegmentService } from '../../src/segments/segment-service.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
@@ -26,9 +26,10 @@ const mappings = new DynamoMappingLookup(dynamoDbClient(), tableName(MAPPING_TAB
 const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
 
 async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  const budget = Math.max(1000, context.getRemainingTimeInMillis() - 5000);
+  // 5 s are kept for the partial batch response; a group started before then is finished.
+  const deadline = Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - 5000);
   const notReady = new Map<string, number>();
-  const result = await routeRecords(
+  const result = await routeWithinDeadline(
     event.Records.map((record) => ({ id: record.messageId, body: record.body })),
     {
       platform: runtime.platform,
@@ -50,17 +51,28 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
       files,
       pendingKeepSeconds: PENDING_KEEP_SECONDS,
     },
-    AbortSignal.timeout(budget),
+    deadline,
   );
   logger.info('routed', {
     records: event.Records.length,
     failed: result.failedRecordIds.size,
+    deferred: result.deferredRecordIds.size,
     routed: result.routed,
     pending: result.pending,
     rejected: result.rejected,
+    // The failed records come back through the queue; this says why (no user ids).
+    ...(result.errors.size > 0 ? { errors: [...result.errors] } : {}),
   });
   const longestWait = Math.max(0, ...notReady.values());
-  return respond(event, context, result.failedRecordIds, runtime, () => longestWait || undefined);
+  // Records not started for lack of time are reported too, and come back at once.
+  return respond(
+    event,
+    context,
+    new Set([...result.failedRecordIds, ...result.deferredRecordIds]),
+    runtime,
+    () => longestWait || undefined,
+    result.deferredRecordIds,
+  );
 }
 
 export const handler = middy(handleEvents).use(injectLambdaContext(logger, { resetKeys: true }));

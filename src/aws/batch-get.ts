@@ -1,5 +1,6 @@
 import { type AttributeValue, BatchGetItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { backoffDelayMs } from '../connectors/retry.ts';
+import { forEachLimited } from './limit.ts';
 
 /**
  * BatchGetItem over any number of keys: 100 keys a call (DynamoDB's limit), and the
@@ -23,6 +24,8 @@ export interface BatchGetOptions {
   readonly projection?: string;
   readonly expressionNames?: Record<string, string>;
   readonly maxAttempts?: number;
+  /** Calls at once (default BATCH_GET_CONCURRENCY). */
+  readonly concurrency?: number;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly random?: () => number;
 }
@@ -41,36 +44,31 @@ export async function batchGetAll(
   for (let index = 0; index < keys.length; index += BATCH_GET_MAX_KEYS) {
     chunks.push(keys.slice(index, index + BATCH_GET_MAX_KEYS));
   }
-  let next = 0;
-  const worker = async () => {
-    while (next < chunks.length) {
-      const chunk = chunks[next++] as Key[];
-      let pending: Key[] = chunk;
-      for (let attempt = 1; pending.length > 0; attempt++) {
-        if (attempt > maxAttempts) {
-          throw new UnprocessedKeysError(
-            `${pending.length} keys still unprocessed after ${maxAttempts} rounds`,
-          );
-        }
-        if (attempt > 1)
-          await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
-        const result = await client.send(
-          new BatchGetItemCommand({
-            RequestItems: {
-              [tableName]: {
-                Keys: pending,
-                ...(options.consistentRead ? { ConsistentRead: true } : {}),
-                ...(options.projection ? { ProjectionExpression: options.projection } : {}),
-                ...(options.expressionNames ? { ExpressionAttributeNames: options.expressionNames } : {}),
-              },
-            },
-          }),
+  await forEachLimited(chunks, options.concurrency ?? BATCH_GET_CONCURRENCY, async (chunk) => {
+    let pending: Key[] = chunk;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > maxAttempts) {
+        throw new UnprocessedKeysError(
+          `${pending.length} keys still unprocessed after ${maxAttempts} rounds`,
         );
-        items.push(...(result.Responses?.[tableName] ?? []));
-        pending = (result.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
       }
+      if (attempt > 1)
+        await sleep(backoffDelayMs(attempt - 1, { baseDelayMs: 50, maxDelayMs: 2000 }, random));
+      const result = await client.send(
+        new BatchGetItemCommand({
+          RequestItems: {
+            [tableName]: {
+              Keys: pending,
+              ...(options.consistentRead ? { ConsistentRead: true } : {}),
+              ...(options.projection ? { ProjectionExpression: options.projection } : {}),
+              ...(options.expressionNames ? { ExpressionAttributeNames: options.expressionNames } : {}),
+            },
+          },
+        }),
+      );
+      items.push(...(result.Responses?.[tableName] ?? []));
+      pending = (result.UnprocessedKeys?.[tableName]?.Keys ?? []) as Key[];
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(BATCH_GET_CONCURRENCY, chunks.length) }, worker));
+  });
   return items;
 }

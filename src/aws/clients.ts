@@ -18,11 +18,27 @@ export const SDK_CLIENT_SETTINGS = {
   requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
 } as const;
 
+/**
+ * Set by the local stack only, where every function of the service runs in one process and shares
+ * these clients: the sockets of many concurrent invocations, not of one Lambda container (whose
+ * default pool of 50 its own bounded concurrency never fills). A request that waits for a socket
+ * counts against the connect timeout, so a shared pool of 50 failed requests under load that
+ * separate containers would not.
+ */
+export const SHARED_CLIENT_SOCKETS_ENV = 'DMP_LOCAL_SDK_MAX_SOCKETS';
+
+function requestHandlerSettings() {
+  const sockets = Number(process.env[SHARED_CLIENT_SOCKETS_ENV]);
+  return Number.isInteger(sockets) && sockets > 0
+    ? { ...SDK_CLIENT_SETTINGS.requestHandler, httpAgent: { keepAlive: true, maxSockets: sockets } }
+    : SDK_CLIENT_SETTINGS.requestHandler;
+}
+
 let dynamoDb: DynamoDBClient | undefined;
 let s3: S3Client | undefined;
 
 export function dynamoDbClient(): DynamoDBClient {
-  dynamoDb ??= new DynamoDBClient({ ...SDK_CLIENT_SETTINGS });
+  dynamoDb ??= new DynamoDBClient({ ...SDK_CLIENT_SETTINGS, requestHandler: requestHandlerSettings() });
   return dynamoDb;
 }
 

@@ -13,9 +13,9 @@ import type { StreamConsumerSettings } from './streams.ts';
  * - `audience-events`: the DMP's producers write here (architecture section 4); the route
  *   function consumes it. Retention 4 days, so a 72 h outage of the service loses nothing.
  * - one delivery queue per API platform (`delivery-<platformId>`), consumed by the deliver
- *   function with the platform's micro-batching settings: up to 100 messages per invocation (each
- *   message packs up to `batchSize` users, so one invocation fills many partner calls), gathered
- *   for `flushAfterMs`, at most `concurrency` invocations at once.
+ *   function with the platform's micro-batching settings: up to 100 messages per invocation and
+ *   10,000 memberships (each message packs up to `batchSize` users, so one invocation fills many
+ *   partner calls), gathered for `flushAfterMs`, at most `concurrency` invocations at once.
  *
  * A failed record is not left to the queue's long visibility timeout: the handlers set its
  * visibility to a backoff (the partner's Retry-After when it gave one; else doubling from
@@ -27,7 +27,12 @@ import type { StreamConsumerSettings } from './streams.ts';
 export const AUDIENCE_EVENTS_RETENTION_SECONDS = 4 * 86_400;
 export const DELIVERY_RETENTION_SECONDS = 4 * 86_400;
 export const DELIVERY_MAX_RECEIVE_COUNT = 100;
-export const ROUTE_MAX_RECEIVE_COUNT = 50;
+/**
+ * A route invocation short of time hands back the messages it did not start (each such receive
+ * counts): when only one message of ten fits per invocation, a message needs 10 receives on
+ * average, and 100 keeps the chance that one reaches the DLQ that way below 1 in 30,000.
+ */
+export const ROUTE_MAX_RECEIVE_COUNT = 100;
 export const RETRY_BASE_SECONDS = 10;
 export const RETRY_MAX_SECONDS = 15 * 60;
 /** How long a user may stay pending (not synced) before the event expires. */

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Where every accepted (platform, segment, user) event ends, counted per platform and segment:
  *
@@ -71,10 +73,64 @@ export interface RecordTally {
   readonly counts: Counts;
 }
 
+/**
+ * The count of one event before delivery (route and release steps): keyed by the event itself
+ * (a pending event: platform, segment, user, ts, op) or by what was set aside (a rejection's id),
+ * never by the invocation. Written after the state change it reflects, and again whenever a step
+ * is repeated (a redelivery after a crash): writing the same key twice counts once. A tally with
+ * no counts is deleted (a pending event released: the deliver step counts it from then on).
+ */
+export interface EventTally {
+  readonly platformId: number;
+  readonly segmentId: string;
+  readonly key: string;
+  readonly counts: Counts;
+}
+
+/** The tally key of a pending event; the user enters it as a digest, never as the id. */
+export function pendingEventKey(m: {
+  readonly platformId: number;
+  readonly segmentId: string;
+  readonly dmpUserId: string;
+  readonly ts: number;
+  readonly op: string;
+}): string {
+  const user = createHash('sha256').update(`${m.platformId}\u0000${m.dmpUserId}`).digest('hex').slice(0, 24);
+  return `ev#${m.segmentId}#${user}#${m.ts}#${m.op}`;
+}
+
+type PendingEventLike = Parameters<typeof pendingEventKey>[0] & {
+  readonly replaced: readonly { readonly ts: number; readonly op: string }[];
+};
+
+/**
+ * The tallies of pending events once a step has moved them: each event's own (`counts`; none when
+ * released to delivery, which counts it from then on) and `superseded` for every older event it
+ * replaced.
+ */
+export function pendingTallies(events: readonly PendingEventLike[], counts: Counts): EventTally[] {
+  return events.flatMap((event) => [
+    { platformId: event.platformId, segmentId: event.segmentId, key: pendingEventKey(event), counts },
+    ...event.replaced.map((older) => ({
+      platformId: event.platformId,
+      segmentId: event.segmentId,
+      key: pendingEventKey({ ...event, ts: older.ts, op: older.op }),
+      counts: { superseded: 1 },
+    })),
+  ]);
+}
+
+/** The tally of a rejection before delivery: its memberships, keyed by the rejection's id. */
+export function rejectionTally(entry: RejectedEntry, platformId: number, segmentId: string): EventTally {
+  return { platformId, segmentId, key: `rej#${entry.id}`, counts: { rejected: entry.memberships } };
+}
+
 export interface AccountingStore {
   addCounts(batch: CountBatch): Promise<void>;
   /** Writes (or rewrites) each tally. */
   putTallies(tallies: readonly RecordTally[]): Promise<void>;
+  /** Writes (or rewrites) each event tally; one without counts is deleted. */
+  putEventTallies(tallies: readonly EventTally[]): Promise<void>;
   /** Records rejections; returns the ids recorded now (not before). */
   recordRejections(entries: readonly RejectedEntry[]): Promise<Set<string>>;
 }

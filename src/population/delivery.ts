@@ -1,8 +1,11 @@
+import { forEachLimited } from '../aws/limit.ts';
 import type { Connector } from '../config/connector.ts';
 import { PartnerCallError } from '../connectors/http/client.ts';
 import { readJsonPath } from '../connectors/templates.ts';
 import type { Membership } from './membership.ts';
 import { type PlanContext, type PlannedRequest, planRequests } from './requests.ts';
+
+export { forEachLimited };
 
 /**
  * Sends memberships of one platform to its partner and says what became of each one:
@@ -72,22 +75,6 @@ export interface DeliveryDeps extends PlanContext {
   readonly now?: () => number;
   /** Told of each call's acknowledged items, when the answer came (event-to-partner latency). */
   readonly onAcknowledged?: (items: readonly Membership[], atMs: number) => void;
-}
-
-/** Runs `task` over `items` with at most `limit` running at once. */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await task(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
 type ItemVerdict = { ok: true } | { ok: false; detail: string };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
@@ -7,14 +8,17 @@ import {
   PutItemCommand,
   QueryCommand,
   UpdateItemCommand,
+  type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
+import { batchWriteAll } from '../aws/batch-write.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
 import type { UserDigests } from '../privacy/digest.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
   type AccountingStore,
   type CountBatch,
+  type EventTally,
   OUTCOMES,
   type RecordTally,
   type RejectedEntry,
@@ -113,20 +117,52 @@ export interface ExpiryIndex {
   setSweptUpTo(platformId: number, upToSec: number): Promise<void>;
 }
 
+/** A pending event of an unsynced user, as stored. */
+export type PendingEvent = Omit<Membership, 'partnerUserId'> & {
+  /**
+   * Older pending events this one replaced whose `superseded` tally may not be written yet (a
+   * crash after the replacement): whoever takes the event next writes them, then forgets them.
+   */
+  readonly replaced: readonly Pick<Membership, 'ts' | 'op'>[];
+};
+
 export interface PendingStore {
-  /** Keeps events of unsynced users; returns those stored now (newer than what was pending). */
+  /**
+   * Keeps events of unsynced users, each unless a newer one is pending. `held`: the pending event
+   * is now this one (stored now, or already: a redelivery, a producer's repeat); `outranked`: a
+   * newer one is pending.
+   */
   putPending(
     memberships: readonly Omit<Membership, 'partnerUserId'>[],
     nowMs: number,
     keepSeconds: number,
-  ): Promise<{
-    stored: Omit<Membership, 'partnerUserId'>[];
-    /** Stored events that replaced an older pending one (which is then superseded). */
-    replaced: Omit<Membership, 'partnerUserId'>[];
-  }>;
-  listPending(platformId: number, dmpUserId: string): Promise<Omit<Membership, 'partnerUserId'>[]>;
+  ): Promise<{ held: PendingEvent[]; outranked: Omit<Membership, 'partnerUserId'>[] }>;
+  listPending(platformId: number, dmpUserId: string): Promise<PendingEvent[]>;
+  /** Forgets the `replaced` events of these (their tallies are written), if each is still pending. */
+  forgetReplaced(events: readonly PendingEvent[]): Promise<void>;
   /** Deletes a pending event if it is still the one read; true if deleted. */
   deletePending(membership: Omit<Membership, 'partnerUserId'>): Promise<boolean>;
+}
+
+/**
+ * Event tallies are spread over this many partitions per platform: a burst of 100,000 pending
+ * users writes as many tallies, more than one partition takes (1,000 writes a second).
+ */
+const EVENT_TALLY_SHARDS = 16;
+
+function eventTallyPk(platformId: number, tallyKey: string): string {
+  const shard = createHash('sha256').update(tallyKey).digest().readUInt16BE(0) % EVENT_TALLY_SHARDS;
+  return `etally#${platformId}#${shard}`;
+}
+
+/** A pending event's reference in `ev` and `sup`: `<ts>#<op>`. */
+const eventRef = (m: Pick<Membership, 'ts' | 'op'>) => `${m.ts}#${m.op}`;
+
+function replacedOf(item: Record<string, AttributeValue> | undefined): Pick<Membership, 'ts' | 'op'>[] {
+  return (item?.['sup']?.L ?? []).flatMap((value) => {
+    const [ts, op] = (value.S ?? '').split('#');
+    return ts && (op === 'add' || op === 'remove') ? [{ ts: Number(ts), op }] : [];
+  });
 }
 
 const memberPk = (platformId: number, dmpUserId: string) => `m#${platformId}#${dmpUserId}`;
@@ -406,43 +442,51 @@ export class DynamoPopulationStore
     nowMs: number,
     keepSeconds: number,
   ) {
-    const stored: Omit<Membership, 'partnerUserId'>[] = [];
-    const replaced: Omit<Membership, 'partnerUserId'>[] = [];
+    const held: PendingEvent[] = [];
+    const outranked: Omit<Membership, 'partnerUserId'>[] = [];
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
+      const pk = key(pendingPk(m.platformId, m.dmpUserId), m.segmentId);
       try {
         const result = await this.client.send(
-          new PutItemCommand({
+          new UpdateItemCommand({
             TableName: this.tableName,
-            Item: {
-              ...key(pendingPk(m.platformId, m.dmpUserId), m.segmentId),
-              ts: { N: String(m.ts) },
-              op: { S: m.op },
-              aud: { S: m.audienceId },
-              since: { S: new Date(nowMs).toISOString() },
-              expiresAt: { N: String(Math.floor(nowMs / 1000) + keepSeconds) },
-              ...(m.ttlSeconds === undefined ? {} : { life: { N: String(m.ttlSeconds) } }),
-            },
+            Key: pk,
+            // The event it replaces (`ev` of the item) joins the list of replaced events in the
+            // same write: a crash before their tallies loses none of them.
+            UpdateExpression: `SET sup = list_append(if_not_exists(sup, :none), if_not_exists(ev, :none)), ev = :ev, ts = :ts, #op = :op, aud = :aud, since = :since, expiresAt = :exp${m.ttlSeconds === undefined ? ' REMOVE life' : ', life = :life'}`,
             ConditionExpression: NEWER_CONDITION,
             ExpressionAttributeNames: { '#op': 'op' },
             ExpressionAttributeValues: {
+              ':none': { L: [] },
+              ':ev': { L: [{ S: eventRef(m) }] },
               ':ts': { N: String(m.ts) },
               ':op': { S: m.op },
               ':add': { S: 'add' },
               ':remove': { S: 'remove' },
+              ':aud': { S: m.audienceId },
+              ':since': { S: new Date(nowMs).toISOString() },
+              ':exp': { N: String(Math.floor(nowMs / 1000) + keepSeconds) },
+              ...(m.ttlSeconds === undefined ? {} : { ':life': { N: String(m.ttlSeconds) } }),
             },
-            ReturnValues: 'ALL_OLD',
+            ReturnValues: 'ALL_NEW',
           }),
         );
-        stored.push(m);
-        if (result.Attributes) replaced.push(m);
+        held.push({ ...m, replaced: replacedOf(result.Attributes) });
       } catch (error) {
         if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        const stored = await this.client.send(
+          new GetItemCommand({ TableName: this.tableName, Key: pk, ConsistentRead: true }),
+        );
+        const item = stored.Item;
+        if (item && Number(item['ts']?.N) === m.ts && item['op']?.S === m.op)
+          held.push({ ...m, replaced: replacedOf(item) });
+        else outranked.push(m);
       }
     });
-    return { stored, replaced };
+    return { held, outranked };
   }
 
-  async listPending(platformId: number, dmpUserId: string) {
+  async listPending(platformId: number, dmpUserId: string): Promise<PendingEvent[]> {
     const items = await this.queryAll(pendingPk(platformId, dmpUserId), true);
     return items.map((item) => ({
       platformId,
@@ -452,7 +496,36 @@ export class DynamoPopulationStore
       op: (item['op']?.S === 'remove' ? 'remove' : 'add') as Membership['op'],
       ts: Number(item['ts']?.N),
       ...(item['life']?.N === undefined ? {} : { ttlSeconds: Number(item['life'].N) }),
+      replaced: replacedOf(item),
     }));
+  }
+
+  async forgetReplaced(events: readonly PendingEvent[]): Promise<void> {
+    await forEachLimited(
+      events.filter((m) => m.replaced.length > 0),
+      WRITE_CONCURRENCY,
+      async (m) => {
+        try {
+          await this.client.send(
+            new UpdateItemCommand({
+              TableName: this.tableName,
+              Key: key(pendingPk(m.platformId, m.dmpUserId), m.segmentId),
+              UpdateExpression: 'REMOVE sup',
+              // Replaced meanwhile: the newer event carried the list over, and its step writes them.
+              ConditionExpression: 'ts = :ts AND #op = :op AND size(sup) = :n',
+              ExpressionAttributeNames: { '#op': 'op' },
+              ExpressionAttributeValues: {
+                ':ts': { N: String(m.ts) },
+                ':op': { S: m.op },
+                ':n': { N: String(m.replaced.length) },
+              },
+            }),
+          );
+        } catch (error) {
+          if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        }
+      },
+    );
   }
 
   async deletePending(m: Omit<Membership, 'partnerUserId'>): Promise<boolean> {
@@ -514,7 +587,27 @@ export class DynamoPopulationStore
     });
   }
 
-  /** Counts per segment: the added counts (`stats#`) plus every delivery message's tally. */
+  async putEventTallies(tallies: readonly EventTally[]): Promise<void> {
+    // One write per key (the last one given), 25 a call.
+    const byKey = new Map<string, WriteRequest>();
+    for (const tally of tallies) {
+      const counts: Record<string, AttributeValue> = {};
+      for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
+      const itemKey = key(eventTallyPk(tally.platformId, tally.key), tally.key);
+      byKey.set(
+        `${tally.platformId}\u0000${tally.key}`,
+        Object.keys(counts).length === 0
+          ? { DeleteRequest: { Key: itemKey } }
+          : { PutRequest: { Item: { ...itemKey, seg: { S: tally.segmentId }, ...counts } } },
+      );
+    }
+    await batchWriteAll(this.client, this.tableName, [...byKey.values()]);
+  }
+
+  /**
+   * Counts per segment: the added counts (`stats#`), every delivery message's tally (`tally#`) and
+   * every event tally of the route and release steps (`etally#`, in EVENT_TALLY_SHARDS partitions).
+   */
   async stats(platformId: number): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
     const names = [...OUTCOMES, ...TALLIES];
     const bySegment = new Map<string, Record<string, number>>();
@@ -525,6 +618,9 @@ export class DynamoPopulationStore
     };
     for (const item of await this.queryAll(`stats#${platformId}`, true)) add(item['sk']?.S ?? '', item);
     for (const item of await this.queryAll(`tally#${platformId}`, true)) add(item['seg']?.S ?? '', item);
+    for (let shard = 0; shard < EVENT_TALLY_SHARDS; shard++)
+      for (const item of await this.queryAll(`etally#${platformId}#${shard}`, true))
+        add(item['seg']?.S ?? '', item);
     return [...bySegment].map(([segmentId, counts]) => ({ segmentId, counts }));
   }
 

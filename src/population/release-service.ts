@@ -1,6 +1,7 @@
+import { forEachLimited } from '../aws/limit.ts';
 import type { FileStaging } from '../files/staging.ts';
-import { type AccountingStore, CountBatch, type RejectedEntry } from './accounting.ts';
-import type { PendingStore } from './dynamo-store.ts';
+import { type AccountingStore, pendingEventKey, pendingTallies, type RejectedEntry } from './accounting.ts';
+import type { PendingEvent, PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
 
@@ -8,8 +9,9 @@ import type { DeliveryQueues } from './route-service.ts';
  * Releases pending events when a user's sync stores a partner id: fed by the mapping table's
  * change stream (a DynamoDB stream in AWS; the local stack delivers the same records), so the
  * user-sync Lambda stays one read and at most one write. The events go to the platform's delivery
- * queue first and are deleted from pending after, so a crash in between sends them twice at most
- * (the deliver step recognises the second one), never zero times.
+ * queue first, counted (their pending tallies deleted: the deliver step counts them from then on)
+ * and deleted from pending after, so a crash in between sends them twice at most (the deliver step
+ * recognises the second one), never zero times, and counts each once.
  */
 
 export interface StoredMapping {
@@ -49,59 +51,71 @@ export function mappingFromImage(
   };
 }
 
+/** Users whose pending events are read (and deleted) at once. */
+const RELEASE_CONCURRENCY = 16;
+
 export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
-  const counts = new CountBatch();
-  let released = 0;
   const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
-  for (const mapping of mappings) {
+  // The last change of each (platform, user) in the batch: its partner id is the one to use.
+  const latest = new Map<string, StoredMapping>();
+  for (const mapping of mappings) latest.set(`${mapping.platformId}#${mapping.dmpUserId}`, mapping);
+  const found: { mapping: StoredMapping; pending: PendingEvent[] }[] = [];
+  await forEachLimited([...latest.values()], RELEASE_CONCURRENCY, async (mapping) => {
     const target = deps.targetOf(mapping.platformId);
-    if (target === undefined || (target === 'file' && !deps.files)) continue;
+    if (target === undefined || (target === 'file' && !deps.files)) return;
     const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
-    if (pending.length === 0) continue;
-    if (forgotten.has(mapping.dmpUserId)) {
-      await setAsideForgotten(pending, deps, counts);
-      continue;
-    }
-    const memberships = pending.map((m) => ({ ...m, partnerUserId: mapping.partnerUserId }));
-    if (target === 'file') await deps.files?.stage(memberships.map(toStaged));
-    else {
-      await deps.queues.send(
-        mapping.platformId,
-        packDeliveryMessages(mapping.platformId, memberships, target.batchSize),
-      );
-    }
-    for (const m of pending) {
-      if (await deps.pending.deletePending(m)) {
-        counts.add(m.platformId, m.segmentId, 'pending', -1);
-        released++;
-      }
-    }
+    if (pending.length > 0) found.push({ mapping, pending });
+  });
+  const setAside = found.filter(({ mapping }) => forgotten.has(mapping.dmpUserId));
+  if (setAside.length > 0)
+    await setAsideForgotten(
+      setAside.flatMap(({ pending }) => pending),
+      deps,
+    );
+  const releasing = found.filter(({ mapping }) => !forgotten.has(mapping.dmpUserId));
+  if (releasing.length === 0) return 0;
+
+  // Every user's events together: one staging, and per platform one packed send.
+  const byPlatform = new Map<number, Membership[]>();
+  const staged: Membership[] = [];
+  for (const { mapping, pending } of releasing) {
+    const memberships = pending.map(({ replaced: _replaced, ...m }) => ({
+      ...m,
+      partnerUserId: mapping.partnerUserId,
+    }));
+    if (deps.targetOf(mapping.platformId) === 'file') staged.push(...memberships);
+    else byPlatform.set(mapping.platformId, [...(byPlatform.get(mapping.platformId) ?? []), ...memberships]);
   }
-  await deps.accounting.addCounts(counts);
+  if (staged.length > 0) await deps.files?.stage(staged.map(toStaged));
+  for (const [platformId, memberships] of byPlatform) {
+    const target = deps.targetOf(platformId) as { readonly batchSize: number };
+    await deps.queues.send(platformId, packDeliveryMessages(platformId, memberships, target.batchSize));
+  }
+  // Counted before the delete: a crash in between finds the events again on the stream's retry,
+  // sends them again (the deliver step recognises them) and writes the same tallies.
+  const events = releasing.flatMap(({ pending }) => pending);
+  await deps.accounting.putEventTallies(pendingTallies(events, {}));
+  let released = 0;
+  await forEachLimited(events, RELEASE_CONCURRENCY, async (m) => {
+    if (await deps.pending.deletePending(m)) released++;
+  });
   return released;
 }
 
 /** Pending events of a forgotten user (routed just before the request): deleted, never released. */
-async function setAsideForgotten(
-  pending: readonly Omit<Membership, 'partnerUserId'>[],
-  deps: ReleaseDeps,
-  counts: CountBatch,
-): Promise<void> {
-  const setAside: RejectedEntry[] = [];
-  for (const m of pending) {
-    if (!(await deps.pending.deletePending(m))) continue;
-    counts.add(m.platformId, m.segmentId, 'pending', -1);
-    setAside.push({
-      id: `release#forgotten#${m.platformId}#${m.segmentId}#${m.ts}#${setAside.length}`,
-      reason: 'forgotten',
-      detail: 'the user was forgotten by a privacy request',
-      platformId: m.platformId,
-      segmentId: m.segmentId,
-      audienceId: m.audienceId,
-      memberships: 1,
-    });
-  }
-  const recorded = await deps.accounting.recordRejections(setAside);
-  for (const entry of setAside)
-    if (recorded.has(entry.id)) counts.add(entry.platformId as number, entry.segmentId as string, 'rejected');
+async function setAsideForgotten(pending: readonly PendingEvent[], deps: ReleaseDeps): Promise<void> {
+  const setAside: RejectedEntry[] = pending.map((m) => ({
+    id: `release#forgotten#${m.platformId}#${pendingEventKey(m)}`,
+    reason: 'forgotten',
+    detail: 'the user was forgotten by a privacy request',
+    platformId: m.platformId,
+    segmentId: m.segmentId,
+    audienceId: m.audienceId,
+    memberships: 1,
+  }));
+  await deps.accounting.recordRejections(setAside);
+  await deps.accounting.putEventTallies(pendingTallies(pending, { rejected: 1 }));
+  await forEachLimited(pending, RELEASE_CONCURRENCY, async (m) => {
+    await deps.pending.deletePending(m);
+  });
 }

@@ -3,7 +3,13 @@ import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import type { FileStaging } from '../files/staging.ts';
 import type { Audience } from '../segments/segment.ts';
 import { SegmentRefusedError } from '../segments/segment-service.ts';
-import { type AccountingStore, CountBatch, NO_SEGMENT, type RejectedEntry } from './accounting.ts';
+import {
+  type AccountingStore,
+  NO_SEGMENT,
+  pendingTallies,
+  type RejectedEntry,
+  rejectionTally,
+} from './accounting.ts';
 import type { PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts';
@@ -65,9 +71,94 @@ export interface RouteServiceDeps {
 
 export interface RouteResult {
   readonly failedRecordIds: Set<string>;
+  /** Why records failed (distinct error names and messages, never a user id), for the log. */
+  readonly errors: Set<string>;
   readonly routed: number;
   readonly pending: number;
   readonly rejected: number;
+}
+
+export interface BoundedRouteResult extends RouteResult {
+  /** Records not started for lack of time: handed back untouched, to be taken again at once. */
+  readonly deferredRecordIds: Set<string>;
+}
+
+/** Records routed together: about 32 KiB of bodies (a message of 1000 users is 20-30 KiB). */
+export const ROUTE_GROUP_BYTES = 32 * 1024;
+
+/**
+ * Routes records in groups, one after another, and starts a group only if the time left before
+ * `deadline` (epoch ms) is at least twice what the groups so far took per byte, plus
+ * `reserveMs`: a batch of ten 10,000-user messages on a loaded table can need more than one
+ * invocation, and a group that is started is finished (its writes, its counts), never cut in the
+ * middle by the function's timeout. The records of the groups not started are returned as
+ * `deferredRecordIds`: nothing of them was done, so taking them again counts nothing twice.
+ * The first group always starts (or nothing would ever move).
+ */
+export async function routeWithinDeadline(
+  records: readonly AudienceRecord[],
+  deps: RouteServiceDeps,
+  deadline: number,
+  options: { readonly reserveMs?: number; readonly groupBytes?: number } = {},
+): Promise<BoundedRouteResult> {
+  const now = deps.now ?? Date.now;
+  const reserveMs = options.reserveMs ?? 1000;
+  const groups = groupRecords(records, options.groupBytes ?? ROUTE_GROUP_BYTES);
+  const failedRecordIds = new Set<string>();
+  const errors = new Set<string>();
+  const deferredRecordIds = new Set<string>();
+  let routed = 0;
+  let pending = 0;
+  let rejected = 0;
+  let spentMs = 0;
+  let doneBytes = 0;
+  for (const [index, group] of groups.entries()) {
+    const bytes = groupSize(group);
+    const started = now();
+    const expectedMs = doneBytes === 0 ? 0 : (spentMs / doneBytes) * bytes;
+    if (index > 0 && started + 2 * expectedMs + reserveMs > deadline) {
+      for (const rest of groups.slice(index)) for (const record of rest) deferredRecordIds.add(record.id);
+      break;
+    }
+    const signal = AbortSignal.timeout(Math.min(MAX_TIMER_MS, Math.max(1, deadline - started)));
+    const result = await routeRecords(group, deps, signal);
+    spentMs += Math.max(1, now() - started);
+    doneBytes += bytes;
+    for (const id of result.failedRecordIds) failedRecordIds.add(id);
+    for (const error of result.errors) errors.add(error);
+    routed += result.routed;
+    pending += result.pending;
+    rejected += result.rejected;
+  }
+  return { failedRecordIds, errors, deferredRecordIds, routed, pending, rejected };
+}
+
+function errorSummary(step: string, error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : 'unknown error';
+  return `${step}: ${text.slice(0, 200)}`;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const groupSize = (group: readonly AudienceRecord[]) =>
+  group.reduce((sum, record) => sum + Buffer.byteLength(record.body), 0);
+
+function groupRecords(records: readonly AudienceRecord[], groupBytes: number): AudienceRecord[][] {
+  const groups: AudienceRecord[][] = [];
+  let current: AudienceRecord[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = Buffer.byteLength(record.body);
+    if (current.length > 0 && bytes + size > groupBytes) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += size;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
 }
 
 interface Work {
@@ -85,9 +176,9 @@ export async function routeRecords(
   signal?: AbortSignal,
 ): Promise<RouteResult> {
   const now = deps.now ?? Date.now;
-  const counts = new CountBatch();
   const rejections: { entry: RejectedEntry; platformId: number; segmentId: string }[] = [];
   const failed = new Set<string>();
+  const errors = new Set<string>();
   const work: Work[] = [];
   const segmentCache = new Map<string, Promise<{ partnerSegmentId: string }>>();
 
@@ -165,6 +256,7 @@ export async function routeRecords(
         } else {
           // Not ready yet, or a transient failure: the record comes back later; nothing is lost.
           failed.add(record.id);
+          errors.add(errorSummary('segment', error));
         }
       }
     }
@@ -179,17 +271,18 @@ export async function routeRecords(
    * queue (whatever was done already is recognised on the next receive: ordering state, conditional
    * writes, idempotent staging), and the other steps go on.
    */
-  const step = async (records: ReadonlySet<string>, work: () => Promise<void>) => {
+  const step = async (name: string, records: ReadonlySet<string>, work: () => Promise<void>) => {
     try {
       await work();
-    } catch {
+    } catch (error) {
       for (const id of records) failed.add(id);
+      errors.add(errorSummary(name, error));
     }
   };
   const bucket = <T>() => ({ items: [] as T[], records: new Set<string>() });
   if (deps.forgotten && live.length > 0) {
     let forgotten: Set<string> | undefined;
-    await step(new Set(live.map((item) => item.record.id)), async () => {
+    await step('tombstones', new Set(live.map((item) => item.record.id)), async () => {
       forgotten = await deps.forgotten?.([...new Set(live.flatMap((item) => item.users))]);
     });
     live = live.filter((item) => !failed.has(item.record.id));
@@ -221,7 +314,7 @@ export async function routeRecords(
     item.users.map((dmpUserId) => ({ platformId: item.platformId, dmpUserId })),
   );
   let partnerIds: Map<string, string> | undefined;
-  await step(new Set(live.map((item) => item.record.id)), async () => {
+  await step('mappings', new Set(live.map((item) => item.record.id)), async () => {
     partnerIds = pairs.length > 0 ? await deps.mappings.lookup(pairs) : new Map<string, string>();
   });
   if (partnerIds) {
@@ -259,13 +352,13 @@ export async function routeRecords(
     await Promise.all([
       toStage.items.length === 0
         ? Promise.resolve()
-        : step(toStage.records, async () => {
+        : step('file staging', toStage.records, async () => {
             if (!deps.files) throw new Error('file staging is not available in this deployment');
             await deps.files.stage(toStage.items.map(toStaged));
             routed += toStage.items.length;
           }),
       ...[...toDeliver].map(([platformId, { items, records }]) =>
-        step(records, async () => {
+        step('delivery queue', records, async () => {
           const platform = deps.platform(platformId) as ConnectedPlatform;
           await deps.queues.send(
             platformId,
@@ -276,32 +369,34 @@ export async function routeRecords(
       ),
       toPend.items.length === 0
         ? Promise.resolve()
-        : step(toPend.records, async () => {
-            const { stored, replaced } = await deps.pending.putPending(
+        : step('pending', toPend.records, async () => {
+            const { held, outranked } = await deps.pending.putPending(
               toPend.items,
               now(),
               deps.pendingKeepSeconds,
             );
-            for (const m of stored) counts.add(m.platformId, m.segmentId, 'pending');
-            // The older pending event a newer one replaced is superseded.
-            for (const m of replaced) {
-              counts.add(m.platformId, m.segmentId, 'pending', -1);
-              counts.add(m.platformId, m.segmentId, 'superseded');
-            }
-            pendingCount = stored.length - replaced.length;
+            // Counted after the writes, by event: a redelivery after a crash writes the same tallies.
+            await deps.accounting.putEventTallies([
+              ...pendingTallies(held, { pending: 1 }),
+              ...pendingTallies(
+                outranked.map((m) => ({ ...m, replaced: [] })),
+                { superseded: 1 },
+              ),
+            ]);
+            await deps.pending.forgetReplaced(held);
+            pendingCount = held.length;
           }),
     ]);
   }
 
   let rejected = 0;
   if (rejections.length > 0) {
-    const recordedNow = await deps.accounting.recordRejections(rejections.map((r) => r.entry));
-    for (const { entry, platformId, segmentId } of rejections) {
-      if (!recordedNow.has(entry.id)) continue;
-      counts.add(platformId, segmentId, 'rejected', entry.memberships);
-      rejected += entry.memberships;
-    }
+    // Listed once (`dmp rejected`), counted by the rejection's id: a redelivery counts nothing twice.
+    await deps.accounting.recordRejections(rejections.map((r) => r.entry));
+    await deps.accounting.putEventTallies(
+      rejections.map(({ entry, platformId, segmentId }) => rejectionTally(entry, platformId, segmentId)),
+    );
+    for (const { entry } of rejections) rejected += entry.memberships;
   }
-  await deps.accounting.addCounts(counts);
-  return { failedRecordIds: failed, routed, pending: pendingCount, rejected };
+  return { failedRecordIds: failed, errors, routed, pending: pendingCount, rejected };
 }

@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
-import { type AccountingStore, CountBatch } from '../population/accounting.ts';
+import { type AccountingStore, pendingTallies } from '../population/accounting.ts';
+import type { PendingEvent } from '../population/dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from '../population/membership.ts';
 import type { DeliveryQueues } from '../population/route-service.ts';
 import type { UserDigests } from './digest.ts';
@@ -38,7 +39,7 @@ export interface ForgetPopulationStore extends TombstoneStore, AccountingStore {
     readonly (Omit<Membership, 'platformId' | 'dmpUserId'> & { readonly at?: string | undefined })[]
   >;
   deleteMembershipsOf(platformId: number, dmpUserId: string): Promise<number>;
-  listPending(platformId: number, dmpUserId: string): Promise<Omit<Membership, 'partnerUserId'>[]>;
+  listPending(platformId: number, dmpUserId: string): Promise<PendingEvent[]>;
   deletePendingOf(platformId: number, dmpUserId: string): Promise<number>;
   deleteRejectionsOf(dmpUserId: string): Promise<number>;
   putAudit(record: ForgetAudit): Promise<void>;
@@ -108,7 +109,6 @@ export async function forgetUser(
   const mappings = new Map(
     (await deps.mappings.listForUser(dmpUserId, 0)).map((m) => [m.platformId, m.partnerUserId]),
   );
-  const counts = new CountBatch();
   const platforms = new Set<number>();
   let removalsSent = 0;
   let pendingDeleted = 0;
@@ -146,8 +146,10 @@ export async function forgetUser(
         );
       statesDeleted += await deps.population.deleteMembershipsOf(platform.id, dmpUserId);
     }
-    for (const pending of await deps.population.listPending(platform.id, dmpUserId))
-      counts.add(platform.id, pending.segmentId, 'pending', -1);
+    // No longer pending, and not counted anywhere else (the user is gone).
+    await deps.population.putEventTallies(
+      pendingTallies(await deps.population.listPending(platform.id, dmpUserId), {}),
+    );
     pendingDeleted += await deps.population.deletePendingOf(platform.id, dmpUserId);
     removalsSent += removals.length;
     if (removals.length > 0 || mappings.has(platform.id)) platforms.add(platform.id);
@@ -157,7 +159,6 @@ export async function forgetUser(
   // on a browser that still carries the id stores nothing (`user_forgotten`).
   await deps.mappings.putForgetMarkers(dmpUserId, deps.syncPlatformIds, untilSeconds);
   const rejectionsDeleted = await deps.population.deleteRejectionsOf(dmpUserId);
-  await deps.population.addCounts(counts);
   const audit: ForgetAudit = {
     digest,
     source,

@@ -211,7 +211,8 @@ export class SegmentService {
       if (current?.state === 'failed' && !options.retryFailed && !nameChangedSinceFailure) {
         throw new SegmentRefusedError(current, refusal(current.lastError));
       }
-      if (current?.state === 'unresolved' && !options.confirmCreate) throw unresolvedError(current);
+      if (current?.state === 'unresolved' && !options.confirmCreate)
+        throw unresolvedError(current, settings.lookupByName !== undefined);
       if (current?.state === 'retry' && current.retryAt !== undefined && current.retryAt > this.now()) {
         throw new SegmentNotReadyError(
           `the partner asked us to wait until ${new Date(current.retryAt).toISOString()} (${describe(current.lastError)})`,
@@ -557,7 +558,11 @@ export class SegmentService {
     const now = this.now();
     await this.deps.store.settleUnresolved(platform.id, audience.id, lease.owner, now, stamp(error, now));
     const record = await this.deps.store.get(platform.id, audience.id);
-    throw unresolvedError(record as SegmentRecord);
+    const settings = platform.connector.segments;
+    throw unresolvedError(
+      record as SegmentRecord,
+      settings.creation === 'api' && settings.lookupByName !== undefined,
+    );
   }
 
   private async retryLater(
@@ -744,10 +749,14 @@ function claimConflict(partnerSegmentId: string, holder: string): string {
   );
 }
 
-function unresolvedError(record: SegmentRecord): SegmentNotReadyError {
+/** `canLookUp`: the connector has `lookupByName`, which ran and did not settle it. */
+function unresolvedError(record: SegmentRecord, canLookUp: boolean): SegmentNotReadyError {
+  const why = canLookUp
+    ? 'looking it up by name did not settle it (no segment of that name found, or one another audience holds) and the create cannot be repeated safely'
+    : 'the connector cannot look it up or repeat the create safely';
   return new SegmentNotReadyError(
     `possible duplicate: the partner may have created this segment (${describe(record.lastError)}) and ` +
-      'the connector cannot look it up or repeat the create safely; check the partner for a segment ' +
+      `${why}; check the partner for a segment ` +
       `named "${record.nameAtPartner ?? record.audienceName}", then run: dmp segments resolve --platform ${record.platformId} ` +
       `--audience ${record.audienceId} --adopt <partner segment id>, or --create if there is none`,
     record,

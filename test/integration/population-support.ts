@@ -23,7 +23,12 @@ import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
 import { DEFAULT_SECRETS_PATH, endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { type ConnectedPlatform, PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
-import { MAPPING_TABLE, POPULATION_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
+import {
+  type FunctionKey,
+  MAPPING_TABLE,
+  POPULATION_TABLE,
+  SEGMENT_TABLE,
+} from '../../src/infra/resources.ts';
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import type { DeliverServiceDeps } from '../../src/population/deliver-service.ts';
 import { forEachLimited } from '../../src/population/delivery.ts';
@@ -67,6 +72,10 @@ export interface PopulationHarness {
 export interface HarnessOptions {
   /** Wraps the deliver handler (to crash it after its work, say). */
   readonly wrapDeliver?: (handler: LambdaHandler) => LambdaHandler;
+  /** Wraps any function's handler (the route's, the release's). */
+  readonly wrapFunction?: (key: FunctionKey, handler: LambdaHandler) => LambdaHandler;
+  /** Runs once the environment is written under `dir` (platforms/local, secrets.json), before the stack starts. */
+  readonly configure?: (dir: string) => Promise<void> | void;
 }
 
 export function usePopulationStack(options: HarnessOptions = {}): PopulationHarness {
@@ -81,6 +90,7 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
   beforeAll(async () => {
     restoreOutput = quietLambdaOutput();
     const paths = writePopulationConfig(dir);
+    await options.configure?.(dir);
     const load = entryLoader(REPO_ROOT);
     stack = await startLocalStack({
       quiet: true,
@@ -89,7 +99,8 @@ export function usePopulationStack(options: HarnessOptions = {}): PopulationHarn
       scheduleEveryMs: 0,
       ...paths,
       loadFunction: async (key, definition) => {
-        const handler = await load(key, definition);
+        const loaded = await load(key, definition);
+        const handler = options.wrapFunction ? options.wrapFunction(key, loaded) : loaded;
         return key === 'deliver' && options.wrapDeliver ? options.wrapDeliver(handler) : handler;
       },
     });

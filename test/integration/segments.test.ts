@@ -376,6 +376,18 @@ describe('segment creation against the reference partner', () => {
       expect(partner.segments().filter((segment) => segment.title === target.name)).toHaveLength(1);
     });
 
+    it('says the lookup ran when it found only another audience’s segment of that name', async () => {
+      const { service: segments } = service();
+      const holder = audience('Crash into a taken name');
+      await segments.ensure(seedPlatform, holder);
+      const target = { ...audience('Crash into a taken name') };
+      await crashAfterCreate(seedPlatform, target);
+      const error = await segments.ensure(seedPlatform, target).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ reason: 'possibleDuplicate' });
+      expect((error as Error).message).toContain('looking it up by name did not settle it');
+      expect((error as Error).message).not.toContain('cannot look it up');
+    });
+
     it('is recovered by the idempotency key where the partner honours one', async () => {
       const platform = withApi(
         seedPlatform,
@@ -400,6 +412,9 @@ describe('segment creation against the reference partner', () => {
       expect(error).toMatchObject({ reason: 'possibleDuplicate' });
       expect((error as Error).message).toContain(
         `dmp segments resolve --platform 99999 --audience ${target.id} --adopt <partner segment id>`,
+      );
+      expect((error as Error).message).toContain(
+        'the connector cannot look it up or repeat the create safely',
       );
       expect(await store.get(platform.id, target.id)).toMatchObject({
         state: 'unresolved',

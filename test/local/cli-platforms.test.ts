@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlatformView } from '../../cli/commands/platforms.ts';
-import { REPO_ROOT } from '../../local/endpoints.ts';
+import { REPO_ROOT, writeEndpointsFile } from '../../local/endpoints.ts';
 import { runDmp, runDmpInProcess } from '../support/cli.ts';
 
 const REFERENCE_PLATFORM = join(REPO_ROOT, 'config', 'platforms', 'local', '01-99999-reference-partner.json');
@@ -47,8 +47,39 @@ describe('dmp platforms', () => {
   });
 
   describe('list', () => {
+    /** No local stack running (an endpoints file that does not exist), no PARTNER_PORT. */
+    const noStack = () => ({ DMP_LOCAL_ENDPOINTS: join(workDir, 'no-stack', 'endpoints.json') });
+
+    it('shows the reference partner where it listens: the running stack, else PARTNER_PORT', async () => {
+      const endpointsFile = join(workDir, 'running', 'endpoints.json');
+      writeEndpointsFile(endpointsFile, {
+        pid: process.pid,
+        startedAt: new Date().toISOString(),
+        region: 'eu-west-1',
+        apiUrl: 'http://127.0.0.1:3470',
+        syncPixelUrl: 'http://127.0.0.1:3470/sync',
+        partnerUrl: 'http://127.0.0.1:3471',
+        dynamodbEndpoint: 'http://127.0.0.1:1',
+        sqsEndpoint: 'http://127.0.0.1:2',
+        s3Endpoint: 'http://127.0.0.1:2',
+        secretsEndpoint: 'http://127.0.0.1:3',
+        tableNames: {},
+      });
+      const apiHosts = async (env: NodeJS.ProcessEnv) => {
+        const { platforms } = JSON.parse(
+          (await runDmpInProcess(['platforms', 'list', '--json'], env)).stdout,
+        ) as { platforms: PlatformView[] };
+        return platforms.find((platform) => platform.id === 99999)?.connector?.apiHost;
+      };
+      expect(await apiHosts({ DMP_LOCAL_ENDPOINTS: endpointsFile, PARTNER_PORT: '3999' })).toBe(
+        '127.0.0.1:3471',
+      );
+      expect(await apiHosts({ ...noStack(), PARTNER_PORT: '3999' })).toBe('127.0.0.1:3999');
+      expect(await apiHosts(noStack())).toBe('127.0.0.1:3001');
+    });
+
     it("prints the local environment's platforms as a table", async () => {
-      const result = await runDmpInProcess(['platforms', 'list']);
+      const result = await runDmpInProcess(['platforms', 'list'], noStack());
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
       const lines = result.stdout.split('\n');
@@ -71,7 +102,7 @@ describe('dmp platforms', () => {
     });
 
     it('prints them as JSON', async () => {
-      const result = await runDmpInProcess(['platforms', 'list', '--json']);
+      const result = await runDmpInProcess(['platforms', 'list', '--json'], noStack());
       expect(result.code).toBe(0);
       const output = JSON.parse(result.stdout) as { environment: string; platforms: PlatformView[] };
       expect(output.environment).toBe('local');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import {
+  ChangeMessageVisibilityBatchCommand,
   CreateQueueCommand,
   GetQueueUrlCommand,
   ReceiveMessageCommand,
@@ -10,6 +11,7 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startLocalFauxqs } from '../../local/fauxqs.ts';
 import type { LocalStack } from '../../local/stack.ts';
 import { MAPPING_TABLE } from '../../src/infra/resources.ts';
 import { startEchoStack } from '../support/local-stack.ts';
@@ -102,6 +104,42 @@ describe('local stack persistence (dataDir)', () => {
       expect(Item).toBeUndefined();
     } finally {
       dynamodb.destroy();
+    }
+  });
+});
+
+describe('fauxqs with persisted data', () => {
+  it('makes a message visible again at once when its visibility is set to 0, and keeps its receive count', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'dmp-fauxqs-'));
+    const fauxqs = await startLocalFauxqs({ region: 'eu-west-1', dataDir });
+    const sqs = new SQSClient({
+      endpoint: fauxqs.url,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    try {
+      const { QueueUrl } = await sqs.send(
+        new CreateQueueCommand({ QueueName: 'handed-back', Attributes: { VisibilityTimeout: '300' } }),
+      );
+      await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'not started' }));
+      const first = await sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1 }));
+      const handle = first.Messages?.[0]?.ReceiptHandle as string;
+      const changed = await sqs.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl,
+          Entries: [{ Id: '0', ReceiptHandle: handle, VisibilityTimeout: 0 }],
+        }),
+      );
+      expect(changed.Failed ?? []).toEqual([]);
+      const again = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['All'] }),
+      );
+      expect(again.Messages?.map((message) => message.Body)).toEqual(['not started']);
+      expect(again.Messages?.[0]?.Attributes?.ApproximateReceiveCount).toBe('2');
+    } finally {
+      sqs.destroy();
+      await fauxqs.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

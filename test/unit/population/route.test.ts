@@ -5,7 +5,11 @@ import type { FileStaging, StagedMembership } from '../../../src/files/staging.t
 import type { CountBatch, RejectedEntry } from '../../../src/population/accounting.ts';
 import { decodeDeliveryMessage, type Membership } from '../../../src/population/membership.ts';
 import { releasePending } from '../../../src/population/release-service.ts';
-import { type RouteServiceDeps, routeRecords } from '../../../src/population/route-service.ts';
+import {
+  type RouteServiceDeps,
+  routeRecords,
+  routeWithinDeadline,
+} from '../../../src/population/route-service.ts';
 import { SegmentNotReadyError } from '../../../src/segments/segment-service.ts';
 import { seedConnector } from './support.ts';
 
@@ -65,14 +69,16 @@ function deps(staged: StagedMembership[] | undefined) {
     pending: {
       async putPending(memberships) {
         pending.push(...memberships);
-        return { stored: [...memberships], replaced: [] };
+        return { held: memberships.map((m) => ({ ...m, replaced: [] })), outranked: [] };
       },
       listPending: async () => [],
+      forgetReplaced: async () => {},
       deletePending: async () => true,
     },
     accounting: {
       addCounts: async (_: CountBatch) => {},
       putTallies: async () => {},
+      putEventTallies: async () => {},
       async recordRejections(entries) {
         rejected.push(...entries);
         return new Set(entries.map((entry) => entry.id));
@@ -165,6 +171,71 @@ describe('routeRecords', () => {
   });
 });
 
+describe('routeWithinDeadline', () => {
+  // A clock that each lookup moves on by 1 ms per user: route time proportional to the work.
+  function timed() {
+    let clock = 0;
+    const base = deps([]);
+    const value: RouteServiceDeps = {
+      ...base.value,
+      now: () => clock,
+      mappings: {
+        async lookup(pairs) {
+          clock += pairs.length;
+          return base.value.mappings.lookup(pairs);
+        },
+      },
+    };
+    return { value, sent: base.sent, at: () => clock };
+  }
+  const message = (n: number, size: number) =>
+    event(
+      [API],
+      Array.from({ length: size }, (_, index) => `dmp-user-${n}-${index}`),
+    );
+
+  it('finishes the groups it starts and hands back, untouched, those it has no time for', async () => {
+    const { value, sent, at } = timed();
+    const records = Array.from({ length: 10 }, (_, n) => ({ id: `m${n}`, body: message(n, 1000) }));
+    // 1000 ms per message; 3500 ms left, 500 kept back: the third message would end at 3000 + 500.
+    const first = await routeWithinDeadline(records, value, 3500, { reserveMs: 500, groupBytes: 1 });
+    expect(first.failedRecordIds.size).toBe(0);
+    expect(first.routed).toBe(2000);
+    expect(at()).toBeLessThanOrEqual(3500);
+    expect([...first.deferredRecordIds]).toEqual(records.slice(2).map((record) => record.id));
+    expect(new Set(sent.map((m) => m.dmpUserId)).size).toBe(2000);
+
+    // The queue brings the deferred records back to another invocation: every user once.
+    const second = await routeWithinDeadline(
+      records.filter((record) => first.deferredRecordIds.has(record.id)),
+      value,
+      Number.POSITIVE_INFINITY,
+    );
+    expect(second.deferredRecordIds.size).toBe(0);
+    expect(sent).toHaveLength(10_000);
+    expect(new Set(sent.map((m) => m.dmpUserId)).size).toBe(10_000);
+  });
+
+  it('always starts the first group, however little time is left', async () => {
+    const { value, sent } = timed();
+    const records = [
+      { id: 'a', body: message(1, 10) },
+      { id: 'b', body: message(2, 10) },
+    ];
+    const result = await routeWithinDeadline(records, value, 0, { groupBytes: 1 });
+    expect(sent).toHaveLength(10);
+    expect([...result.deferredRecordIds]).toEqual(['b']);
+  });
+
+  it('routes small messages together, in one lookup', async () => {
+    const { value, at } = timed();
+    const records = Array.from({ length: 10 }, (_, n) => ({ id: `m${n}`, body: message(n, 5) }));
+    const result = await routeWithinDeadline(records, value, 60_000);
+    expect(result.routed).toBe(50);
+    expect(at()).toBe(50);
+  });
+});
+
 describe('releasePending', () => {
   it('sends a synced user’s pending events to the delivery queue, or to file staging for file platforms', async () => {
     const staged: StagedMembership[] = [];
@@ -177,6 +248,7 @@ describe('releasePending', () => {
         dmpUserId: 'late-user',
         op: 'add' as const,
         ts: 1,
+        replaced: [],
       },
     ];
     const deleted: number[] = [];
@@ -251,6 +323,7 @@ describe('a forgotten user (privacy request tombstone)', () => {
               dmpUserId: 'forgotten-1',
               op: 'add',
               ts: 1,
+              replaced: [],
             },
           ],
           deletePending: async (m) => {
