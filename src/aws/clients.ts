@@ -15,7 +15,9 @@ import { SQSClient } from '@aws-sdk/client-sqs';
  */
 export const SDK_CLIENT_SETTINGS = {
   maxAttempts: 2,
-  requestHandler: { connectionTimeout: 1000, requestTimeout: 2000 },
+  // Without throwOnRequestTimeout, smithy only logs a warning when requestTimeout passes and the
+  // call goes on waiting: the 2 s bound would be a comment, not a behaviour.
+  requestHandler: { connectionTimeout: 1000, requestTimeout: 2000, throwOnRequestTimeout: true },
 } as const;
 
 /**
