@@ -9,9 +9,9 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../local/lambda.ts';
 import type { RecordedRequest } from '../local/reference-partner.ts';
 import { type LocalStack, startLocalStack } from '../local/stack.ts';
+import { forEachLimited } from '../src/aws/limit.ts';
 import { audienceQueueName } from '../src/infra/population.ts';
 import { MAPPING_TABLE } from '../src/infra/resources.ts';
-import { forEachLimited } from '../src/population/delivery.ts';
 import { BATCH_PLATFORM, writePopulationConfig } from '../test/support/population-config.ts';
 import type { BenchModule } from './registry.ts';
 

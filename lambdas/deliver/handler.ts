@@ -19,6 +19,7 @@ import {
   receiveCount,
   respond,
   tableName,
+  workDeadlineMs,
 } from '../../src/population/runtime.ts';
 
 // Cold start: configuration validated, clients created once; throttles live as long as the container.
@@ -48,7 +49,7 @@ function gateFor(platformId: number, rate: number | undefined) {
 
 async function handleDeliveries(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   // Calls end 5 s before the function would time out, leaving time to record and respond.
-  const deadline = Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - 5000);
+  const deadline = workDeadlineMs(context, 5000);
   const records = event.Records.map((record) => ({
     id: record.messageId,
     memberships: decodeDeliveryMessage(record.body),

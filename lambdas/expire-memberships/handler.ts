@@ -4,7 +4,7 @@ import type { Context, ScheduledEvent } from 'aws-lambda';
 import { expiringPlatforms } from '../../src/infra/population.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import { sweepExpired } from '../../src/population/expiry.ts';
-import { populationRuntime } from '../../src/population/runtime.ts';
+import { populationRuntime, workDeadlineMs } from '../../src/population/runtime.ts';
 
 // Every minute (EventBridge Scheduler): removals of the memberships that expired, for partners
 // that take removal calls but no lifetime (src/population/expiry.ts).
@@ -23,7 +23,7 @@ async function sweep(event: ScheduledEvent, context: Context): Promise<{ removal
     queues: runtime.queues,
     platforms,
     nowMs: Number.isFinite(scheduled) ? scheduled : Date.now(),
-    deadlineMs: Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - 10_000),
+    deadlineMs: workDeadlineMs(context, 10_000),
   });
   logger.info('expired memberships swept', { ...result });
   return { removals: result.removals };

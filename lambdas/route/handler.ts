@@ -8,7 +8,13 @@ import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
 import { DynamoMappingLookup } from '../../src/population/dynamo-adapters.ts';
 import { routeWithinDeadline } from '../../src/population/route-service.ts';
-import { partnerClients, populationRuntime, respond, tableName } from '../../src/population/runtime.ts';
+import {
+  partnerClients,
+  populationRuntime,
+  respond,
+  tableName,
+  workDeadlineMs,
+} from '../../src/population/runtime.ts';
 import { SegmentNotReadyError, SegmentService } from '../../src/segments/segment-service.ts';
 import { DynamoSegmentStore } from '../../src/segments/segment-store.ts';
 
@@ -27,7 +33,7 @@ const files = fileStagingFromEnv(runtime.config, dynamoDbClient());
 
 async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   // 5 s are kept for the partial batch response; a group started before then is finished.
-  const deadline = Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - 5000);
+  const deadline = workDeadlineMs(context, 5000);
   const notReady = new Map<string, number>();
   const result = await routeWithinDeadline(
     event.Records.map((record) => ({ id: record.messageId, body: record.body })),

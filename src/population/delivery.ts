@@ -5,8 +5,6 @@ import { readJsonPath } from '../connectors/templates.ts';
 import type { Membership } from './membership.ts';
 import { type PlanContext, type PlannedRequest, planRequests } from './requests.ts';
 
-export { forEachLimited };
-
 /**
  * Sends memberships of one platform to its partner and says what became of each one:
  *

@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { batchGetAll } from '../aws/batch-get.ts';
 import { batchWriteAll } from '../aws/batch-write.ts';
+import { forEachLimited } from '../aws/limit.ts';
 import { EXPIRY_INDEX } from '../infra/resources.ts';
 import type { UserDigests } from '../privacy/digest.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
@@ -24,7 +25,6 @@ import {
   type RejectedEntry,
   TALLIES,
 } from './accounting.ts';
-import { forEachLimited } from './delivery.ts';
 import { expiryPartition, expiryShard } from './expiry.ts';
 import type { Membership } from './membership.ts';
 import type { AppliedState } from './ordering.ts';

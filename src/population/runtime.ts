@@ -74,6 +74,17 @@ export function partnerClients(config: EnvironmentConfig): PartnerClients {
   });
 }
 
+/**
+ * When an invocation stops starting work: `reserveMs` before the function would time out (kept to
+ * record outcomes and answer), and never less than one second from now.
+ */
+export function workDeadlineMs(
+  context: Pick<Context, 'getRemainingTimeInMillis'>,
+  reserveMs: number,
+): number {
+  return Date.now() + Math.max(1000, context.getRemainingTimeInMillis() - reserveMs);
+}
+
 export function receiveCount(record: SQSRecord): number {
   return Number(record.attributes.ApproximateReceiveCount ?? '1') || 1;
 }

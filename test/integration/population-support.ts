@@ -21,6 +21,7 @@ import {
 } from '../../local/endpoints.ts';
 import { entryLoader, type LambdaHandler } from '../../local/lambda.ts';
 import { DEFAULT_SECRETS_PATH, endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { forEachLimited } from '../../src/aws/limit.ts';
 import { type ConnectedPlatform, PartnerClients } from '../../src/connectors/partner-clients.ts';
 import { audienceQueueName, deliveryQueueName } from '../../src/infra/population.ts';
 import {
@@ -31,7 +32,6 @@ import {
 } from '../../src/infra/resources.ts';
 import { OUTCOMES, TALLIES } from '../../src/population/accounting.ts';
 import type { DeliverServiceDeps } from '../../src/population/deliver-service.ts';
-import { forEachLimited } from '../../src/population/delivery.ts';
 import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import type { Membership } from '../../src/population/membership.ts';
 import { UserDigests } from '../../src/privacy/digest.ts';
