@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { audienceQueueName, deliveryPlatforms, deliveryQueueName } from '../../src/infra/population.ts';
 import { MAPPING_TABLE, POPULATION_TABLE } from '../../src/infra/resources.ts';
-import { NO_SEGMENT, OUTCOMES } from '../../src/population/accounting.ts';
+import { lapsed, NO_SEGMENT, OUTCOMES } from '../../src/population/accounting.ts';
 import {
   MAX_MESSAGE_BYTES,
   MAX_USERS_PER_MESSAGE,
@@ -249,16 +249,23 @@ export const whyCommand: Command = {
         connector?.population.mode === 'file'
           ? await fileWhy(context, platformId, connector.files?.opColumn ?? false, dmpUserId)
           : [];
-      const waiting = pending.map((m) => ({
-        segmentId: m.segmentId,
-        audienceId: m.audienceId,
-        state: 'pending',
-        eventTime: new Date(m.ts).toISOString(),
-        op: m.op,
-        why: mapping
-          ? 'a partner id exists now: the release is under way (or failed: see the release function)'
-          : 'no partner id yet (the user has not synced with this platform): delivered as soon as the sync stores one',
-      }));
+      const waiting = pending.map((m) => {
+        const lapseAt = new Date(m.lapseAt * 1000).toISOString();
+        const gone = lapsed(m.lapseAt, nowSeconds);
+        return {
+          segmentId: m.segmentId,
+          audienceId: m.audienceId,
+          state: gone ? 'lapsed' : 'pending',
+          eventTime: new Date(m.ts).toISOString(),
+          op: m.op,
+          lapseAt,
+          why: gone
+            ? `no partner id before ${lapseAt} (the time an event waits for the user's sync): never delivered, and a later sync does not deliver it (counted \`lapsed\` by dmp stats)`
+            : mapping
+              ? 'a partner id exists now: the release is under way (or failed: see the release function)'
+              : `no partner id yet (the user has not synced with this platform): delivered as soon as the sync stores one, if before ${lapseAt}`,
+        };
+      });
       // A privacy request's tombstone: the user's events are set aside, its syncs refused.
       const forgotten = (await store.tombstoned([digest])).has(digest);
       const report = {
@@ -300,10 +307,14 @@ export const whyCommand: Command = {
 
 export const statsCommand: Command = {
   name: 'stats',
-  summary: 'delivered, pending, rejected, DLQ and superseded memberships per platform and segment',
+  summary: 'delivered, pending, rejected, DLQ, superseded and lapsed memberships per platform and segment',
   usage: '[--platform <id>] [--json] [--env <name>]',
   help: [
     '  --platform <id>    one platform (default: every platform that takes memberships)',
+    '  each accepted membership is counted in exactly one outcome: delivered (the partner acknowledged',
+    "  it), pending (waiting for the user's sync), rejected (dmp rejected), dlq, superseded (a newer",
+    '  event won), lapsed (no sync within the 14 days a pending event waits: never delivered);',
+    '  calls counts the partner calls whose answers were recorded (segment (none))',
     '  file-mode platforms add `pendingFile`: staged, counted as delivered once their file is published',
     TARGET_HELP,
   ].join('\n'),

@@ -9,6 +9,7 @@ import { createLogger } from '../../src/observability/powertools.ts';
 import {
   mappingFromImage,
   releasePending,
+  releaseTarget,
   type StoredMapping,
 } from '../../src/population/release-service.ts';
 import { populationRuntime, tableName } from '../../src/population/runtime.ts';
@@ -68,11 +69,7 @@ async function handleChanges(event: DynamoDBStreamEvent): Promise<void> {
     queues: runtime.queues,
     accounting: runtime.store,
     forgotten: runtime.forgotten,
-    targetOf: (platformId) => {
-      const population = runtime.connected(platformId)?.connector.population;
-      if (!population) return undefined;
-      return population.mode === 'file' ? 'file' : { batchSize: population.batchSize };
-    },
+    targetOf: (platformId) => releaseTarget(runtime.platform(platformId)),
     files,
   });
   logger.info('released pending', { mappings: mappings.length, released });

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import {
   type AccountingStore,
-  CountBatch,
   type Counts,
+  callsTally,
+  type EventTally,
   NO_SEGMENT,
+  pendingEventKey,
   type RecordTally,
   type RejectedEntry,
 } from './accounting.ts';
@@ -116,7 +119,7 @@ export async function deliverRecords(
 ): Promise<DeliverResult> {
   const now = deps.now ?? Date.now;
   const startedAt = now();
-  const counts = new CountBatch();
+  const callsByPlatform = new Map<number, number>();
   const rejections: { entry: RejectedEntry; platformId: number; segmentId: string }[] = [];
   const failedRecordIds = new Set<string>();
   const unstartedRecordIds = new Set<string>();
@@ -348,7 +351,7 @@ export async function deliverRecords(
           const allFailed = outcome.delivered.length === 0 && outcome.rejected.length === 0;
           failedCallsInRow = allFailed ? failedCallsInRow + outcome.calls : 0;
           calls += outcome.calls;
-          counts.add(platformId, NO_SEGMENT, 'calls', outcome.calls);
+          callsByPlatform.set(platformId, (callsByPlatform.get(platformId) ?? 0) + outcome.calls);
           for (const item of outcome.delivered as Tracked[]) {
             settle(item, STATUS.delivered);
             if (!item.expiry) delivered += 1;
@@ -373,6 +376,15 @@ export async function deliverRecords(
     else failedRecordIds.add(id);
   }
 
+  // The calls first, keyed by this invocation (a redelivery's calls are other calls, made again):
+  // only a crash between the partner's answers and this write leaves calls uncounted
+  // (docs/population.md section 5: `calls` counts the calls whose answers were recorded).
+  const invocationId = randomUUID();
+  await deps.accounting.putTallies(
+    [...callsByPlatform]
+      .filter(([, made]) => made > 0)
+      .map(([platformId, made]) => callsTally(platformId, invocationId, made)),
+  );
   // Rejections are listed once each (`dmp rejected`); they are counted in the tallies below.
   if (rejections.length > 0) await deps.accounting.recordRejections(rejections.map((r) => r.entry));
   // The progress first: the tallies are read from it, and a redelivery must find it.
@@ -384,22 +396,25 @@ export async function deliverRecords(
   const lastReceive = new Set(records.filter((record) => record.lastReceive).map((record) => record.id));
   // Settled: it succeeds, or the queue moves it to its DLQ now (its open memberships count `dlq`).
   const settled = (recordId: string) => !failedRecordIds.has(recordId) || lastReceive.has(recordId);
-  await deps.accounting.putTallies(tallies(records, lines, undecodable, settled));
-  await deps.accounting.addCounts(counts);
+  const { byMessage, byEvent } = tallies(records, lines, undecodable, settled);
+  await deps.accounting.putTallies(byMessage);
+  await deps.accounting.settleEventTallies(byEvent);
   return { failedRecordIds, unstartedRecordIds, retryAfterMs, delivered, calls, latencies };
 }
 
 /**
  * The outcome of every membership of the settled records (those that succeed now, or are on their
  * last receive), from their progress (progress.ts, `outcomeOf`): written by key, so a redelivery
- * after a crash writes the same tallies again.
+ * after a crash writes the same tallies again. A membership released from pending is counted in
+ * its event's own tally (`byEvent`, accounting.ts `EventTally`), the others per message.
  */
-function tallies(
+export function tallies(
   records: readonly DeliveryRecord[],
   lines: ReadonlyMap<string, StatusLine>,
   undecodable: readonly string[],
   settled: (recordId: string) => boolean,
-): RecordTally[] {
+): { byMessage: RecordTally[]; byEvent: EventTally[] } {
+  const byEvent: EventTally[] = [];
   const out = new Map<string, { recordId: string; platformId: number; segmentId: string; counts: Counts }>();
   const count = (recordId: string, platformId: number, segmentId: string, outcome: keyof Counts) => {
     const key = `${recordId}\u0000${platformId}\u0000${segmentId}`;
@@ -413,8 +428,16 @@ function tallies(
     if (!line || !record.memberships || !settled(record.id)) continue;
     record.memberships.forEach((item, index) => {
       const outcome = outcomeOf(line.get(index), item.expiry === true);
-      if (outcome) count(record.id, item.platformId, item.segmentId, outcome);
+      if (!outcome) return;
+      if (item.released)
+        byEvent.push({
+          platformId: item.platformId,
+          segmentId: item.segmentId,
+          key: pendingEventKey(item),
+          counts: { [outcome]: 1 },
+        });
+      else count(record.id, item.platformId, item.segmentId, outcome);
     });
   }
-  return [...out.values()];
+  return { byMessage: [...out.values()], byEvent };
 }

@@ -11,8 +11,9 @@ import { AdaptiveThrottle, rateWindow, windowOf } from './throttle.ts';
 
 /**
  * Partner ids in bulk from the mapping table: BatchGetItem, 100 keys a call, eventually consistent
- * (half the read cost; a mapping stored a moment ago shows up through the pending release), and
- * only mappings whose TTL has not passed (TTL deletion lags by days).
+ * (half the read cost; a mapping stored a moment ago shows up through the pending release) unless
+ * asked (the route's re-check after a pending write), and only mappings whose TTL has not passed
+ * (TTL deletion lags by days).
  */
 export class DynamoMappingLookup implements MappingLookup {
   constructor(
@@ -21,13 +22,17 @@ export class DynamoMappingLookup implements MappingLookup {
     private readonly nowSeconds: () => number = () => Math.floor(Date.now() / 1000),
   ) {}
 
-  async lookup(pairs: readonly { platformId: number; dmpUserId: string }[]): Promise<Map<string, string>> {
+  async lookup(
+    pairs: readonly { platformId: number; dmpUserId: string }[],
+    options: { readonly consistent?: boolean } = {},
+  ): Promise<Map<string, string>> {
     const keys = new Map<string, ReturnType<typeof mappingKey>>();
     for (const { platformId, dmpUserId } of pairs) {
       keys.set(`${platformId}#${dmpUserId}`, mappingKey(dmpUserId, platformId));
     }
     const items = await batchGetAll(this.client, this.tableName, [...keys.values()], {
       projection: 'pk, sk, partnerUserId, expiresAt',
+      ...(options.consistent ? { consistentRead: true } : {}),
     });
     const now = this.nowSeconds();
     const found = new Map<string, string>();

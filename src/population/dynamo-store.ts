@@ -18,7 +18,8 @@ import type { UserDigests } from '../privacy/digest.ts';
 import type { ForgetAudit, ForgetPopulationStore } from '../privacy/forget.ts';
 import {
   type AccountingStore,
-  type CountBatch,
+  type Counts,
+  classifyEventTally,
   type EventTally,
   OUTCOMES,
   type RecordTally,
@@ -43,6 +44,8 @@ import { type MessageProgress, type PlacedMembership, STATUS } from './progress.
 
 /** Stored events are kept this long after they stop mattering (SQS keeps a message 14 days). */
 const KEEP_SECONDS = 15 * 86_400;
+/** A lapsed pending event is kept this long after its lapse, for `dmp why` (then TTL deletes it). */
+const LAPSED_KEEP_SECONDS = 14 * 86_400;
 const WRITE_CONCURRENCY = 16;
 
 export interface StoredMembership extends AppliedState {
@@ -124,6 +127,12 @@ export type PendingEvent = Omit<Membership, 'partnerUserId'> & {
    * crash after the replacement): whoever takes the event next writes them, then forgets them.
    */
   readonly replaced: readonly Pick<Membership, 'ts' | 'op'>[];
+  /**
+   * When the event lapses (epoch seconds): from then on it is never released (the user had no
+   * partner id in time) and `dmp stats` counts it `lapsed`. The item itself stays LAPSED_KEEP_SECONDS
+   * more (TTL), so that `dmp why` can say what became of it.
+   */
+  readonly lapseAt: number;
 };
 
 export interface PendingStore {
@@ -188,6 +197,16 @@ function appliedOf(item: Record<string, AttributeValue>): AppliedState {
     dl: item['dl']?.N === undefined ? undefined : Number(item['dl'].N),
     acked: item['ack']?.BOOL,
   };
+}
+
+/** A pending item's lapse time; items written before it was kept lapse when TTL deletes them. */
+const lapseOf = (item: Record<string, AttributeValue>) =>
+  Number(item['lapse']?.N ?? item['expiresAt']?.N ?? 0);
+
+function countAttributes(counts: Counts): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const [name, by] of Object.entries(counts)) if (by) out[name] = { N: String(by) };
+  return out;
 }
 
 function expiresAt(m: Pick<Membership, 'ts' | 'ttlSeconds'>): number {
@@ -444,6 +463,7 @@ export class DynamoPopulationStore
   ) {
     const held: PendingEvent[] = [];
     const outranked: Omit<Membership, 'partnerUserId'>[] = [];
+    const lapseAt = Math.floor(nowMs / 1000) + keepSeconds;
     await forEachLimited(memberships, WRITE_CONCURRENCY, async (m) => {
       const pk = key(pendingPk(m.platformId, m.dmpUserId), m.segmentId);
       try {
@@ -453,7 +473,7 @@ export class DynamoPopulationStore
             Key: pk,
             // The event it replaces (`ev` of the item) joins the list of replaced events in the
             // same write: a crash before their tallies loses none of them.
-            UpdateExpression: `SET sup = list_append(if_not_exists(sup, :none), if_not_exists(ev, :none)), ev = :ev, ts = :ts, #op = :op, aud = :aud, since = :since, expiresAt = :exp${m.ttlSeconds === undefined ? ' REMOVE life' : ', life = :life'}`,
+            UpdateExpression: `SET sup = list_append(if_not_exists(sup, :none), if_not_exists(ev, :none)), ev = :ev, ts = :ts, #op = :op, aud = :aud, since = :since, lapse = :lapse, expiresAt = :exp${m.ttlSeconds === undefined ? ' REMOVE life' : ', life = :life'}`,
             ConditionExpression: NEWER_CONDITION,
             ExpressionAttributeNames: { '#op': 'op' },
             ExpressionAttributeValues: {
@@ -465,21 +485,23 @@ export class DynamoPopulationStore
               ':remove': { S: 'remove' },
               ':aud': { S: m.audienceId },
               ':since': { S: new Date(nowMs).toISOString() },
-              ':exp': { N: String(Math.floor(nowMs / 1000) + keepSeconds) },
+              ':lapse': { N: String(lapseAt) },
+              ':exp': { N: String(lapseAt + LAPSED_KEEP_SECONDS) },
               ...(m.ttlSeconds === undefined ? {} : { ':life': { N: String(m.ttlSeconds) } }),
             },
             ReturnValues: 'ALL_NEW',
           }),
         );
-        held.push({ ...m, replaced: replacedOf(result.Attributes) });
+        held.push({ ...m, replaced: replacedOf(result.Attributes), lapseAt });
       } catch (error) {
         if (!(error instanceof ConditionalCheckFailedException)) throw error;
         const stored = await this.client.send(
           new GetItemCommand({ TableName: this.tableName, Key: pk, ConsistentRead: true }),
         );
         const item = stored.Item;
+        // The same event, stored before (a redelivery): it keeps its own lapse time.
         if (item && Number(item['ts']?.N) === m.ts && item['op']?.S === m.op)
-          held.push({ ...m, replaced: replacedOf(item) });
+          held.push({ ...m, replaced: replacedOf(item), lapseAt: lapseOf(item) });
         else outranked.push(m);
       }
     });
@@ -497,6 +519,7 @@ export class DynamoPopulationStore
       ts: Number(item['ts']?.N),
       ...(item['life']?.N === undefined ? {} : { ttlSeconds: Number(item['life'].N) }),
       replaced: replacedOf(item),
+      lapseAt: lapseOf(item),
     }));
   }
 
@@ -546,34 +569,9 @@ export class DynamoPopulationStore
     }
   }
 
-  async addCounts(batch: CountBatch): Promise<void> {
-    await forEachLimited(batch.entries(), WRITE_CONCURRENCY, async ({ platformId, segmentId, counts }) => {
-      const names: Record<string, string> = {};
-      const values: Record<string, AttributeValue> = {};
-      const parts: string[] = [];
-      for (const [outcome, by] of Object.entries(counts)) {
-        if (!by) continue;
-        names[`#${outcome}`] = outcome;
-        values[`:${outcome}`] = { N: String(by) };
-        parts.push(`#${outcome} :${outcome}`);
-      }
-      if (parts.length === 0) return;
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: key(`stats#${platformId}`, segmentId),
-          UpdateExpression: `ADD ${parts.join(', ')}`,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        }),
-      );
-    });
-  }
-
   async putTallies(tallies: readonly RecordTally[]): Promise<void> {
     await forEachLimited(tallies, WRITE_CONCURRENCY, async (tally) => {
-      const counts: Record<string, AttributeValue> = {};
-      for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
+      const counts = countAttributes(tally.counts);
       await this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
@@ -591,8 +589,7 @@ export class DynamoPopulationStore
     // One write per key (the last one given), 25 a call.
     const byKey = new Map<string, WriteRequest>();
     for (const tally of tallies) {
-      const counts: Record<string, AttributeValue> = {};
-      for (const [name, by] of Object.entries(tally.counts)) if (by) counts[name] = { N: String(by) };
+      const counts = countAttributes(tally.counts);
       const itemKey = key(eventTallyPk(tally.platformId, tally.key), tally.key);
       byKey.set(
         `${tally.platformId}\u0000${tally.key}`,
@@ -604,16 +601,79 @@ export class DynamoPopulationStore
     await batchWriteAll(this.client, this.tableName, [...byKey.values()]);
   }
 
+  async putPendingTallies(tallies: readonly EventTally[], nowMs: number): Promise<void> {
+    await this.putEventTalliesIf(
+      tallies,
+      // Handed to delivery (the deliver step counts it), or lapsed: final as far as we are concerned.
+      'attribute_not_exists(sent) AND (attribute_not_exists(lapse) OR lapse > :now)',
+      { sent: false, values: { ':now': { N: String(Math.floor(nowMs / 1000)) } } },
+    );
+  }
+
+  async markHandedOver(tallies: readonly Omit<EventTally, 'counts'>[]): Promise<void> {
+    // Settled by the deliver step already (it was fast, or this is a repeated release): left alone.
+    await this.putEventTalliesIf(
+      tallies.map((tally) => ({ ...tally, counts: {} })),
+      'attribute_not_exists(sent)',
+      { sent: true },
+    );
+  }
+
+  async settleEventTallies(tallies: readonly EventTally[]): Promise<void> {
+    // A copy of the event that was delivered stays delivered (another copy may find it superseded).
+    await this.putEventTalliesIf(tallies, 'attribute_not_exists(delivered)', { sent: true });
+  }
+
+  /** Event tallies written one by one with a condition (a refused one is left as stored). */
+  private async putEventTalliesIf(
+    tallies: readonly EventTally[],
+    condition: string,
+    options: { readonly sent: boolean; readonly values?: Record<string, AttributeValue> },
+  ): Promise<void> {
+    const byKey = new Map<string, EventTally>();
+    for (const tally of tallies) byKey.set(`${tally.platformId}\u0000${tally.key}`, tally);
+    await forEachLimited([...byKey.values()], WRITE_CONCURRENCY, async (tally) => {
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              ...key(eventTallyPk(tally.platformId, tally.key), tally.key),
+              seg: { S: tally.segmentId },
+              ...countAttributes(tally.counts),
+              ...(tally.lapseAt === undefined ? {} : { lapse: { N: String(tally.lapseAt) } }),
+              // Handed to delivery: the route's counts may no longer replace it.
+              ...(options.sent ? { sent: { BOOL: true } } : {}),
+            },
+            ConditionExpression: condition,
+            ...(options.values ? { ExpressionAttributeValues: options.values } : {}),
+          }),
+        );
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      }
+    });
+  }
+
   /**
-   * Counts per segment: the added counts (`stats#`), every delivery message's tally (`tally#`) and
-   * every event tally of the route and release steps (`etally#`, in EVENT_TALLY_SHARDS partitions).
+   * Counts per segment: the added counts of earlier versions (`stats#`), every delivery message's
+   * tally (`tally#`, the calls of every deliver invocation among them) and every event tally
+   * (`etally#`, in EVENT_TALLY_SHARDS partitions), a pending one whose lapse time is past `nowMs`
+   * counted `lapsed` (classified here, as it is read: no write, no scan at the lapse).
    */
-  async stats(platformId: number): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
+  async stats(
+    platformId: number,
+    nowMs = Date.now(),
+  ): Promise<{ segmentId: string; counts: Record<string, number> }[]> {
     const names = [...OUTCOMES, ...TALLIES];
+    const nowSeconds = Math.floor(nowMs / 1000);
     const bySegment = new Map<string, Record<string, number>>();
     const add = (segmentId: string, item: Record<string, AttributeValue>) => {
       const counts = bySegment.get(segmentId) ?? Object.fromEntries(names.map((name) => [name, 0]));
-      for (const name of names) counts[name] = (counts[name] ?? 0) + Number(item[name]?.N ?? 0);
+      const read: Counts = Object.fromEntries(names.map((name) => [name, Number(item[name]?.N ?? 0)]));
+      const lapseAt = item['lapse']?.N === undefined ? undefined : Number(item['lapse'].N);
+      const classified = classifyEventTally(read, lapseAt, nowSeconds);
+      for (const name of names) counts[name] = (counts[name] ?? 0) + (classified[name] ?? 0);
       bySegment.set(segmentId, counts);
     };
     for (const item of await this.queryAll(`stats#${platformId}`, true)) add(item['sk']?.S ?? '', item);

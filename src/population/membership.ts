@@ -21,6 +21,12 @@ export interface Membership {
    * an event of the DMP: counted as `expired`, never in the accepted events' outcomes.
    */
   readonly expiry?: true | undefined;
+  /**
+   * A pending event handed to delivery when the user's sync stored a partner id: the deliver step
+   * counts its outcome in the event's own tally (src/population/accounting.ts, `EventTally`), so
+   * that the event is counted once whichever step moved it and however many copies were sent.
+   */
+  readonly released?: true | undefined;
 }
 
 export type Op = Membership['op'];
@@ -30,7 +36,7 @@ const ITEM_HEAD = [
   z.string(),
   z.string(),
   z.string(),
-  z.enum(['a', 'r', 'x']),
+  z.enum(['a', 'r', 'x', 'A', 'R']),
   z.number().int(),
 ] as const;
 
@@ -41,7 +47,8 @@ export const DeliveryMessageSchema = z
     platformId: z.number().int().min(1),
     /**
      * [segmentId, audienceId, dmpUserId, partnerUserId, op, ts, ttlSeconds?] per membership; op is
-     * `a` (add), `r` (remove) or `x` (the removal of the add at `ts` because it expired).
+     * `a` (add), `r` (remove), `x` (the removal of the add at `ts` because it expired), or `A` / `R`
+     * (an add / remove released from pending: counted in its event tally).
      */
     items: z.array(z.union([z.tuple([...ITEM_HEAD]), z.tuple([...ITEM_HEAD, z.number().int()])])).min(1),
   })
@@ -52,15 +59,14 @@ export type DeliveryMessage = z.output<typeof DeliveryMessageSchema>;
 /** Largest delivery message body we write: well inside SQS's 1 MiB and the batch call's total. */
 export const MAX_DELIVERY_MESSAGE_BYTES = 96 * 1024;
 
+function opCode(m: Membership): 'a' | 'r' | 'x' | 'A' | 'R' {
+  if (m.expiry) return 'x';
+  const code = m.op === 'add' ? 'a' : 'r';
+  return m.released ? (code.toUpperCase() as 'A' | 'R') : code;
+}
+
 function toTuple(m: Membership): DeliveryMessage['items'][number] {
-  const base = [
-    m.segmentId,
-    m.audienceId,
-    m.dmpUserId,
-    m.partnerUserId,
-    m.op === 'add' ? 'a' : m.expiry ? 'x' : 'r',
-    m.ts,
-  ] as const;
+  const base = [m.segmentId, m.audienceId, m.dmpUserId, m.partnerUserId, opCode(m), m.ts] as const;
   return m.ttlSeconds === undefined ? [...base] : [...base, m.ttlSeconds];
 }
 
@@ -80,9 +86,10 @@ export function decodeDeliveryMessage(body: string): Membership[] | undefined {
     audienceId: item[1],
     dmpUserId: item[2],
     partnerUserId: item[3],
-    op: item[4] === 'a' ? 'add' : 'remove',
+    op: item[4] === 'a' || item[4] === 'A' ? 'add' : 'remove',
     ts: item[5],
     ...(item[4] === 'x' ? { expiry: true as const } : {}),
+    ...(item[4] === 'A' || item[4] === 'R' ? { released: true as const } : {}),
     ...(item[6] === undefined ? {} : { ttlSeconds: item[6] }),
   }));
 }

@@ -1,6 +1,13 @@
 import { forEachLimited } from '../aws/limit.ts';
+import type { PlatformConfig } from '../config/schema.ts';
 import type { FileStaging } from '../files/staging.ts';
-import { type AccountingStore, pendingEventKey, pendingTallies, type RejectedEntry } from './accounting.ts';
+import {
+  type AccountingStore,
+  lapsed,
+  pendingEventKey,
+  pendingTallies,
+  type RejectedEntry,
+} from './accounting.ts';
 import type { PendingEvent, PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import type { DeliveryQueues } from './route-service.ts';
@@ -8,10 +15,16 @@ import type { DeliveryQueues } from './route-service.ts';
 /**
  * Releases pending events when a user's sync stores a partner id: fed by the mapping table's
  * change stream (a DynamoDB stream in AWS; the local stack delivers the same records), so the
- * user-sync Lambda stays one read and at most one write. The events go to the platform's delivery
- * queue first, counted (their pending tallies deleted: the deliver step counts them from then on)
- * and deleted from pending after, so a crash in between sends them twice at most (the deliver step
- * recognises the second one), never zero times, and counts each once.
+ * user-sync Lambda stays one read and at most one write; the route step runs it too, for the users
+ * it has just made pending whose mapping a strongly consistent read then finds (route-service.ts).
+ *
+ * The events go to the platform's delivery queue first (marked `released`: the deliver step counts
+ * each in the event's own tally), then their tallies are marked handed over (they count nothing
+ * until the deliver step settles them, and the route may no longer count them `superseded`), then
+ * they are deleted from pending if still the event read. A crash anywhere, a concurrent route
+ * replacing an event, or two releases of the same user (the stream's and the route's) send an
+ * event twice at most and count it once (docs/population.md section 4). Lapsed events (past their
+ * 14 days) are not released.
  */
 
 export interface StoredMapping {
@@ -31,6 +44,7 @@ export interface ReleaseDeps {
   readonly files?: FileStaging | undefined;
   /** The users among these that a privacy request forgot: their pending events are set aside. */
   readonly forgotten?: ((dmpUserIds: readonly string[]) => Promise<Set<string>>) | undefined;
+  readonly now?: () => number;
 }
 
 /** Reads a mapping-table stream image (`pk` user#<id>, `sk` platform#<id>); undefined for other items. */
@@ -51,19 +65,34 @@ export function mappingFromImage(
   };
 }
 
+/** How a platform takes released memberships (ReleaseDeps.targetOf); undefined: it takes none. */
+export function releaseTarget(platform: PlatformConfig | undefined): ReturnType<ReleaseDeps['targetOf']> {
+  const population = platform?.connector?.population;
+  if (!population) return undefined;
+  return population.mode === 'file' ? 'file' : { batchSize: population.batchSize };
+}
+
 /** Users whose pending events are read (and deleted) at once. */
 const RELEASE_CONCURRENCY = 16;
 
-export async function releasePending(mappings: readonly StoredMapping[], deps: ReleaseDeps): Promise<number> {
+export async function releasePending(
+  mappings: readonly (Omit<StoredMapping, 'expiresAt'> & { readonly expiresAt?: number })[],
+  deps: ReleaseDeps,
+): Promise<number> {
+  const now = deps.now ?? Date.now;
   const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
   // The last change of each (platform, user) in the batch: its partner id is the one to use.
-  const latest = new Map<string, StoredMapping>();
+  const latest = new Map<string, (typeof mappings)[number]>();
   for (const mapping of mappings) latest.set(`${mapping.platformId}#${mapping.dmpUserId}`, mapping);
-  const found: { mapping: StoredMapping; pending: PendingEvent[] }[] = [];
+  const found: { mapping: (typeof mappings)[number]; pending: PendingEvent[] }[] = [];
   await forEachLimited([...latest.values()], RELEASE_CONCURRENCY, async (mapping) => {
     const target = deps.targetOf(mapping.platformId);
     if (target === undefined || (target === 'file' && !deps.files)) return;
-    const pending = await deps.pending.listPending(mapping.platformId, mapping.dmpUserId);
+    const nowSeconds = Math.floor(now() / 1000);
+    // A lapsed event stays where it is (counted `lapsed`, shown by `dmp why`) until TTL deletes it.
+    const pending = (await deps.pending.listPending(mapping.platformId, mapping.dmpUserId)).filter(
+      (m) => !lapsed(m.lapseAt, nowSeconds),
+    );
     if (pending.length > 0) found.push({ mapping, pending });
   });
   const setAside = found.filter(({ mapping }) => forgotten.has(mapping.dmpUserId));
@@ -71,6 +100,7 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
     await setAsideForgotten(
       setAside.flatMap(({ pending }) => pending),
       deps,
+      now(),
     );
   const releasing = found.filter(({ mapping }) => !forgotten.has(mapping.dmpUserId));
   if (releasing.length === 0) return 0;
@@ -79,9 +109,10 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
   const byPlatform = new Map<number, Membership[]>();
   const staged: Membership[] = [];
   for (const { mapping, pending } of releasing) {
-    const memberships = pending.map(({ replaced: _replaced, ...m }) => ({
+    const memberships = pending.map(({ replaced: _replaced, lapseAt: _lapseAt, ...m }) => ({
       ...m,
       partnerUserId: mapping.partnerUserId,
+      released: true as const,
     }));
     if (deps.targetOf(mapping.platformId) === 'file') staged.push(...memberships);
     else byPlatform.set(mapping.platformId, [...(byPlatform.get(mapping.platformId) ?? []), ...memberships]);
@@ -91,10 +122,16 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
     const target = deps.targetOf(platformId) as { readonly batchSize: number };
     await deps.queues.send(platformId, packDeliveryMessages(platformId, memberships, target.batchSize));
   }
-  // Counted before the delete: a crash in between finds the events again on the stream's retry,
-  // sends them again (the deliver step recognises them) and writes the same tallies.
+  // Handed over after the send, before the delete: a crash in between finds the events again on
+  // the stream's retry and sends them again (one tally per event: counted once), and a route that
+  // replaced one meanwhile can no longer count it `superseded` once it is marked.
   const events = releasing.flatMap(({ pending }) => pending);
-  await deps.accounting.putEventTallies(pendingTallies(events, {}));
+  const tallies = pendingTallies(events, {});
+  await deps.accounting.putPendingTallies(
+    tallies.filter((tally) => tally.counts.superseded),
+    now(),
+  );
+  await deps.accounting.markHandedOver(tallies.filter((tally) => !tally.counts.superseded));
   let released = 0;
   await forEachLimited(events, RELEASE_CONCURRENCY, async (m) => {
     if (await deps.pending.deletePending(m)) released++;
@@ -103,7 +140,11 @@ export async function releasePending(mappings: readonly StoredMapping[], deps: R
 }
 
 /** Pending events of a forgotten user (routed just before the request): deleted, never released. */
-async function setAsideForgotten(pending: readonly PendingEvent[], deps: ReleaseDeps): Promise<void> {
+async function setAsideForgotten(
+  pending: readonly PendingEvent[],
+  deps: ReleaseDeps,
+  nowMs: number,
+): Promise<void> {
   const setAside: RejectedEntry[] = pending.map((m) => ({
     id: `release#forgotten#${m.platformId}#${pendingEventKey(m)}`,
     reason: 'forgotten',
@@ -114,7 +155,7 @@ async function setAsideForgotten(pending: readonly PendingEvent[], deps: Release
     memberships: 1,
   }));
   await deps.accounting.recordRejections(setAside);
-  await deps.accounting.putEventTallies(pendingTallies(pending, { rejected: 1 }));
+  await deps.accounting.putPendingTallies(pendingTallies(pending, { rejected: 1 }), nowMs);
   await forEachLimited(pending, RELEASE_CONCURRENCY, async (m) => {
     await deps.pending.deletePending(m);
   });

@@ -13,6 +13,7 @@ import {
 import type { PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts';
+import { releasePending, releaseTarget } from './release-service.ts';
 
 /**
  * The route step: audience events in, work out per platform.
@@ -23,7 +24,10 @@ import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts
  *   segment not ready yet fails the record, which comes back later through the queue: nothing is
  *   delivered into an unknown segment and nothing is lost;
  * - partner ids are looked up in bulk; mapped users go to the platform's delivery queue (or to
- *   file staging for file platforms), unmapped ones are kept as pending until their sync.
+ *   file staging for file platforms), unmapped ones are kept as pending until their sync;
+ * - after the pending writes, the mappings of those users are read again, strongly consistent:
+ *   a sync that stored one while this step was between its lookup and its write had its stream's
+ *   release run before the write, so found nothing: this step releases them itself.
  */
 
 export interface AudienceRecord {
@@ -33,8 +37,14 @@ export interface AudienceRecord {
 }
 
 export interface MappingLookup {
-  /** Partner ids by `${platformId}#${dmpUserId}`, for live mappings only. */
-  lookup(pairs: readonly { platformId: number; dmpUserId: string }[]): Promise<Map<string, string>>;
+  /**
+   * Partner ids by `${platformId}#${dmpUserId}`, for live mappings only; eventually consistent
+   * unless `consistent` (the re-check after a pending write).
+   */
+  lookup(
+    pairs: readonly { platformId: number; dmpUserId: string }[],
+    options?: { readonly consistent?: boolean },
+  ): Promise<Map<string, string>>;
 }
 
 export interface DeliveryQueues {
@@ -168,6 +178,39 @@ interface Work {
   readonly platformId: number;
   readonly segmentId: string;
   readonly users: readonly string[];
+}
+
+/**
+ * The handshake with the sync: this step read no mapping, then a sync stored one and its stream's
+ * release ran before this step's pending write (found nothing), so nothing else would release the
+ * events before the user's next sync. A strongly consistent read of the mappings AFTER the pending
+ * writes closes it: a mapping stored before the read is seen here, one stored after it triggers a
+ * release that lists these events. Both may happen: releases are idempotent and count once.
+ * Returns how many of the users' events were released. Costs 1 RRU per pending membership.
+ */
+async function releaseSyncedMeanwhile(
+  held: readonly Pick<Membership, 'platformId' | 'dmpUserId'>[],
+  deps: RouteServiceDeps,
+): Promise<number> {
+  if (held.length === 0) return 0;
+  const pairs = [...new Map(held.map((m) => [`${m.platformId}#${m.dmpUserId}`, m])).values()];
+  const found = await deps.mappings.lookup(
+    pairs.map(({ platformId, dmpUserId }) => ({ platformId, dmpUserId })),
+    { consistent: true },
+  );
+  const synced = pairs.flatMap(({ platformId, dmpUserId }) => {
+    const partnerUserId = found.get(`${platformId}#${dmpUserId}`);
+    return partnerUserId === undefined ? [] : [{ platformId, dmpUserId, partnerUserId }];
+  });
+  if (synced.length === 0) return 0;
+  return releasePending(synced, {
+    pending: deps.pending,
+    queues: deps.queues,
+    accounting: deps.accounting,
+    files: deps.files,
+    targetOf: (platformId) => releaseTarget(deps.platform(platformId)),
+    ...(deps.now ? { now: deps.now } : {}),
+  });
 }
 
 export async function routeRecords(
@@ -375,16 +418,21 @@ export async function routeRecords(
               now(),
               deps.pendingKeepSeconds,
             );
-            // Counted after the writes, by event: a redelivery after a crash writes the same tallies.
-            await deps.accounting.putEventTallies([
-              ...pendingTallies(held, { pending: 1 }),
-              ...pendingTallies(
-                outranked.map((m) => ({ ...m, replaced: [] })),
-                { superseded: 1 },
-              ),
-            ]);
+            // Counted after the writes, by event: a redelivery after a crash writes the same tallies;
+            // an event a release handed to delivery meanwhile keeps the deliver step's count.
+            await deps.accounting.putPendingTallies(
+              [
+                ...pendingTallies(held, { pending: 1 }),
+                ...pendingTallies(
+                  outranked.map((m) => ({ ...m, replaced: [] })),
+                  { superseded: 1 },
+                ),
+              ],
+              now(),
+            );
             await deps.pending.forgetReplaced(held);
             pendingCount = held.length;
+            pendingCount -= await releaseSyncedMeanwhile(held, deps);
           }),
     ]);
   }

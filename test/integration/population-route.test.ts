@@ -138,23 +138,31 @@ describe('route and release counts under crashes', () => {
     const before = await statsTotals(BATCH_PLATFORM);
     const people = users('crash-pending', 600);
     const [kept, cancelled] = [people.slice(0, 300), people.slice(300)];
-    const tallies = DynamoPopulationStore.prototype.putEventTallies;
     const crashed: string[] = [];
-    // Each step dies once, right after its state writes and before its counts.
-    vi.spyOn(DynamoPopulationStore.prototype, 'putEventTallies').mockImplementation(function (
+    // Each step dies once, right after its state writes and before its counts: the route before
+    // counting its pending events, the release after its send, before marking them handed over.
+    const pendingTallies = DynamoPopulationStore.prototype.putPendingTallies;
+    vi.spyOn(DynamoPopulationStore.prototype, 'putPendingTallies').mockImplementation(function (
       this: DynamoPopulationStore,
       batch: readonly EventTally[],
+      nowMs: number,
     ) {
-      const step = batch.some((tally) => tally.counts.pending === 1)
-        ? 'route'
-        : batch.some((tally) => Object.keys(tally.counts).length === 0)
-          ? 'release'
-          : 'other';
-      if (step !== 'other' && !crashed.includes(step)) {
-        crashed.push(step);
-        return Promise.reject(new Error(`the ${step} step died before counting`));
+      if (!crashed.includes('route') && batch.some((tally) => tally.counts.pending === 1)) {
+        crashed.push('route');
+        return Promise.reject(new Error('the route step died before counting'));
       }
-      return tallies.call(this, batch);
+      return pendingTallies.call(this, batch, nowMs);
+    });
+    const handOver = DynamoPopulationStore.prototype.markHandedOver;
+    vi.spyOn(DynamoPopulationStore.prototype, 'markHandedOver').mockImplementation(function (
+      this: DynamoPopulationStore,
+      batch,
+    ) {
+      if (!crashed.includes('release')) {
+        crashed.push('release');
+        return Promise.reject(new Error('the release step died before counting'));
+      }
+      return handOver.call(this, batch);
     });
 
     // Unsynced: all 600 pending; then a removal cancels the add of 300 of them (superseded).

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlatformConfig } from '../../../src/config/schema.ts';
 import { PlatformSchema } from '../../../src/config/schema.ts';
 import type { FileStaging, StagedMembership } from '../../../src/files/staging.ts';
-import type { CountBatch, RejectedEntry } from '../../../src/population/accounting.ts';
+import type { RejectedEntry } from '../../../src/population/accounting.ts';
 import { decodeDeliveryMessage, type Membership } from '../../../src/population/membership.ts';
 import { releasePending } from '../../../src/population/release-service.ts';
 import {
@@ -69,16 +69,18 @@ function deps(staged: StagedMembership[] | undefined) {
     pending: {
       async putPending(memberships) {
         pending.push(...memberships);
-        return { held: memberships.map((m) => ({ ...m, replaced: [] })), outranked: [] };
+        return { held: memberships.map((m) => ({ ...m, replaced: [], lapseAt: 2e9 })), outranked: [] };
       },
       listPending: async () => [],
       forgetReplaced: async () => {},
       deletePending: async () => true,
     },
     accounting: {
-      addCounts: async (_: CountBatch) => {},
       putTallies: async () => {},
       putEventTallies: async () => {},
+      putPendingTallies: async () => {},
+      markHandedOver: async () => {},
+      settleEventTallies: async () => {},
       async recordRejections(entries) {
         rejected.push(...entries);
         return new Set(entries.map((entry) => entry.id));
@@ -249,6 +251,7 @@ describe('releasePending', () => {
         op: 'add' as const,
         ts: 1,
         replaced: [],
+        lapseAt: 2e9,
       },
     ];
     const deleted: number[] = [];
@@ -324,6 +327,7 @@ describe('a forgotten user (privacy request tombstone)', () => {
               op: 'add',
               ts: 1,
               replaced: [],
+              lapseAt: 2e9,
             },
           ],
           deletePending: async (m) => {
