@@ -142,9 +142,13 @@ export function startEventSources(options: EventSourceRunnerOptions): RunningEve
   const invokerOf = (key: FunctionKey) => {
     const fn = functions.get(key);
     if (!fn) throw new Error(`event source for function ${key}, which the local stack does not run`);
+    // Counted when an invocation starts and when it ends: one that was under way when a round
+    // began may feed a source that round already found idle.
     return (event: unknown) => {
       invocations += 1;
-      return fn.invoke(event);
+      return Promise.resolve(fn.invoke(event)).finally(() => {
+        invocations += 1;
+      });
     };
   };
   const target = (key: FunctionKey) => `${key} (${FUNCTIONS[key].entry})`;
@@ -217,7 +221,7 @@ export function startEventSources(options: EventSourceRunnerOptions): RunningEve
     summary,
     async whenIdle() {
       // One source's invocation may feed another (a queue consumer writes to a streamed table):
-      // idle means a full round in which every source was idle and nothing was invoked.
+      // idle means a full round in which every source was idle and no invocation started or ended.
       for (;;) {
         const before = invocations;
         await Promise.all(running.map((source) => source.whenIdle()));

@@ -45,7 +45,8 @@ describe('population accounting', () => {
       this: DynamoPopulationStore,
       tallies,
     ) {
-      if (crashes === 0 && tallies.length > 0) {
+      // The memberships' count (the invocation's calls are counted in a write of their own before).
+      if (crashes === 0 && tallies.some((tally) => !tally.recordId.startsWith('calls#'))) {
         crashes += 1;
         return Promise.reject(new Error('crashed between the state write and the count'));
       }

@@ -7,11 +7,11 @@ import { DynamoPopulationStore } from '../../src/population/dynamo-store.ts';
 import {
   audienceEvent,
   BATCH_PLATFORM,
-  dmpAgainst,
+  countsAdded,
   partnerIdOf,
   segmentOf,
+  statsTotals,
   sync,
-  type Totals,
   usePopulationStack,
   users,
 } from './population-support.ts';
@@ -53,25 +53,6 @@ function contextWithRemaining(remainingMs: number): Context {
   };
 }
 
-async function statsTotals(platformId: number): Promise<Partial<Totals>> {
-  const { rows } = JSON.parse(
-    (await dmpAgainst(harness, ['stats', '--platform', String(platformId), '--json'])).stdout,
-  ) as { rows: Record<string, number>[] };
-  const totals: Record<string, number> = {};
-  for (const row of rows)
-    for (const name of ['delivered', 'pending', 'rejected', 'dlq', 'superseded'])
-      totals[name] = (totals[name] ?? 0) + (row[name] ?? 0);
-  return totals;
-}
-
-const difference = (after: Partial<Totals>, before: Partial<Totals>) =>
-  Object.fromEntries(
-    ['delivered', 'pending', 'rejected', 'dlq', 'superseded'].map((name) => [
-      name,
-      (after[name as keyof Totals] ?? 0) - (before[name as keyof Totals] ?? 0),
-    ]),
-  );
-
 describe('the route step within its time', () => {
   it('finishes the message it started and hands back the others: nothing lost, nothing counted twice', {
     timeout: 120_000,
@@ -81,7 +62,7 @@ describe('the route step within its time', () => {
     const people = users(`little-time-route-${'x'.repeat(80)}`, 990);
     await sync(harness, BATCH_PLATFORM, people);
     await harness.idle();
-    const before = await statsTotals(BATCH_PLATFORM);
+    const before = await statsTotals(harness, BATCH_PLATFORM);
     const bodies = [0, 1, 2].map((n) =>
       JSON.stringify(audienceEvent(people.slice(n * 330, (n + 1) * 330), { audience: 'aud-little-time' })),
     );
@@ -117,12 +98,13 @@ describe('the route step within its time', () => {
     for (const body of bodies.slice(1)) await harness.send(body);
     await harness.idle();
     expect(new Set(harness.stack.partner.members(segment))).toEqual(new Set(people.map(partnerIdOf)));
-    expect(difference(await statsTotals(BATCH_PLATFORM), before)).toEqual({
+    expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
       delivered: 990,
       pending: 0,
       rejected: 0,
       dlq: 0,
       superseded: 0,
+      lapsed: 0,
     });
     const state = harness.stack.partner.population
       .state()
@@ -135,7 +117,7 @@ describe('route and release counts under crashes', () => {
   it('counts every membership once when the route dies before counting pending users and the release before deleting them', {
     timeout: 120_000,
   }, async () => {
-    const before = await statsTotals(BATCH_PLATFORM);
+    const before = await statsTotals(harness, BATCH_PLATFORM);
     const people = users('crash-pending', 600);
     const [kept, cancelled] = [people.slice(0, 300), people.slice(300)];
     const crashed: string[] = [];
@@ -172,7 +154,7 @@ describe('route and release counts under crashes', () => {
       audienceEvent(cancelled, { audience: 'aud-crash-pending', op: 'remove', ts: '2026-11-30T10:05:00Z' }),
     );
     await harness.idle();
-    expect(difference(await statsTotals(BATCH_PLATFORM), before)).toMatchObject({
+    expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
       pending: 600,
       superseded: 300,
     });
@@ -185,12 +167,13 @@ describe('route and release counts under crashes', () => {
     const segment = await segmentOf(harness, BATCH_PLATFORM, 'aud-crash-pending');
     expect(new Set(harness.stack.partner.members(segment))).toEqual(new Set(kept.map(partnerIdOf)));
     // 900 accepted memberships (600 adds, 300 removes): each in exactly one outcome.
-    expect(difference(await statsTotals(BATCH_PLATFORM), before)).toEqual({
+    expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
       delivered: 600,
       pending: 0,
       rejected: 0,
       dlq: 0,
       superseded: 300,
+      lapsed: 0,
     });
   });
 });

@@ -334,3 +334,29 @@ export function adds(
     ts,
   }));
 }
+
+/** A promise and its resolver: a test step awaits it, another part of the test resolves it. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Outcomes counted by `dmp stats --json` for a platform, summed over its segments. */
+export async function statsTotals(harness: PopulationHarness, platformId: number): Promise<Totals> {
+  const { rows } = JSON.parse(
+    (await dmpAgainst(harness, ['stats', '--platform', String(platformId), '--json'])).stdout,
+  ) as { rows: Record<string, number>[] };
+  const totals = Object.fromEntries([...OUTCOMES, ...TALLIES].map((name) => [name, 0])) as Totals;
+  for (const row of rows)
+    for (const name of Object.keys(totals) as (keyof Totals)[]) totals[name] += row[name] ?? 0;
+  return totals;
+}
+
+/** What changed in each count between two readings. */
+export const countsAdded = (after: Totals, before: Totals) =>
+  Object.fromEntries(
+    Object.keys(after).map((name) => [name, after[name as keyof Totals] - before[name as keyof Totals]]),
+  ) as Totals;

@@ -238,6 +238,61 @@ describe('routeWithinDeadline', () => {
   });
 });
 
+describe('the re-check after a pending write', () => {
+  it('releases at once the users whose mapping a strongly consistent read finds (stored meanwhile)', async () => {
+    const { value, sent, pending } = deps([]);
+    const consistentReads: number[] = [];
+    const result = await routeRecords([{ id: 'm1', body: event([API], ['synced-late']) }], {
+      ...value,
+      mappings: {
+        // The first read is stale; the re-check sees the mapping the sync stored meanwhile.
+        async lookup(pairs, options) {
+          if (!options?.consistent) return new Map();
+          consistentReads.push(pairs.length);
+          return new Map(pairs.map((pair) => [`${pair.platformId}#${pair.dmpUserId}`, 'p-late']));
+        },
+      },
+      pending: {
+        ...value.pending,
+        listPending: async (platformId, dmpUserId) =>
+          pending
+            .filter((m) => m.platformId === platformId && m.dmpUserId === dmpUserId)
+            .map((m) => ({ ...m, replaced: [], lapseAt: 2e9 })),
+      },
+    });
+    expect(result.failedRecordIds.size).toBe(0);
+    expect(consistentReads).toEqual([1]);
+    expect(sent).toMatchObject([{ dmpUserId: 'synced-late', partnerUserId: 'p-late', released: true }]);
+    expect(result.pending).toBe(0);
+  });
+
+  it('releases no lapsed event', async () => {
+    const { value, sent } = deps([]);
+    await releasePending([{ dmpUserId: 'late-user', platformId: API, partnerUserId: 'p-late' }], {
+      pending: {
+        ...value.pending,
+        listPending: async (platformId) => [
+          {
+            platformId,
+            segmentId: '12345',
+            audienceId: 'aud-1',
+            dmpUserId: 'late-user',
+            op: 'add',
+            ts: 1,
+            replaced: [],
+            lapseAt: 1000,
+          },
+        ],
+      },
+      queues: value.queues,
+      accounting: value.accounting,
+      targetOf: () => ({ batchSize: 500 }),
+      now: () => 1000 * 1000,
+    });
+    expect(sent).toEqual([]);
+  });
+});
+
 describe('releasePending', () => {
   it('sends a synced user’s pending events to the delivery queue, or to file staging for file platforms', async () => {
     const staged: StagedMembership[] = [];
