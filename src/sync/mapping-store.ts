@@ -360,7 +360,9 @@ export class DynamoMappingStore implements MappingStore {
  * conditional on what allows it (no verified id, no change inside the interval), so a verified id
  * stored meanwhile is never replaced. The condition holds the whole decision of mapping.ts for a
  * different id, so the change can be the first call when the cookie says the id differs
- * (`returnOld`: the item comes back with a failed condition, for the decision).
+ * (`returnOld`: the item comes back with a failed condition, for the decision). A mapping has a
+ * partner id; an absent item or a forget marker has none, and fails the condition whatever a
+ * comparison with a missing attribute would give.
  */
 function changeCommand(
   tableName: string,
@@ -377,7 +379,7 @@ function changeCommand(
     UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
       verified ? ', verifiedAt = :now' : ''
     }`,
-    ConditionExpression: `attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
+    ConditionExpression: `attribute_exists(partnerUserId) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
       verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
     }`,
     ExpressionAttributeValues: {

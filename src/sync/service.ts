@@ -18,7 +18,7 @@ import {
   type SyncedMapping,
   serializeCookie,
 } from './cookies.ts';
-import { type ChangeLimits, guessSighting, USER_FORGOTTEN } from './mapping.ts';
+import { type ChangeLimits, guessSighting, type SightingGuess, USER_FORGOTTEN } from './mapping.ts';
 import type { MappingStore } from './mapping-store.ts';
 import { decideDue } from './schedule.ts';
 import { verifySyncSignature } from './signature.ts';
@@ -334,8 +334,10 @@ export class UserSyncService {
     const refreshAfterSeconds = settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter);
     const seen = synced.get(platform.id);
     const idDigest = partnerIdDigest(platform.id, dmpUserId, partnerId.value);
+    const expected = guessSighting(seen, idDigest, nowSeconds, refreshAfterSeconds);
+    trace.add('mapping', `first write chosen from dmp_ss: ${GUESS_DETAIL[expected]}`, platform.id);
     const outcome = await this.deps.store.recordSighting({
-      expected: guessSighting(seen, idDigest, nowSeconds, refreshAfterSeconds),
+      expected,
       dmpUserId,
       platformId: platform.id,
       partnerUserId: partnerId.value,
@@ -616,6 +618,13 @@ function forwardedConsent(signals: ConsentSignals): ForwardedConsent {
     gppSid: signals.gppSid,
   };
 }
+
+const GUESS_DETAIL: Record<SightingGuess, string> = {
+  new: 'no mapping for the platform: create',
+  changed: 'the stored id has another digest: change',
+  unchanged: 'the same id seen inside the resync interval: read only',
+  refresh: 'the same id seen before the resync interval: refresh',
+};
 
 function describeOutcome(outcome: string): string {
   switch (outcome) {
