@@ -335,7 +335,7 @@ export class UserSyncService {
     const seen = synced.get(platform.id);
     const idDigest = partnerIdDigest(platform.id, dmpUserId, partnerId.value);
     const expected = guessSighting(seen, idDigest, nowSeconds, refreshAfterSeconds);
-    trace.add('mapping', `first write chosen from dmp_ss: ${GUESS_DETAIL[expected]}`, platform.id);
+    trace.add('store', `first write chosen from dmp_ss: ${GUESS_DETAIL[expected]}`, platform.id);
     const outcome = await this.deps.store.recordSighting({
       expected,
       dmpUserId,

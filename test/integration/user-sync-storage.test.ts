@@ -221,7 +221,7 @@ describe('an id change in one call: the dmp_ss digest names the stored id', () =
     const changed = debugTrace(await browser.get(`${partnerCallback(out, 'digest-new-2')}&debug=1`));
     expect(changed.outcome).toBe('changed');
     expect(changed.trace).toContainEqual({
-      step: 'mapping',
+      step: 'store',
       detail: 'first write chosen from dmp_ss: the stored id has another digest: change',
       platformId: STATIC_PLATFORM,
     });
