@@ -177,6 +177,60 @@ export async function measureMembershipWork(users: number): Promise<MembershipWo
   }
 }
 
+/** DynamoDB units per pending membership, by step, and the calls that spent them. */
+export interface PendingWorkMeasured {
+  readonly memberships: number;
+  /** The route keeping unsynced users pending (its pending writes, tallies and re-check). */
+  readonly route: {
+    readonly byTable: Record<string, { read: number; write: number }>;
+    readonly calls: Record<string, number>;
+  };
+  /** Their syncs: the release (stream) and the deliver step, less the sync's own mapping writes. */
+  readonly release: {
+    readonly byTable: Record<string, { read: number; write: number }>;
+    readonly calls: Record<string, number>;
+  };
+}
+
+/**
+ * What a pending user costs on top of a synced one (docs/population.md section 6): `users` unsynced
+ * memberships routed, then their syncs stored (the stream releases them and the deliver step
+ * delivers them); DynamoDB units counted per phase, per membership.
+ */
+export async function measurePendingWork(users: number): Promise<PendingWorkMeasured> {
+  const { dynamoDbClient } = await import('../src/aws/clients.ts');
+  let bench: PopulationBenchStack | undefined;
+  const dynamo = countDynamoWork(dynamoDbClient());
+  const perMembership = (db: ReturnType<typeof dynamo.take>) => ({
+    byTable: Object.fromEntries(
+      Object.entries(db.byTable).map(([table, units]) => [
+        table,
+        { read: units.read / users, write: units.write / users },
+      ]),
+    ),
+    calls: db.calls,
+  });
+  try {
+    bench = await startPopulationBench({ windowMs: 1000 });
+    const ids = benchUsers('pending-work', users);
+    dynamo.take();
+    await bench.send('bench-pending', ids);
+    await bench.stack.whenIdle();
+    const route = perMembership(dynamo.take());
+    await bench.syncAll(ids);
+    await bench.stack.whenIdle();
+    const release = perMembership(dynamo.take());
+    const segment = bench.stack.partner.segments().find((s) => s.title.includes('bench-pending'));
+    const held = segment ? bench.stack.partner.members(segment.segment_id).length : users;
+    if (held < users)
+      throw new Error(`pending work: the partner holds ${held} of ${users} users after the run`);
+    return { memberships: users, route, release };
+  } finally {
+    dynamo.detach();
+    await bench?.stop();
+  }
+}
+
 const RESULT_MARKER = 'BENCH_MEMBERSHIP_WORK ';
 
 /** Runs measureMembershipWork in a fresh process with the deployed functions' log settings. */
@@ -210,7 +264,9 @@ export function membershipWorkOfThisRun(users: number): Promise<MembershipWorkMe
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  measureMembershipWork(Number(process.argv[2] ?? 10_000)).then(
+  // `node --import tsx bench/population-work.ts <users> [pending]`
+  const users = Number(process.argv[2] ?? 10_000);
+  (process.argv[3] === 'pending' ? measurePendingWork(users) : measureMembershipWork(users)).then(
     (work) => {
       process.stdout.write(`${RESULT_MARKER}${JSON.stringify(work)}\n`);
       process.exit(0);

@@ -431,8 +431,8 @@ export async function routeRecords(
               now(),
             );
             await deps.pending.forgetReplaced(held);
-            pendingCount = held.length;
-            pendingCount -= await releaseSyncedMeanwhile(held, deps);
+            const released = await releaseSyncedMeanwhile(held, deps);
+            pendingCount = Math.max(0, held.length - released);
           }),
     ]);
   }
