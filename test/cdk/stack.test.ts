@@ -22,7 +22,12 @@ import {
   privacyKeySecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
-import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
+import {
+  deliveryConsumer,
+  deliveryPlatforms,
+  RELEASE_STREAM_FILTERS,
+  ROUTE_CONSUMER,
+} from '../../src/infra/population.ts';
 import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
   FILE_METRICS,
@@ -777,12 +782,17 @@ describe.each(['dev', 'prod'] as const)('population in DmpActivation-%s', (name)
         FunctionResponseTypes: ['ReportBatchItemFailures'],
       });
     }
-    // The mapping table's stream feeds the pending release.
+    // The mapping table's stream feeds the pending release: only a new or changed partner id and
+    // an opt-out's request reach it (Lambda event filtering, the patterns the local stack applies).
     const stream = mappings.find((m) => m.Properties['StartingPosition'] !== undefined);
     expect(stream?.Properties).toMatchObject({
       EventSourceArn: { 'Fn::GetAtt': [tableLogicalId(template, MAPPING_TABLE), 'StreamArn'] },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+    const patterns = (stream?.Properties['FilterCriteria']?.Filters ?? []).map((f: { Pattern: string }) =>
+      JSON.parse(f.Pattern),
+    );
+    expect(patterns).toEqual(RELEASE_STREAM_FILTERS);
   });
 
   it('lets only the route and release functions send to delivery queues', () => {
