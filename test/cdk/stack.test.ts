@@ -789,9 +789,8 @@ describe.each(['dev', 'prod'] as const)('population in DmpActivation-%s', (name)
       EventSourceArn: { 'Fn::GetAtt': [tableLogicalId(template, MAPPING_TABLE), 'StreamArn'] },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
-    const patterns = (stream?.Properties['FilterCriteria']?.Filters ?? []).map((f: { Pattern: string }) =>
-      JSON.parse(f.Pattern),
-    );
+    const criteria = stream?.Properties['FilterCriteria'] as { Filters: { Pattern: string }[] } | undefined;
+    const patterns = (criteria?.Filters ?? []).map((filter) => JSON.parse(filter.Pattern));
     expect(patterns).toEqual(RELEASE_STREAM_FILTERS);
   });
 
