@@ -325,7 +325,7 @@ export function membershipNotes(measured: MembershipWorkMeasured, pipeline: Memb
 }
 
 /** What the stream consumer's line is made of: measured per kind, and what is assumed. */
-export function streamNotes(measured: readonly RequestWork[], sync: SyncCosts): string[] {
+export function streamNotes(measured: readonly RequestWork[], sync: SyncCosts, prices: Prices): string[] {
   const a = sync.stream.assumptions;
   const perKind = measured
     .map(({ kind, stream }) => {
@@ -338,7 +338,7 @@ export function streamNotes(measured: readonly RequestWork[], sync: SyncCosts): 
   const without = sync.mix.cost.total - sync.stream.cost.total;
   return [
     `stream consumer, measured (bench/stream-work.ts): records a request put on the mapping stream that pass RELEASE_STREAM_FILTERS, of all it put there: ${perKind}`,
-    `stream consumer, assumed: ${sync.stream.recordsPerSecond.toFixed(0)} records/s at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month over ${MAPPING_STREAM_SHARDS} shards: ${a.recordsPerInvocation.toFixed(1)} records per invocation; ${a.cpuMsPerInvocation} ms CPU + ${a.dynamoRoundTripMs} ms per round of ${a.concurrentCalls} calls, at ${a.memoryMb} MB arm64; platform log lines ${a.platformLogBytesPerInvocation} B and X-Ray share ${(a.xraySampledFraction * 100).toFixed(1)} % per invocation (as deployed); stream reads by Lambda are free (bench/cost/prices.json)`,
+    `stream consumer, assumed: ${sync.stream.recordsPerSecond.toFixed(0)} records/s at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month over ${MAPPING_STREAM_SHARDS} shards: ${a.recordsPerInvocation.toFixed(1)} records per invocation; ${a.cpuMsPerInvocation} ms CPU + ${a.dynamoRoundTripMs} ms per round of ${a.concurrentCalls} calls, at ${a.memoryMb} MB arm64; platform log lines ${a.platformLogBytesPerInvocation} B and X-Ray share ${(a.xraySampledFraction * 100).toFixed(1)} % per invocation (as deployed); stream reads by a Lambda trigger $${prices.dynamodbStreams.lambdaTriggerReadsPerMillion}/M (bench/cost/prices.json: dynamodbStreams)`,
     `stream consumer, per million syncs: ${breakdown(sync.stream.cost)}; the mix without it ${money(without * 1e6)}/M, ${(without / sync.mix.floor.total).toFixed(3)}x the floor; with it ${(sync.mix.cost.total / sync.mix.floor.total).toFixed(3)}x (target ${SYNC_TARGET_RATIO}x: ${sync.mix.cost.total / sync.mix.floor.total <= SYNC_TARGET_RATIO ? 'met' : 'NOT met'})`,
   ];
 }
@@ -458,7 +458,7 @@ export const costBench: BenchModule = {
           ]
         : []),
       `mix, per million: ${breakdown(sync.mix.cost)}`,
-      ...streamNotes(measured, sync),
+      ...streamNotes(measured, sync, prices),
       `read-then-skip vs blind write: a strongly consistent GetItem (1 RRU, ${money(prices.dynamodbOnDemand.readUnitsPerMillion)}/M) saves a write (${money(prices.dynamodbOnDemand.writeUnitsPerMillion)}/M) on every unchanged callback: it pays off above ${((prices.dynamodbOnDemand.readUnitsPerMillion / prices.dynamodbOnDemand.writeUnitsPerMillion) * 100).toFixed(0)} % unchanged callbacks`,
       ...membershipNotes(memberWork, pipeline),
       `membership, per million: ${breakdown(members.design)}`,
