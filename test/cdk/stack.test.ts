@@ -665,7 +665,6 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     const built = builtFunctions(config);
     expect(built).toContain(FUNCTIONS.userSync);
     for (const definition of built) {
-      expect(runtimeOf(definition).credentials, definition.id).toBe('environment');
       const bundled = bundleOf(definition);
       expect(bundled, definition.id).toContain('AWS_SECRET_ACCESS_KEY');
       for (const marker of [
