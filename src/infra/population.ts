@@ -138,8 +138,9 @@ export const RELEASE_STREAM: StreamConsumerSettings = {
  *
  * - a mapping whose partner id appeared or changed: an INSERT or MODIFY whose new image holds a
  *   partner id and is not a refresh (REFRESHED_ATTRIBUTE, which refreshes set and changes remove).
- *   A refresh keeps a live mapping's id, so nothing waits on it: half of the sync mix's writes
- *   no longer invoke the function. Dropped as well: TTL and privacy deletions (REMOVE), replay
+ *   A refresh keeps a live mapping's id, so nothing waits on it: the refreshes, half of the
+ *   sync mix, no longer reach the function (at a large DMP's load the invocations, one per shard
+ *   and batching window, are about as many either way; at lower loads, fewer). Dropped as well: TTL and privacy deletions (REMOVE), replay
  *   guards and forget markers (no partner id).
  * - a browser's opt-out: the INSERT of a forget request item (src/privacy/requests.ts).
  */
