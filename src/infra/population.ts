@@ -2,7 +2,7 @@ import type { Connector } from '../config/connector.ts';
 import type { EnvironmentConfig } from '../config/schema.ts';
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import { sendsRemovalsAtExpiry } from '../population/expiry.ts';
-import { FORGET_REQUEST_KEY } from '../privacy/requests.ts';
+import { FORGET_REQUEST_KEY } from '../privacy/forget-request-key.ts';
 import { REFRESHED_ATTRIBUTE } from '../sync/mapping.ts';
 import type { FilterPattern } from './event-filters.ts';
 import type { EventSourceDefinition } from './event-sources.ts';

@@ -1,4 +1,5 @@
 import { type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { FORGET_REQUEST_KEY } from './forget-request-key.ts';
 
 /**
  * A browser's `/optout` becomes a privacy request without widening the user-sync Lambda's rights:
@@ -7,8 +8,6 @@ import { type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
  * The item lives a day at most (TTL) should that function be failing for longer.
  */
 
-/** The request item's key: `pk` forget#<dmp user id>, `sk` request (the release stream's filter matches it). */
-export const FORGET_REQUEST_KEY = { prefix: 'forget#', sortKey: 'request' } as const;
 const REQUEST_PREFIX = FORGET_REQUEST_KEY.prefix;
 const REQUEST_SORT_KEY = FORGET_REQUEST_KEY.sortKey;
 const REQUEST_KEEP_SECONDS = 86_400;
