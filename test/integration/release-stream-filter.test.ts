@@ -82,10 +82,19 @@ describe('the release stream filter', () => {
     expect(receivedFor(user, mark)).toEqual([]);
     expect((await harness.mappings.get(user, BATCH_PLATFORM))?.[REFRESHED_ATTRIBUTE]).toBe(true);
 
+    // Both change paths: the read-then-decide, and the cookie's guess (the change as first write).
     mark = delivered.length;
     expect(await store.recordSighting(sighting(user, 'second', t0 + 5 * DAY))).toBe('changed');
     await harness.idle();
     expect(receivedFor(user, mark)).toEqual([{ event: 'MODIFY', id: 'second' }]);
+    expect((await harness.mappings.get(user, BATCH_PLATFORM))?.[REFRESHED_ATTRIBUTE]).toBeUndefined();
+    expect(await store.recordSighting(sighting(user, 'second', t0 + 7 * DAY))).toBe('refreshed');
+    mark = delivered.length;
+    expect(
+      await store.recordSighting({ ...sighting(user, 'third', t0 + 8 * DAY), expected: 'changed' }),
+    ).toBe('changed');
+    await harness.idle();
+    expect(receivedFor(user, mark)).toEqual([{ event: 'MODIFY', id: 'third' }]);
     expect((await harness.mappings.get(user, BATCH_PLATFORM))?.[REFRESHED_ATTRIBUTE]).toBeUndefined();
   });
 
