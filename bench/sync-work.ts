@@ -392,6 +392,18 @@ export function syncWorkOfThisRun(): Promise<RequestWork[]> {
   return measured;
 }
 
+/** What the mapping stream's consumer did for a request, for the section's notes. */
+function streamNote(stream: StreamConsumerWork): string {
+  const calls = Object.entries(stream.calls)
+    .map(([command, count]) => `${count} ${command.replace(/Command$/, '')}`)
+    .join(' + ');
+  return `mapping stream: ${stream.records} record(s), ${stream.delivered} to release-pending${
+    stream.delivered > 0
+      ? ` (${calls || 'no DynamoDB call'}; ${stream.readUnits} RRU, ${stream.writeUnits} WRU)`
+      : ''
+  }`;
+}
+
 /** Section "sync work" of `npm run bench`: exact counts per request, not timings. */
 export const syncWorkBench: BenchModule = {
   id: 'syncwork',
@@ -419,7 +431,7 @@ export const syncWorkBench: BenchModule = {
             Object.entries(request.calls)
               .map(([command, count]) => `${count} ${command.replace(/Command$/, '')}`)
               .join(' + ') || 'no DynamoDB call'
-          }; ${request.readUnits} RRU, ${request.writeUnits} WRU; ${request.logLines} log lines, ${request.logBytes} B (EMF ${request.emfBytes} B); answer ${request.responseBytes} B`,
+          }; ${request.readUnits} RRU, ${request.writeUnits} WRU; ${request.logLines} log lines, ${request.logBytes} B (EMF ${request.emfBytes} B); answer ${request.responseBytes} B; ${streamNote(request.stream)}`,
       ),
     };
   },
