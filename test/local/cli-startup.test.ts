@@ -72,7 +72,7 @@ describe('dmp start-up', () => {
       [],
     );
     // The partner connectors are loaded by the commands that call a partner's API.
-    expect(repoFiles(run.modules).filter((file) => file.startsWith('src/connectors/'))).toEqual([]);
+    expect(repoFiles(run.modules).filter((file) => file.startsWith('src/connectors/http/'))).toEqual([]);
     expect(packages.filter((name) => name in packageJson.devDependencies)).toEqual([]);
     const local = repoFiles(run.modules).filter((file) => file.startsWith('local/'));
     expect(local.sort()).toEqual(['local/endpoints.ts', 'local/partner-origin.ts']);

@@ -142,6 +142,18 @@ export interface HttpSendOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * The headers with the body's length when the caller did not give it. Node only adds one by
+ * itself for methods that usually carry a body (POST, PUT, PATCH); for a DELETE or GET with a
+ * body it would send the bytes unframed, and the partner would read them as the next request.
+ */
+function framed(request: HttpRequest): Record<string, string> {
+  const headers = { ...request.headers };
+  const given = Object.keys(headers).some((name) => name.toLowerCase() === 'content-length');
+  if (request.body !== undefined && !given) headers['content-length'] = String(request.body.length);
+  return headers;
+}
+
 export function createHttpSend(options: HttpSendOptions = {}): HttpSend {
   const settings = {
     maxBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
@@ -174,7 +186,7 @@ function exchange(
     method: request.method,
     // Sent as is: no dot-segment removal or re-escaping, so a signed path is the path sent.
     path: request.path,
-    headers: { ...request.headers },
+    headers: framed(request),
   });
   return new Promise((resolve, reject) => {
     let settled = false;

@@ -118,6 +118,14 @@ describe('createHttpSend: the exchange', () => {
     });
   });
 
+  it.each(['DELETE', 'GET', 'PUT'])('frames the body of a %s by its length', async (method) => {
+    const body = Buffer.from('[{"segment":1,"userid":"u"}]');
+    const answer = await transport.send({ ...get('/v1/segment'), method, body });
+    expect(answer.status).toBe(201);
+    expect(server.received.at(-1)).toMatchObject({ method, body });
+    expect(server.received.at(-1)?.headers['content-length']).toBe(String(body.length));
+  });
+
   it('puts the request target on the request line as given: no dot segments resolved, no re-escaping', async () => {
     await transport.send(get('/a/../b/%2e%2E/c?x=%2F&y=a%20b'));
     expect(server.received.at(-1)?.url).toBe('/a/../b/%2e%2E/c?x=%2F&y=a%20b');
