@@ -25,6 +25,8 @@ export const SIGNED_PLATFORM = 88888;
 export const STATIC_TOKEN = 'verysecure';
 export const SIGNING_KID = 'k1';
 export const SIGNING_SECRET = 'reference-partner-shared-secret-1';
+/** Platform 99999's key for signed static-token callbacks (partner-initiated, signed). */
+export const STATIC_SIGNING_SECRET = 'reference-partner-static-signing-secret';
 export const HOST_VENDOR_ID = 1234;
 export const PARTNER_VENDOR_ID = 4321;
 export const DMP_USER = 'bench-user-0001';
@@ -91,7 +93,13 @@ export function callbackEvent(rawQueryString = SEED_QUERY): APIGatewayProxyEvent
 /** Secrets as config/local-secrets.json holds them, validated by the runtime's own schemas. */
 export class FixedSecrets implements SyncSecrets {
   private readonly platforms = new Map<number, PlatformSecret>([
-    [STATIC_PLATFORM, PlatformSecretSchema.parse({ syncToken: STATIC_TOKEN, signingKeys: {} })],
+    [
+      STATIC_PLATFORM,
+      PlatformSecretSchema.parse({
+        syncToken: STATIC_TOKEN,
+        signingKeys: { [SIGNING_KID]: STATIC_SIGNING_SECRET },
+      }),
+    ],
     [SIGNED_PLATFORM, PlatformSecretSchema.parse({ signingKeys: { [SIGNING_KID]: SIGNING_SECRET } })],
   ]);
   private readonly keys: SyncTokenKey = SyncTokenKeySchema.parse({

@@ -8,6 +8,7 @@ import {
   SIGNING_KID,
   SIGNING_SECRET,
   STATIC_PLATFORM,
+  STATIC_SIGNING_SECRET,
   STATIC_TOKEN,
 } from './fixtures.ts';
 import type { BenchModule, Figure } from './registry.ts';
@@ -19,15 +20,26 @@ import { runCaptured } from './runner.ts';
  * DynamoDB calls and the capacity units DynamoDB
  * reports for them (`ReturnConsumedCapacity: TOTAL`, added to every call by a middleware on the
  * handler's own client), the bytes the function writes to its log, and the bytes of the answer.
- * One request per kind of mapping write: new, unchanged, changed, refreshed (the clock moved past
- * the refresh interval), a signed callback (its replay guard is one more write), and the pixel's
- * `/sync` entry. These counts are exact, not timings: the cost model (bench/cost/) prices them.
+ * One request per kind of mapping write: new, unchanged, changed (from a browser whose `dmp_ss`
+ * names the stored id by its digest: the change is the first and only call), refreshed (the clock
+ * moved past the refresh interval), a signed callback with the token `/sync` minted (bound to the
+ * browser: no replay guard), a signed callback with the static token (bound to no browser: its
+ * replay guard is one more write, the price of replay protection), and the pixel's `/sync` entry.
+ * These counts are exact, not timings: the cost model (bench/cost/) prices them.
  *
  * It runs in a child process: the handler's logger and metrics read their settings when the
  * module is first imported, and the HTTP benchmark imports it silenced in the parent.
  */
 
-export const SYNC_KINDS = ['new', 'unchanged', 'changed', 'refreshed', 'signed-new', 'pixel'] as const;
+export const SYNC_KINDS = [
+  'new',
+  'unchanged',
+  'changed',
+  'refreshed',
+  'signed-new',
+  'signed-static-new',
+  'pixel',
+] as const;
 export type SyncKind = (typeof SYNC_KINDS)[number];
 
 export interface RequestWork {
@@ -55,6 +67,7 @@ const EXPECTED_OUTCOME: Record<SyncKind, string> = {
   changed: 'changed',
   refreshed: 'refreshed',
   'signed-new': 'stored',
+  'signed-static-new': 'stored',
   pixel: 'redirected',
 };
 
@@ -242,10 +255,14 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
       return response;
     };
 
-    // A DMP user minted by our pixel (gdpr=1 without a consent string stores nothing, sends nowhere).
-    const minted = await get(`/sync?pl=${STATIC_PLATFORM}&gdpr=1`, undefined);
-    const dmpUid = /dmp_uid=([^;]+)/.exec(minted.response.headers.getSetCookie().join('\n'))?.[1];
-    if (!dmpUid) throw new Error('sync work: /sync did not mint a dmp_uid cookie');
+    /** A DMP user minted by our pixel (gdpr=1 without a consent string stores nothing, sends nowhere). */
+    const newBrowser = async () => {
+      const minted = await get(`/sync?pl=${STATIC_PLATFORM}&gdpr=1`, undefined);
+      const uid = /dmp_uid=([^;]+)/.exec(minted.response.headers.getSetCookie().join('\n'))?.[1];
+      if (!uid) throw new Error('sync work: /sync did not mint a dmp_uid cookie');
+      return uid;
+    };
+    const dmpUid = await newBrowser();
     // The browser keeps what the callbacks set in `dmp_ss` (which platforms it has mappings for):
     // the next callback's first write is chosen by it.
     let synced = '';
@@ -258,6 +275,9 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
 
     keepSynced(await measure('new', callback('bench-partner-1'), cookie()));
     keepSynced(await measure('unchanged', callback('bench-partner-1'), cookie()));
+    // The browser's cookie names the stored id by its digest: another id is tried as a change first.
+    if (!new RegExp(`^dmp_ss=${STATIC_PLATFORM}:[0-9a-z]+:[A-Za-z0-9_-]{4}$`).test(synced))
+      throw new Error(`sync work: the callbacks left no partner id digest in dmp_ss (${synced})`);
     // A day and an hour on: a static-token callback may change an id once a day.
     Date.now = () => realNow() + 25 * 3_600_000;
     keepSynced(await measure('changed', callback('bench-partner-2'), cookie()));
@@ -291,6 +311,26 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
       'signed-new',
       `${filled.pathname}${filled.search}&ts=${ts}&kid=${SIGNING_KID}&sig=${encodeURIComponent(sig)}`,
       `dmp_uid=${otherUid}`,
+    );
+
+    // A partner-initiated callback signed over the static token: the signature is claimed once.
+    const signedStaticUid = await newBrowser();
+    const staticTs = String(Math.floor(Date.now() / 1000));
+    const staticSig = signSyncCallback(
+      {
+        pl: String(STATIC_PLATFORM),
+        userid: 'bench-signed-static-1',
+        plsec: STATIC_TOKEN,
+        ts: staticTs,
+        kid: SIGNING_KID,
+      },
+      STATIC_SIGNING_SECRET,
+      'sha1',
+    );
+    await measure(
+      'signed-static-new',
+      `${callback('bench-signed-static-1')}&ts=${staticTs}&kid=${SIGNING_KID}&sig=${staticSig}`,
+      `dmp_uid=${signedStaticUid}`,
     );
 
     // The pixel's entry for a known browser with one platform due: the browser's mappings, a 302.

@@ -31,7 +31,8 @@ export type StreamViewType = 'NEW_AND_OLD_IMAGES' | 'NEW_IMAGE' | 'OLD_IMAGE' | 
 
 /**
  * One item per (DMP user, platform): pk `user#<dmpUserId>`, sk `platform#<id>`, and short-lived
- * replay guards for signed sync callbacks: pk `replay#<platformId>#<digest>`, sk `replay`.
+ * replay guards for sync callbacks signed over the static token: pk `replay#<platformId>#<digest>`,
+ * sk `replay`.
  * Both expire through `expiresAt` (epoch seconds).
  *
  * A mapping item's attributes (a stream consumer may rely on them): `platformId` (N),

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The cookies of the sync domain. Every one is `Secure; HttpOnly; SameSite=None` (the pixel runs
  * in a third-party context) and bounded in size: no cookie of ours grows with the number of
@@ -64,25 +66,74 @@ export function isOptedOut(cookies: ReadonlyMap<string, string>): boolean {
 export const MAX_ATTEMPT_ENTRIES = 32;
 /** Epoch minutes of the year 2100: later attempt times are ignored. */
 const MAX_ATTEMPT_MINUTES = 68_170_000;
+/** Characters of a partner id digest in a `dmp_ss` entry: 3 bytes of SHA-256, base64url. */
+export const PARTNER_ID_DIGEST_CHARS = 4;
+/** Longest value each cookie may hold before it is ignored whole: the entries and their dots. */
+export const MAX_ATTEMPTS_LENGTH = MAX_ATTEMPT_ENTRIES * 24;
+export const MAX_SYNCED_LENGTH = MAX_ATTEMPT_ENTRIES * (24 + 1 + PARTNER_ID_DIGEST_CHARS);
+
+const ENTRY = /^([1-9]\d{0,9}):([0-9a-z]{1,8})(?::([A-Za-z0-9_-]+))?$/;
 
 /**
- * `dmp_ss` has the same format: when each platform's mapping was last stored or confirmed, as
- * `/sync` read it from the store and callbacks since wrote it. A callback continues the chain
- * from it instead of querying the store (one store round trip per callback); at worst a lost or
- * stale cookie sends the browser to a partner once more than needed.
+ * A `dmp_ss` entry: when the platform's mapping was last stored or confirmed and, since digests
+ * were added, a digest of the partner id the store then held (see partnerIdDigest).
  */
+export interface SyncedMapping {
+  readonly atSeconds: number;
+  readonly idDigest?: string | undefined;
+}
+
+/**
+ * `dmp_ss`: `<platformId>:<epochMinutes base36>:<digest>` entries, joined and bounded like
+ * `dmp_sa`; entries without the digest (cookies written before it) still parse. It is what `/sync`
+ * read from the store and the callbacks since wrote. A callback continues the chain from it
+ * instead of querying the store (one store round trip per callback), and chooses its first write
+ * from it (src/sync/mapping.ts, guessSighting); at worst a lost or stale cookie sends the browser
+ * to a partner once more than needed, or costs the store a call more.
+ */
+export function parseSyncedMappings(value: string | undefined): Map<number, SyncedMapping> {
+  return parseEntries(value, MAX_SYNCED_LENGTH, true);
+}
+
 export function parseSyncAttempts(value: string | undefined): Map<number, number> {
   const attempts = new Map<number, number>();
-  if (!value || value.length > MAX_ATTEMPT_ENTRIES * 24) return attempts;
+  for (const [platformId, entry] of parseEntries(value, MAX_ATTEMPTS_LENGTH, false))
+    attempts.set(platformId, entry.atSeconds);
+  return attempts;
+}
+
+function parseEntries(
+  value: string | undefined,
+  maxLength: number,
+  digests: boolean,
+): Map<number, SyncedMapping> {
+  const entries = new Map<number, SyncedMapping>();
+  if (!value || value.length > maxLength) return entries;
   for (const entry of value.split('.')) {
-    const match = /^([1-9]\d{0,9}):([0-9a-z]{1,8})$/.exec(entry);
+    const match = ENTRY.exec(entry);
     if (!match) continue;
+    const digest = match[3];
+    if (digest !== undefined && (!digests || digest.length !== PARTNER_ID_DIGEST_CHARS)) continue;
     const minutes = Number.parseInt(match[2] as string, 36);
     // A forged or garbled time far in the future is no attempt (the cookie is client-controlled).
     if (minutes > MAX_ATTEMPT_MINUTES) continue;
-    attempts.set(Number(match[1]), minutes * 60);
+    entries.set(Number(match[1]), { atSeconds: minutes * 60, idDigest: digest });
   }
-  return attempts;
+  return entries;
+}
+
+/**
+ * A short digest of the partner id a mapping holds, for `dmp_ss`: it lets a callback with another
+ * id go straight to the change. Not the id: 24 bits of SHA-256 over the platform, this browser's
+ * DMP user and the id, so the same partner id gives unrelated digests in two browsers. A collision
+ * only makes the store read first (the guess is never trusted for correctness).
+ */
+export function partnerIdDigest(platformId: number, dmpUserId: string, partnerUserId: string): string {
+  return createHash('sha256')
+    .update(`dmp-ss-v1\n${platformId}\n${dmpUserId}\n${partnerUserId}`, 'utf8')
+    .digest()
+    .subarray(0, (PARTNER_ID_DIGEST_CHARS * 3) / 4)
+    .toString('base64url');
 }
 
 /** Records an attempt (epoch seconds) and drops the oldest entries beyond the bound. */
@@ -91,19 +142,32 @@ export function recordSyncAttempt(
   platformId: number,
   atSeconds: number,
 ): string {
-  const others = [...attempts.entries()].filter(([id]) => id !== platformId);
-  // The attempt just made is always kept, even if the clock is behind older entries.
-  return formatSyncTimes([
-    ...others.sort((a, b) => a[1] - b[1]).slice(-(MAX_ATTEMPT_ENTRIES - 1)),
-    [platformId, atSeconds] as const,
+  const entries = new Map([...attempts].map(([id, at]) => [id, { atSeconds: at }]));
+  return recordSyncedMapping(entries, platformId, { atSeconds });
+}
+
+/** Records a platform's entry in `dmp_ss` (or `dmp_sa`) and drops the oldest beyond the bound. */
+export function recordSyncedMapping(
+  entries: ReadonlyMap<number, SyncedMapping>,
+  platformId: number,
+  entry: SyncedMapping,
+): string {
+  const others = [...entries.entries()].filter(([id]) => id !== platformId);
+  // The entry just made is always kept, even if the clock is behind older entries.
+  return formatSyncedMappings([
+    ...others.sort((a, b) => a[1].atSeconds - b[1].atSeconds).slice(-(MAX_ATTEMPT_ENTRIES - 1)),
+    [platformId, entry] as const,
   ]);
 }
 
-/** All entries of a map (platform id -> epoch seconds), newest last, at most the bound. */
-export function formatSyncTimes(entries: Iterable<readonly [number, number]>): string {
+/** All entries of a map (platform id -> entry), newest last, at most the bound. */
+export function formatSyncedMappings(entries: Iterable<readonly [number, SyncedMapping]>): string {
   return [...entries]
-    .sort((a, b) => a[1] - b[1])
+    .sort((a, b) => a[1].atSeconds - b[1].atSeconds)
     .slice(-MAX_ATTEMPT_ENTRIES)
-    .map(([id, at]) => `${id}:${Math.floor(at / 60).toString(36)}`)
+    .map(
+      ([id, { atSeconds, idDigest }]) =>
+        `${id}:${Math.floor(atSeconds / 60).toString(36)}${idDigest === undefined ? '' : `:${idDigest}`}`,
+    )
     .join('.');
 }

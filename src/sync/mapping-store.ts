@@ -15,6 +15,7 @@ import {
   decideMappingWrite,
   type ForgottenRefusal,
   type MappingRecord,
+  type SightingGuess,
   type SightingOutcome,
   type StaticTokenRefusal,
   USER_FORGOTTEN,
@@ -38,12 +39,12 @@ export interface SightingInput {
   /** What a static-token callback may change; verified callbacks by default. */
   readonly limits?: ChangeLimits;
   /**
-   * What the browser's cookie (`dmp_ss`) says this sighting will be: a new mapping (the default:
-   * try the creation), a refresh (try the refresh first), or a repeat inside the resync interval
-   * (read first: an unchanged id then costs one read, no write). A guess only: a wrong one costs
-   * a failed condition or a read more.
+   * What the browser's cookie (`dmp_ss`) says this sighting will be (guessSighting): a new mapping
+   * (the default: try the creation), an id change (try the change), a refresh (try the refresh
+   * first), or a repeat inside the resync interval (read first: an unchanged id then costs one
+   * read, no write). A guess only: a wrong one costs a failed condition or a read more.
    */
-  readonly expected?: 'new' | 'refresh' | 'unchanged';
+  readonly expected?: SightingGuess;
 }
 
 export type SightingResult = SightingOutcome | StaticTokenRefusal | ForgottenRefusal;
@@ -138,7 +139,9 @@ export class DynamoMappingStore implements MappingStore {
    * One call in the common cases, chosen by what the browser's cookie says (`expected`): a new
    * mapping is a conditional PutItem if the item is absent or expired; a known one seen again after
    * the resync interval is an UpdateItem of last-seen and expiry if the item holds the same id,
-   * last seen before the cutoff; a repeat inside the interval is a consistent GetItem (no write).
+   * last seen before the cutoff; an id other than the one the cookie's digest names is the change
+   * UpdateItem below, whose condition says what allows a change; a repeat inside the interval is a
+   * consistent GetItem (no write).
    * When the condition fails (a wrong guess, an id change, the same id seen recently) the item
    * comes back with the failure on AWS (ReturnValuesOnConditionCheckFailure); where it does not
    * (dynalite), a consistent GetItem reads it. Then the pure decision of mapping.ts says what, if
@@ -157,6 +160,9 @@ export class DynamoMappingStore implements MappingStore {
     try {
       if (input.expected === 'unchanged') {
         // Straight to the read-then-decide below.
+      } else if (input.expected === 'changed') {
+        await this.client.send(changeCommand(this.tableName, key, input, limits, true));
+        return 'changed';
       } else if (input.expected === 'refresh') {
         await this.client.send(
           new UpdateItemCommand({
@@ -253,33 +259,7 @@ export class DynamoMappingStore implements MappingStore {
             );
             return 'refreshed';
           case 'change':
-            // Conditional on what makes it a change (a live item holding another id), not on the
-            // version read: the id it replaces is taken by DynamoDB at write time, so parallel
-            // callbacks with different ids each land in turn instead of racing on one version.
-            // A static-token change is also conditional on what allowed it (no verified id, no
-            // change inside the interval), so a verified id stored meanwhile is never replaced.
-            await this.client.send(
-              new UpdateItemCommand({
-                TableName: this.tableName,
-                Key: key,
-                UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
-                  verified ? ', verifiedAt = :now' : ''
-                }`,
-                ConditionExpression: `attribute_exists(pk) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
-                  verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
-                }`,
-                ExpressionAttributeValues: {
-                  ':id': { S: input.partnerUserId },
-                  ':now': now,
-                  ':nowSeconds': nowSeconds,
-                  ':expiresAt': expiresAt,
-                  ':one': { N: '1' },
-                  ...(verified
-                    ? {}
-                    : { ':changeCutoff': { S: iso(input.nowSeconds - limits.staticChangeIntervalSeconds) } }),
-                },
-              }),
-            );
+            await this.client.send(changeCommand(this.tableName, key, input, limits, false));
             return 'changed';
         }
       } catch (error) {
@@ -371,6 +351,49 @@ export class DynamoMappingStore implements MappingStore {
       throw error;
     }
   }
+}
+
+/**
+ * The id change. Conditional on what makes it a change (a live item holding another id), not on a
+ * version read: the id it replaces is taken by DynamoDB at write time, so parallel callbacks with
+ * different ids each land in turn instead of racing on one version. A static-token change is also
+ * conditional on what allows it (no verified id, no change inside the interval), so a verified id
+ * stored meanwhile is never replaced. The condition holds the whole decision of mapping.ts for a
+ * different id, so the change can be the first call when the cookie says the id differs
+ * (`returnOld`: the item comes back with a failed condition, for the decision). A mapping has a
+ * partner id; an absent item or a forget marker has none, and fails the condition whatever a
+ * comparison with a missing attribute would give.
+ */
+function changeCommand(
+  tableName: string,
+  key: ReturnType<typeof mappingKey>,
+  input: SightingInput,
+  limits: ChangeLimits,
+  returnOld: boolean,
+): UpdateItemCommand {
+  const verified = limits.assurance === 'verified';
+  const now = { S: iso(input.nowSeconds) };
+  return new UpdateItemCommand({
+    TableName: tableName,
+    Key: key,
+    UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
+      verified ? ', verifiedAt = :now' : ''
+    }`,
+    ConditionExpression: `attribute_exists(partnerUserId) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
+      verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
+    }`,
+    ExpressionAttributeValues: {
+      ':id': { S: input.partnerUserId },
+      ':now': now,
+      ':nowSeconds': { N: String(input.nowSeconds) },
+      ':expiresAt': { N: String(input.nowSeconds + input.ttlSeconds) },
+      ':one': { N: '1' },
+      ...(verified
+        ? {}
+        : { ':changeCutoff': { S: iso(input.nowSeconds - limits.staticChangeIntervalSeconds) } }),
+    },
+    ...(returnOld ? { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } : {}),
+  });
 }
 
 /** A forget marker (putForgetMarkers) that still refuses mappings. */

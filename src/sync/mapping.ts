@@ -83,3 +83,25 @@ export function decideMappingWrite(
   if (nowSeconds - lastSeenSeconds < refreshAfterSeconds) return { kind: 'none' };
   return { kind: 'refresh', expectedVersion: current.version };
 }
+
+/**
+ * What the browser's `dmp_ss` entry for the platform says a sighting will find in the store, so
+ * that the store tries the write that case needs first (src/sync/mapping-store.ts): no entry, a
+ * new mapping; an entry whose partner id digest differs from this callback's, an id change; the
+ * same id (or an entry written before digests) inside the resync interval, a repeat; otherwise a
+ * refresh. A guess only: the cookie is the browser's, and a wrong guess costs a call more.
+ */
+export type SightingGuess = 'new' | 'refresh' | 'unchanged' | 'changed';
+
+export function guessSighting(
+  seen: { readonly atSeconds: number; readonly idDigest?: string | undefined } | undefined,
+  idDigest: string,
+  nowSeconds: number,
+  refreshAfterSeconds: number,
+): SightingGuess {
+  if (seen === undefined) return 'new';
+  if (seen.idDigest !== undefined && seen.idDigest !== idDigest) return 'changed';
+  return nowSeconds - seen.atSeconds < refreshAfterSeconds && seen.atSeconds <= nowSeconds
+    ? 'unchanged'
+    : 'refresh';
+}

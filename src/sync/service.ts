@@ -8,13 +8,17 @@ import {
   COOKIE_SYNC_ATTEMPTS,
   COOKIE_SYNCED,
   expireCookie,
-  formatSyncTimes,
+  formatSyncedMappings,
   isOptedOut,
   parseSyncAttempts,
+  parseSyncedMappings,
+  partnerIdDigest,
   recordSyncAttempt,
+  recordSyncedMapping,
+  type SyncedMapping,
   serializeCookie,
 } from './cookies.ts';
-import { type ChangeLimits, USER_FORGOTTEN } from './mapping.ts';
+import { type ChangeLimits, guessSighting, type SightingGuess, USER_FORGOTTEN } from './mapping.ts';
 import type { MappingStore } from './mapping-store.ts';
 import { decideDue } from './schedule.ts';
 import { verifySyncSignature } from './signature.ts';
@@ -170,7 +174,7 @@ export class UserSyncService {
     cookies.push(this.userCookie(dmpUserId));
 
     // The store is the truth at the start of a chain; the callbacks continue from the cookie.
-    const synced = new Map<number, number>();
+    const synced = new Map<number, SyncedMapping>();
     if (existingUser === dmpUserId) {
       const { store } = this.deps;
       const user = store.readUser
@@ -179,12 +183,15 @@ export class UserSyncService {
       // A privacy request forgot this id: no partner is asked, and the cookie is not renewed.
       if (user.forgotten) return this.reject(USER_FORGOTTEN, undefined, [], trace);
       for (const record of user.mappings) {
-        synced.set(record.platformId, Date.parse(record.lastSeen) / 1000);
+        synced.set(record.platformId, {
+          atSeconds: Date.parse(record.lastSeen) / 1000,
+          idDigest: partnerIdDigest(record.platformId, dmpUserId, record.partnerUserId),
+        });
       }
     }
     // Written whenever it says something, or has something stale to forget.
     if (synced.size > 0 || request.cookies.has(COOKIE_SYNCED))
-      cookies.push(this.syncedCookie(formatSyncTimes(synced)));
+      cookies.push(this.syncedCookie(formatSyncedMappings(synced)));
     const next = await this.nextRedirect(request, dmpUserId, synced, candidates, 1, trace, onlyPlatform);
     cookies.push(...next.setCookies);
     if (!next.location)
@@ -264,7 +271,8 @@ export class UserSyncService {
     // without one (third-party cookies blocked) would only create an orphan DMP user each time.
     const missingUser = () => this.reject('dmp_user_missing', platform.id, cookies, trace);
     let limits: ChangeLimits = { assurance: 'verified', staticChangeIntervalSeconds: 0 };
-    if (isMintedToken(plsec)) {
+    const minted = isMintedToken(plsec);
+    if (minted) {
       if (!isValidDmpUserId(cookieUser)) return missingUser();
       const verdict = verifyMintedToken(
         {
@@ -310,23 +318,26 @@ export class UserSyncService {
     if (!isValidDmpUserId(cookieUser)) return missingUser();
     const dmpUserId = cookieUser;
 
-    if (replayKey) {
+    // Each signature is accepted once when the token binds it to nobody (the static token: the
+    // signed URL would plant its id on any browser it is replayed from). A minted token binds it
+    // to this browser's DMP user and platform: replayed from another browser it failed the token
+    // check above; replayed from this one, inside the signature's freshness window, it only
+    // repeats what the partner said about this browser (as the original arriving late would).
+    if (replayKey && !minted) {
       const guardUntil = replayKey.timestamp + settings.signature.maxSkewSeconds + 60;
       if (!(await this.deps.store.claimReplayGuard(platform.id, replayKey.macId, guardUntil))) {
         return this.reject('replayed', platform.id, cookies, trace);
       }
     }
 
-    const synced = parseSyncAttempts(request.cookies.get(COOKIE_SYNCED));
+    const synced = parseSyncedMappings(request.cookies.get(COOKIE_SYNCED));
     const refreshAfterSeconds = settings.resyncAfterDays * 86_400 * (1 - settings.resyncJitter);
-    const seenAt = synced.get(platform.id);
+    const seen = synced.get(platform.id);
+    const idDigest = partnerIdDigest(platform.id, dmpUserId, partnerId.value);
+    const expected = guessSighting(seen, idDigest, nowSeconds, refreshAfterSeconds);
+    trace.add('store', `first write chosen from dmp_ss: ${GUESS_DETAIL[expected]}`, platform.id);
     const outcome = await this.deps.store.recordSighting({
-      expected:
-        seenAt === undefined
-          ? 'new'
-          : nowSeconds - seenAt < refreshAfterSeconds && seenAt <= nowSeconds
-            ? 'unchanged'
-            : 'refresh',
+      expected,
       dmpUserId,
       platformId: platform.id,
       partnerUserId: partnerId.value,
@@ -345,10 +356,14 @@ export class UserSyncService {
     trace.add('mapping', describeOutcome(outcome), platform.id);
     cookies.push(this.userCookie(dmpUserId));
     // What the chain needs next comes from the cookie, with this sighting added: no store query.
-    // An unchanged sighting wrote nothing: the cookie keeps the time the store has.
-    const storedAt = outcome === 'unchanged' && seenAt !== undefined ? seenAt : nowSeconds;
-    cookies.push(this.syncedCookie(recordSyncAttempt(synced, platform.id, storedAt)));
-    synced.set(platform.id, storedAt);
+    // An unchanged sighting wrote nothing: the cookie keeps the time the store has. Whatever the
+    // outcome, the store now holds this callback's id: its digest goes with the entry.
+    const stored = {
+      atSeconds: outcome === 'unchanged' && seen !== undefined ? seen.atSeconds : nowSeconds,
+      idDigest,
+    };
+    cookies.push(this.syncedCookie(recordSyncedMapping(synced, platform.id, stored)));
+    synced.set(platform.id, stored);
 
     const hop = Number(query['hop'] ?? '1');
     let next: Awaited<ReturnType<UserSyncService['nextRedirect']>> = { setCookies: [] };
@@ -428,7 +443,7 @@ export class UserSyncService {
   private async nextRedirect(
     request: SyncRequest,
     dmpUserId: string,
-    synced: ReadonlyMap<number, number>,
+    synced: ReadonlyMap<number, SyncedMapping>,
     candidates: readonly SyncedPlatform[],
     hop: number,
     trace: Trace,
@@ -436,7 +451,10 @@ export class UserSyncService {
   ): Promise<{ location?: string; platformId?: number; setCookies: string[] }> {
     const nowSeconds = this.deps.now();
     const attempts = parseSyncAttempts(request.cookies.get(COOKIE_SYNC_ATTEMPTS));
-    const mappings = [...synced].map(([platformId, lastSeenSeconds]) => ({ platformId, lastSeenSeconds }));
+    const mappings = [...synced].map(([platformId, { atSeconds }]) => ({
+      platformId,
+      lastSeenSeconds: atSeconds,
+    }));
     const decisions = decideDue({ platforms: candidates, dmpUserId, nowSeconds, mappings, attempts });
     for (const decision of decisions) {
       const platform = this.platforms.get(decision.platformId);
@@ -600,6 +618,13 @@ function forwardedConsent(signals: ConsentSignals): ForwardedConsent {
     gppSid: signals.gppSid,
   };
 }
+
+const GUESS_DETAIL: Record<SightingGuess, string> = {
+  new: 'no mapping for the platform: create',
+  changed: 'the stored id has another digest: change',
+  unchanged: 'the same id seen inside the resync interval: read only',
+  refresh: 'the same id seen before the resync interval: refresh',
+};
 
 function describeOutcome(outcome: string): string {
   switch (outcome) {

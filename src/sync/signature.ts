@@ -90,7 +90,8 @@ export interface VerifyOptions {
 
 /**
  * Checks a callback's signature: known key id, timestamp inside the skew window, and a MAC that
- * matches in constant time. Replays inside the window are caught by the caller's replay guard.
+ * matches in constant time. Replays inside the window are the caller's: a replay guard for
+ * signatures over the static token, the minted token's binding to one browser otherwise.
  */
 export function verifySyncSignature(
   fields: Partial<SignedFields> & { readonly sig?: string | undefined },

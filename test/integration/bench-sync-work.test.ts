@@ -25,13 +25,27 @@ describe('bench: work per sync request', () => {
     expect(of('refreshed').calls['PutItemCommand'] ?? 0).toBe(0);
     // A repeat inside the interval (the cookie says the mapping is fresh): one consistent read, no write.
     expect(of('unchanged')).toMatchObject({ calls: { GetItemCommand: 1 }, dynamoCalls: 1, writeUnits: 0 });
-    // An id change: the read, then the change itself.
+    // An id change, from a browser whose dmp_ss names the stored id by its digest: the change alone.
     expect(of('changed')).toMatchObject({
-      calls: { GetItemCommand: 1, UpdateItemCommand: 1 },
+      calls: { UpdateItemCommand: 1 },
+      dynamoCalls: 1,
+      readUnits: 0,
       writeUnits: 1,
     });
-    // A signed callback also claims its replay guard: one more conditional write.
-    expect(of('signed-new').writeUnits).toBe(2);
+    // Signed over the token /sync minted for this browser: one write, no replay guard.
+    expect(of('signed-new')).toMatchObject({
+      calls: { PutItemCommand: 1 },
+      dynamoCalls: 1,
+      readUnits: 0,
+      writeUnits: 1,
+    });
+    // Signed over the static token: the replay guard is one more conditional write.
+    expect(of('signed-static-new')).toMatchObject({
+      calls: { PutItemCommand: 2 },
+      dynamoCalls: 2,
+      readUnits: 0,
+      writeUnits: 2,
+    });
     // The pixel reads the browser's mappings (one eventually consistent Query) and writes nothing.
     expect(of('pixel')).toMatchObject({ calls: { QueryCommand: 1 }, readUnits: 0.5, writeUnits: 0 });
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
 import { MAPPING_TABLE, POPULATION_TABLE, TABLES } from '../../src/infra/resources.ts';
 import { userDigest } from '../../src/privacy/digest.ts';
+import { partnerIdDigest } from '../../src/sync/cookies.ts';
 import { DynamoMappingStore } from '../../src/sync/mapping-store.ts';
 import {
   audienceEvent,
@@ -179,11 +180,15 @@ describe('a forgotten user whose browser still has the cookie', () => {
     expect((await cli(['forget', user, '--json'])).stderr).toBe('');
     await harness.idle();
 
-    // No sync cookie (the creating put), the one it had (a read), one from long ago (a refresh).
+    // No sync cookie (the creating put), the one it had (a read), one from long ago (a refresh),
+    // one naming another partner id (the change first).
+    const otherId = partnerIdDigest(BATCH_PLATFORM, user, 'another-partner-id');
+    const minutes = Math.floor(Date.now() / 60_000).toString(36);
     for (const cookie of [
       `dmp_uid=${user}`,
       `dmp_uid=${user}; ${synced}`,
       `dmp_uid=${user}; dmp_ss=${BATCH_PLATFORM}:1`,
+      `dmp_uid=${user}; dmp_ss=${BATCH_PLATFORM}:${minutes}:${otherId}`,
     ]) {
       const replay = await callback(cookie);
       expect([replay.status, replay.headers.get('x-dmp-reason')], cookie).toEqual([451, 'user_forgotten']);

@@ -24,6 +24,8 @@ import { type SignatureAlgorithm, signSyncCallback } from '../../src/sync/signat
 export const STATIC_TOKEN = 'verysecure';
 export const SIGNING_KID = 'k1';
 export const SIGNING_SECRET = 'reference-partner-shared-secret-1';
+/** Platform 99999's key for signed static-token callbacks. */
+export const STATIC_SIGNING_SECRET = 'reference-partner-static-signing-secret';
 export const TOKEN_SIGNING_KEY = 'local-only-sync-token-signing-key';
 export const PRIVACY_KEY = 'local-only-privacy-digest-key-0000000000';
 /** From config/environments/local.json. */

@@ -14,7 +14,9 @@ import {
   SIGNED_PLATFORM,
   SIGNING_SECRET,
   STATIC_PLATFORM,
+  STATIC_SIGNING_SECRET,
   STATIC_TOKEN,
+  signedQuery,
   TOKEN_SIGNING_KEY,
   useStack,
 } from './support.ts';
@@ -137,10 +139,18 @@ describe('handler logs and metrics', () => {
       browser,
     );
     await refusal(partnerCallback(out, id('kid'), { kid: 'k9' }), 403, 'signature_unknown_key', browser);
-    const signed = partnerCallback(out, id('replay'), {});
+    const signed = partnerCallback(out, id('signed'), {});
     tokens.add(new URL(signed).searchParams.get('sig')!);
     expectGif(await browser.get(signed), 200);
-    await refusal(signed, 403, 'replayed', browser);
+
+    // A signed static-token callback (99999), replayed (another browser: this one stays due for 99999).
+    const signer = (await knownBrowser(harness)).browser;
+    const staticSigned = harness.url(
+      `/uid?${signedQuery({ pl: STATIC_PLATFORM, userid: id('replay'), plsec: STATIC_TOKEN, secret: STATIC_SIGNING_SECRET })}`,
+    );
+    tokens.add(new URL(staticSigned).searchParams.get('sig')!);
+    expect((await signer.get(staticSigned)).reason).toBeNull();
+    await refusal(staticSigned, 403, 'replayed', signer);
 
     // Another browser replaying this browser's minted callback.
     const other = await knownBrowser(harness);
@@ -162,7 +172,7 @@ describe('handler logs and metrics', () => {
   it('never prints a DMP user id, a partner id, a token or a secret', () => {
     const lines = harness.output.lines;
     expect(lines.length).toBeGreaterThan(0);
-    const secrets = [STATIC_TOKEN, SIGNING_SECRET, TOKEN_SIGNING_KEY];
+    const secrets = [STATIC_TOKEN, SIGNING_SECRET, STATIC_SIGNING_SECRET, TOKEN_SIGNING_KEY];
     const ids = [...harness.seenIds, ...partnerIds];
     expect(ids.length).toBeGreaterThan(10);
     for (const line of lines) {

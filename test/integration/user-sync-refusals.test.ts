@@ -12,6 +12,7 @@ import {
   SIGNED_PLATFORM,
   SIGNING_SECRET,
   STATIC_PLATFORM,
+  STATIC_SIGNING_SECRET,
   STATIC_TOKEN,
   signedQuery,
   useStack,
@@ -322,20 +323,49 @@ describe('refused signed callbacks (platform 88888)', () => {
     await expectNothingStored(dmpUid);
   });
 
-  it('the same signed callback twice: the second is 403 replayed, in either spelling of the MAC', async () => {
+  it('a signed static-token callback twice: the second is 403 replayed, in either spelling, from any browser', async () => {
+    // The static token binds the signed URL to no browser: each signature is accepted once.
+    const a = await knownBrowser(harness, 'A');
+    const b = await knownBrowser(harness, 'B');
+    const callback = harness.url(
+      `/uid?${signedQuery({ pl: STATIC_PLATFORM, userid: 'replay-static-0001', plsec: STATIC_TOKEN, secret: STATIC_SIGNING_SECRET })}`,
+    );
+    const first = await a.browser.get(callback);
+    expect([first.status, first.reason]).toEqual([302, null]);
+    const stored = await harness.table.get(a.dmpUid, STATIC_PLATFORM);
+    expect(stored).toMatchObject({
+      partnerUserId: 'replay-static-0001',
+      version: 1,
+      verifiedAt: expect.any(String),
+    });
+
+    expectRefusal(await a.browser.get(callback), 403, 'replayed');
+    expectRefusal(await b.browser.get(callback), 403, 'replayed');
+    const hex = new URL(callback).searchParams.get('sig')!;
+    const base64url = Buffer.from(hex, 'hex').toString('base64url');
+    expectRefusal(await b.browser.get(callback.replace(hex, base64url)), 403, 'replayed');
+    // Nothing was written by the replays.
+    expect(await harness.table.get(a.dmpUid, STATIC_PLATFORM)).toEqual(stored);
+    await expectNothingStored(b.dmpUid);
+  });
+
+  it('a signed minted callback replayed: from another browser 403 token_mismatch; from its own, the same id again', async () => {
+    // The minted token binds the signed URL to browser A's DMP user and platform: no global guard.
     const { browser, dmpUid, out } = await signedSetup();
-    const ts = nowSeconds();
-    const callback = partnerCallback(out, 'replay-0001', { ts });
-    const first = await browser.get(callback);
-    expectGif(first, 200);
+    const b = await knownBrowser(harness, 'B');
+    const callback = partnerCallback(out, 'replay-0001', {});
+    expectGif(await browser.get(callback), 200);
     const stored = await harness.table.get(dmpUid, SIGNED_PLATFORM);
     expect(stored).toMatchObject({ partnerUserId: 'replay-0001', version: 1 });
 
-    expectRefusal(await browser.get(callback), 403, 'replayed');
-    const hex = new URL(callback).searchParams.get('sig')!;
-    const base64url = Buffer.from(hex, 'hex').toString('base64url');
-    expectRefusal(await browser.get(callback.replace(hex, base64url)), 403, 'replayed');
-    // Nothing was written by the replays.
+    expectRefusal(await b.browser.get(callback), 403, 'token_mismatch');
+    await expectNothingStored(b.dmpUid);
+    expect(await harness.table.findByPartnerId('replay-0001')).toHaveLength(1);
+
+    // Browser A again (a reload, the back button, or a replay): what the partner said about this
+    // browser, said once more: unchanged, nothing written.
+    const again = await browser.get(callback);
+    expect([again.status, again.reason]).toEqual([200, null]);
     expect(await harness.table.get(dmpUid, SIGNED_PLATFORM)).toEqual(stored);
   });
 

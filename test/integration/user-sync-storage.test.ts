@@ -1,4 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { countDynamoWork } from '../../bench/sync-work.ts';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/endpoints.ts';
+import { partnerIdDigest } from '../../src/sync/cookies.ts';
+import { DynamoMappingStore, type SightingInput } from '../../src/sync/mapping-store.ts';
 import {
   browserSyncedWith,
   debugTrace,
@@ -196,5 +201,129 @@ describe('a callback again inside the resync interval', () => {
     expect(item.previousPartnerUserId).toBeUndefined();
     expect(Date.parse(item.firstSeen) / 1000).toBeGreaterThanOrEqual(before);
     expect(item.expiresAt).toBeGreaterThan(nowSeconds() + 89 * DAY);
+  });
+});
+
+describe('an id change in one call: the dmp_ss digest names the stored id', () => {
+  it('a callback with another id than the cookie names goes straight to the change', async () => {
+    const { browser, dmpUid } = await browserSyncedWith(harness, SIGNED_PLATFORM);
+    const out = await mintedCallback(harness, browser, STATIC_PLATFORM);
+    const first = debugTrace(await browser.get(`${partnerCallback(out, 'digest-old-1')}&debug=1`));
+    expect(first.outcome).toBe('stored');
+    // The cookie names the stored id by its digest, never in clear.
+    const synced = browser.cookie('dmp_ss')!;
+    expect(synced).toContain(`${STATIC_PLATFORM}:`);
+    expect(synced).toContain(partnerIdDigest(STATIC_PLATFORM, dmpUid, 'digest-old-1'));
+    expect(synced).not.toContain('digest-old-1');
+    expect(synced).not.toContain(dmpUid);
+
+    // The partner says another id (the same minted token: it is valid for an hour).
+    const changed = debugTrace(await browser.get(`${partnerCallback(out, 'digest-new-2')}&debug=1`));
+    expect(changed.outcome).toBe('changed');
+    expect(changed.trace).toContainEqual({
+      step: 'store',
+      detail: 'first write chosen from dmp_ss: the stored id has another digest: change',
+      platformId: STATIC_PLATFORM,
+    });
+    expect(await harness.table.get(dmpUid, STATIC_PLATFORM)).toMatchObject({
+      partnerUserId: 'digest-new-2',
+      previousPartnerUserId: 'digest-old-1',
+      version: 2,
+    });
+  });
+
+  describe('the store, counted call by call (a client of its own on the local DynamoDB)', () => {
+    let client: DynamoDBClient | undefined;
+    afterAll(() => client?.destroy());
+    const counted = () => {
+      client ??= new DynamoDBClient({
+        endpoint: harness.stack.dynamodbEndpoint,
+        region: LOCAL_REGION,
+        credentials: LOCAL_CREDENTIALS,
+      });
+      const store = new DynamoMappingStore(client, harness.table.tableName);
+      const work = countDynamoWork(client);
+      return { store, work };
+    };
+    const sighting = (dmpUserId: string, partnerUserId: string, extra: Partial<SightingInput> = {}) => ({
+      dmpUserId,
+      platformId: STATIC_PLATFORM,
+      partnerUserId,
+      nowSeconds: nowSeconds(),
+      ttlSeconds: 90 * DAY,
+      refreshAfterSeconds: 6 * DAY,
+      expected: 'changed' as const,
+      ...extra,
+    });
+    const staticLimits = { assurance: 'static', staticChangeIntervalSeconds: DAY } as const;
+
+    it('an id change the cookie predicted: one UpdateItem, one write unit, no read', async () => {
+      const { store, work } = counted();
+      const user = `count-change-${nowSeconds()}`;
+      await harness.table.put(
+        user,
+        STATIC_PLATFORM,
+        seenAt(nowSeconds() - 3600, { partnerUserId: 'count-old', version: 3, historyDays: 10 }),
+      );
+      work.take();
+      expect(await store.recordSighting(sighting(user, 'count-new'))).toBe('changed');
+      const taken = work.take();
+      work.detach();
+      expect(taken).toMatchObject({ calls: { UpdateItemCommand: 1 }, readUnits: 0, writeUnits: 1 });
+      expect(await harness.table.get(user, STATIC_PLATFORM)).toMatchObject({
+        partnerUserId: 'count-new',
+        previousPartnerUserId: 'count-old',
+        version: 4,
+      });
+    });
+
+    it('a wrong guess is only a call more: the same id, no item, a verified id, a forget marker', async () => {
+      const { store, work } = counted();
+      const user = `count-wrong-${nowSeconds()}`;
+      // The same id (a stale digest): the change's condition fails, the item is read: unchanged.
+      await harness.table.put(
+        user,
+        STATIC_PLATFORM,
+        seenAt(nowSeconds() - 3600, { partnerUserId: 'same-id', version: 2, historyDays: 10 }),
+      );
+      const before = await harness.table.get(user, STATIC_PLATFORM);
+      work.take();
+      expect(await store.recordSighting(sighting(user, 'same-id'))).toBe('unchanged');
+      expect(work.take().calls).toEqual({ UpdateItemCommand: 1, GetItemCommand: 1 });
+      expect(await harness.table.get(user, STATIC_PLATFORM)).toEqual(before);
+
+      // No item at all: the creation follows the read.
+      const fresh = `${user}-fresh`;
+      expect(await store.recordSighting(sighting(fresh, 'brand-new'))).toBe('stored');
+      expect(work.take().calls).toEqual({ UpdateItemCommand: 1, GetItemCommand: 1, PutItemCommand: 1 });
+
+      // A static-token change of a verified id: refused by the condition, then by the decision.
+      const verified = `${user}-verified`;
+      await harness.table.put(verified, STATIC_PLATFORM, {
+        ...seenAt(nowSeconds() - 3 * DAY, { partnerUserId: 'verified-id', version: 1, historyDays: 10 }),
+        verifiedAt: new Date().toISOString(),
+      } as Parameters<typeof harness.table.put>[2]);
+      expect(await store.recordSighting(sighting(verified, 'planted-id', { limits: staticLimits }))).toBe(
+        'static_token_cannot_replace',
+      );
+      // Changed an hour ago: a static-token change waits a day.
+      const recent = `${user}-recent`;
+      await harness.table.put(recent, STATIC_PLATFORM, {
+        ...seenAt(nowSeconds() - 3600, { partnerUserId: 'recent-id', version: 1, historyDays: 0 }),
+      });
+      expect(await store.recordSighting(sighting(recent, 'planted-id', { limits: staticLimits }))).toBe(
+        'static_token_rate_limited',
+      );
+      expect(await harness.table.get(verified, STATIC_PLATFORM)).toMatchObject({
+        partnerUserId: 'verified-id',
+      });
+      expect(await harness.table.get(recent, STATIC_PLATFORM)).toMatchObject({ partnerUserId: 'recent-id' });
+
+      // A privacy request's forget marker: refused.
+      const forgotten = `${user}-forgotten`;
+      await store.putForgetMarkers(forgotten, [STATIC_PLATFORM], nowSeconds() + DAY);
+      expect(await store.recordSighting(sighting(forgotten, 'any-id'))).toBe('user_forgotten');
+      work.detach();
+    });
   });
 });

@@ -3,11 +3,18 @@ import {
   COOKIE_DMP_USER,
   COOKIE_OPT_OUT,
   COOKIE_SYNC_ATTEMPTS,
+  COOKIE_SYNCED,
   expireCookie,
+  formatSyncedMappings,
   MAX_ATTEMPT_ENTRIES,
+  MAX_SYNCED_LENGTH,
+  PARTNER_ID_DIGEST_CHARS,
   parseCookies,
   parseSyncAttempts,
+  parseSyncedMappings,
+  partnerIdDigest,
   recordSyncAttempt,
+  recordSyncedMapping,
   serializeCookie,
 } from '../../src/sync/cookies.ts';
 
@@ -154,6 +161,7 @@ describe('dmp_sa sync attempts', () => {
     ['99999:ABC'],
     ['99999:123456789'],
     ['99999:abc:def'],
+    ['99999:abc:defg'],
     ['1:abc'.padEnd(MAX_ATTEMPT_ENTRIES * 24 + 1, '.')],
   ])('ignores the malformed value %j', (value) => {
     expect(parseSyncAttempts(value).size).toBe(0);
@@ -167,5 +175,80 @@ describe('dmp_sa sync attempts', () => {
         [99999, NOW + 60],
       ]),
     );
+  });
+});
+
+describe('dmp_ss synced mappings', () => {
+  const DMP = 'Qm9iQm9iQm9iQm9iQm9iQg';
+
+  it('round trips an entry with the digest of the partner id, at minute precision', () => {
+    const idDigest = partnerIdDigest(99999, DMP, 'abcdef123');
+    const value = recordSyncedMapping(new Map(), 99999, { atSeconds: NOW + 59, idDigest });
+    expect(value).toBe(`99999:${Math.floor(NOW / 60).toString(36)}:${idDigest}`);
+    expect(parseSyncedMappings(value)).toEqual(new Map([[99999, { atSeconds: NOW, idDigest }]]));
+  });
+
+  it('reads cookies written before digests (no digest: the guess falls back on time alone)', () => {
+    const old = recordSyncAttempt(new Map([[7, NOW]]), 99999, NOW + 60);
+    expect(parseSyncedMappings(old)).toEqual(
+      new Map([
+        [7, { atSeconds: NOW, idDigest: undefined }],
+        [99999, { atSeconds: NOW + 60, idDigest: undefined }],
+      ]),
+    );
+    // Old and new entries side by side (a callback since added one).
+    const mixed = recordSyncedMapping(parseSyncedMappings(old), 5, {
+      atSeconds: NOW + 120,
+      idDigest: 'AAAA',
+    });
+    expect(parseSyncedMappings(mixed).get(5)).toEqual({ atSeconds: NOW + 120, idDigest: 'AAAA' });
+    expect(parseSyncedMappings(mixed).get(7)).toEqual({ atSeconds: NOW, idDigest: undefined });
+  });
+
+  it('drops an entry whose digest is of another length, and dmp_sa takes no digest at all', () => {
+    const minutes = Math.floor(NOW / 60).toString(36);
+    expect(parseSyncedMappings(`1:${minutes}:abc.2:${minutes}:abcde.3:${minutes}:ab_-`)).toEqual(
+      new Map([[3, { atSeconds: NOW, idDigest: 'ab_-' }]]),
+    );
+    expect(parseSyncedMappings(`1:${minutes}:ab.c`).size).toBe(0);
+    expect(parseSyncAttempts(`3:${minutes}:ab_-`).size).toBe(0);
+  });
+
+  it('the digest is short, cookie-safe, and says nothing readable about the id or the user', () => {
+    const digest = partnerIdDigest(99999, DMP, 'abcdef123');
+    expect(digest).toMatch(new RegExp(`^[A-Za-z0-9_-]{${PARTNER_ID_DIGEST_CHARS}}$`));
+    expect(partnerIdDigest(99999, DMP, 'abcdef123')).toBe(digest);
+    // Another id, another platform, another browser: another digest (unlinkable across browsers).
+    expect(partnerIdDigest(99999, DMP, 'abcdef124')).not.toBe(digest);
+    expect(partnerIdDigest(88888, DMP, 'abcdef123')).not.toBe(digest);
+    expect(partnerIdDigest(99999, 'Qm9iQm9iQm9iQm9iQm9iQw', 'abcdef123')).not.toBe(digest);
+    const value = formatSyncedMappings([[99999, { atSeconds: NOW, idDigest: digest }]]);
+    expect(value).not.toContain('abcdef');
+    expect(value).not.toContain(DMP);
+  });
+
+  it(`stays bounded: ${MAX_ATTEMPT_ENTRIES} entries with the largest ids and times, under 1 KB with its attributes`, () => {
+    let value = '';
+    for (let index = 0; index < 100; index++) {
+      value = recordSyncedMapping(parseSyncedMappings(value), 2_147_483_647 - index, {
+        atSeconds: NOW + 400 * DAY + index * 60,
+        idDigest: partnerIdDigest(index, DMP, `partner-${index}`),
+      });
+    }
+    const entries = parseSyncedMappings(value);
+    expect(entries.size).toBe(MAX_ATTEMPT_ENTRIES);
+    expect([...entries.values()].every((entry) => entry.idDigest !== undefined)).toBe(true);
+    expect(value.length).toBeLessThanOrEqual(MAX_SYNCED_LENGTH);
+    const header = serializeCookie(COOKIE_SYNCED, value, { maxAgeSeconds: 395 * DAY, domain: '.flx1.com' });
+    expect(header.length).toBeLessThan(1024);
+  });
+
+  it('ignores a value longer than the bound whole', () => {
+    const entry = `1:${Math.floor(NOW / 60).toString(36)}:AAAA`;
+    const long = Array.from({ length: Math.ceil(MAX_SYNCED_LENGTH / entry.length) + 1 }, () => entry).join(
+      '.',
+    );
+    expect(long.length).toBeGreaterThan(MAX_SYNCED_LENGTH);
+    expect(parseSyncedMappings(long).size).toBe(0);
   });
 });

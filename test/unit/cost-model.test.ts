@@ -27,6 +27,7 @@ import {
 } from '../../bench/cost/model.ts';
 import { loadPrices, PRICES_FILE } from '../../bench/cost/prices.ts';
 import type { MembershipWorkMeasured } from '../../bench/population-work.ts';
+import type { RequestWork, SyncKind } from '../../bench/sync-work.ts';
 import { DEFAULT_RUNTIME, FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 
 // Every expected figure below is worked out by hand from bench/cost/prices.json (us-east-1):
@@ -211,6 +212,37 @@ describe('syncs as deployed', () => {
     expect(names(DEFAULT_RUNTIME)).toContain('no X-Ray active tracing');
     expect(names(off).some((name) => name.startsWith('Lambda platform log lines'))).toBe(true);
     expect(names(DEFAULT_RUNTIME)).toContain('no Lambda platform log lines (systemLogLevel WARN)');
+  });
+});
+
+describe('the blind-write lever', () => {
+  const request = (
+    kind: SyncKind,
+    calls: Record<string, number>,
+    readUnits: number,
+    writeUnits: number,
+  ): RequestWork => ({
+    kind,
+    outcome: 'stored',
+    status: 302,
+    calls,
+    unitsByCommand: calls['GetItemCommand'] ? { GetItemCommand: readUnits } : ({} as Record<string, number>),
+    dynamoCalls: Object.values(calls).reduce((sum, count) => sum + count, 0),
+    readUnits,
+    writeUnits,
+    logBytes: 300,
+    emfBytes: 0,
+    logLines: 1,
+    responseBytes: 700,
+  });
+  const blind = syncLevers().find((lever) => lever.name.startsWith('every callback writes blind'))!;
+
+  it.each([
+    ['a write alone (new, changed in one call)', request('changed', { UpdateItemCommand: 1 }, 0, 1)],
+    ['a read alone (unchanged)', request('unchanged', { GetItemCommand: 1 }, 1, 0)],
+    ['a read, then a write', request('changed', { GetItemCommand: 1, UpdateItemCommand: 1 }, 1, 1)],
+  ])('%s: becomes one call, one write unit, no read', (_, measured) => {
+    expect(blind.request!(measured)).toMatchObject({ dynamoCalls: 1, readUnits: 0, writeUnits: 1 });
   });
 });
 

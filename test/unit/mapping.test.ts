@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { decideMappingWrite, type MappingRecord, OUTCOME_OF_WRITE } from '../../src/sync/mapping.ts';
+import {
+  decideMappingWrite,
+  guessSighting,
+  type MappingRecord,
+  OUTCOME_OF_WRITE,
+} from '../../src/sync/mapping.ts';
 
 const DAY = 86_400;
 const NOW = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -99,5 +104,35 @@ describe('decideMappingWrite for static-token callbacks', () => {
   it('leaves verified callbacks free to change any id', () => {
     const verified = record({ verifiedAt: iso(NOW), lastChanged: iso(NOW) });
     expect(decideMappingWrite(verified, 'other', NOW, REFRESH_AFTER).kind).toBe('change');
+  });
+});
+
+describe("guessSighting (the first write, from the browser's dmp_ss entry)", () => {
+  const DIGEST = 'AbC-';
+  it('no entry: a new mapping', () => {
+    expect(guessSighting(undefined, DIGEST, NOW, REFRESH_AFTER)).toBe('new');
+  });
+
+  it('an entry naming another id: a change, whenever it was seen', () => {
+    for (const atSeconds of [NOW - 60, NOW - 30 * DAY, NOW + 3600]) {
+      expect(guessSighting({ atSeconds, idDigest: 'zzzz' }, DIGEST, NOW, REFRESH_AFTER)).toBe('changed');
+    }
+  });
+
+  it('the same id: a repeat inside the interval, a refresh after it (or from a future time)', () => {
+    expect(guessSighting({ atSeconds: NOW - DAY, idDigest: DIGEST }, DIGEST, NOW, REFRESH_AFTER)).toBe(
+      'unchanged',
+    );
+    expect(
+      guessSighting({ atSeconds: NOW - REFRESH_AFTER, idDigest: DIGEST }, DIGEST, NOW, REFRESH_AFTER),
+    ).toBe('refresh');
+    expect(guessSighting({ atSeconds: NOW + 60, idDigest: DIGEST }, DIGEST, NOW, REFRESH_AFTER)).toBe(
+      'refresh',
+    );
+  });
+
+  it('an entry from before digests: time alone decides, as it did', () => {
+    expect(guessSighting({ atSeconds: NOW - DAY }, DIGEST, NOW, REFRESH_AFTER)).toBe('unchanged');
+    expect(guessSighting({ atSeconds: NOW - 7 * DAY }, DIGEST, NOW, REFRESH_AFTER)).toBe('refresh');
   });
 });

@@ -1,7 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ConsentSignals, evaluateConsent, MAX_CONSENT_SIGNAL_LENGTH } from '../../src/sync/consent.ts';
-import { MAX_ATTEMPT_ENTRIES, parseSyncAttempts, recordSyncAttempt } from '../../src/sync/cookies.ts';
+import {
+  MAX_ATTEMPT_ENTRIES,
+  MAX_SYNCED_LENGTH,
+  PARTNER_ID_DIGEST_CHARS,
+  parseSyncAttempts,
+  parseSyncedMappings,
+  partnerIdDigest,
+  recordSyncAttempt,
+  recordSyncedMapping,
+} from '../../src/sync/cookies.ts';
 import { type SignedFields, signSyncCallback, verifySyncSignature } from '../../src/sync/signature.ts';
 import { mintSyncToken, type TokenKeys, verifyMintedToken } from '../../src/sync/tokens.ts';
 import { allowedSyncOrigin, buildCallbackUrl, buildPartnerSyncUrl } from '../../src/sync/urls.ts';
@@ -284,6 +293,61 @@ describe('dmp_sa cookie', () => {
             expect(value).toMatch(/^[0-9a-z:.]*$/);
             const back = parseSyncAttempts(value);
             expect(back.get(platformId)).toBe(Math.floor(clock / 60) * 60);
+            expect(back.size).toBeLessThanOrEqual(MAX_ATTEMPT_ENTRIES);
+            expect(value.split('.')).toHaveLength(back.size);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('dmp_ss cookie', () => {
+  it('parseSyncedMappings never throws and only returns sane entries', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary', maxLength: 1200 }),
+          fc.string({ unit: fc.constantFrom(...'0123456789abcxyzAZ_:.-'), maxLength: 1200 }),
+        ),
+        (value) => {
+          for (const [platformId, entry] of parseSyncedMappings(value)) {
+            expect(Number.isSafeInteger(platformId) && platformId > 0).toBe(true);
+            expect(Number.isSafeInteger(entry.atSeconds) && entry.atSeconds >= 0).toBe(true);
+            if (entry.idDigest !== undefined) expect(entry.idDigest).toHaveLength(PARTNER_ID_DIGEST_CHARS);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('recordSyncedMapping output always parses back with its digest and stays small', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.integer({ min: 1, max: 2_147_483_647 }),
+            fc.integer({ min: 0, max: 3_000_000 }),
+            fc.string({ maxLength: 40 }),
+          ),
+          { maxLength: 80 },
+        ),
+        (steps) => {
+          let value = '';
+          let clock = NOW;
+          for (const [platformId, advance, partnerId] of steps) {
+            clock += advance;
+            const idDigest = partnerIdDigest(platformId, 'dmp-user', partnerId);
+            value = recordSyncedMapping(parseSyncedMappings(value), platformId, {
+              atSeconds: clock,
+              idDigest,
+            });
+            expect(value.length).toBeLessThanOrEqual(MAX_SYNCED_LENGTH);
+            expect(value).toMatch(/^[0-9A-Za-z_:.-]*$/);
+            const back = parseSyncedMappings(value);
+            expect(back.get(platformId)).toEqual({ atSeconds: Math.floor(clock / 60) * 60, idDigest });
             expect(back.size).toBeLessThanOrEqual(MAX_ATTEMPT_ENTRIES);
             expect(value.split('.')).toHaveLength(back.size);
           }
