@@ -193,6 +193,7 @@ function exchange(
     let connected = false;
     let timer: NodeJS.Timeout | undefined;
     const arm = (code: HttpTimeoutCode, ms: number) => {
+      if (settled) return;
       clearTimeout(timer);
       timer = setTimeout(() => fail(new HttpTimeoutError(code, ms)), ms);
     };

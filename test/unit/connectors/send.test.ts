@@ -215,6 +215,28 @@ describe('createHttpSend: the connection pool', () => {
     }
   });
 
+  it('does not cut an answer that is slower than the idle timeout but within its own', async () => {
+    let answer: (() => void) | undefined;
+    const own = await startServer((_, res) => {
+      answer = () => res.end('late');
+    });
+    const agents = createAgents({ idleTimeoutMs: 20 });
+    try {
+      const pending = createHttpSend({ agents })({
+        ...get('/slow', { timeoutMs: 60_000 }),
+        origin: own.origin,
+      });
+      while (own.received.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      const [socket] = Object.values(agents.http.sockets).flat();
+      await once(socket as Socket, 'timeout'); // the agent's idle timer fired on the busy socket
+      answer?.();
+      expect((await pending).body.toString()).toBe('late');
+    } finally {
+      agents.http.destroy();
+      await own.close();
+    }
+  });
+
   it('shares one pair of keep-alive agents per process by default', async () => {
     expect(sharedAgents()).toBe(sharedAgents());
     for (const agent of Object.values(sharedAgents())) {
