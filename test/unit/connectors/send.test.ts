@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -129,6 +130,19 @@ describe('createHttpSend: the exchange', () => {
   it('puts the request target on the request line as given: no dot segments resolved, no re-escaping', async () => {
     await transport.send(get('/a/../b/%2e%2E/c?x=%2F&y=a%20b'));
     expect(server.received.at(-1)?.url).toBe('/a/../b/%2e%2E/c?x=%2F&y=a%20b');
+  });
+
+  it('reaches an IPv6 origin ([::1]) and names it in the host header', async () => {
+    const v6 = createHttpServer((req, res) => res.end(req.headers.host));
+    await new Promise<void>((resolve) => v6.listen(0, '::1', resolve));
+    try {
+      const { port } = v6.address() as AddressInfo;
+      const answer = await transport.send({ ...get('/v6'), origin: `http://[::1]:${port}` });
+      expect(answer.body.toString()).toBe(`[::1]:${port}`);
+    } finally {
+      v6.closeAllConnections();
+      await new Promise<void>((resolve) => v6.close(() => resolve()));
+    }
   });
 
   it('returns a redirect as it is, without following it', async () => {
