@@ -4,10 +4,9 @@ import { pathToFileURL } from 'node:url';
 import { type BuildOptions, build, type Metafile } from 'esbuild';
 import { CONFIG_ENV_VAR } from '../src/config/load.ts';
 import {
+  BUNDLE_ALIASES,
   BUNDLE_MAIN_FIELDS,
   BUNDLE_TARGET,
-  bundleAliases,
-  ENVIRONMENT_CREDENTIALS_MODULE,
   ESM_REQUIRE_BANNER,
 } from '../src/infra/bundling.ts';
 import { populationEnvironment } from '../src/infra/population.ts';
@@ -212,10 +211,6 @@ interface Variant {
 
 const same = (options: BuildOptions) => options;
 
-const ENVIRONMENT_CREDENTIALS_ALIAS = {
-  '@aws-sdk/credential-provider-node': ENVIRONMENT_CREDENTIALS_MODULE,
-};
-
 const VARIANTS: readonly Variant[] = [
   {
     // Lambda's Node.js 24 runtime ships AWS SDK v3: left external, the SDK loads from node_modules
@@ -246,11 +241,11 @@ const VARIANTS: readonly Variant[] = [
     }),
   },
   {
-    // The baseline with the credential provider a function of `runtime.credentials: 'environment'`
-    // is bundled with: what the handler weighs beyond its clients, credentials set aside.
+    // The baseline with the credential provider every function is bundled with: what the
+    // handler weighs beyond its clients, credentials set aside.
     name: 'both bundles with the environment-only credential provider',
     handler: same,
-    baseline: (options) => ({ ...options, alias: { ...options.alias, ...ENVIRONMENT_CREDENTIALS_ALIAS } }),
+    baseline: (options) => ({ ...options, alias: { ...options.alias, ...BUNDLE_ALIASES } }),
   },
 ];
 
@@ -310,7 +305,7 @@ export async function runColdStart(options: ColdStartOptions): Promise<ColdStart
                 stdin: { contents: source, resolveDir: REPO_ROOT, sourcefile: 'baseline.ts', loader: 'ts' },
               }
             : // The function's module substitutions, as the CDK bundles it (src/infra/bundling.ts).
-              { ...base, entryPoints: [join(REPO_ROOT, definition.entry)], alias: bundleAliases(definition) },
+              { ...base, entryPoints: [join(REPO_ROOT, definition.entry)], alias: { ...BUNDLE_ALIASES } },
         );
         // The function's own externals, as the CDK bundles it (ssh2's optional native parts).
         return bundle({

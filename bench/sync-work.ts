@@ -13,6 +13,7 @@ import {
 } from './fixtures.ts';
 import type { BenchModule, Figure } from './registry.ts';
 import { runCaptured } from './runner.ts';
+import { type StreamConsumerWork, streamConsumerMeter } from './stream-work.ts';
 
 /**
  * The work one sync request costs, counted through the local stack with the deployed function's
@@ -59,6 +60,8 @@ export interface RequestWork {
   readonly emfBytes: number;
   readonly logLines: number;
   readonly responseBytes: number;
+  /** What the mapping table's stream consumer (release-pending) did for it (bench/stream-work.ts). */
+  readonly stream: StreamConsumerWork;
 }
 
 const EXPECTED_OUTCOME: Record<SyncKind, string> = {
@@ -126,7 +129,14 @@ export function countDynamoWork(client: DynamoDBClient) {
       const capacities = Array.isArray(reported) ? reported : reported ? [reported] : [];
       for (const capacity of capacities)
         addTable(capacity.TableName, capacity.CapacityUnits ?? 0, WRITE_COMMANDS.has(command));
-      const units = capacities.reduce((sum, capacity) => sum + (capacity.CapacityUnits ?? 0), 0);
+      let units = capacities.reduce((sum, capacity) => sum + (capacity.CapacityUnits ?? 0), 0);
+      // DynamoDB bills a Query or Scan that finds nothing its minimum read (1 unit strongly
+      // consistent, 0.5 eventually); dynalite reports 0 for it. Count it as AWS charges it.
+      if (units === 0 && (command === 'QueryCommand' || command === 'ScanCommand')) {
+        const input = args.input as { ConsistentRead?: boolean; TableName?: string };
+        units = input.ConsistentRead ? 1 : 0.5;
+        addTable(input.TableName, units, false);
+      }
       unitsByCommand[command] = (unitsByCommand[command] ?? 0) + units;
       if (WRITE_COMMANDS.has(command)) writeUnits += units;
       else readUnits += units;
@@ -202,15 +212,23 @@ function responseBytes(response: Response, body: ArrayBuffer): number {
 /** Measures each kind of request once, on a fresh browser each time where it matters. */
 export async function measureSyncWork(): Promise<RequestWork[]> {
   const { startLocalStack } = await import('../local/stack.ts');
+  const { entryLoader } = await import('../local/lambda.ts');
   const { dynamoDbClient } = await import('../src/aws/clients.ts');
+  const meter = streamConsumerMeter();
+  const load = entryLoader(REPO_ROOT);
   const log = countLogBytes();
   const realNow = Date.now;
   let stack: Awaited<ReturnType<typeof startLocalStack>> | undefined;
   let dynamo: ReturnType<typeof countDynamoWork> | undefined;
   try {
-    // No event sources: the mapping stream's consumer (release-pending, its own function in AWS)
-    // would add its calls on the same client, after the answer or before it, as timing goes.
-    stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0, eventSources: [] });
+    // Of the event sources, the mapping stream's consumer only (release-pending, its own function
+    // in AWS): held until each answer is counted, then counted apart (bench/stream-work.ts).
+    stack = await startLocalStack({
+      quiet: true,
+      ttlSweepIntervalMs: 0,
+      eventSources: meter.eventSources,
+      loadFunction: async (key, definition) => meter.wrap(key, await load(key, definition)),
+    });
     dynamo = countDynamoWork(dynamoDbClient());
     const api = stack.apiUrl;
     const results: RequestWork[] = [];
@@ -227,9 +245,12 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
     const measure = async (kind: SyncKind, path: string, cookie: string | undefined) => {
       dynamo?.take();
       log.take();
+      meter.hold();
       const { response, bytes } = await get(path, cookie);
       const work = dynamo!.take();
       const logged = log.take();
+      const local = stack!;
+      const stream = await meter.settle(() => local.whenIdle(), { dynamo: dynamo!, log });
       const outcome = logged.lines.map(loggedOutcome).find((value) => value !== undefined) ?? '?';
       if (outcome !== EXPECTED_OUTCOME[kind]) {
         throw new Error(
@@ -251,6 +272,7 @@ export async function measureSyncWork(): Promise<RequestWork[]> {
           .reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0),
         logLines: logged.lines.length,
         responseBytes: bytes,
+        stream,
       });
       return response;
     };
@@ -370,6 +392,18 @@ export function syncWorkOfThisRun(): Promise<RequestWork[]> {
   return measured;
 }
 
+/** What the mapping stream's consumer did for a request, for the section's notes. */
+function streamNote(stream: StreamConsumerWork): string {
+  const calls = Object.entries(stream.calls)
+    .map(([command, count]) => `${count} ${command.replace(/Command$/, '')}`)
+    .join(' + ');
+  return `mapping stream: ${stream.records} record(s), ${stream.delivered} to release-pending${
+    stream.delivered > 0
+      ? ` (${calls || 'no DynamoDB call'}; ${stream.readUnits} RRU, ${stream.writeUnits} WRU)`
+      : ''
+  }`;
+}
+
 /** Section "sync work" of `npm run bench`: exact counts per request, not timings. */
 export const syncWorkBench: BenchModule = {
   id: 'syncwork',
@@ -397,7 +431,7 @@ export const syncWorkBench: BenchModule = {
             Object.entries(request.calls)
               .map(([command, count]) => `${count} ${command.replace(/Command$/, '')}`)
               .join(' + ') || 'no DynamoDB call'
-          }; ${request.readUnits} RRU, ${request.writeUnits} WRU; ${request.logLines} log lines, ${request.logBytes} B (EMF ${request.emfBytes} B); answer ${request.responseBytes} B`,
+          }; ${request.readUnits} RRU, ${request.writeUnits} WRU; ${request.logLines} log lines, ${request.logBytes} B (EMF ${request.emfBytes} B); answer ${request.responseBytes} B; ${streamNote(request.stream)}`,
       ),
     };
   },

@@ -308,7 +308,7 @@ export class CliContext {
 
   /**
    * One PartnerClient per platform, with its credentials (src/connectors/partner-clients.ts),
-   * loaded on first use: it brings the connectors' HTTP client (undici).
+   * loaded on first use: it brings the connectors, their auth schemes and schemas.
    */
   partnerClients(): Pick<PartnerClients, 'for'> {
     const credentials = this.credentialsSource();

@@ -6,6 +6,7 @@ import { type MembershipWorkMeasured, membershipWorkOfThisRun } from '../populat
 import type { BenchModule, Figure } from '../registry.ts';
 import { type RequestWork, type SyncKind, syncWorkOfThisRun } from '../sync-work.ts';
 import {
+  MAPPING_STREAM_SHARDS,
   MEMBERSHIP_BYTES,
   MEMBERSHIP_WORK_USERS,
   membershipPipelineOf,
@@ -14,9 +15,11 @@ import {
   perSecond,
   REFERENCE_LOAD,
   SYNC_MIX,
+  streamConsumerAssumptions,
   syncAssumptions,
 } from './inputs.ts';
 import {
+  addWork,
   COST_LINES,
   type Cost,
   costOf,
@@ -25,7 +28,9 @@ import {
   membershipWork,
   mixWork,
   perMillion,
+  type StreamConsumerAssumptions,
   type SyncAssumptions,
+  streamConsumerWork,
   syncCallbackWork,
   syncFloorWork,
   type Work,
@@ -68,6 +73,34 @@ export interface SyncLever {
   readonly name: string;
   readonly assumptions?: Partial<SyncAssumptions>;
   readonly request?: (request: RequestWork) => RequestWork;
+  /** For the mapping stream's consumer (release-pending). */
+  readonly stream?: Partial<StreamConsumerAssumptions>;
+}
+
+/**
+ * Records per second reaching the stream consumer at the reference load: the mix's syncs per
+ * second times the records each kind's request put past the filter (measured).
+ */
+export function streamRecordsPerSecond(measured: readonly RequestWork[], syncsPerMonth: number): number {
+  const byKind = new Map(measured.map((request) => [request.kind, request]));
+  const perSync = (Object.entries(SYNC_MIX) as [SyncKind, number][]).reduce(
+    (sum, [kind, share]) => sum + share * (byKind.get(kind)?.stream.delivered ?? 0),
+    0,
+  );
+  return perSecond(syncsPerMonth) * perSync;
+}
+
+/** One callback's work: the request's own, and the stream consumer's for the records it wrote. */
+export function syncWorkWithStream(
+  request: RequestWork,
+  assumptions: SyncAssumptions,
+  stream: StreamConsumerAssumptions,
+  prices: Prices,
+): Work {
+  return addWork(
+    syncCallbackWork(request, assumptions, prices),
+    streamConsumerWork(request.stream, stream, prices),
+  );
 }
 
 const getItemUnits = (request: RequestWork) => request.unitsByCommand['GetItemCommand'] ?? 0;
@@ -77,9 +110,46 @@ const getItemUnits = (request: RequestWork) => request.unitsByCommand['GetItemCo
  * alternatives to what FUNCTIONS.userSync.runtime deploys (bench/cost/inputs.ts reads the same
  * settings), and two store choices.
  */
-export function syncLevers(runtime: FunctionRuntimeSettings = runtimeOf(FUNCTIONS.userSync)): SyncLever[] {
+export function syncLevers(
+  runtime: FunctionRuntimeSettings = runtimeOf(FUNCTIONS.userSync),
+  release: FunctionRuntimeSettings = runtimeOf(FUNCTIONS.releasePending),
+): SyncLever[] {
   const atReferenceLoad = xraySampledFraction(perSecond(REFERENCE_LOAD.syncsPerMonth));
   return [
+    {
+      // Every record of the mapping table's stream invokes release-pending (refreshes, replay
+      // guards): the handler skips them, at no DynamoDB cost, but they share its invocations.
+      name: 'no filter on the mapping stream (every record reaches release-pending)',
+      request: (request) => ({
+        ...request,
+        stream: { ...request.stream, delivered: request.stream.records },
+      }),
+    },
+    {
+      // Not deployed: the release handler reads every user's tombstone (the privacy check, a
+      // BatchGetItem) before it knows whether anything is pending; only users with pending
+      // events need it, and on the common path nothing is pending.
+      name: 'release-pending reads tombstones only for users with pending events (not deployed)',
+      request: (request) => {
+        const { stream } = request;
+        const units = stream.unitsByCommand['BatchGetItemCommand'] ?? 0;
+        const calls = stream.calls['BatchGetItemCommand'] ?? 0;
+        return {
+          ...request,
+          stream: { ...stream, readUnits: stream.readUnits - units, dynamoCalls: stream.dynamoCalls - calls },
+        };
+      },
+    },
+    // release-pending runs with the project's default runtime (active tracing, Lambda's platform
+    // lines at INFO): what user-sync's settings would save on it.
+    ...(release.tracing === 'active' || release.systemLogLevel === 'INFO'
+      ? [
+          {
+            name: 'release-pending without X-Ray and platform log lines (as user-sync; not deployed)',
+            stream: { xraySampledFraction: 0, platformLogBytesPerInvocation: 0 },
+          },
+        ]
+      : []),
     {
       // Without the read-then-decide: every callback is one unconditional write and no GetItem.
       name: 'every callback writes blind (no GetItem, no skip of unchanged)',
@@ -121,6 +191,8 @@ export function syncLevers(runtime: FunctionRuntimeSettings = runtimeOf(FUNCTION
 export interface SyncCosts {
   readonly perKind: readonly { kind: SyncKind; work: Work; cost: Cost; floor: Cost }[];
   readonly mix: { work: Work; cost: Cost; floor: Cost };
+  /** What the mapping stream's consumer (release-pending) adds to the mix, and its assumptions. */
+  readonly stream: { cost: Cost; assumptions: StreamConsumerAssumptions; recordsPerSecond: number };
   /** The mix priced with each lever pulled alone. */
   readonly levers: readonly { name: string; cost: Cost }[];
   /** The mix with the project's default runtime (active tracing, platform lines at INFO). */
@@ -140,25 +212,29 @@ function mixOf(measured: readonly RequestWork[], toWork: (request: RequestWork) 
 
 export function syncCosts(measured: readonly RequestWork[], prices: Prices): SyncCosts {
   const assumptions = syncAssumptions();
+  const recordsPerSecond = streamRecordsPerSecond(measured, REFERENCE_LOAD.syncsPerMonth);
+  const stream = streamConsumerAssumptions(recordsPerSecond);
   const priced = (levers: readonly SyncLever[]) => {
     const adjusted: SyncAssumptions = Object.assign(
       {},
       assumptions,
       ...levers.map((lever) => lever.assumptions),
     );
-    const work = mixOf(measured, (request) =>
-      syncCallbackWork(
-        levers.reduce((current, lever) => lever.request?.(current) ?? current, request),
-        adjusted,
-        prices,
-      ),
+    const requests = measured.map((request) =>
+      levers.reduce((current, lever) => lever.request?.(current) ?? current, request),
     );
+    // The records reaching the consumer set how many share an invocation.
+    const consumer: StreamConsumerAssumptions = Object.assign(
+      streamConsumerAssumptions(streamRecordsPerSecond(requests, REFERENCE_LOAD.syncsPerMonth)),
+      ...levers.map((lever) => lever.stream),
+    );
+    const work = mixOf(requests, (request) => syncWorkWithStream(request, adjusted, consumer, prices));
     return costOf(work, prices);
   };
   const perKind = measured
     .filter((request) => request.kind !== 'pixel')
     .map((request) => {
-      const work = syncCallbackWork(request, assumptions, prices);
+      const work = syncWorkWithStream(request, assumptions, stream, prices);
       return {
         kind: request.kind,
         work,
@@ -166,11 +242,13 @@ export function syncCosts(measured: readonly RequestWork[], prices: Prices): Syn
         floor: costOf(syncFloorWork(request.responseBytes, assumptions, prices), prices),
       };
     });
-  const work = mixOf(measured, (request) => syncCallbackWork(request, assumptions, prices));
+  const work = mixOf(measured, (request) => syncWorkWithStream(request, assumptions, stream, prices));
   const floorWork = mixOf(measured, (request) => syncFloorWork(request.responseBytes, assumptions, prices));
+  const streamWork = mixOf(measured, (request) => streamConsumerWork(request.stream, stream, prices));
   return {
     perKind,
     mix: { work, cost: costOf(work, prices), floor: costOf(floorWork, prices) },
+    stream: { cost: costOf(streamWork, prices), assumptions: stream, recordsPerSecond },
     levers: syncLevers().map((lever) => ({ name: lever.name, cost: priced([lever]) })),
     defaultRuntime: priced([
       {
@@ -248,6 +326,25 @@ export function membershipNotes(measured: MembershipWorkMeasured, pipeline: Memb
   ];
 }
 
+/** What the stream consumer's line is made of: measured per kind, and what is assumed. */
+export function streamNotes(measured: readonly RequestWork[], sync: SyncCosts, prices: Prices): string[] {
+  const a = sync.stream.assumptions;
+  const perKind = measured
+    .map(({ kind, stream }) => {
+      const calls = Object.entries(stream.calls)
+        .map(([command, count]) => `${count} ${command.replace(/Command$/, '')}`)
+        .join(' + ');
+      return `${kind} ${stream.delivered} of ${stream.records}${stream.delivered > 0 ? ` (${calls || 'no DynamoDB call'}; ${stream.readUnits} RRU, ${stream.writeUnits} WRU; ${stream.logBytes} B logged; ${stream.ms.toFixed(1)} ms here)` : ''}`;
+    })
+    .join(', ');
+  const without = sync.mix.cost.total - sync.stream.cost.total;
+  return [
+    `stream consumer, measured (bench/stream-work.ts): records a request put on the mapping stream that pass RELEASE_STREAM_FILTERS, of all it put there: ${perKind}`,
+    `stream consumer, assumed: ${sync.stream.recordsPerSecond.toFixed(0)} records/s at ${REFERENCE_LOAD.syncsPerMonth.toExponential(0)} syncs/month over ${MAPPING_STREAM_SHARDS} shards: ${a.recordsPerInvocation.toFixed(1)} records per invocation; ${a.cpuMsPerInvocation} ms CPU + ${a.dynamoRoundTripMs} ms per round of ${a.concurrentCalls} calls, at ${a.memoryMb} MB arm64; platform log lines ${a.platformLogBytesPerInvocation} B and X-Ray share ${(a.xraySampledFraction * 100).toFixed(1)} % per invocation (as deployed); stream reads by a Lambda trigger $${prices.dynamodbStreams.lambdaTriggerReadsPerMillion}/M (bench/cost/prices.json: dynamodbStreams)`,
+    `stream consumer, per million syncs: ${breakdown(sync.stream.cost)}; the mix without it ${money(without * 1e6)}/M, ${(without / sync.mix.floor.total).toFixed(3)}x the floor; with it ${(sync.mix.cost.total / sync.mix.floor.total).toFixed(3)}x (target ${SYNC_TARGET_RATIO}x: ${sync.mix.cost.total / sync.mix.floor.total <= SYNC_TARGET_RATIO ? 'met' : 'NOT met'})`,
+  ];
+}
+
 function versusFloor(name: string, cost: Cost, floor: Cost, unit: string, target?: Figure['target']): Figure {
   return {
     name,
@@ -288,6 +385,15 @@ export const costBench: BenchModule = {
         unitSync,
         syncTarget,
       ),
+      {
+        // Its share of the mix, against the mix's floor: the mix's ratio less this is the ratio
+        // without the consumer.
+        name: '6  mix, of which the mapping stream consumer (release-pending)',
+        value: perMillion(sync.stream.cost),
+        unit: unitSync,
+        baseline: perMillion(sync.mix.floor),
+        ratio: sync.stream.cost.total / sync.mix.floor.total,
+      },
       ...sync.levers.map(({ name, cost }) => ({
         name: `6  mix, ${name}`,
         value: perMillion(cost),
@@ -355,6 +461,7 @@ export const costBench: BenchModule = {
           ]
         : []),
       `mix, per million: ${breakdown(sync.mix.cost)}`,
+      ...streamNotes(measured, sync, prices),
       ...(staticSigned
         ? [
             `/uid signed-static-new: ${(staticSigned.cost.total / staticSigned.floor.total).toFixed(2)}x the floor, the price of replay protection: a signature over the static token binds the URL to no browser, so each is claimed once in a replay guard (a second write); signed over the token /sync minted (signed-new) the callback is bound to the browser and needs none`,

@@ -1,7 +1,9 @@
+import { RELEASE_STREAM } from '../../src/infra/population.ts';
 import { FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 import type { MembershipWorkMeasured } from '../population-work.ts';
 import {
   type MembershipPipeline,
+  type StreamConsumerAssumptions,
   type SyncAssumptions,
   secretCallsPerRequest,
   xraySampledFraction,
@@ -51,6 +53,54 @@ export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerM
     // Each container caches each secret 5 minutes (src/aws/secrets.ts): the platform's secret and
     // the token key, read by a container serving ~10 requests per second.
     secretCallsPerRequest: secretCallsPerRequest(SYNC_SECRETS_PER_CONTAINER, SECRET_CACHE_SECONDS, 10),
+  };
+}
+
+/**
+ * Shards of the mapping table's stream at the reference load: DynamoDB gives a stream a shard per
+ * table partition, and a large DMP's mapping table (around a hundred million browsers, a few
+ * platforms each, a few hundred bytes a mapping: over 100 GB at 10 GB a partition) has over ten.
+ * Lambda polls each shard on its own: the fewer records a shard carries per batching window, the
+ * fewer share an invocation. Assumed, not measured; the more shards, the dearer each record.
+ */
+export const MAPPING_STREAM_SHARDS = 16;
+
+/** Concurrent reads of the release handler (RELEASE_CONCURRENCY in src/population/release-service.ts). */
+export const RELEASE_CONCURRENT_CALLS = 16;
+
+/** The privacy key (the user digests of tombstones): the release function's one secret. */
+export const RELEASE_SECRETS_PER_CONTAINER = 1;
+
+/**
+ * The stream consumer's assumptions at `recordsPerSecond` records reaching it (what the sync mix
+ * puts on the stream past the filter, at the reference load): records per invocation from the
+ * batching window and the shards (at least one, at most the batch size), the function's memory,
+ * tracing and log settings as deployed (FUNCTIONS.releasePending), and the same round trip as the
+ * sync's. One container per shard reads the privacy key once per cache period.
+ */
+export function streamConsumerAssumptions(recordsPerSecond: number): StreamConsumerAssumptions {
+  const definition = FUNCTIONS.releasePending;
+  const runtime = runtimeOf(definition);
+  const perShard = recordsPerSecond / MAPPING_STREAM_SHARDS;
+  const recordsPerInvocation = Math.min(
+    RELEASE_STREAM.batchSize,
+    Math.max(1, perShard * Math.max(RELEASE_STREAM.maxBatchingWindowSeconds, 1)),
+  );
+  const invocationsPerSecond = recordsPerSecond / recordsPerInvocation;
+  return {
+    memoryMb: definition.memorySizeMb,
+    recordsPerInvocation,
+    concurrentCalls: RELEASE_CONCURRENT_CALLS,
+    dynamoRoundTripMs: syncAssumptions().dynamoRoundTripMs,
+    // Parsing the batch, the filter's second look at each record, Powertools, the SDK's pipeline.
+    cpuMsPerInvocation: 3,
+    platformLogBytesPerInvocation: runtime.systemLogLevel === 'INFO' ? PLATFORM_LOG_BYTES_AT_INFO : 0,
+    xraySampledFraction: runtime.tracing === 'active' ? xraySampledFraction(invocationsPerSecond) : 0,
+    secretCallsPerInvocation: secretCallsPerRequest(
+      RELEASE_SECRETS_PER_CONTAINER,
+      SECRET_CACHE_SECONDS,
+      invocationsPerSecond / MAPPING_STREAM_SHARDS,
+    ),
   };
 }
 

@@ -192,6 +192,74 @@ export function syncFloorWork(responseBytes: number, assumptions: SyncAssumption
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// The mapping table's stream consumer (release-pending): what a sync's mapping write costs there.
+
+/**
+ * What bench/stream-work.ts measures for the records one request put on the mapping table's
+ * stream: those that passed the event source's filter (and so reached the function), the
+ * DynamoDB calls and units of the invocation that handled them, and its log bytes.
+ */
+export interface StreamRecordsMeasured {
+  readonly delivered: number;
+  readonly invocations: number;
+  readonly dynamoCalls: number;
+  readonly readUnits: number;
+  readonly writeUnits: number;
+  readonly logBytes: number;
+}
+
+/** Figures the run cannot measure locally (bench/cost/inputs.ts says where each comes from). */
+export interface StreamConsumerAssumptions {
+  readonly memoryMb: number;
+  /** Records per invocation in AWS: the batching window gathers a shard's records. */
+  readonly recordsPerInvocation: number;
+  /** DynamoDB calls the handler makes at once (its concurrency limit). */
+  readonly concurrentCalls: number;
+  readonly dynamoRoundTripMs: number;
+  readonly cpuMsPerInvocation: number;
+  readonly platformLogBytesPerInvocation: number;
+  /** Share of invocations X-Ray records. */
+  readonly xraySampledFraction: number;
+  readonly secretCallsPerInvocation: number;
+}
+
+/**
+ * The consumer's work for the records of one request. Measured with one record per invocation,
+ * its calls and units are per record; in AWS an invocation takes `recordsPerInvocation` records, so
+ * the invocation itself (request, duration, log lines, trace, secret reads) is shared by them:
+ * its duration is the CPU plus the calls per record, `concurrentCalls` of them at a time, in turn.
+ */
+export function streamConsumerWork(
+  measured: StreamRecordsMeasured,
+  assumptions: StreamConsumerAssumptions,
+  prices: Prices,
+): Work {
+  const records = measured.delivered;
+  if (records === 0) return NO_WORK;
+  const perInvocation = assumptions.recordsPerInvocation;
+  const callsPerRecord = measured.dynamoCalls / records;
+  const rounds = callsPerRecord * Math.ceil(perInvocation / assumptions.concurrentCalls);
+  const invocationMs = billedMs(
+    assumptions.cpuMsPerInvocation + rounds * assumptions.dynamoRoundTripMs,
+    prices.lambda.billingGranularityMs,
+  );
+  // The handler's log lines are per invocation (measured on invocations of one record).
+  const logBytesPerInvocation = measured.invocations > 0 ? measured.logBytes / measured.invocations : 0;
+  const share = records / perInvocation;
+  return {
+    ...NO_WORK,
+    lambdaInvocations: share,
+    lambdaBilledMs: invocationMs * share,
+    lambdaMemoryMb: assumptions.memoryMb,
+    dynamoReadUnits: measured.readUnits,
+    dynamoWriteUnits: measured.writeUnits,
+    secretsManagerCalls: assumptions.secretCallsPerInvocation * share,
+    logBytes: (logBytesPerInvocation + assumptions.platformLogBytesPerInvocation) * share,
+    xrayTraces: assumptions.xraySampledFraction * share,
+  };
+}
+
 /** Weighted average of per-unit work (weights need not sum to 1; they are normalised). */
 export function mixWork(parts: readonly { readonly weight: number; readonly work: Work }[]): Work {
   const totalWeight = parts.reduce((sum, part) => sum + part.weight, 0);

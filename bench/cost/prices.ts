@@ -32,6 +32,8 @@ export const PricesSchema = z.object({
     writeUnitBytes: z.number().int().positive(),
     readUnitBytes: z.number().int().positive(),
   }),
+  /** Stream reads by a Lambda trigger: free (the page's words in `note`). */
+  dynamodbStreams: z.object({ lambdaTriggerReadsPerMillion: price, note: z.string().min(1) }),
   sqs: z.object({ standardRequestsPerMillion: price, chunkBytes: z.number().int().positive() }),
   s3: z.object({ putPerThousand: price, getPerThousand: price }),
   secretsManager: z.object({ apiCallsPerTenThousand: price, secretPerMonth: price }),

@@ -195,7 +195,7 @@ export const whyCommand: Command = {
   summary: 'where a DMP user stands at a platform, segment by segment, and why',
   usage: '<dmpUserId> --platform <id> [--json] [--env <name>]',
   help: [
-    '  <dmpUserId>        the dmp_uid cookie value',
+    "  <dmpUserId>        the dmp_uid cookie value (one starting with '-': put -- before it)",
     '  --platform <id>    the platform',
     TARGET_HELP,
   ].join('\n'),

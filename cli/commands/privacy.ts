@@ -14,7 +14,7 @@ export const forgetCommand: Command = {
   summary: 'forget a DMP user: removals to every platform, all data deleted, a tombstone left',
   usage: '<dmpUserId> [--json] [--env <name>]',
   help: [
-    '  <dmpUserId>        the dmp_uid cookie value',
+    "  <dmpUserId>        the dmp_uid cookie value (one starting with '-': put -- before it)",
     '  --env <name>       a deployed environment (default: the local stack)',
     '',
     'Leaves a tombstone (a digest of the id) so later events of the user are set aside as',

@@ -21,8 +21,9 @@ import { TARGET_OPTIONS, targetFlags } from '../target.ts';
  */
 
 /**
- * The segment service, and the connectors' HTTP client (undici) it brings, are loaded when a
- * segments command runs, not when `dmp` starts: `dmp --help` and the other commands skip them.
+ * The segment service, and the connectors (auth schemes, templates, transport) it brings, are
+ * loaded when a segments command runs, not when `dmp` starts: `dmp --help` and the other
+ * commands skip them.
  */
 async function loadConnectorModules() {
   const [service, client] = await Promise.all([

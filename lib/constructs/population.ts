@@ -104,6 +104,7 @@ export class Population extends Construct {
             function: fn(source.function),
             table,
             settings: streamSettingsOf(source),
+            ...(source.filters ? { filters: source.filters } : {}),
             monitoring,
           }),
         );

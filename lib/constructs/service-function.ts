@@ -8,9 +8,9 @@ import { Construct } from 'constructs';
 import { CONFIG_ENV_VAR } from '../../src/config/load.ts';
 import type { EnvironmentConfig } from '../../src/config/schema.ts';
 import {
+  BUNDLE_ALIASES,
   BUNDLE_MAIN_FIELDS,
   BUNDLE_TARGET,
-  bundleAliases,
   ESM_REQUIRE_BANNER,
 } from '../../src/infra/bundling.ts';
 import { commonEnvironment, type FunctionDefinition, runtimeOf } from '../../src/infra/resources.ts';
@@ -110,7 +110,7 @@ export class ServiceFunction extends Construct {
         esbuildArgs: {
           '--tree-shaking': 'true',
           // Module substitutions (the environment-only credential provider), from the repo root.
-          '--alias': Object.entries(bundleAliases(definition)).map(([from, to]) => `${from}=${to}`),
+          '--alias': Object.entries(BUNDLE_ALIASES).map(([from, to]) => `${from}=${to}`),
         },
         externalModules: [...(definition.bundleExternal ?? [])],
         define: { [`process.env.${CONFIG_ENV_VAR}`]: configLiteral },

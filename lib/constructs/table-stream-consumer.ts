@@ -5,6 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { type FilterPattern, validateFilterPattern } from '../../src/infra/event-filters.ts';
 import { type StreamConsumerSettings, validateStreamConsumerSettings } from '../../src/infra/streams.ts';
 import { runbookLine } from '../runbook.ts';
 import { acknowledgeFailureDestination, createDeadLetterQueue, deadLetterAlarm } from './dead-letter.ts';
@@ -16,6 +17,11 @@ export interface TableStreamConsumerProps {
   /** A table with a stream (its shared definition sets `stream`). */
   readonly table: dynamodb.TableV2;
   readonly settings: StreamConsumerSettings;
+  /**
+   * Lambda event filtering: only records matching one of these invoke the function (the local
+   * stream event source applies the same patterns); none: every record.
+   */
+  readonly filters?: readonly FilterPattern[];
   /** The environment's monitoring: the alarms notify its topic and appear on its dashboard. */
   readonly monitoring?: Monitoring;
   /** The iterator age beyond which the lag alarm fires (default 5 minutes). */
@@ -27,7 +33,8 @@ const PERIOD = Duration.minutes(1);
 /**
  * A Lambda function consuming a DynamoDB table's stream, as the local stack emulates it
  * (local/event-sources/dynamodb-stream.ts): from the oldest record (TRIM_HORIZON), batches of
- * `batchSize` gathered for up to the batching window, ReportBatchItemFailures on (a batch resumes
+ * `batchSize` gathered for up to the batching window, only the records that pass the `filters`
+ * (Lambda event filtering), ReportBatchItemFailures on (a batch resumes
  * from its first failed record), `maxRetryAttempts` retries. A batch that exhausts them goes to an
  * encrypted, TLS-only on-failure queue (the records' stream coordinates, kept 14 days) instead of
  * vanishing. Alarms: anything in that queue, and the iterator age (the consumer falling behind or
@@ -51,6 +58,7 @@ export class TableStreamConsumer extends Construct {
     this.failureQueue = createDeadLetterQueue(this, 'FailureQueue');
     acknowledgeFailureDestination(this.failureQueue, 'a DynamoDB stream event source');
 
+    for (const pattern of props.filters ?? []) validateFilterPattern(pattern);
     this.eventSource = new DynamoEventSource(props.table, {
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
       batchSize: settings.batchSize,
@@ -60,6 +68,9 @@ export class TableStreamConsumer extends Construct {
       retryAttempts: settings.maxRetryAttempts,
       reportBatchItemFailures: true,
       onFailure: new SqsDlq(this.failureQueue),
+      ...(props.filters && props.filters.length > 0
+        ? { filters: props.filters.map((pattern) => lambda.FilterCriteria.filter({ ...pattern })) }
+        : {}),
     });
     props.function.addEventSource(this.eventSource);
 

@@ -9,6 +9,7 @@ import {
 import { setTimeout as delay } from 'node:timers/promises';
 import { type AttributeValue, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { type FilterPattern, passesFilters, validateFilterPattern } from '../../src/infra/event-filters.ts';
 import { SQS_EVENT_SOURCE_LIMITS } from '../../src/infra/queues.ts';
 import type { StreamViewType, TableDefinition } from '../../src/infra/resources.ts';
 import { startDynalite } from '../dynamodb.ts';
@@ -32,7 +33,7 @@ import { type LocalEventSource, readBatchResponse, StateSignal, waitUntil } from
  * service identity (`userIdentity`), as TTL deletions do.
  *
  * `startDynamoDbStreamEventSource` delivers a table's records to a function as Lambda's stream event
- * source does: in order (one shard: order holds per key and across keys), in batches of up to
+ * source does: only those passing its filter patterns (Lambda event filtering), in order (one shard: order holds per key and across keys), in batches of up to
  * `batchSize` gathered for up to `maxBatchingWindowMs`, a failed batch retried (with
  * ReportBatchItemFailures, from the first failed record on), nothing later delivered before it.
  *
@@ -391,6 +392,11 @@ export interface DynamoDbStreamEventSourceOptions {
   readonly retryDelayMs?: number;
   /** Where failures and discarded batches are reported (default: nowhere). */
   readonly log?: (line: string) => void;
+  /**
+   * Lambda event filtering: a record matching none of these patterns is dropped before batching,
+   * as Lambda's poller drops it (src/infra/event-filters.ts); none: every record is delivered.
+   */
+  readonly filters?: readonly FilterPattern[];
 }
 
 interface PendingRecord {
@@ -418,7 +424,9 @@ export function startDynamoDbStreamEventSource(options: DynamoDbStreamEventSourc
   const pending: PendingRecord[] = [];
   let invoking = false;
   let stopped = false;
+  for (const pattern of options.filters ?? []) validateFilterPattern(pattern);
   const unsubscribe = options.stream.subscribe((record) => {
+    if (!passesFilters(options.filters, record)) return;
     pending.push({ record, bytes: Buffer.byteLength(JSON.stringify(record)) + 1, arrivedAt: Date.now() });
     signal.notify();
   });

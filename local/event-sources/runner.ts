@@ -185,12 +185,14 @@ export function startEventSources(options: EventSourceRunnerOptions): RunningEve
               batchSize: source.batchSize,
               maxBatchingWindowMs: source.maxBatchingWindowSeconds * 1000,
               ...(source.maxRetryAttempts !== undefined ? { maxRetryAttempts: source.maxRetryAttempts } : {}),
+              ...(source.filters ? { filters: source.filters } : {}),
               log,
             }),
           );
           summary.push(
             `stream ${source.table.localName} (${source.table.stream}) -> ${target(source.function)}: ` +
-              `batch ${source.batchSize}, window ${source.maxBatchingWindowSeconds} s`,
+              `batch ${source.batchSize}, window ${source.maxBatchingWindowSeconds} s` +
+              (source.filters ? `, ${source.filters.length} filter pattern(s)` : ''),
           );
           break;
         }

@@ -1,7 +1,6 @@
 /**
- * Stands in for `@aws-sdk/credential-provider-node` in the bundle of a function whose definition
- * says `runtime.credentials: 'environment'` (src/infra/resources.ts; an esbuild alias, see
- * src/infra/bundling.ts). Lambda hands every function its role's credentials in
+ * Stands in for `@aws-sdk/credential-provider-node` in every function's bundle (an esbuild alias,
+ * BUNDLE_ALIASES in src/infra/bundling.ts). Lambda hands every function its role's credentials in
  * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, which the default chain's
  * first link (`fromEnv`) reads; its other links (SSO, shared files, a credential process, web
  * identity, container and instance metadata) and the STS/SSO clients they load are never reached

@@ -1,6 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { CONFIG_ENV_VAR } from './embedded.ts';
 import { formatIssues } from './issues.ts';
 import { type EnvironmentConfig, EnvironmentSchema, type PlatformConfig, PlatformSchema } from './schema.ts';
 
@@ -84,22 +83,3 @@ export function loadEnvironmentFile(path: string): EnvironmentConfig {
 
 export { CONFIG_ENV_VAR } from './embedded.ts';
 export { formatIssues } from './issues.ts';
-
-/**
- * The configuration a Lambda runs with, validated again with the full schemas. The functions read
- * it with embeddedEnvironment (src/config/embedded.ts), which skips zod: this is what that read is
- * tested against. In AWS it is inlined into the bundle at synth time (esbuild `define` of
- * `process.env.DMP_CONFIG_JSON`); the local stack sets the same variable.
- */
-export function loadRuntimeEnvironment(env?: NodeJS.ProcessEnv): EnvironmentConfig {
-  // Spelled out literally: esbuild's `define` replaces only this exact expression.
-  const json = env ? env[CONFIG_ENV_VAR] : process.env.DMP_CONFIG_JSON;
-  if (!json) throw new ConfigError(CONFIG_ENV_VAR, ['is not set']);
-  let document: unknown;
-  try {
-    document = JSON.parse(json);
-  } catch (error) {
-    throw new ConfigError(CONFIG_ENV_VAR, [`not valid JSON: ${(error as Error).message}`]);
-  }
-  return parseEnvironment(document, CONFIG_ENV_VAR);
-}

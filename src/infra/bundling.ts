@@ -1,5 +1,3 @@
-import { type FunctionDefinition, runtimeOf } from './resources.ts';
-
 /**
  * How every Lambda is bundled, in one place: lib/constructs/service-function.ts hands these to
  * the CDK's NodejsFunction (esbuild CLI flags) and bench/cold-start.ts to esbuild's API, so that
@@ -18,15 +16,15 @@ export const BUNDLE_TARGET = 'node24';
 /** `module` first lets esbuild tree-shake the packages that ship ES modules (the SDK's dist-es). */
 export const BUNDLE_MAIN_FIELDS = ['module', 'main'] as const;
 
-/** The module that replaces the SDK's default credential chain (`runtime.credentials: 'environment'`). */
+/** The module that replaces the SDK's default credential chain in every function's bundle. */
 export const ENVIRONMENT_CREDENTIALS_MODULE = './src/aws/environment-credentials.ts';
 
 /**
- * Module substitutions (esbuild `alias`, paths relative to the repository root, where esbuild
- * runs) for one function's bundle.
+ * Module substitutions of every function's bundle (esbuild `alias`, paths relative to the
+ * repository root, where esbuild runs). The SDK clients read the credentials Lambda puts in the
+ * environment and nothing else: the default chain's other links (SSO, shared files, web identity,
+ * container and instance metadata) and the STS/SSO clients they load are never reached in Lambda.
  */
-export function bundleAliases(definition: FunctionDefinition): Record<string, string> {
-  return runtimeOf(definition).credentials === 'environment'
-    ? { '@aws-sdk/credential-provider-node': ENVIRONMENT_CREDENTIALS_MODULE }
-    : {};
-}
+export const BUNDLE_ALIASES: Readonly<Record<string, string>> = {
+  '@aws-sdk/credential-provider-node': ENVIRONMENT_CREDENTIALS_MODULE,
+};

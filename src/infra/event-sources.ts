@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.ts';
 import { exportFilesInput, exportFilesScheduleName, filePlatforms } from '../files/platforms.ts';
+import { FILTER_LIMITS, type FilterPattern, validateFilterPattern } from './event-filters.ts';
 import { populationEventSources } from './population.ts';
 import { type QueueConsumerSettings, validateQueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, type FunctionKey, type TableDefinition } from './resources.ts';
@@ -43,6 +44,11 @@ export interface TableStreamEventSource {
   readonly batchSize: number;
   readonly maxBatchingWindowSeconds: number;
   readonly maxRetryAttempts?: number;
+  /**
+   * Lambda event filtering (src/infra/event-filters.ts): only records matching one of these reach
+   * the function, in AWS and in the local stack alike; none: every record.
+   */
+  readonly filters?: readonly FilterPattern[];
 }
 
 /** Function X runs every N minutes (EventBridge Scheduler `rate(N minutes)`). */
@@ -130,6 +136,18 @@ export function eventSourcesOf(
           problems.push(
             `table ${source.table.localName}: consumed as a stream but its definition sets no stream`,
           );
+        }
+        if ((source.filters?.length ?? 0) > FILTER_LIMITS.patternsPerSource) {
+          problems.push(
+            `the stream of ${source.table.localName}: ${source.filters?.length} filter patterns, Lambda takes ${FILTER_LIMITS.patternsPerSource}`,
+          );
+        }
+        for (const pattern of source.filters ?? []) {
+          try {
+            validateFilterPattern(pattern);
+          } catch (error) {
+            problems.push(`the stream of ${source.table.localName}: ${(error as Error).message}`);
+          }
         }
         break;
       case 'schedule':

@@ -2,6 +2,9 @@ import type { Connector } from '../config/connector.ts';
 import type { EnvironmentConfig } from '../config/schema.ts';
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import { sendsRemovalsAtExpiry } from '../population/expiry.ts';
+import { FORGET_REQUEST_KEY } from '../privacy/forget-request-key.ts';
+import { REFRESHED_ATTRIBUTE } from '../sync/mapping.ts';
+import type { FilterPattern } from './event-filters.ts';
 import type { EventSourceDefinition } from './event-sources.ts';
 import type { QueueConsumerSettings } from './queues.ts';
 import { FUNCTIONS, MAPPING_TABLE } from './resources.ts';
@@ -128,6 +131,40 @@ export const RELEASE_STREAM: StreamConsumerSettings = {
   maxRetryAttempts: 20,
 };
 
+/**
+ * The records of the mapping table's stream that reach the release function (Lambda event
+ * filtering: the rest are dropped by Lambda's poller, no invocation, nothing billed but the free
+ * stream read). The handler acts on two kinds, and these patterns pass exactly those:
+ *
+ * - a mapping whose partner id appeared or changed: an INSERT or MODIFY whose new image holds a
+ *   partner id and is not a refresh (REFRESHED_ATTRIBUTE, which refreshes set and changes remove).
+ *   A refresh keeps a live mapping's id, so nothing waits on it: the refreshes, half of the
+ *   sync mix, no longer reach the function (at a large DMP's load the invocations, one per shard
+ *   and batching window, are about as many either way; at lower loads, fewer). Dropped as well: TTL and privacy deletions (REMOVE), replay
+ *   guards and forget markers (no partner id).
+ * - a browser's opt-out: the INSERT of a forget request item (src/privacy/requests.ts).
+ */
+export const RELEASE_STREAM_FILTERS: readonly FilterPattern[] = [
+  {
+    eventName: ['INSERT', 'MODIFY'],
+    dynamodb: {
+      NewImage: {
+        partnerUserId: { S: [{ exists: true }] },
+        [REFRESHED_ATTRIBUTE]: { BOOL: [{ exists: false }] },
+      },
+    },
+  },
+  {
+    eventName: ['INSERT'],
+    dynamodb: {
+      Keys: {
+        pk: { S: [{ prefix: FORGET_REQUEST_KEY.prefix }] },
+        sk: { S: [FORGET_REQUEST_KEY.sortKey] },
+      },
+    },
+  },
+];
+
 /** The API platforms of an environment: every one gets a delivery queue (file platforms do not). */
 export function deliveryPlatforms<
   P extends { id: number; connector?: Pick<Connector, 'population'> | undefined },
@@ -172,6 +209,7 @@ export function populationEventSources(config: EnvironmentConfig): EventSourceDe
       function: 'releasePending',
       table: MAPPING_TABLE,
       ...RELEASE_STREAM,
+      filters: RELEASE_STREAM_FILTERS,
     },
     // Removals at expiry for partners that take no lifetime (src/population/expiry.ts).
     ...(expiringPlatforms(config).length > 0

@@ -217,13 +217,6 @@ export interface FunctionRuntimeSettings {
    */
   readonly systemLogLevel: 'INFO' | 'WARN';
   /**
-   * `environment`: the SDK clients read the credentials Lambda puts in the environment and nothing
-   * else. The default chain's other links (SSO, shared files, web identity, container and instance
-   * metadata) and the STS/SSO clients they load are never reached in Lambda: the bundle substitutes
-   * src/aws/environment-credentials.ts for `@aws-sdk/credential-provider-node` (src/infra/bundling.ts).
-   */
-  readonly credentials: 'defaultChain' | 'environment';
-  /**
    * `emf`: Powertools writes an embedded-metric-format record per count; `logMetricFilters`: the
    * counts ride on the function's one INFO line per request and CloudWatch Logs metric filters
    * (src/observability/sync-metric-filters.ts) turn them into the same metrics.
@@ -238,7 +231,6 @@ export interface FunctionRuntimeSettings {
 export const DEFAULT_RUNTIME: FunctionRuntimeSettings = {
   tracing: 'active',
   systemLogLevel: 'INFO',
-  credentials: 'environment',
   metrics: 'emf',
 };
 
@@ -259,7 +251,6 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     runtime: {
       tracing: 'off',
       systemLogLevel: 'WARN',
-      credentials: 'environment',
       metrics: 'logMetricFilters',
     },
   },

@@ -1,4 +1,5 @@
 import { type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { FORGET_REQUEST_KEY } from './forget-request-key.ts';
 
 /**
  * A browser's `/optout` becomes a privacy request without widening the user-sync Lambda's rights:
@@ -7,8 +8,8 @@ import { type DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
  * The item lives a day at most (TTL) should that function be failing for longer.
  */
 
-const REQUEST_PREFIX = 'forget#';
-const REQUEST_SORT_KEY = 'request';
+const REQUEST_PREFIX = FORGET_REQUEST_KEY.prefix;
+const REQUEST_SORT_KEY = FORGET_REQUEST_KEY.sortKey;
 const REQUEST_KEEP_SECONDS = 86_400;
 
 export class ForgetRequests {

@@ -15,6 +15,7 @@ import {
   decideMappingWrite,
   type ForgottenRefusal,
   type MappingRecord,
+  REFRESHED_ATTRIBUTE,
   type SightingGuess,
   type SightingOutcome,
   type StaticTokenRefusal,
@@ -79,6 +80,12 @@ export class ConcurrentWriteError extends Error {
 const MAX_WRITE_ATTEMPTS = 5;
 /** Between those attempts, and between batch-delete retries: full-jitter exponential backoff. */
 const STORE_BACKOFF = { baseDelayMs: 10, maxDelayMs: 200 } as const;
+
+/**
+ * A refresh: last seen, expiry and version, and the mark that keeps the write from the release
+ * stream (REFRESHED_ATTRIBUTE; a change removes it, a new item has none).
+ */
+const REFRESH_UPDATE = `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one, ${REFRESHED_ATTRIBUTE} = :refreshed`;
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -168,9 +175,7 @@ export class DynamoMappingStore implements MappingStore {
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: key,
-            UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
-              verified ? ', verifiedAt = :now' : ''
-            }`,
+            UpdateExpression: `${REFRESH_UPDATE}${verified ? ', verifiedAt = :now' : ''}`,
             ConditionExpression:
               'partnerUserId = :id AND lastSeen <= :refreshCutoff AND expiresAt > :nowSeconds',
             ExpressionAttributeValues: {
@@ -180,6 +185,7 @@ export class DynamoMappingStore implements MappingStore {
               ':nowSeconds': nowSeconds,
               ':refreshCutoff': { S: iso(input.nowSeconds - input.refreshAfterSeconds) },
               ':one': { N: '1' },
+              ':refreshed': { BOOL: true },
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
@@ -245,15 +251,14 @@ export class DynamoMappingStore implements MappingStore {
               new UpdateItemCommand({
                 TableName: this.tableName,
                 Key: key,
-                UpdateExpression: `SET lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
-                  verified ? ', verifiedAt = :now' : ''
-                }`,
+                UpdateExpression: `${REFRESH_UPDATE}${verified ? ', verifiedAt = :now' : ''}`,
                 ConditionExpression: 'version = :expected',
                 ExpressionAttributeValues: {
                   ':now': now,
                   ':expiresAt': expiresAt,
                   ':one': { N: '1' },
                   ':expected': { N: String(write.expectedVersion) },
+                  ':refreshed': { BOOL: true },
                 },
               }),
             );
@@ -376,9 +381,10 @@ function changeCommand(
   return new UpdateItemCommand({
     TableName: tableName,
     Key: key,
+    // A new id: the refresh mark goes, so the release stream sees the change (REFRESHED_ATTRIBUTE).
     UpdateExpression: `SET previousPartnerUserId = partnerUserId, partnerUserId = :id, lastChanged = :now, lastSeen = :now, expiresAt = :expiresAt, version = version + :one${
       verified ? ', verifiedAt = :now' : ''
-    }`,
+    } REMOVE ${REFRESHED_ATTRIBUTE}`,
     ConditionExpression: `attribute_exists(partnerUserId) AND partnerUserId <> :id AND expiresAt > :nowSeconds${
       verified ? '' : ' AND attribute_not_exists(verifiedAt) AND lastChanged <= :changeCutoff'
     }`,

@@ -24,6 +24,14 @@ export interface MappingRecord {
   readonly verifiedAt?: string | undefined;
 }
 
+/**
+ * Set on a mapping by a refresh (the same partner id seen again), removed by a change, absent from
+ * a new item: the mapping table's stream reaches the release function only for writes without it
+ * (RELEASE_STREAM_FILTERS in src/infra/population.ts), since only a partner id that appears or
+ * changes can release a user's pending events. A refresh keeps a live mapping's id: nothing waits.
+ */
+export const REFRESHED_ATTRIBUTE = 'refreshed';
+
 /** How a callback proved itself: the static `plsec` anybody can read, or a minted token / signature. */
 export type Assurance = 'static' | 'verified';
 

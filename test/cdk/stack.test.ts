@@ -22,7 +22,12 @@ import {
   privacyKeySecretName,
   syncTokenKeySecretName,
 } from '../../src/config/secrets.ts';
-import { deliveryConsumer, deliveryPlatforms, ROUTE_CONSUMER } from '../../src/infra/population.ts';
+import {
+  deliveryConsumer,
+  deliveryPlatforms,
+  RELEASE_STREAM_FILTERS,
+  ROUTE_CONSUMER,
+} from '../../src/infra/population.ts';
 import { visibilityTimeoutSeconds } from '../../src/infra/queues.ts';
 import {
   FILE_METRICS,
@@ -660,7 +665,6 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     const built = builtFunctions(config);
     expect(built).toContain(FUNCTIONS.userSync);
     for (const definition of built) {
-      expect(runtimeOf(definition).credentials, definition.id).toBe('environment');
       const bundled = bundleOf(definition);
       expect(bundled, definition.id).toContain('AWS_SECRET_ACCESS_KEY');
       for (const marker of [
@@ -777,12 +781,16 @@ describe.each(['dev', 'prod'] as const)('population in DmpActivation-%s', (name)
         FunctionResponseTypes: ['ReportBatchItemFailures'],
       });
     }
-    // The mapping table's stream feeds the pending release.
+    // The mapping table's stream feeds the pending release: only a new or changed partner id and
+    // an opt-out's request reach it (Lambda event filtering, the patterns the local stack applies).
     const stream = mappings.find((m) => m.Properties['StartingPosition'] !== undefined);
     expect(stream?.Properties).toMatchObject({
       EventSourceArn: { 'Fn::GetAtt': [tableLogicalId(template, MAPPING_TABLE), 'StreamArn'] },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+    const criteria = stream?.Properties['FilterCriteria'] as { Filters: { Pattern: string }[] } | undefined;
+    const patterns = (criteria?.Filters ?? []).map((filter) => JSON.parse(filter.Pattern));
+    expect(patterns).toEqual(RELEASE_STREAM_FILTERS);
   });
 
   it('lets only the route and release functions send to delivery queues', () => {

@@ -90,6 +90,33 @@ describe('TableStreamConsumer', () => {
     expect(mapping['Properties'].MaximumBatchingWindowInSeconds).toBeUndefined();
   });
 
+  it('hands its filter patterns to Lambda, and has none unless given', () => {
+    const pattern = { eventName: ['INSERT'], dynamodb: { NewImage: { id: { S: [{ exists: true }] } } } };
+    const plain = build();
+    const base = cdkTestStack({ monitoring: { alarmTopicArn: TOPIC } });
+    new TableStreamConsumer(base.stack, 'Filtered', {
+      function: base.function,
+      table: createDataTable(base.stack, STREAMED, base.config),
+      settings: SETTINGS,
+      filters: [pattern],
+    });
+    const mapping = Object.values(
+      Template.fromStack(base.stack).findResources('AWS::Lambda::EventSourceMapping'),
+    )[0]!;
+    expect(mapping['Properties'].FilterCriteria).toEqual({ Filters: [{ Pattern: JSON.stringify(pattern) }] });
+    const unfiltered = Object.values(plain.template.findResources('AWS::Lambda::EventSourceMapping'))[0]!;
+    expect(unfiltered['Properties'].FilterCriteria).toBeUndefined();
+    expect(
+      () =>
+        new TableStreamConsumer(base.stack, 'Loose', {
+          function: base.function,
+          table: createDataTable(base.stack, { ...STREAMED, id: 'Other', localName: 'other' }, base.config),
+          settings: SETTINGS,
+          filters: [{ eventName: [{ 'anything-but': 'REMOVE' } as never] }],
+        }),
+    ).toThrow(/not a condition this project uses/);
+  });
+
   it('refuses a table without a stream, and settings AWS would refuse', () => {
     expect(() => build(SETTINGS, SEGMENT_TABLE)).toThrow(/the table has no stream/);
     expect(() => build({ ...SETTINGS, batchSize: 0 })).toThrow(/batchSize must be at least 1/);

@@ -61,7 +61,10 @@ interface StatsRow {
 }
 
 async function dmpJson<T>(args: string[]): Promise<T> {
-  const result = await runDmpInProcess([...args, '--json'], cliEnv);
+  // Options before a `--`: a DMP id may start with '-' (base64url), and after `--` it is read as one.
+  const end = args.indexOf('--');
+  const withJson = end < 0 ? [...args, '--json'] : [...args.slice(0, end), '--json', ...args.slice(end)];
+  const result = await runDmpInProcess(withJson, cliEnv);
   expect(result.code, result.stderr).toBe(0);
   return JSON.parse(result.stdout) as T;
 }
@@ -80,7 +83,7 @@ interface WhySegment {
 }
 
 async function whyOf(dmpUserId: string): Promise<WhySegment[]> {
-  return (await dmpJson<{ segments: WhySegment[] }>(['why', dmpUserId, '--platform', String(PLATFORM)]))
+  return (await dmpJson<{ segments: WhySegment[] }>(['why', '--platform', String(PLATFORM), '--', dmpUserId]))
     .segments;
 }
 

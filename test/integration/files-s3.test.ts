@@ -182,7 +182,7 @@ describe('file delivery to the S3 outbox (embedded S3, real handler)', () => {
     expectGif(hops.at(-1)!, 200);
     const dmpUserId = browser.cookie('dmp_uid')!;
     const partnerUserId = browser.cookie('partner_uid')!;
-    const mappings = await runDmpInProcess(['mappings', dmpUserId, '--json'], cliEnv);
+    const mappings = await runDmpInProcess(['mappings', '--json', '--', dmpUserId], cliEnv);
     expect(JSON.parse(mappings.stdout).mappings).toEqual([
       expect.objectContaining({ platformId: PLATFORM, partnerUserId }),
     ]);

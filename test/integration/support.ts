@@ -291,6 +291,8 @@ export interface MappingItem {
   readonly previousPartnerUserId?: string;
   readonly expiresAt: number;
   readonly version: number;
+  /** Set by a refresh, removed by a change (REFRESHED_ATTRIBUTE): keeps the write from the release stream. */
+  readonly refreshed?: boolean;
 }
 
 export class MappingTable {

@@ -3,7 +3,7 @@ import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mapHttpApiResult } from '../../local/http-api.ts';
 import type { LocalStack } from '../../local/stack.ts';
-import { loadRuntimeEnvironment } from '../../src/config/load.ts';
+import { embeddedEnvironment } from '../../src/config/embedded.ts';
 import { FUNCTIONS, MAPPING_TABLE, ROUTES } from '../../src/infra/resources.ts';
 import { startEchoStack } from '../support/local-stack.ts';
 
@@ -199,7 +199,7 @@ describe('local HTTP API (payload format 2.0)', () => {
   });
 
   it('hands the handlers the local configuration with the reference partner at its real origin', () => {
-    const config = loadRuntimeEnvironment(process.env);
+    const config = embeddedEnvironment(process.env);
     expect(config.name).toBe('local');
     const templates = config.platforms.map((platform) => platform.sync?.urlTemplate ?? '');
     expect(templates.length).toBeGreaterThan(0);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ENVIRONMENTS_DIR } from '../../lib/repo.ts';
 import { embeddedEnvironment } from '../../src/config/embedded.ts';
-import { CONFIG_ENV_VAR, loadEnvironmentFile, loadRuntimeEnvironment } from '../../src/config/load.ts';
+import { CONFIG_ENV_VAR, loadEnvironmentFile } from '../../src/config/load.ts';
 import { configErrorOf } from '../support/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dmp-config-'));
@@ -52,36 +52,13 @@ describe('loadEnvironmentFile', () => {
   });
 });
 
-describe('loadRuntimeEnvironment', () => {
-  it('validates the inlined configuration', () => {
-    expect(loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: VALID }).name).toBe('staging');
-  });
-
-  it('refuses when the variable is not set', () => {
-    const error = configErrorOf(() => loadRuntimeEnvironment({}));
-    expect(error.source).toBe('DMP_CONFIG_JSON');
-    expect(error.problems).toEqual(['is not set']);
-  });
-
-  it('refuses invalid JSON and an invalid document, naming the variable', () => {
-    expect(configErrorOf(() => loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: '{' })).problems[0]).toMatch(
-      /^not valid JSON/,
-    );
-    const error = configErrorOf(() =>
-      loadRuntimeEnvironment({ [CONFIG_ENV_VAR]: JSON.stringify({ name: 'x' }) }),
-    );
-    expect(error.source).toBe(CONFIG_ENV_VAR);
-    expect(error.problems.some((problem) => problem.startsWith('platforms: '))).toBe(true);
-  });
-});
-
 describe('embeddedEnvironment (every function: validated at synth, read without zod)', () => {
-  it('reads exactly what validating the embedded configuration again would give, for every shipped environment (every function reads it so)', () => {
+  it('reads exactly the configuration synth validated, for every shipped environment (every function reads it so)', () => {
     for (const name of ['local', 'dev', 'prod']) {
-      // What lib/constructs/service-function.ts embeds: the parsed configuration as JSON.
-      const embedded = JSON.stringify(loadEnvironmentFile(join(ENVIRONMENTS_DIR, `${name}.json`)));
-      const env = { [CONFIG_ENV_VAR]: embedded };
-      expect(embeddedEnvironment(env), name).toEqual(loadRuntimeEnvironment(env));
+      // What `cdk synth` validates (lib/app.ts) and lib/constructs/service-function.ts embeds as JSON.
+      const validated = loadEnvironmentFile(join(ENVIRONMENTS_DIR, `${name}.json`));
+      const env = { [CONFIG_ENV_VAR]: JSON.stringify(validated) };
+      expect(embeddedEnvironment(env), name).toEqual(validated);
     }
   });
 

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { syncLevers } from '../../bench/cost/bench.ts';
 import {
+  MAPPING_STREAM_SHARDS,
   membershipPipelineOf,
   PARTNER_REQUEST_OVERHEAD_BYTES,
   PLATFORM_LOG_BYTES_AT_INFO,
+  streamConsumerAssumptions,
   syncAssumptions,
 } from '../../bench/cost/inputs.ts';
 import {
@@ -20,6 +22,7 @@ import {
   perMillion,
   secretCallsPerRequest,
   sqsRequestsFor,
+  streamConsumerWork,
   syncCallbackWork,
   syncFloorWork,
   type Work,
@@ -27,7 +30,9 @@ import {
 } from '../../bench/cost/model.ts';
 import { loadPrices, PRICES_FILE } from '../../bench/cost/prices.ts';
 import type { MembershipWorkMeasured } from '../../bench/population-work.ts';
+import { NO_STREAM_WORK } from '../../bench/stream-work.ts';
 import type { RequestWork, SyncKind } from '../../bench/sync-work.ts';
+import { RELEASE_STREAM } from '../../src/infra/population.ts';
 import { DEFAULT_RUNTIME, FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
 
 // Every expected figure below is worked out by hand from bench/cost/prices.json (us-east-1):
@@ -195,6 +200,62 @@ describe('syncs', () => {
   });
 });
 
+describe("the mapping stream's consumer (release-pending)", () => {
+  const assumptions = {
+    memoryMb: 512,
+    recordsPerInvocation: 8,
+    concurrentCalls: 16,
+    dynamoRoundTripMs: 5,
+    cpuMsPerInvocation: 3,
+    platformLogBytesPerInvocation: 550,
+    xraySampledFraction: 0.1,
+    secretCallsPerInvocation: 0.001,
+  };
+  const measured = {
+    delivered: 1,
+    invocations: 1,
+    dynamoCalls: 2,
+    readUnits: 1.5,
+    writeUnits: 0,
+    logBytes: 434,
+  };
+
+  it("shares an invocation among its records and adds each record's reads", () => {
+    const work = streamConsumerWork(measured, assumptions, prices);
+    // One record of the 8 an invocation takes; the invocation: 3 ms + 2 calls x 5 ms (8 records, 16 at once).
+    expect(work).toEqual({
+      ...NO_WORK,
+      lambdaInvocations: 0.125,
+      lambdaBilledMs: 13 * 0.125,
+      lambdaMemoryMb: 512,
+      dynamoReadUnits: 1.5,
+      secretsManagerCalls: 0.000125,
+      logBytes: (434 + 550) * 0.125,
+      xrayTraces: 0.0125,
+    });
+    // 0.2 x 0.125 + 1.625 ms x 0.5 GB x 13.3334 + 1.5 x 0.125 + 123 B x 0.5/GiB x 1e6 + 0.0125 x 5
+    //   + 0.000125 x 5  (dollars per million)
+    const expected = 0.025 + 0.0108334 + 0.1875 + (123 / GIB) * 0.5e6 + 0.0625 + 0.000625;
+    expect(perMillion(costOf(work, prices))).toBeCloseTo(expected, 6);
+    expect(streamConsumerWork({ ...measured, delivered: 0 }, assumptions, prices)).toEqual(NO_WORK);
+  });
+
+  it('takes more records per invocation as more reach a shard in a batching window, up to the batch size', () => {
+    const perInvocation = (recordsPerSecond: number) =>
+      streamConsumerAssumptions(recordsPerSecond).recordsPerInvocation;
+    expect(perInvocation(MAPPING_STREAM_SHARDS / 2)).toBe(1);
+    expect(perInvocation(MAPPING_STREAM_SHARDS * 8)).toBe(8 * RELEASE_STREAM.maxBatchingWindowSeconds);
+    expect(perInvocation(MAPPING_STREAM_SHARDS * 10_000)).toBe(RELEASE_STREAM.batchSize);
+    const deployed = runtimeOf(FUNCTIONS.releasePending);
+    const at = streamConsumerAssumptions(MAPPING_STREAM_SHARDS * 8);
+    expect(at.memoryMb).toBe(FUNCTIONS.releasePending.memorySizeMb);
+    expect(at.xraySampledFraction > 0).toBe(deployed.tracing === 'active');
+    expect(at.platformLogBytesPerInvocation).toBe(
+      deployed.systemLogLevel === 'INFO' ? PLATFORM_LOG_BYTES_AT_INFO : 0,
+    );
+  });
+});
+
 describe('syncs as deployed', () => {
   it('reads tracing and Lambda log lines from the settings the CDK stack applies', () => {
     const runtime = runtimeOf(FUNCTIONS.userSync);
@@ -234,6 +295,7 @@ describe('the blind-write lever', () => {
     emfBytes: 0,
     logLines: 1,
     responseBytes: 700,
+    stream: NO_STREAM_WORK,
   });
   const blind = syncLevers().find((lever) => lever.name.startsWith('every callback writes blind'))!;
 

@@ -86,7 +86,7 @@ export class PartnerCallError extends Error {
   readonly outcomeUnknown: boolean;
   /** How long the partner asked us to wait (Retry-After of the last answer), when it said. */
   readonly retryAfterMs: number | undefined;
-  /** Error code of a failure without an answer: `UND_ERR_HEADERS_TIMEOUT`, `ECONNREFUSED`, ... */
+  /** Error code of a failure without an answer: `DMP_HEADERS_TIMEOUT`, `ECONNREFUSED`, ... */
   readonly code: string | undefined;
   /** Whether the last try failed at the OAuth2 token endpoint or at the partner's API itself. */
   readonly step: 'token' | 'request';

@@ -1,10 +1,12 @@
 /**
  * What a failed HTTP exchange (no answer at all) means for a retry: whether trying again can
- * help, and whether the partner may have received, and acted on, the request.
+ * help, and whether the partner may have received, and acted on, the request. The codes are
+ * Node's (`node:http`, `node:net`, `node:tls`, OpenSSL) and the transport's own `DMP_*` ones
+ * (see send.ts).
  */
 
 export interface TransportFailure {
-  /** The first error code found on the error or its causes: `ECONNRESET`, `UND_ERR_SOCKET`, ... */
+  /** The first error code found on the error or its causes: `ECONNRESET`, `DMP_HEADERS_TIMEOUT`, ... */
   readonly code: string;
   readonly retryable: boolean;
   /** True unless the request certainly never reached the partner. */
@@ -12,6 +14,9 @@ export interface TransportFailure {
   readonly aborted: boolean;
   readonly message: string;
 }
+
+/** Set by the transport on any failure before the connection was up (send.ts NotConnectedError). */
+const NOT_CONNECTED = 'DMP_NOT_CONNECTED';
 
 /** Failed before a connection existed: the partner never saw the request. */
 const NOT_SENT = new Set([
@@ -21,33 +26,45 @@ const NOT_SENT = new Set([
   'ENETUNREACH',
   'EHOSTUNREACH',
   'ENETDOWN',
-  'UND_ERR_CONNECT_TIMEOUT',
+  'DMP_CONNECT_TIMEOUT',
 ]);
 
-/** Failed on a connection that may have carried the request: worth retrying, outcome unknown. */
+/**
+ * Failed on a connection that may have carried the request: worth retrying, outcome unknown.
+ * A keep-alive connection the server closed just as it was reused is one of these ("socket hang
+ * up" is ECONNRESET): the request may or may not have arrived.
+ */
 const MAYBE_SENT = new Set([
   'ECONNRESET',
   'ECONNABORTED',
   'EPIPE',
   'ETIMEDOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'DMP_HEADERS_TIMEOUT',
+  'DMP_BODY_TIMEOUT',
 ]);
 
-const ABORTED = new Set(['UND_ERR_ABORTED', 'ABORT_ERR']);
+const ABORTED = new Set(['ABORT_ERR']);
+
+/** Thrown by `http.request` for input it will not put on the wire. */
+const INVALID_INPUT = new Set([
+  'ERR_INVALID_URL',
+  'ERR_INVALID_PROTOCOL',
+  'ERR_INVALID_CHAR',
+  'ERR_INVALID_HTTP_TOKEN',
+  'ERR_HTTP_INVALID_HEADER_VALUE',
+  'ERR_UNESCAPED_CHARACTERS',
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+]);
 
 /** Refused before sending (a bad header or path, an untrusted certificate): retrying cannot help. */
 function rejectedLocally(code: string): boolean {
   return (
-    code === 'UND_ERR_INVALID_ARG' ||
-    code === 'UND_ERR_NOT_SUPPORTED' ||
-    code === 'ERR_INVALID_URL' ||
+    INVALID_INPUT.has(code) ||
     code.startsWith('ERR_TLS_') ||
+    code.startsWith('ERR_SSL_') ||
     code.startsWith('CERT_') ||
-    /^(UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT)/.test(code)
+    /^(UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|HOSTNAME_MISMATCH)/.test(code)
   );
 }
 
@@ -64,7 +81,7 @@ function codes(error: unknown): string[] {
       name?: unknown;
     };
     if (typeof code === 'string') found.push(code);
-    if (name === 'AbortError' || name === 'TimeoutError')
+    else if (name === 'AbortError' || name === 'TimeoutError')
       found.push(name === 'AbortError' ? 'ABORT_ERR' : name);
     if (cause !== undefined) queue.push(cause);
     if (Array.isArray(errors)) queue.push(...errors);
@@ -73,15 +90,27 @@ function codes(error: unknown): string[] {
 }
 
 export function classifyTransportError(error: unknown): TransportFailure {
-  const all = codes(error);
+  const found = codes(error);
+  const neverConnected = found.includes(NOT_CONNECTED);
+  /** The codes that say what happened; the marker only says when. */
+  const all = found.filter((code) => code !== NOT_CONNECTED);
   const message = error instanceof Error ? error.message : String(error);
+  const result = (code: string, retryable: boolean, outcomeUnknown: boolean, aborted = false) => ({
+    code,
+    retryable,
+    outcomeUnknown,
+    aborted,
+    message,
+  });
   const aborted = all.find((code) => ABORTED.has(code));
-  if (aborted) return { code: aborted, retryable: false, outcomeUnknown: true, aborted: true, message };
-  const notSent = all.find((code) => NOT_SENT.has(code));
-  if (notSent) return { code: notSent, retryable: true, outcomeUnknown: false, aborted: false, message };
+  if (aborted) return result(aborted, false, true, true);
   const local = all.find(rejectedLocally);
-  if (local) return { code: local, retryable: false, outcomeUnknown: false, aborted: false, message };
+  if (local) return result(local, false, false);
+  const notSent = all.find((code) => NOT_SENT.has(code));
+  if (notSent) return result(notSent, true, false);
+  // A reset during the TLS handshake, say: retryable like any failed connect, and never sent.
+  if (neverConnected) return result(all[0] ?? NOT_CONNECTED, true, false);
   const maybeSent = all.find((code) => MAYBE_SENT.has(code));
-  if (maybeSent) return { code: maybeSent, retryable: true, outcomeUnknown: true, aborted: false, message };
-  return { code: all[0] ?? 'UNKNOWN', retryable: false, outcomeUnknown: true, aborted: false, message };
+  if (maybeSent) return result(maybeSent, true, true);
+  return result(all[0] ?? 'UNKNOWN', false, true);
 }

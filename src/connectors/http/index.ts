@@ -10,12 +10,18 @@ export {
 export { classifyTransportError, type TransportFailure } from './errors.ts';
 export { REDACTED, redact, secretForms } from './redact.ts';
 export {
+  type AgentSettings,
+  type Agents,
+  createAgents,
   createHttpSend,
   DEFAULT_MAX_RESPONSE_BYTES,
+  HttpAbortError,
   type HttpRequest,
   type HttpResponse,
   type HttpSend,
   type HttpSendOptions,
+  HttpTimeoutError,
+  NotConnectedError,
   ResponseTooLargeError,
-  sharedAgent,
+  sharedAgents,
 } from './send.ts';

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { HeadObjectCommand, NotFound, S3Client } from '@aws-sdk/client-s3';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
+import { S3_CLIENT_SETTINGS } from '../../aws/clients.ts';
 import { FILE_OUTBOX_BUCKET } from '../../infra/resources.ts';
 import type { FileTarget, TargetSession } from '../exporter.ts';
 import type { FilePlatform } from '../platforms.ts';
@@ -41,7 +42,7 @@ export class S3Target implements FileTarget {
   /** A target that assumes the partner's role (credentials refreshed by the SDK as they expire). */
   static withRole(base: S3Client, options: S3TargetOptions & { roleArn: string }): S3Target {
     const client = new S3Client({
-      maxAttempts: 3,
+      ...S3_CLIENT_SETTINGS,
       credentials: fromTemporaryCredentials({
         params: {
           RoleArn: options.roleArn,

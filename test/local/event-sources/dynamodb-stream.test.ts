@@ -323,6 +323,34 @@ describe('DynamoDB stream event source', () => {
     ]);
   });
 
+  it('delivers only the records that pass its filter patterns, as Lambda event filtering does', async () => {
+    const delivered: string[] = [];
+    const source = consume(
+      STREAMED,
+      async (event) => {
+        delivered.push(...event.Records.map((r) => `${r.eventName} ${r.dynamodb!.Keys!['sk']!.S}`));
+      },
+      {
+        filters: [{ eventName: ['INSERT'], dynamodb: { NewImage: { kind: { S: ['wanted'] } } } }],
+        batchSize: 2,
+      },
+    );
+    const pk = freshPk();
+    await put(pk, 'a', { kind: { S: 'wanted' } });
+    await put(pk, 'b', { kind: { S: 'other' } });
+    await put(pk, 'c');
+    await put(pk, 'a', { kind: { S: 'wanted' }, more: { N: '1' } });
+    await client.send(
+      new DeleteItemCommand({ TableName: STREAMED.localName, Key: { pk: { S: pk }, sk: { S: 'c' } } }),
+    );
+    await put(pk, 'd', { kind: { S: 'wanted' } });
+    await source.whenIdle();
+    expect(delivered).toEqual(['INSERT a', 'INSERT d']);
+    expect(() =>
+      consume(STREAMED, async () => {}, { filters: [{ eventName: [{ suffix: 'T' } as never] }] }),
+    ).toThrow(/not a condition this project uses/);
+  });
+
   it('invokes with what it has when the window closes', async () => {
     const batches: number[] = [];
     const source = consume(

@@ -1,8 +1,15 @@
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Agent } from 'undici';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { ApiSchema, type ApiSettings } from '../../../src/config/connector.ts';
-import { createHttpSend, type HttpSend } from '../../../src/connectors/http/send.ts';
+import {
+  type Agents,
+  createAgents,
+  createHttpSend,
+  type HttpSend,
+  type HttpSendOptions,
+} from '../../../src/connectors/http/send.ts';
 
 export interface Received {
   readonly method: string;
@@ -15,6 +22,7 @@ export type Handler = (request: Received, response: ServerResponse, raw: Incomin
 
 export interface TestServer {
   readonly origin: string;
+  readonly http: Server;
   readonly received: Received[];
   /** TCP connections accepted so far. */
   connections: number;
@@ -42,6 +50,7 @@ export async function startServer(handler: Handler = (_, res) => res.end('ok')):
   });
   const state: TestServer = {
     origin: '',
+    http: server,
     received,
     connections: 0,
     handle(next) {
@@ -70,17 +79,26 @@ export function json(
   res.end(JSON.stringify(body));
 }
 
-/** A send over a private keep-alive agent, closed by `close()`. */
-export function privateSend(maxResponseBytes?: number): {
+/**
+ * A send over private keep-alive pools (the shared ones' settings), so that a test sees only
+ * its own connections; `close()` destroys them.
+ */
+export function privateSend(
+  maxResponseBytes?: number,
+  options: Omit<HttpSendOptions, 'agents' | 'maxResponseBytes'> = {},
+): {
   send: HttpSend;
-  agent: Agent;
+  agents: Agents;
   close(): Promise<void>;
 } {
-  const agent = new Agent({ keepAliveTimeout: 10_000 });
+  const agents = createAgents();
   return {
-    agent,
-    send: createHttpSend({ dispatcher: agent, ...(maxResponseBytes ? { maxResponseBytes } : {}) }),
-    close: () => agent.close(),
+    agents,
+    send: createHttpSend({ agents, ...options, ...(maxResponseBytes ? { maxResponseBytes } : {}) }),
+    close: async () => {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
   };
 }
 
@@ -109,6 +127,74 @@ export function manualClock(startMs = Date.UTC(2026, 0, 1)): {
     now: () => current,
     advance(ms) {
       current += ms;
+    },
+  };
+}
+
+/**
+ * A TCP server on 127.0.0.1 that accepts connections and never says a word: an https client's
+ * TLS handshake never completes (its connection never comes up), an http client's request is
+ * received and never answered. `bytes` is everything it received.
+ */
+export async function startSilentServer(): Promise<{
+  readonly port: number;
+  readonly bytes: () => Buffer;
+  close(): Promise<void>;
+}> {
+  const chunks: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    bytes: () => Buffer.concat(chunks),
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * A port on 127.0.0.1 where a TCP connect stays pending: a listening socket whose accept queue is
+ * full. The listener lives in a worker whose event loop is blocked (so nothing is ever accepted),
+ * with a backlog of 1; Linux queues backlog + 1 connections (`sk_acceptq_is_full` is
+ * `ack_backlog > max_ack_backlog`) and then drops further SYNs, so the client keeps retrying its
+ * SYN and its connect neither succeeds nor fails. The two fillers are awaited, not timed.
+ */
+export async function startFullBacklog(): Promise<{ readonly port: number; close(): Promise<void> }> {
+  const release = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     const server = require('node:net').createServer();
+     server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+       parentPort.postMessage(server.address().port);
+       Atomics.wait(workerData, 0, 0);
+       server.close();
+     });`,
+    { eval: true, workerData: release },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const fillers = [connect(port, '127.0.0.1'), connect(port, '127.0.0.1')];
+  for (const filler of fillers) {
+    filler.on('error', () => {});
+    await once(filler, 'connect');
+  }
+  return {
+    port,
+    async close() {
+      for (const filler of fillers) filler.destroy();
+      Atomics.store(release, 0, 1);
+      Atomics.notify(release, 0);
+      await once(worker, 'exit');
     },
   };
 }
