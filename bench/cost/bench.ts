@@ -125,21 +125,6 @@ export function syncLevers(
         stream: { ...request.stream, delivered: request.stream.records },
       }),
     },
-    {
-      // Not deployed: the release handler reads every user's tombstone (the privacy check, a
-      // BatchGetItem) before it knows whether anything is pending; only users with pending
-      // events need it, and on the common path nothing is pending.
-      name: 'release-pending reads tombstones only for users with pending events (not deployed)',
-      request: (request) => {
-        const { stream } = request;
-        const units = stream.unitsByCommand['BatchGetItemCommand'] ?? 0;
-        const calls = stream.calls['BatchGetItemCommand'] ?? 0;
-        return {
-          ...request,
-          stream: { ...stream, readUnits: stream.readUnits - units, dynamoCalls: stream.dynamoCalls - calls },
-        };
-      },
-    },
     // release-pending runs with the project's default runtime (active tracing, Lambda's platform
     // lines at INFO): what user-sync's settings would save on it.
     ...(release.tracing === 'active' || release.systemLogLevel === 'INFO'

@@ -80,7 +80,6 @@ export async function releasePending(
   deps: ReleaseDeps,
 ): Promise<number> {
   const now = deps.now ?? Date.now;
-  const forgotten = (await deps.forgotten?.(mappings.map((m) => m.dmpUserId))) ?? new Set<string>();
   // The last change of each (platform, user) in the batch: its partner id is the one to use.
   const latest = new Map<string, (typeof mappings)[number]>();
   for (const mapping of mappings) latest.set(`${mapping.platformId}#${mapping.dmpUserId}`, mapping);
@@ -95,6 +94,12 @@ export async function releasePending(
     );
     if (pending.length > 0) found.push({ mapping, pending });
   });
+  if (found.length === 0) return 0;
+  // Tombstones are read only for users with something to release: most mapping writes find
+  // nothing pending, and their stream record then costs the one Query above and no more.
+  const forgotten =
+    (await deps.forgotten?.([...new Set(found.map(({ mapping }) => mapping.dmpUserId))])) ??
+    new Set<string>();
   const setAside = found.filter(({ mapping }) => forgotten.has(mapping.dmpUserId));
   if (setAside.length > 0)
     await setAsideForgotten(
