@@ -295,6 +295,15 @@ export const FUNCTIONS: Record<FunctionKey, FunctionDefinition> = {
     ],
     secrets: 'none',
     privacyKey: true,
+    // Invoked by the sync path's writes (about once per stream shard per second at a large DMP's
+    // load): its traces and Lambda's platform lines are priced per sync, like user-sync's
+    // (docs/cost-model.md). Its own log line per invocation, its metrics and its failure
+    // destination (alarmed) stay; durations stay in the Lambda metrics.
+    runtime: {
+      tracing: 'off',
+      systemLogLevel: 'WARN',
+      metrics: 'emf',
+    },
   },
   /** `POST /privacy/forget` (IAM-authorized): the DMP's privacy requests (src/privacy). */
   privacy: {
