@@ -1,5 +1,6 @@
 import { RELEASE_STREAM } from '../../src/infra/population.ts';
 import { FUNCTIONS, runtimeOf } from '../../src/infra/resources.ts';
+import { RELEASE_CONCURRENCY } from '../../src/population/release-service.ts';
 import type { MembershipWorkMeasured } from '../population-work.ts';
 import {
   type MembershipPipeline,
@@ -65,8 +66,8 @@ export function syncAssumptions(syncsPerMonth: number = REFERENCE_LOAD.syncsPerM
  */
 export const MAPPING_STREAM_SHARDS = 16;
 
-/** Concurrent reads of the release handler (RELEASE_CONCURRENCY in src/population/release-service.ts). */
-export const RELEASE_CONCURRENT_CALLS = 16;
+/** Concurrent reads of the release handler, as it runs them. */
+export const RELEASE_CONCURRENT_CALLS = RELEASE_CONCURRENCY;
 
 /** The privacy key (the user digests of tombstones): the release function's one secret. */
 export const RELEASE_SECRETS_PER_CONTAINER = 1;

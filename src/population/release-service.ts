@@ -73,7 +73,7 @@ export function releaseTarget(platform: PlatformConfig | undefined): ReturnType<
 }
 
 /** Users whose pending events are read (and deleted) at once. */
-const RELEASE_CONCURRENCY = 16;
+export const RELEASE_CONCURRENCY = 16;
 
 export async function releasePending(
   mappings: readonly (Omit<StoredMapping, 'expiresAt'> & { readonly expiresAt?: number })[],
