@@ -11,6 +11,7 @@ import { routeWithinDeadline } from '../../src/population/route-service.ts';
 import {
   partnerClients,
   populationRuntime,
+  receiveCount,
   respond,
   tableName,
   workDeadlineMs,
@@ -36,7 +37,11 @@ async function handleEvents(event: SQSEvent, context: Context): Promise<SQSBatch
   const deadline = workDeadlineMs(context, 5000);
   const notReady = new Map<string, number>();
   const result = await routeWithinDeadline(
-    event.Records.map((record) => ({ id: record.messageId, body: record.body })),
+    event.Records.map((record) => ({
+      id: record.messageId,
+      body: record.body,
+      redelivered: receiveCount(record) > 1,
+    })),
     {
       platform: runtime.platform,
       // A segment not ready fails only its records, retried when the partner said (or soon).

@@ -160,6 +160,16 @@ export interface AccountingStore {
    * until the deliver step settles them; a tally the deliver step settled already is left alone.
    */
   markHandedOver(tallies: readonly Omit<EventTally, 'counts'>[]): Promise<void>;
+  /**
+   * Clears pending events' tallies (forget: no counts; `superseded` for the events they replaced),
+   * each only while its event is not handed to delivery: the deliver step's count is left alone.
+   */
+  clearPendingTallies(tallies: readonly EventTally[]): Promise<void>;
+  /**
+   * Which of these event tallies exist (strongly consistent), as `${platformId}#${key}`: the route
+   * asks it for a redelivered message only (an event an earlier receive made pending).
+   */
+  eventTalliesFound(tallies: readonly Omit<EventTally, 'counts'>[]): Promise<Set<string>>;
   /** The deliver step's outcome of released events, unless one of their copies was delivered. */
   settleEventTallies(tallies: readonly EventTally[]): Promise<void>;
   /** Records rejections; returns the ids recorded now (not before). */

@@ -610,6 +610,27 @@ export class DynamoPopulationStore
     );
   }
 
+  async clearPendingTallies(tallies: readonly EventTally[]): Promise<void> {
+    // Handed to delivery: the deliver step counts it (or will); the count is not ours to erase.
+    await this.putEventTalliesIf(tallies, 'attribute_not_exists(sent)', { sent: false });
+  }
+
+  async eventTalliesFound(tallies: readonly Omit<EventTally, 'counts'>[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    await forEachLimited(tallies, WRITE_CONCURRENCY, async (tally) => {
+      const stored = await this.client.send(
+        new GetItemCommand({
+          TableName: this.tableName,
+          Key: key(eventTallyPk(tally.platformId, tally.key), tally.key),
+          ConsistentRead: true,
+          ProjectionExpression: 'pk',
+        }),
+      );
+      if (stored.Item) found.add(`${tally.platformId}#${tally.key}`);
+    });
+    return found;
+  }
+
   async markHandedOver(tallies: readonly Omit<EventTally, 'counts'>[]): Promise<void> {
     // Settled by the deliver step already (it was fast, or this is a repeated release): left alone.
     await this.putEventTalliesIf(
@@ -633,12 +654,25 @@ export class DynamoPopulationStore
     const byKey = new Map<string, EventTally>();
     for (const tally of tallies) byKey.set(`${tally.platformId}\u0000${tally.key}`, tally);
     await forEachLimited([...byKey.values()], WRITE_CONCURRENCY, async (tally) => {
+      const itemKey = key(eventTallyPk(tally.platformId, tally.key), tally.key);
       try {
+        // A tally cleared (no counts, not handed over: forget) is deleted under the same condition.
+        if (Object.keys(countAttributes(tally.counts)).length === 0 && !options.sent) {
+          await this.client.send(
+            new DeleteItemCommand({
+              TableName: this.tableName,
+              Key: itemKey,
+              ConditionExpression: condition,
+              ...(options.values ? { ExpressionAttributeValues: options.values } : {}),
+            }),
+          );
+          return;
+        }
         await this.client.send(
           new PutItemCommand({
             TableName: this.tableName,
             Item: {
-              ...key(eventTallyPk(tally.platformId, tally.key), tally.key),
+              ...itemKey,
               seg: { S: tally.segmentId },
               ...countAttributes(tally.counts),
               ...(tally.lapseAt === undefined ? {} : { lapse: { N: String(tally.lapseAt) } }),

@@ -1,3 +1,4 @@
+import { forEachLimited } from '../aws/limit.ts';
 import type { PlatformConfig } from '../config/schema.ts';
 import type { ConnectedPlatform } from '../connectors/partner-clients.ts';
 import type { FileStaging } from '../files/staging.ts';
@@ -6,6 +7,7 @@ import { SegmentRefusedError } from '../segments/segment-service.ts';
 import {
   type AccountingStore,
   NO_SEGMENT,
+  pendingEventKey,
   pendingTallies,
   type RejectedEntry,
   rejectionTally,
@@ -13,7 +15,7 @@ import {
 import type { PendingStore } from './dynamo-store.ts';
 import { type Membership, packDeliveryMessages, toStaged } from './membership.ts';
 import { type AudienceEvent, parseAudienceEvent, validUsers } from './message.ts';
-import { releasePending, releaseTarget } from './release-service.ts';
+import { RELEASE_CONCURRENCY, releasePending, releaseTarget } from './release-service.ts';
 
 /**
  * The route step: audience events in, work out per platform.
@@ -34,6 +36,11 @@ export interface AudienceRecord {
   /** The SQS message id: stable across redeliveries. */
   readonly id: string;
   readonly body: string;
+  /**
+   * Received before (SQS ApproximateReceiveCount > 1): an earlier receive may have made some of
+   * its users pending and stopped before their release (see `pendedBefore`).
+   */
+  readonly redelivered?: boolean | undefined;
 }
 
 export interface MappingLookup {
@@ -213,6 +220,38 @@ async function releaseSyncedMeanwhile(
   });
 }
 
+type Unmapped = Omit<Membership, 'partnerUserId'>;
+
+/**
+ * Of the mapped users of a redelivered message, those whose event an earlier receive made pending:
+ * the pending item still holds it (that receive stopped before its re-check), or its event tally
+ * exists (it got as far as its counts, or its release). Delivered directly now, such an event
+ * would be counted twice (the delivery message's tally, and its own one: lapsed, or the release's
+ * outcome) and its pending item left behind; the caller routes them as pending again instead,
+ * and the re-check releases them (counted once, in the event's tally). Only redeliveries pay: one
+ * strongly consistent Query per user and one GetItem per membership not found pending.
+ */
+async function pendedBefore(candidates: readonly Unmapped[], deps: RouteServiceDeps): Promise<Set<Unmapped>> {
+  const pendedAgain = new Set<Unmapped>();
+  if (candidates.length === 0) return pendedAgain;
+  const users = [...new Map(candidates.map((m) => [`${m.platformId}#${m.dmpUserId}`, m])).values()];
+  const stored = new Set<string>();
+  await forEachLimited(users, RELEASE_CONCURRENCY, async ({ platformId, dmpUserId }) => {
+    for (const event of await deps.pending.listPending(platformId, dmpUserId))
+      stored.add(pendingEventKey(event));
+  });
+  const rest = candidates.filter((m) => {
+    if (!stored.has(pendingEventKey(m))) return true;
+    pendedAgain.add(m);
+    return false;
+  });
+  const counted = await deps.accounting.eventTalliesFound(
+    rest.map((m) => ({ platformId: m.platformId, segmentId: m.segmentId, key: pendingEventKey(m) })),
+  );
+  for (const m of rest) if (counted.has(`${m.platformId}#${pendingEventKey(m)}`)) pendedAgain.add(m);
+  return pendedAgain;
+}
+
 export async function routeRecords(
   records: readonly AudienceRecord[],
   deps: RouteServiceDeps,
@@ -363,7 +402,8 @@ export async function routeRecords(
   if (partnerIds) {
     const toDeliver = new Map<number, ReturnType<typeof bucket<Membership>>>();
     const toStage = bucket<Membership>();
-    const toPend = bucket<Omit<Membership, 'partnerUserId'>>();
+    const toPend = bucket<Unmapped>();
+    const toCheck: { membership: Membership; record: AudienceRecord }[] = [];
     for (const item of live) {
       for (const dmpUserId of item.users) {
         const base = {
@@ -382,6 +422,10 @@ export async function routeRecords(
           toPend.records.add(item.record.id);
           continue;
         }
+        if (item.record.redelivered) {
+          toCheck.push({ membership: { ...base, partnerUserId }, record: item.record });
+          continue;
+        }
         const platform = deps.platform(item.platformId) as ConnectedPlatform;
         if (platform.connector.population.mode === 'file') target = toStage;
         else {
@@ -390,6 +434,33 @@ export async function routeRecords(
         }
         target.items.push({ ...base, partnerUserId });
         target.records.add(item.record.id);
+      }
+    }
+    if (toCheck.length > 0) {
+      let pendedAgain: Set<Unmapped> | undefined;
+      const checked = new Set(toCheck.map(({ record }) => record.id));
+      await step('redelivery', checked, async () => {
+        pendedAgain = await pendedBefore(
+          toCheck.map(({ membership }) => membership),
+          deps,
+        );
+      });
+      // If the check failed, these records come back whole: none of their mapped users go now.
+      for (const { membership, record } of pendedAgain ? toCheck : []) {
+        if (pendedAgain?.has(membership)) {
+          const { partnerUserId: _partnerUserId, ...unmapped } = membership;
+          toPend.items.push(unmapped);
+          toPend.records.add(record.id);
+          continue;
+        }
+        const platform = deps.platform(membership.platformId) as ConnectedPlatform;
+        let target = toStage;
+        if (platform.connector.population.mode !== 'file') {
+          target = toDeliver.get(membership.platformId) ?? bucket<Membership>();
+          toDeliver.set(membership.platformId, target);
+        }
+        target.items.push(membership);
+        target.records.add(record.id);
       }
     }
     await Promise.all([

@@ -146,8 +146,9 @@ export async function forgetUser(
         );
       statesDeleted += await deps.population.deleteMembershipsOf(platform.id, dmpUserId);
     }
-    // No longer pending, and not counted anywhere else (the user is gone).
-    await deps.population.putEventTallies(
+    // No longer pending, and not counted anywhere else (the user is gone); an event a release
+    // handed to delivery meanwhile is counted by the deliver step, and keeps that count.
+    await deps.population.clearPendingTallies(
       pendingTallies(await deps.population.listPending(platform.id, dmpUserId), {}),
     );
     pendingDeleted += await deps.population.deletePendingOf(platform.id, dmpUserId);

@@ -88,7 +88,7 @@ function staleFirstLookup(prefix: string, beforeRecheck?: () => Promise<void>) {
 }
 
 /** Pauses the first call of a store method (before it runs) until `resume` is resolved. */
-function pauseFirst<K extends 'markHandedOver' | 'putPending'>(method: K) {
+function pauseFirst<K extends 'markHandedOver' | 'putPending' | 'deletePending'>(method: K) {
   const reached = deferred();
   const resume = deferred();
   const original = DynamoPopulationStore.prototype[method] as (...args: unknown[]) => Promise<unknown>;
@@ -235,6 +235,116 @@ describe('the handshake between the route and the sync', () => {
       pending: 0,
       superseded: 0,
       dlq: 0,
+    });
+  });
+});
+
+describe('a route that died between its pending write and its re-check, the sync having stored the mapping before that write', () => {
+  it.each([
+    ['the redelivery finds the pending events and releases them', false],
+    ['the redelivery dies after its release too: the third receive finds their tallies', true],
+  ])(
+    '%s: each event delivered and counted once, nothing left pending',
+    { timeout: 120_000 },
+    async (_name, redeliveryDies) => {
+      const prefix = `redelivered-${redeliveryDies ? 'twice' : 'once'}`;
+      const people = users(prefix, 4);
+      const audience = `aud-${prefix}`;
+      const before = await statsTotals(harness, BATCH_PLATFORM);
+      // The route's first receive: its lookup finds no mapping, then it stops before its pending write.
+      const route = pauseFirst('putPending');
+      const lookup = DynamoMappingLookup.prototype.lookup;
+      let rechecks = 0;
+      vi.spyOn(DynamoMappingLookup.prototype, 'lookup').mockImplementation(async function (
+        this: DynamoMappingLookup,
+        pairs,
+        options,
+      ) {
+        if (options?.consistent && pairs.some((pair) => pair.dmpUserId.includes(prefix))) {
+          rechecks += 1;
+          // It dies after its pending writes and their counts, before its re-check.
+          if (rechecks === 1) throw new Error('the route died before its re-check');
+        }
+        return lookup.call(this, pairs, options);
+      });
+      if (redeliveryDies) {
+        // The redelivery releases the events, deletes one from pending, and dies.
+        const remove = DynamoPopulationStore.prototype.deletePending;
+        let died = false;
+        vi.spyOn(DynamoPopulationStore.prototype, 'deletePending').mockImplementation(async function (
+          this: DynamoPopulationStore,
+          m,
+        ) {
+          const deleted = await remove.call(this, m);
+          if (!died && m.dmpUserId.includes(prefix)) {
+            died = true;
+            throw new Error('the route died after its release');
+          }
+          return deleted;
+        });
+      }
+      await harness.send(audienceEvent(people, { audience }));
+      await route.reached;
+      // Meanwhile the sync stores the partner ids and its release runs (nothing pending yet).
+      const released = nextEnd('releasePending');
+      await sync(harness, BATCH_PLATFORM, people);
+      await released;
+      route.resume();
+      await harness.idle();
+
+      expect(rechecks).toBe(redeliveryDies ? 3 : 2);
+      expect(await members(audience)).toEqual(new Set(people.map(partnerIdOf)));
+      for (const user of people) expect(await harness.store.listPending(BATCH_PLATFORM, user)).toEqual([]);
+      // Counted once each: delivered, and no pending tally left to lapse in 14 days.
+      expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
+        delivered: 4,
+        pending: 0,
+        lapsed: 0,
+        superseded: 0,
+        dlq: 0,
+      });
+    },
+  );
+});
+
+describe('dmp forget while a release is between its hand-over and its delete', () => {
+  it('keeps the deliver step’s count of the released event', { timeout: 120_000 }, async () => {
+    const [user] = users('forget-released', 1) as [string];
+    const audience = 'aud-forget-released';
+    const before = await statsTotals(harness, BATCH_PLATFORM);
+    await harness.send(audienceEvent([user], { audience }));
+    await harness.idle();
+    // The sync's release sends the pending add, marks it handed over, and stops before deleting it.
+    const release = pauseFirst('deletePending');
+    const settled = DynamoPopulationStore.prototype.settleEventTallies;
+    const addSettled = deferred();
+    vi.spyOn(DynamoPopulationStore.prototype, 'settleEventTallies').mockImplementation(async function (
+      this: DynamoPopulationStore,
+      tallies,
+    ) {
+      await settled.call(this, tallies);
+      if (tallies.length > 0) addSettled.resolve();
+    });
+    const releaseEnded = nextEnd('releasePending');
+    await sync(harness, BATCH_PLATFORM, [user]);
+    await release.reached;
+    await addSettled.promise;
+    expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
+      delivered: 1,
+      pending: 0,
+    });
+
+    // The user is forgotten now: its pending item is still there, its event counted delivered.
+    const forgotten = await dmpAgainst(harness, ['forget', user, '--json']);
+    expect(JSON.parse(forgotten.stdout)).toMatchObject({ pendingDeleted: 1 });
+    release.resume();
+    await releaseEnded;
+    await harness.idle();
+    const { removalsSent } = JSON.parse(forgotten.stdout) as { removalsSent: number };
+    expect(countsAdded(await statsTotals(harness, BATCH_PLATFORM), before)).toMatchObject({
+      delivered: 1 + removalsSent,
+      pending: 0,
+      lapsed: 0,
     });
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlatformConfig } from '../../../src/config/schema.ts';
 import { PlatformSchema } from '../../../src/config/schema.ts';
 import type { FileStaging, StagedMembership } from '../../../src/files/staging.ts';
-import type { RejectedEntry } from '../../../src/population/accounting.ts';
+import { pendingEventKey, type RejectedEntry } from '../../../src/population/accounting.ts';
 import { decodeDeliveryMessage, type Membership } from '../../../src/population/membership.ts';
 import { releasePending } from '../../../src/population/release-service.ts';
 import {
@@ -81,6 +81,8 @@ function deps(staged: StagedMembership[] | undefined) {
       putPendingTallies: async () => {},
       markHandedOver: async () => {},
       settleEventTallies: async () => {},
+      clearPendingTallies: async () => {},
+      eventTalliesFound: async () => new Set<string>(),
       async recordRejections(entries) {
         rejected.push(...entries);
         return new Set(entries.map((entry) => entry.id));
@@ -264,6 +266,61 @@ describe('the re-check after a pending write', () => {
     expect(consistentReads).toEqual([1]);
     expect(sent).toMatchObject([{ dmpUserId: 'synced-late', partnerUserId: 'p-late', released: true }]);
     expect(result.pending).toBe(0);
+  });
+
+  it('routes a redelivered message’s mapped users as pending again when an earlier receive made their event pending', async () => {
+    const { value, sent, pending } = deps([]);
+    const ts = Date.parse('2026-11-28T12:00:00Z');
+    const earlier = { platformId: API, segmentId: '12345', audienceId: 'aud-1', op: 'add' as const, ts };
+    // dmp-user-1's event is still pending (the receive died before its re-check); dmp-user-3's
+    // was released already (its tally exists); dmp-user-2 was never pending.
+    const stored = [{ ...earlier, dmpUserId: 'dmp-user-1' }];
+    const listed: string[] = [];
+    const route = (redelivered: boolean) =>
+      routeRecords(
+        [{ id: 'm1', body: event([API], ['dmp-user-1', 'dmp-user-2', 'dmp-user-3']), redelivered }],
+        {
+          ...value,
+          pending: {
+            ...value.pending,
+            listPending: async (platformId, dmpUserId) => {
+              listed.push(dmpUserId);
+              // One item per user and segment: the route's pending write keeps the same event.
+              const items = [...stored, ...pending].filter(
+                (m) => m.platformId === platformId && m.dmpUserId === dmpUserId,
+              );
+              return [...new Map(items.map((m) => [m.segmentId, m])).values()].map((m) => ({
+                ...m,
+                replaced: [],
+                lapseAt: 2e9,
+              }));
+            },
+          },
+          accounting: {
+            ...value.accounting,
+            eventTalliesFound: async (tallies) => {
+              const counted = `${API}#${pendingEventKey({ ...earlier, dmpUserId: 'dmp-user-3' })}`;
+              return new Set(tallies.map((t) => `${t.platformId}#${t.key}`).filter((k) => k === counted));
+            },
+          },
+        },
+      );
+    await route(false);
+    expect(listed).toEqual([]);
+    expect(sent.map((m) => [m.dmpUserId, m.released ?? false])).toEqual([
+      ['dmp-user-1', false],
+      ['dmp-user-2', false],
+      ['dmp-user-3', false],
+    ]);
+    sent.length = 0;
+    const result = await route(true);
+    expect(result.failedRecordIds.size).toBe(0);
+    expect(pending.map((m) => m.dmpUserId).sort()).toEqual(['dmp-user-1', 'dmp-user-3']);
+    expect(sent.map((m) => [m.dmpUserId, m.released ?? false]).sort()).toEqual([
+      ['dmp-user-1', true],
+      ['dmp-user-2', false],
+      ['dmp-user-3', true],
+    ]);
   });
 
   it('releases no lapsed event', async () => {
