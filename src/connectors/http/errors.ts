@@ -57,14 +57,26 @@ const INVALID_INPUT = new Set([
   'ERR_INVALID_ARG_VALUE',
 ]);
 
-/** Refused before sending (a bad header or path, an untrusted certificate): retrying cannot help. */
-function rejectedLocally(code: string): boolean {
+/** A certificate the client refused: only ever found during the TLS handshake, before sending. */
+function certificateRefused(code: string): boolean {
   return (
-    INVALID_INPUT.has(code) ||
-    code.startsWith('ERR_TLS_') ||
-    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_CERT') ||
     code.startsWith('CERT_') ||
     /^(UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|HOSTNAME_MISMATCH)/.test(code)
+  );
+}
+
+/**
+ * Refused before sending (a bad header or path, an untrusted certificate, a failed handshake):
+ * retrying cannot help. Any other TLS error counts only before the connection was up: on a
+ * connection that carried the request (a reused one, an alert after the handshake, a corrupt
+ * record mid-answer) the partner may have acted on it.
+ */
+function rejectedLocally(code: string, neverConnected: boolean): boolean {
+  return (
+    INVALID_INPUT.has(code) ||
+    certificateRefused(code) ||
+    (neverConnected && (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_')))
   );
 }
 
@@ -104,7 +116,7 @@ export function classifyTransportError(error: unknown): TransportFailure {
   });
   const aborted = all.find((code) => ABORTED.has(code));
   if (aborted) return result(aborted, false, true, true);
-  const local = all.find(rejectedLocally);
+  const local = all.find((code) => rejectedLocally(code, neverConnected));
   if (local) return result(local, false, false);
   const notSent = all.find((code) => NOT_SENT.has(code));
   if (notSent) return result(notSent, true, false);
