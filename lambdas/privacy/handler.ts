@@ -1,8 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import * as z from 'zod';
 import { dynamoDbClient } from '../../src/aws/clients.ts';
+import * as z from '../../src/config/zod-mini.ts';
 import { fileStagingFromEnv } from '../../src/files/staging-store.ts';
 import { MAPPING_TABLE, SEGMENT_TABLE } from '../../src/infra/resources.ts';
 import { createLogger } from '../../src/observability/powertools.ts';
@@ -27,11 +27,9 @@ const deps = forgetDeps({
   segments: new DynamoSegmentStore(dynamoDbClient(), tableName(SEGMENT_TABLE)),
 });
 
-const ForgetRequestSchema = z
-  .object({
-    dmpUserId: z.string().refine(isValidDmpUserId, 'not a DMP user id (8-128 of A-Z a-z 0-9 . _ -)'),
-  })
-  .strict();
+const ForgetRequestSchema = z.strictObject({
+  dmpUserId: z.string().check(z.refine(isValidDmpUserId, 'not a DMP user id (8-128 of A-Z a-z 0-9 . _ -)')),
+});
 
 const json = (statusCode: number, body: unknown): APIGatewayProxyStructuredResultV2 => ({
   statusCode,

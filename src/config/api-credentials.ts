@@ -1,4 +1,4 @@
-import * as z from 'zod/mini';
+import * as z from './zod-mini.ts';
 
 /**
  * Credentials of the partner's API, by the connector's auth type: basic `username`, `password`;

@@ -1,10 +1,10 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import * as z from 'zod/mini';
 import { dynamoDbClient } from '../aws/clients.ts';
 import { embeddedEnvironment } from '../config/embedded.ts';
 import type { EnvironmentConfig } from '../config/schema.ts';
+import * as z from '../config/zod-mini.ts';
 import { fileExportGraceMs, SEGMENT_TABLE } from '../infra/resources.ts';
 import { createLogger, PowertoolsFileMetrics } from '../observability/powertools.ts';
 import { DynamoSegmentStore } from '../segments/segment-store.ts';

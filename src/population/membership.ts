@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../config/zod-mini.ts';
 import type { StagedMembership } from '../files/staging.ts';
 
 /**
@@ -37,22 +37,22 @@ const ITEM_HEAD = [
   z.string(),
   z.string(),
   z.enum(['a', 'r', 'x', 'A', 'R']),
-  z.number().int(),
+  z.number().check(z.int()),
 ] as const;
 
 /** A delivery-queue message: many memberships of one platform, packed (SQS bills per request). */
-export const DeliveryMessageSchema = z
-  .object({
-    v: z.literal(1),
-    platformId: z.number().int().min(1),
-    /**
-     * [segmentId, audienceId, dmpUserId, partnerUserId, op, ts, ttlSeconds?] per membership; op is
-     * `a` (add), `r` (remove), `x` (the removal of the add at `ts` because it expired), or `A` / `R`
-     * (an add / remove released from pending: counted in its event tally).
-     */
-    items: z.array(z.union([z.tuple([...ITEM_HEAD]), z.tuple([...ITEM_HEAD, z.number().int()])])).min(1),
-  })
-  .strict();
+export const DeliveryMessageSchema = z.strictObject({
+  v: z.literal(1),
+  platformId: z.number().check(z.int(), z.gte(1)),
+  /**
+   * [segmentId, audienceId, dmpUserId, partnerUserId, op, ts, ttlSeconds?] per membership; op is
+   * `a` (add), `r` (remove), `x` (the removal of the add at `ts` because it expired), or `A` / `R`
+   * (an add / remove released from pending: counted in its event tally).
+   */
+  items: z
+    .array(z.union([z.tuple([...ITEM_HEAD]), z.tuple([...ITEM_HEAD, z.number().check(z.int())])]))
+    .check(z.minLength(1)),
+});
 
 export type DeliveryMessage = z.output<typeof DeliveryMessageSchema>;
 

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../config/zod-mini.ts';
 import { AudienceSchema } from '../segments/segment.ts';
 import { isValidDmpUserId } from '../sync/user-ids.ts';
 
@@ -24,41 +24,46 @@ export const MAX_TTL_SECONDS = 540 * 86_400;
 /** Longest string accepted where a user id stands, before the id rules are checked one by one. */
 const MAX_USER_FIELD = 1024;
 
+/** A platform id where a number stands for one (1 to 2^31 - 1). */
+const platformId = z.number().check(z.int(), z.gte(1), z.lte(2_147_483_647));
+
 const common = {
   v: z.literal(1),
   audience: AudienceSchema,
-  platforms: z.array(z.number().int().min(1).max(2_147_483_647)).min(1).max(MAX_PLATFORMS_PER_MESSAGE),
+  platforms: z.array(platformId).check(z.minLength(1), z.maxLength(MAX_PLATFORMS_PER_MESSAGE)),
   op: z.enum(['add', 'remove']),
-  ttlSeconds: z.number().int().min(MIN_TTL_SECONDS).max(MAX_TTL_SECONDS).optional(),
+  ttlSeconds: z.optional(z.number().check(z.int(), z.gte(MIN_TTL_SECONDS), z.lte(MAX_TTL_SECONDS))),
   /** When the DMP decided the membership: orders an add and a later remove of the same user. */
   ts: z.iso.datetime({ offset: true }),
 };
 
 /** What the route Lambda parses: users are checked one by one afterwards (see `validUsers`). */
-export const AudienceEventSchema = z
-  .object({
-    ...common,
-    users: z.array(z.string().max(MAX_USER_FIELD)).min(1).max(MAX_USERS_PER_MESSAGE),
-  })
-  .strict();
+export const AudienceEventSchema = z.strictObject({
+  ...common,
+  users: z
+    .array(z.string().check(z.maxLength(MAX_USER_FIELD)))
+    .check(z.minLength(1), z.maxLength(MAX_USERS_PER_MESSAGE)),
+});
 
 /** The contract as producers should write it (every user id valid); the published JSON Schema. */
 export const ProducerAudienceEventSchema = z
-  .object({
+  .strictObject({
     ...common,
     users: z
       .array(
         z
           .string()
-          .regex(/^[A-Za-z0-9._-]{8,128}$/)
-          .describe('the DMP user id (the dmp_uid cookie value)'),
+          .check(
+            z.regex(/^[A-Za-z0-9._-]{8,128}$/),
+            z.describe('the DMP user id (the dmp_uid cookie value)'),
+          ),
       )
-      .min(1)
-      .max(MAX_USERS_PER_MESSAGE),
+      .check(z.minLength(1), z.maxLength(MAX_USERS_PER_MESSAGE)),
   })
-  .strict()
-  .describe(
-    `dmp-activation audience event v1: at most ${MAX_USERS_PER_MESSAGE} users, ${MAX_PLATFORMS_PER_MESSAGE} platforms and ${MAX_MESSAGE_BYTES} bytes per message`,
+  .check(
+    z.describe(
+      `dmp-activation audience event v1: at most ${MAX_USERS_PER_MESSAGE} users, ${MAX_PLATFORMS_PER_MESSAGE} platforms and ${MAX_MESSAGE_BYTES} bytes per message`,
+    ),
   );
 
 export type AudienceEvent = z.output<typeof AudienceEventSchema>;

@@ -1,5 +1,5 @@
-import * as z from 'zod';
 import type { SegmentsSettings } from '../config/connector.ts';
+import * as z from '../config/zod-mini.ts';
 import type { TemplateValues } from '../connectors/templates.ts';
 
 /**
@@ -10,16 +10,16 @@ import type { TemplateValues } from '../connectors/templates.ts';
 /** Longest DMP audience name, in UTF-16 code units (docs/segments.md "Names"). */
 export const MAX_AUDIENCE_NAME_LENGTH = 256;
 
-export const AudienceSchema = z
-  .object({
-    id: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits and . _ : - (1 to 128)'),
-    name: z
-      .string()
-      .min(1, 'must not be empty')
-      .max(MAX_AUDIENCE_NAME_LENGTH, `at most ${MAX_AUDIENCE_NAME_LENGTH} characters`),
-    kind: z.enum(['custom', 'lookalike']).default('custom'),
-  })
-  .strict();
+export const AudienceSchema = z.strictObject({
+  id: z.string().check(z.regex(/^[A-Za-z0-9._:-]{1,128}$/, 'letters, digits and . _ : - (1 to 128)')),
+  name: z
+    .string()
+    .check(
+      z.minLength(1, 'must not be empty'),
+      z.maxLength(MAX_AUDIENCE_NAME_LENGTH, `at most ${MAX_AUDIENCE_NAME_LENGTH} characters`),
+    ),
+  kind: z._default(z.enum(['custom', 'lookalike']), 'custom'),
+});
 
 export type Audience = z.output<typeof AudienceSchema>;
 

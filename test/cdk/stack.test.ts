@@ -656,16 +656,17 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
     }
   });
 
+  const bundleOf = (template: Template, definition: FunctionDefinition) => {
+    const key = (functionOf(template, definition).Properties['Code'] as { S3Key: string }).S3Key;
+    return readFileSync(join(assemblyDirectory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
+  };
+
   it('bundles every function with the environment-only credential provider (no STS, SSO or metadata clients)', () => {
     const { template, config } = env(name);
-    const bundleOf = (definition: FunctionDefinition) => {
-      const key = (functionOf(template, definition).Properties['Code'] as { S3Key: string }).S3Key;
-      return readFileSync(join(assemblyDirectory, `asset.${key.replace(/\.zip$/, '')}`, 'index.mjs'), 'utf8');
-    };
     const built = builtFunctions(config);
     expect(built).toContain(FUNCTIONS.userSync);
     for (const definition of built) {
-      const bundled = bundleOf(definition);
+      const bundled = bundleOf(template, definition);
       expect(bundled, definition.id).toContain('AWS_SECRET_ACCESS_KEY');
       for (const marker of [
         'AssumeRoleWithWebIdentity',
@@ -673,6 +674,18 @@ describe.each(['dev', 'prod'] as const)('stack DmpActivation-%s', (name) => {
         'sso_start_url',
       ])
         expect(bundled, `${definition.id}: ${marker}`).not.toContain(marker);
+    }
+  });
+
+  it("bundles zod's mini build with its English messages, not the full build (src/config/zod-mini.ts)", () => {
+    const { template, config } = env(name);
+    for (const definition of builtFunctions(config)) {
+      const bundled = bundleOf(template, definition);
+      // The full build's schema classes are named "ZodObject", "ZodString"...; the mini build's "ZodMini...".
+      expect(bundled, definition.id).not.toMatch(/"Zod(Object|String|Number)"/);
+      expect(bundled, definition.id).toContain('"ZodMiniObject"');
+      // Without the English locale every issue would read "Invalid input".
+      expect(bundled, definition.id).toContain('Too small: expected');
     }
   });
 

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '../../config/zod-mini.ts';
 import { classifyTransportError } from '../http/errors.ts';
 import { redact } from '../http/redact.ts';
 import type { HttpSend } from '../http/send.ts';
@@ -17,19 +17,25 @@ export const DEFAULT_TOKEN_LIFETIME_SECONDS = 300;
 const TokenResponseSchema = z.object({
   access_token: z
     .string()
-    .min(1)
-    .max(16_384)
-    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
-  token_type: z
-    .string()
-    .refine((value) => value.toLowerCase() === 'bearer', { message: 'must be Bearer' })
-    .optional(),
-  expires_in: z.union([z.number().positive(), z.string().regex(/^\d+$/).transform(Number)]).optional(),
+    .check(
+      z.minLength(1),
+      z.maxLength(16_384),
+      z.regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
+    ),
+  token_type: z.optional(
+    z.string().check(z.refine((value) => value.toLowerCase() === 'bearer', { message: 'must be Bearer' })),
+  ),
+  expires_in: z.optional(
+    z.union([
+      z.number().check(z.positive()),
+      z.pipe(z.string().check(z.regex(/^\d+$/)), z.transform(Number)),
+    ]),
+  ),
 });
 
 const TokenErrorSchema = z.object({
-  error: z.string().max(256),
-  error_description: z.string().max(1024).optional(),
+  error: z.string().check(z.maxLength(256)),
+  error_description: z.optional(z.string().check(z.maxLength(1024))),
 });
 
 /**
