@@ -448,7 +448,7 @@ export const costBench: BenchModule = {
       `mix, per million: ${breakdown(sync.mix.cost)}`,
       ...(newKind
         ? [
-            `/uid new and changed: ${(newKind.cost.total / newKind.floor.total).toFixed(2)}x the floor on their own. Beyond it: the stream consumer's strongly consistent Query of the user's pending events (${money(newKind.cost.lines.dynamoReads)}/M; it is what delivers an audience event that came before the user's sync, and must see the route's pending write) and the one outcome line per request (${money(newKind.cost.lines.logs)}/M; the funnel metrics are read from it). The 1.1x target is read on the steady-state mix (what a million syncs cost); the kinds are shown with it so that a change of the mix can be judged`,
+            `/uid new and changed: ${(newKind.cost.total / newKind.floor.total).toFixed(2)}x the floor on their own. Beyond it: the stream consumer's strongly consistent Query of the user's pending events (${money(newKind.cost.lines.dynamoReads * 1e6)}/M; it is what delivers an audience event that came before the user's sync, and must see the route's pending write) and the one outcome line per request (${money(newKind.cost.lines.logs * 1e6)}/M; the funnel metrics are read from it). The 1.1x target is read on the steady-state mix (what a million syncs cost); the kinds are shown with it so that a change of the mix can be judged`,
           ]
         : []),
       ...streamNotes(measured, sync, prices),
