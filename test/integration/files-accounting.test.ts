@@ -1,13 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
-import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import type { LocalStack } from '../../local/stack.ts';
 import { FileExporter } from '../../src/files/exporter.ts';
 import { parseWindowKey, windowEndMs } from '../../src/files/naming.ts';
 import { exportFilesScheduleName } from '../../src/files/platforms.ts';
@@ -15,7 +13,7 @@ import { fileStore } from '../../src/files/staging-store.ts';
 import { S3Target } from '../../src/files/targets/s3.ts';
 import { FILE_EXPORT_GRACE_ENV, FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
 import { runDmpInProcess } from '../support/cli.ts';
-import { quietLambdaOutput } from '../support/local-stack.ts';
+import { useFileTestStack } from './files-support.ts';
 import { Browser, expectGif } from './support.ts';
 
 /**
@@ -28,27 +26,11 @@ const PLATFORM = 99998;
 let stack: LocalStack;
 let s3: S3Client;
 let dynamodb: DynamoDBClient;
-let restoreOutput: () => void;
 let workDir: string;
 let cliEnv: Record<string, string>;
 
-beforeAll(async () => {
-  restoreOutput = quietLambdaOutput();
-  stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0, scheduleEveryMs: 0 });
-  const clientOptions = { region: stack.region, credentials: LOCAL_CREDENTIALS };
-  s3 = new S3Client({ ...clientOptions, endpoint: stack.s3Endpoint, forcePathStyle: true });
-  dynamodb = new DynamoDBClient({ ...clientOptions, endpoint: stack.dynamodbEndpoint });
-  workDir = mkdtempSync(join(tmpdir(), 'dmp-files-accounting-'));
-  writeEndpointsFile(join(workDir, 'endpoints.json'), endpointsOf(stack));
-  cliEnv = { [ENDPOINTS_FILE_ENV_VAR]: join(workDir, 'endpoints.json') };
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  dynamodb?.destroy();
-  await stack?.stop();
-  restoreOutput?.();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+useFileTestStack('dmp-files-accounting-', (files) => {
+  ({ stack, s3, dynamodb, workDir, cliEnv } = files);
 });
 
 interface StatsRow {

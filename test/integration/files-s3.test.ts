@@ -1,14 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
 import type { PlatformFilesView } from '../../cli/commands/files.ts';
-import { ENDPOINTS_FILE_ENV_VAR, LOCAL_CREDENTIALS, writeEndpointsFile } from '../../local/endpoints.ts';
-import { endpointsOf, type LocalStack, startLocalStack } from '../../local/stack.ts';
+import type { LocalStack } from '../../local/stack.ts';
 import { FilesSchema } from '../../src/config/connector.ts';
 import { DynamoFileStore } from '../../src/files/dynamo-store.ts';
 import { FileExporter, type FileTarget } from '../../src/files/exporter.ts';
@@ -20,7 +16,7 @@ import { S3Target } from '../../src/files/targets/s3.ts';
 import { gzipTsv } from '../../src/files/tsv.ts';
 import { FILE_OUTBOX_BUCKET, FILE_STAGING_TABLE } from '../../src/infra/resources.ts';
 import { runDmpInProcess } from '../support/cli.ts';
-import { quietLambdaOutput } from '../support/local-stack.ts';
+import { useFileTestStack } from './files-support.ts';
 import { Browser, expectGif } from './support.ts';
 
 /**
@@ -33,27 +29,10 @@ const PLATFORM = 99998;
 let stack: LocalStack;
 let s3: S3Client;
 let dynamodb: DynamoDBClient;
-let restoreOutput: () => void;
-let workDir: string;
 let cliEnv: Record<string, string>;
 
-beforeAll(async () => {
-  restoreOutput = quietLambdaOutput();
-  stack = await startLocalStack({ quiet: true, ttlSweepIntervalMs: 0, scheduleEveryMs: 0 });
-  const clientOptions = { region: stack.region, credentials: LOCAL_CREDENTIALS };
-  s3 = new S3Client({ ...clientOptions, endpoint: stack.s3Endpoint, forcePathStyle: true });
-  dynamodb = new DynamoDBClient({ ...clientOptions, endpoint: stack.dynamodbEndpoint });
-  workDir = mkdtempSync(join(tmpdir(), 'dmp-files-cli-'));
-  writeEndpointsFile(join(workDir, 'endpoints.json'), endpointsOf(stack));
-  cliEnv = { [ENDPOINTS_FILE_ENV_VAR]: join(workDir, 'endpoints.json') };
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  dynamodb?.destroy();
-  await stack?.stop();
-  restoreOutput?.();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
+useFileTestStack('dmp-files-cli-', (files) => {
+  ({ stack, s3, dynamodb, cliEnv } = files);
 });
 
 function stagingAt(atMs: number) {
