@@ -4,6 +4,7 @@ import { passesFilters } from '../src/infra/event-filters.ts';
 import type { EventSourceDeclarations } from '../src/infra/event-sources.ts';
 import { populationEventSources, RELEASE_STREAM_FILTERS } from '../src/infra/population.ts';
 import { MAPPING_TABLE } from '../src/infra/resources.ts';
+import type { countDynamoWork, countLogBytes } from './sync-work.ts';
 
 /**
  * The work the mapping table's stream consumer (release-pending, its own function in AWS) does
@@ -21,12 +22,8 @@ import { MAPPING_TABLE } from '../src/infra/resources.ts';
  * timing.
  */
 
-export interface StreamConsumerWork {
-  /** Records the request's writes put on the mapping table's stream. */
-  readonly records: number;
-  /** Of which passed the filter and reached the function. */
-  readonly delivered: number;
-  readonly invocations: number;
+/** What a handler did, as counted: DynamoDB calls and capacity units, and the bytes it logged. */
+export interface CountedWork {
   /** DynamoDB calls by command name, and their capacity units (in total and by command). */
   readonly calls: Readonly<Record<string, number>>;
   readonly unitsByCommand: Readonly<Record<string, number>>;
@@ -34,6 +31,14 @@ export interface StreamConsumerWork {
   readonly readUnits: number;
   readonly writeUnits: number;
   readonly logBytes: number;
+}
+
+export interface StreamConsumerWork extends CountedWork {
+  /** Records the request's writes put on the mapping table's stream. */
+  readonly records: number;
+  /** Of which passed the filter and reached the function. */
+  readonly delivered: number;
+  readonly invocations: number;
   /** Wall-clock milliseconds of the handler on this machine, against the local stand-ins. */
   readonly ms: number;
 }
@@ -53,15 +58,8 @@ export const NO_STREAM_WORK: StreamConsumerWork = {
 
 /** What the meter reads the handler's DynamoDB work and log bytes from (bench/sync-work.ts). */
 export interface WorkCounters {
-  readonly dynamo: {
-    take(): {
-      calls: Record<string, number>;
-      unitsByCommand: Record<string, number>;
-      readUnits: number;
-      writeUnits: number;
-    };
-  };
-  readonly log: { take(): { bytes: number } };
+  readonly dynamo: Pick<ReturnType<typeof countDynamoWork>, 'take'>;
+  readonly log: Pick<ReturnType<typeof countLogBytes>, 'take'>;
 }
 
 export function streamConsumerMeter() {

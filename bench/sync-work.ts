@@ -13,7 +13,7 @@ import {
 } from './fixtures.ts';
 import type { BenchModule, Figure } from './registry.ts';
 import { runCaptured } from './runner.ts';
-import { type StreamConsumerWork, streamConsumerMeter } from './stream-work.ts';
+import { type CountedWork, type StreamConsumerWork, streamConsumerMeter } from './stream-work.ts';
 
 /**
  * The work one sync request costs, counted through the local stack with the deployed function's
@@ -43,19 +43,11 @@ export const SYNC_KINDS = [
 ] as const;
 export type SyncKind = (typeof SYNC_KINDS)[number];
 
-export interface RequestWork {
+export interface RequestWork extends CountedWork {
   readonly kind: SyncKind;
   /** What the handler logged as the request's outcome (checked against the intended one). */
   readonly outcome: string;
   readonly status: number;
-  /** DynamoDB calls by command name. */
-  readonly calls: Readonly<Record<string, number>>;
-  /** Capacity units DynamoDB reported, by command name. */
-  readonly unitsByCommand: Readonly<Record<string, number>>;
-  readonly dynamoCalls: number;
-  readonly readUnits: number;
-  readonly writeUnits: number;
-  readonly logBytes: number;
   /** Of which EMF metric records (lines with `_aws`). */
   readonly emfBytes: number;
   readonly logLines: number;
